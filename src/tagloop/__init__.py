@@ -1,0 +1,3 @@
+"""tagloop: text classification with a human in the loop."""
+
+__version__ = "0.1.0"

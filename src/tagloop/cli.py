@@ -1,0 +1,368 @@
+"""The ``tagloop`` command line (Typer + Rich).
+
+Results go to stdout (one JSON document, or JSON lines, with ``--json``); progress, warnings
+and errors go to stderr. User mistakes exit with status 1 and a one-line reason, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tagloop.errors import DatasetInvalid, TagloopError
+
+app = typer.Typer(
+    name="tagloop",
+    help="Text classification with a human in the loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+class State:
+    overrides: dict[str, Any] = {}
+
+
+def _settings() -> Any:
+    from tagloop.settings import Settings
+
+    return Settings(**State.overrides)
+
+
+@contextmanager
+def _tagloop() -> Iterator[Any]:
+    from tagloop.app import Tagloop
+
+    instance = Tagloop(_settings())
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+def _fail(exc: TagloopError) -> None:
+    stderr.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+    if isinstance(exc, DatasetInvalid):
+        for issue in exc.issues[:50]:
+            stderr.print(f"  {exc.source}:{issue.line}: {issue.reason}", markup=False, highlight=False)
+        if len(exc.issues) > 50:
+            stderr.print(f"  ... and {len(exc.issues) - 50} more", markup=False)
+    raise typer.Exit(1)
+
+
+def _guard(function: Callable[[], T]) -> T:
+    try:
+        return function()
+    except TagloopError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Callable[[float, str], None]]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=not (enabled and stderr.is_terminal),
+    )
+    with progress:
+        task = progress.add_task("starting", total=1.0)
+
+        def update(fraction: float, message: str) -> None:
+            progress.update(task, completed=fraction, description=message)
+
+        yield update
+
+
+def _emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _warn(warnings: list[str] | None) -> None:
+    for warning in warnings or []:
+        stderr.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+
+
+def _metrics_table(metrics: dict[str, float] | None, title: str) -> None:
+    if not metrics:
+        stdout.print(f"{title}: no metrics (no test documents)")
+        return
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    stdout.print(table)
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder (TAGLOOP_DATA_DIR).")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Metadata DB URL (TAGLOOP_DATABASE_URL).")] = None,
+    artifacts_url: Annotated[str | None, typer.Option(help="Artifact store URL (TAGLOOP_ARTIFACTS_URL).")] = None,
+) -> None:
+    """tagloop: train, evaluate and serve text classifiers."""
+    overrides = {"data_dir": data_dir, "database_url": database_url, "artifacts_url": artifacts_url}
+    State.overrides = {key: value for key, value in overrides.items() if value is not None}
+
+
+@app.command()
+def train(
+    classifier: Annotated[str, typer.Argument(help="Classifier name (created on first training).")],
+    data: Annotated[str, typer.Option("--data", help="Training file: path or fsspec URL.")],
+    test: Annotated[str | None, typer.Option("--test", help="Test file; default: a stratified 10% split.")] = None,
+    mode: Annotated[str, typer.Option(help="multi-class or multi-label.")] = "multi-class",
+    delimiter: Annotated[str, typer.Option(help="Joins the labels of a multi-label row.")] = "|",
+    version_name: Annotated[str | None, typer.Option(help="Name of the new version (default v<N>).")] = None,
+    format: Annotated[str | None, typer.Option(help="comprehend-csv, csv (header) or jsonl.")] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column(s) holding the text, comma-separated (joined).")
+    ] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
+    from tagloop.domain.records import Mode
+    from tagloop.services.training import TrainRequest
+
+    def run() -> dict[str, Any]:
+        request = TrainRequest(
+            classifier=classifier,
+            data=data,
+            test=test,
+            mode=Mode.parse(mode),
+            delimiter=delimiter,
+            version_name=version_name,
+            format=format,
+            text_columns=_columns(text_column),
+            label_column=label_column,
+        )
+        with _tagloop() as tagloop, _progress() as progress:
+            return tagloop.training.train(request, progress)
+
+    result = _guard(run)
+    _warn(result.get("warnings"))
+    if as_json:
+        keys = ("classifier", "version", "status", "metrics", "labels", "documents", "train_seconds", "warnings")
+        _emit_json({key: result[key] for key in keys})
+        return
+    stdout.print(
+        f"trained {result['classifier']} {result['version']}: {len(result['labels'])} labels, "
+        f"{result['documents']['train']} training and {result['documents']['test']} test documents "
+        f"in {result['train_seconds']:.1f} s"
+    )
+    _metrics_table(result["metrics"], "test set")
+
+
+def _columns(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if value else ()
+
+
+@app.command()
+def evaluate(
+    classifier: Annotated[str, typer.Argument()],
+    data: Annotated[str, typer.Option("--data", help="Labelled file to evaluate on.")],
+    version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
+    format: Annotated[str | None, typer.Option(help="comprehend-csv, csv (header) or jsonl.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column(s) holding the text.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure a trained version on a labelled file (Comprehend's metrics)."""
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return tagloop.predictions.evaluate(
+                classifier, data, version, format, _columns(text_column), label_column
+            )
+
+    result = _guard(run)
+    _warn(result.get("warnings"))
+    if as_json:
+        _emit_json(result)
+        return
+    _metrics_table(result["metrics"], f"{result['classifier']} {result['version']} on {result['documents']} documents")
+
+
+@app.command()
+def classify(
+    classifier: Annotated[str, typer.Argument()],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts; none: read stdin, one per line.")] = None,
+    version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
+    top: Annotated[int | None, typer.Option(help="Only the best K classes per document.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Classify texts given as arguments, or stdin one document per line."""
+
+    def run() -> int:
+        failures = 0
+        with _tagloop() as tagloop:
+            name, model = tagloop.predictions.model(classifier, version)
+            source = texts if texts else (line.rstrip("\r\n") for line in sys.stdin)
+            write = sys.stdout.write
+            for result in tagloop.predictions.classify(model, source, top):
+                if "Error" in result:
+                    failures += 1
+                if as_json:
+                    write(json.dumps(result, ensure_ascii=False))
+                    write("\n")
+                else:
+                    write(_human_result(result) + "\n")
+            sys.stdout.flush()
+        return failures
+
+    failures = _guard(run)
+    if failures:
+        stderr.print(f"[red]error:[/red] {failures} document(s) could not be classified", markup=True)
+        raise typer.Exit(1)
+
+
+def _human_result(result: dict[str, Any]) -> str:
+    if "Error" in result:
+        return f"ERROR\t{result['Error']['Message']}"
+    entries = result.get("Classes") or result.get("Labels") or []
+    return "\t".join(f"{entry['Name']}:{entry['Score']:.3f}" for entry in entries[:3])
+
+
+@app.command()
+def classifiers(as_json: JsonOption = False) -> None:
+    """List classifiers."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            return tagloop.catalog.classifiers()
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    table = Table("name", "mode", "versions", "latest trained")
+    for row in result:
+        table.add_row(row["name"], row["mode"], str(row["versions"]), row["latest_trained_version"] or "-")
+    stdout.print(table)
+
+
+@app.command()
+def versions(
+    classifier: Annotated[str, typer.Argument()],
+    version: Annotated[str | None, typer.Argument(help="Show one version in full.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the model versions of CLASSIFIER, or show one in full."""
+
+    def run() -> Any:
+        with _tagloop() as tagloop:
+            if version is not None:
+                return tagloop.catalog.version(classifier, version)
+            return tagloop.catalog.versions(classifier)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    rows = [result] if version is not None else result
+    table = Table("version", "status", "accuracy", "macro F1", "train", "test", "seconds", "message")
+    for row in rows:
+        metrics = row.get("metrics") or {}
+        table.add_row(
+            row["version"],
+            row["status"],
+            f"{metrics['Accuracy']:.4f}" if metrics else "-",
+            f"{metrics['F1Score']:.4f}" if metrics else "-",
+            str((row.get("documents") or {}).get("train", "-")),
+            str((row.get("documents") or {}).get("test", "-")),
+            f"{row['train_seconds']:.1f}" if row.get("train_seconds") else "-",
+            row.get("message") or "",
+        )
+    stdout.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply database migrations (needed once per release on PostgreSQL)."""
+    from tagloop.app import Tagloop
+    from tagloop.storage import migrate
+
+    def run() -> str | None:
+        instance = Tagloop(_settings(), check_schema=False)
+        try:
+            return migrate.upgrade(instance.database, revision)
+        finally:
+            instance.close()
+
+    stderr.print(f"database schema at revision {_guard(run)}")
+
+
+@app.command()
+def demo(as_json: JsonOption = False) -> None:
+    """Create the demo classifier (IT service-desk tickets) if it does not exist."""
+    from tagloop.demo import ensure_demo
+
+    def run() -> dict[str, Any] | None:
+        with _tagloop() as tagloop:
+            return ensure_demo(tagloop)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+    elif result:
+        stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    with_demo: Annotated[bool, typer.Option("--demo", help="Create the demo classifier first.")] = False,
+) -> None:
+    """Run the HTTP server."""
+    import uvicorn
+
+    from tagloop.demo import ensure_demo
+
+    if with_demo:
+        def seed() -> None:
+            with _tagloop() as tagloop:
+                result = ensure_demo(tagloop)
+                if result:
+                    stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")
+
+        _guard(seed)
+    else:
+        _guard(lambda: _tagloop().__enter__().close())
+    import os
+
+    for key, value in State.overrides.items():
+        os.environ[f"TAGLOOP_{key.upper()}"] = str(value)
+    uvicorn.run("tagloop.api.server:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

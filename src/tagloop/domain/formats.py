@@ -1,0 +1,218 @@
+"""Streaming readers for the input formats tagloop accepts.
+
+Readers only parse syntax: they turn a byte stream into :class:`RawRow` records or
+:class:`~tagloop.errors.RowIssue` values (bad quoting, invalid UTF-8, bad JSON, missing
+columns), one at a time, so a file of any size is read in constant memory. What the
+values mean (empty text, unknown label, size limits) is checked by :mod:`validation`.
+
+Formats:
+
+- ``comprehend-csv``: no header; ``LABEL,text`` per row (Amazon Comprehend's format).
+  Unquoted commas in the text are kept, since the label is always the first column.
+- ``jsonl``: one JSON object per line, ``{"text": ..., "labels": [...]}`` (``label`` also
+  accepted); column mapping picks other keys and joins several text keys.
+- ``csv``: a CSV file with a header row, read through a column mapping.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tagloop.errors import InvalidRequest, RowIssue
+
+COMPREHEND_CSV = "comprehend-csv"
+JSONL = "jsonl"
+CSV = "csv"
+FORMATS = (COMPREHEND_CSV, JSONL, CSV)
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_TEXT_JOINER = "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """A syntactically valid record: where it started, its text and its label value(s)."""
+
+    line: int
+    text: str
+    labels: str | list[object] | None
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """How to read a file: its format and, for mapped formats, which columns hold what."""
+
+    format: str = COMPREHEND_CSV
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise InvalidRequest(f"unknown format {self.format!r}: use one of {', '.join(FORMATS)}")
+        if self.format == COMPREHEND_CSV and (self.text_columns or self.label_column):
+            raise InvalidRequest(
+                "column mapping needs a file with named columns: use --format csv (header row) or jsonl"
+            )
+
+    @classmethod
+    def infer(
+        cls,
+        source: str,
+        format: str | None = None,
+        text_columns: tuple[str, ...] = (),
+        label_column: str | None = None,
+    ) -> FormatSpec:
+        """Pick the format from an explicit choice, else from the mapping and the file name."""
+        if format is None:
+            name = source.lower().removesuffix(".gz").removesuffix(".bz2").removesuffix(".zst")
+            if name.endswith((".jsonl", ".json", ".ndjson")):
+                format = JSONL
+            elif text_columns or label_column:
+                format = CSV
+            else:
+                format = COMPREHEND_CSV
+        return cls(format=format, text_columns=tuple(text_columns), label_column=label_column)
+
+
+def read_rows(
+    stream: BinaryIO, spec: FormatSpec, max_field_chars: int = 1_000_000
+) -> Iterator[RawRow | RowIssue]:
+    """Yield every record of ``stream`` (bytes) as a RawRow, or a RowIssue where it is malformed.
+
+    A CSV field longer than ``max_field_chars`` is reported instead of being read into memory.
+    """
+    csv.field_size_limit(max_field_chars + 1)
+    if spec.format == JSONL:
+        return _read_jsonl(stream, spec)
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    if spec.format == CSV:
+        return _read_mapped_csv(text, spec)
+    return _read_comprehend_csv(text)
+
+
+def _csv_records(text: io.TextIOBase) -> Iterator[tuple[int, list[str] | RowIssue]]:
+    """Yield (start line, fields) per non-blank record, or a RowIssue for a record csv rejects."""
+    reader = csv.reader(text, strict=True)
+    last = 0
+    while True:
+        start = last + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            last = reader.line_num
+            yield start, RowIssue(start, _csv_reason(exc))
+            continue
+        last = reader.line_num
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        bad = next((f for f in fields if _SURROGATE.search(f)), None)
+        if bad is not None:
+            yield start, RowIssue(start, "invalid UTF-8 (the file must be UTF-8 encoded)")
+            continue
+        yield start, fields
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    message = str(exc)
+    if "field larger than field limit" in message:
+        return f"field longer than {csv.field_size_limit():,} characters (TAGLOOP_MAX_TEXT_BYTES)"
+    if "unexpected end of data" in message:
+        return "bad quoting: a quoted field is never closed"
+    if "NUL" in message:
+        return "line contains a NUL byte"
+    return f"bad quoting: {message}"
+
+
+def _read_comprehend_csv(text: io.TextIOBase) -> Iterator[RawRow | RowIssue]:
+    for line, fields in _csv_records(text):
+        if isinstance(fields, RowIssue):
+            yield fields
+        elif len(fields) < 2:
+            yield RowIssue(line, "missing text: expected LABEL,text")
+        else:
+            body = fields[1] if len(fields) == 2 else ",".join(fields[1:])
+            yield RawRow(line, body, fields[0])
+
+
+def _read_mapped_csv(text: io.TextIOBase, spec: FormatSpec) -> Iterator[RawRow | RowIssue]:
+    records = _csv_records(text)
+    header: list[str] | None = None
+    for line, fields in records:
+        if isinstance(fields, RowIssue):
+            if header is None:
+                raise InvalidRequest(f"cannot read the header row: {fields.reason}")
+            yield fields
+            continue
+        if header is None:
+            header = [name.strip() for name in fields]
+            text_idx, label_idx = _resolve_columns(header, spec)
+            continue
+        if len(fields) != len(header):
+            yield RowIssue(line, f"expected {len(header)} columns as in the header, found {len(fields)}")
+            continue
+        body = _TEXT_JOINER.join(fields[i] for i in text_idx if fields[i].strip())
+        yield RawRow(line, body, fields[label_idx] if label_idx is not None else None)
+
+
+def _resolve_columns(header: list[str], spec: FormatSpec) -> tuple[list[int], int | None]:
+    text_columns = spec.text_columns or ("text",)
+    missing = [c for c in text_columns if c not in header]
+    label_column = spec.label_column
+    if label_column is None:
+        label_column = next((c for c in ("labels", "label") if c in header), None)
+    elif label_column not in header:
+        missing.append(label_column)
+    if missing:
+        raise InvalidRequest(
+            f"column{'s' if len(missing) > 1 else ''} {', '.join(missing)} not in the header "
+            f"(columns: {', '.join(header)}); choose with --text-column and --label-column"
+        )
+    label_idx = header.index(label_column) if label_column is not None else None
+    return [header.index(c) for c in text_columns], label_idx
+
+
+def _read_jsonl(stream: BinaryIO, spec: FormatSpec) -> Iterator[RawRow | RowIssue]:
+    text_keys = spec.text_columns or ("text",)
+    label_keys = (spec.label_column,) if spec.label_column else ("labels", "label")
+    decoder = codecs.getincrementaldecoder("utf-8")
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            line = decoder().decode(raw, final=True)
+        except UnicodeDecodeError:
+            yield RowIssue(number, "invalid UTF-8 (the file must be UTF-8 encoded)")
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RowIssue(number, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(record, dict):
+            yield RowIssue(number, "expected a JSON object per line")
+            continue
+        missing = [k for k in text_keys if k not in record]
+        if missing:
+            yield RowIssue(number, f"missing key {', '.join(map(repr, missing))}")
+            continue
+        parts = [record[k] for k in text_keys]
+        if any(p is not None and not isinstance(p, str) for p in parts):
+            yield RowIssue(number, "text must be a string")
+            continue
+        body = _TEXT_JOINER.join(p for p in parts if p and p.strip())
+        labels = next((record[k] for k in label_keys if k in record), None)
+        if labels is not None and not isinstance(labels, (str, list)):
+            yield RowIssue(number, "labels must be a string or a list of strings")
+            continue
+        yield RawRow(number, body, labels)

@@ -1,0 +1,102 @@
+"""The contract every trained text model follows, and the registry of recipes.
+
+A model turns texts into a (documents × labels) matrix of calibrated scores and decides
+which labels each document gets. It serializes to bytes in a format that is safe to load
+(no pickle): arrays in an ``.npz`` loaded with ``allow_pickle=False`` plus JSON metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from itertools import islice
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from tagloop.domain.records import Mode
+from tagloop.errors import ArtifactCorrupt
+
+Progress = Callable[[float, str], None]
+"""Called with a fraction in [0, 1] and a short message while a model trains."""
+
+
+class TextModel(Protocol):
+    recipe: str
+    mode: Mode
+    labels: list[str]
+
+    def scores(self, texts: Iterable[str]) -> np.ndarray:
+        """Calibrated scores, (documents × labels); multi-class rows sum to 1."""
+        ...
+
+    def decide(self, scores: np.ndarray) -> list[list[int]]:
+        """Indices of the labels each document gets, best first."""
+        ...
+
+    def to_bytes(self) -> bytes: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters and calibration facts worth recording with a model version."""
+        ...
+
+
+def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """Serialize JSON metadata and numeric arrays into one ``.npz`` byte string."""
+    buffer = io.BytesIO()
+    encoded = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    np.savez(buffer, __meta__=encoded, **arrays)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Inverse of :func:`pack`; never unpickles anything."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
+        raise ArtifactCorrupt(f"model file cannot be read: {exc}") from exc
+    return meta, arrays
+
+
+def load_model(data: bytes) -> TextModel:
+    """Rebuild a model of any registered recipe from :meth:`TextModel.to_bytes` output."""
+    from tagloop.domain.tfidf_linear import TfidfLinearModel
+
+    meta, arrays = unpack(data)
+    recipes: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], TextModel]] = {
+        TfidfLinearModel.recipe: TfidfLinearModel.from_parts,
+    }
+    build = recipes.get(meta.get("recipe", ""))
+    if build is None:
+        raise ArtifactCorrupt(f"unknown model recipe {meta.get('recipe')!r}")
+    return build(meta, arrays)
+
+
+def chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
+    """Consecutive lists of at most ``size`` items."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def predict(model: TextModel, texts: Iterable[str], chunk: int = 2_000) -> Iterable[tuple[np.ndarray, list[list[int]]]]:
+    """Scores and decided label indices, one chunk of documents at a time."""
+    for batch in chunks(texts, chunk):
+        scores = model.scores(batch)
+        yield scores, model.decide(scores)
+
+
+def comprehend_result(model: TextModel, scores: np.ndarray, picks: Sequence[int], top: int | None = None) -> dict[str, Any]:
+    """One document's result as Comprehend's ClassifyDocument returns it.
+
+    Multi-class: ``{"Classes": [...]}`` with every class (or the ``top`` best) by score;
+    multi-label: ``{"Labels": [...]}`` with the labels the model assigns, best first.
+    """
+    if model.mode is Mode.MULTI_CLASS:
+        order = np.argsort(-scores, kind="stable")[: top or None]
+        return {"Classes": [{"Name": model.labels[i], "Score": float(scores[i])} for i in order]}
+    chosen = list(picks)[: top or None]
+    return {"Labels": [{"Name": model.labels[i], "Score": float(scores[i])} for i in chosen]}

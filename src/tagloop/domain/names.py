@@ -1,0 +1,20 @@
+"""Names of classifiers, versions and endpoints, restricted as Amazon Comprehend restricts them."""
+
+from __future__ import annotations
+
+import re
+
+from tagloop.errors import InvalidRequest
+
+_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9])*$")
+MAX_NAME = 63
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is a valid name (letters, digits, inner hyphens, ≤ 63), else raise."""
+    if not value or len(value) > MAX_NAME or not _NAME.match(value):
+        raise InvalidRequest(
+            f"invalid {kind} name {value!r}: use 1-{MAX_NAME} letters, digits and hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return value

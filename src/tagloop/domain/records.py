@@ -1,0 +1,55 @@
+"""Plain records and vocabularies shared by every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tagloop.errors import InvalidRequest
+
+
+class Mode(StrEnum):
+    MULTI_CLASS = "MULTI_CLASS"
+    MULTI_LABEL = "MULTI_LABEL"
+
+    @classmethod
+    def parse(cls, value: str) -> Mode:
+        """Accept ``multi-class``, ``MULTI_CLASS``, ``multi_label`` and the like."""
+        normalized = value.strip().upper().replace("-", "_")
+        try:
+            return cls(normalized)
+        except ValueError:
+            raise InvalidRequest(f"unknown mode {value!r}: use multi-class or multi-label") from None
+
+
+class Origin(StrEnum):
+    IMPORT = "import"
+    REVIEW = "review"
+    FEEDBACK = "feedback"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    TEST = "test"
+    POOL = "pool"
+
+
+class VersionStatus(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    TRAINING = "TRAINING"
+    TRAINED = "TRAINED"
+    IN_ERROR = "IN_ERROR"
+    STOP_REQUESTED = "STOP_REQUESTED"
+    STOPPED = "STOPPED"
+
+
+DEFAULT_LABEL_DELIMITER = "|"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledText:
+    """One valid input row: its text, its labels (possibly none for unlabelled data), its line."""
+
+    text: str
+    labels: tuple[str, ...]
+    line: int

@@ -1,0 +1,175 @@
+"""Semantic checks of input rows and the dataset report built while reading them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from tagloop.domain.formats import RawRow
+from tagloop.domain.limits import Limits
+from tagloop.domain.records import LabelledText, Mode
+from tagloop.errors import DatasetInvalid, RowIssue
+
+MAX_ISSUES_KEPT = 1_000
+
+
+@dataclass
+class DatasetReport:
+    """What a validated dataset holds: counts per label, warnings, a fingerprint."""
+
+    documents: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+    duplicate_texts: int = 0
+    fingerprint: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "documents": self.documents,
+            "label_counts": self.label_counts,
+            "duplicate_texts": self.duplicate_texts,
+            "fingerprint": self.fingerprint,
+            "warnings": self.warnings,
+        }
+
+
+class DatasetValidator:
+    """Turns raw rows into :class:`LabelledText`, collecting every issue instead of stopping.
+
+    Use :meth:`rows` to stream the valid rows, then :meth:`finish` for the report; it raises
+    :class:`DatasetInvalid` listing every rejected row if there was any.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        mode: Mode,
+        limits: Limits,
+        delimiter: str = "|",
+        require_labels: bool = True,
+    ) -> None:
+        if not delimiter:
+            raise DatasetInvalid(source, [], ["the label delimiter must not be empty"])
+        self.source = source
+        self.mode = mode
+        self.limits = limits
+        self.delimiter = delimiter
+        self.require_labels = require_labels
+        self.issues: list[RowIssue] = []
+        self.rejected = 0
+        self._counts: Counter[str] = Counter()
+        self._seen: set[bytes] = set()
+        self._duplicates = 0
+        self._digest = hashlib.sha256()
+        self._documents = 0
+
+    def rows(self, raw_rows: Iterable[RawRow | RowIssue]) -> Iterator[LabelledText]:
+        for raw in raw_rows:
+            result = raw if isinstance(raw, RowIssue) else self.check(raw)
+            if isinstance(result, RowIssue):
+                self.rejected += 1
+                if len(self.issues) < MAX_ISSUES_KEPT:
+                    self.issues.append(result)
+            else:
+                yield result
+
+    def check(self, raw: RawRow) -> LabelledText | RowIssue:
+        text = raw.text.strip()
+        if not text:
+            return RowIssue(raw.line, "empty text")
+        size = len(text.encode("utf-8"))
+        if size > self.limits.max_text_bytes:
+            return RowIssue(
+                raw.line,
+                f"text is {size:,} bytes, over the limit of {self.limits.max_text_bytes:,} "
+                "(setting TAGLOOP_MAX_TEXT_BYTES)",
+            )
+        labels = self._labels(raw)
+        if isinstance(labels, str):
+            return RowIssue(raw.line, labels)
+        self._record(text, labels)
+        return LabelledText(text, labels, raw.line)
+
+    def _labels(self, raw: RawRow) -> tuple[str, ...] | str:
+        """The row's labels, or the reason they are refused."""
+        value = raw.labels
+        if value is None or (isinstance(value, str) and not value.strip()) or value == []:
+            return "missing label" if self.require_labels else ()
+        if isinstance(value, str):
+            value = value.strip()
+            if self.mode is Mode.MULTI_CLASS:
+                if self.delimiter in value:
+                    return (
+                        f"label {value!r} contains the multi-label delimiter {self.delimiter!r} "
+                        "in multi-class mode (use --mode multi-label, or another --delimiter)"
+                    )
+                parts = [value]
+            else:
+                parts = [part.strip() for part in value.split(self.delimiter)]
+        else:
+            if not all(isinstance(part, str) for part in value):
+                return "labels must be strings"
+            parts = [str(part).strip() for part in value]
+            if self.mode is Mode.MULTI_CLASS and len(parts) > 1:
+                return f"{len(parts)} labels given in multi-class mode (use --mode multi-label)"
+        if any(not part for part in parts):
+            return f"empty label in {raw.labels!r}"
+        long = next((p for p in parts if len(p) > self.limits.max_label_chars), None)
+        if long is not None:
+            return (
+                f"label of {len(long):,} characters, over the limit of {self.limits.max_label_chars:,} "
+                "(setting TAGLOOP_MAX_LABEL_CHARS)"
+            )
+        return tuple(dict.fromkeys(parts))
+
+    def _record(self, text: str, labels: tuple[str, ...]) -> None:
+        self._documents += 1
+        self._counts.update(labels)
+        encoded = text.encode("utf-8")
+        text_hash = hashlib.blake2b(encoded, digest_size=16).digest()
+        if text_hash in self._seen:
+            self._duplicates += 1
+        else:
+            self._seen.add(text_hash)
+        self._digest.update("\x1f".join(labels).encode("utf-8"))
+        self._digest.update(b"\x1e")
+        self._digest.update(encoded)
+        self._digest.update(b"\x1d")
+
+    def finish(self) -> DatasetReport:
+        """Check the dataset-wide rules and return the report, or raise listing every problem."""
+        problems: list[str] = []
+        if self._documents == 0 and not self.rejected:
+            problems.append("no documents")
+        limit, setting = (
+            (self.limits.max_labels_multi_class, "TAGLOOP_MAX_LABELS_MULTI_CLASS")
+            if self.mode is Mode.MULTI_CLASS
+            else (self.limits.max_labels_multi_label, "TAGLOOP_MAX_LABELS_MULTI_LABEL")
+        )
+        if len(self._counts) > limit:
+            problems.append(
+                f"{len(self._counts):,} distinct labels, over the limit of {limit:,} for "
+                f"{self.mode.value} (setting {setting})"
+            )
+        if self.rejected > len(self.issues):
+            problems.append(f"{self.rejected - len(self.issues):,} more rejected rows not listed")
+        if self.issues or problems:
+            raise DatasetInvalid(self.source, self.issues, problems)
+        report = DatasetReport(
+            documents=self._documents,
+            label_counts=dict(sorted(self._counts.items())),
+            duplicate_texts=self._duplicates,
+            fingerprint=self._digest.hexdigest(),
+        )
+        rare = sorted(label for label, n in self._counts.items() if n < self.limits.min_docs_per_label)
+        if rare:
+            report.warnings.append(
+                f"{len(rare)} label{'s have' if len(rare) > 1 else ' has'} fewer than "
+                f"{self.limits.min_docs_per_label} documents (setting TAGLOOP_MIN_DOCS_PER_LABEL): "
+                + ", ".join(f"{label} ({self._counts[label]})" for label in rare)
+            )
+        if self._duplicates:
+            report.warnings.append(f"{self._duplicates:,} documents repeat an earlier text exactly")
+        return report

@@ -1,0 +1,1 @@
+"""Use cases, built on storage and domain: datasets, training, predictions."""

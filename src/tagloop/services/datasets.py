@@ -1,0 +1,116 @@
+"""Importing labelled files into a classifier's documents, atomically and in constant memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import fsspec
+from sqlalchemy.orm import Session
+
+from tagloop.domain.formats import FormatSpec, read_rows
+from tagloop.domain.limits import Limits
+from tagloop.domain.records import LabelledText, Mode, Origin, Split
+from tagloop.domain.validation import DatasetReport, DatasetValidator
+from tagloop.errors import InvalidRequest
+from tagloop.storage.repositories import DatasetRepository, DocumentRepository
+from tagloop.storage.tables import ClassifierRow, DatasetRow
+
+INSERT_BATCH = 2_000
+
+
+@contextmanager
+def open_source(source: str) -> Iterator[BinaryIO]:
+    """Open a local path or fsspec URL for binary reading; ``.gz``/``.bz2`` are decompressed."""
+    try:
+        with fsspec.open(source, "rb", compression="infer") as handle:
+            yield handle
+    except FileNotFoundError as exc:
+        raise InvalidRequest(f"cannot read {source}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise InvalidRequest(f"cannot read {source}: it is a folder, not a file") from exc
+    except PermissionError as exc:
+        raise InvalidRequest(f"cannot read {source}: permission denied") from exc
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read and check one input file."""
+
+    spec: FormatSpec
+    mode: Mode
+    delimiter: str
+    limits: Limits
+    require_labels: bool = True
+
+
+class DatasetReader:
+    """Streams the valid rows of one input file; :meth:`finish` then reports or refuses it.
+
+    Callers consume the rows fully (inside a transaction, if they write) and call
+    :meth:`finish`, which raises DatasetInvalid listing every rejected row, so a bad row
+    anywhere rolls everything back.
+    """
+
+    def __init__(self, source: str, options: ReadOptions) -> None:
+        self.source = source
+        self.options = options
+        self.validator = DatasetValidator(
+            source, options.mode, options.limits, options.delimiter, options.require_labels
+        )
+
+    def __iter__(self) -> Iterator[LabelledText]:
+        with open_source(self.source) as stream:
+            raw = read_rows(stream, self.options.spec, self.options.limits.max_text_bytes)
+            yield from self.validator.rows(raw)
+
+    @property
+    def rejected(self) -> int:
+        return self.validator.rejected
+
+    def finish(self) -> DatasetReport:
+        return self.validator.finish()
+
+
+def import_dataset(
+    session: Session,
+    classifier: ClassifierRow,
+    source: str,
+    options: ReadOptions,
+    split: Split,
+) -> tuple[DatasetRow, DatasetReport]:
+    """Insert every document of ``source`` into ``session`` (the caller's transaction).
+
+    Raises DatasetInvalid, listing every rejected row, after reading the whole file; the
+    caller's transaction then rolls back, so nothing of the file is kept.
+    """
+    datasets, documents = DatasetRepository(session), DocumentRepository(session)
+    dataset = datasets.add(classifier.id, source, options.spec.format)
+    reader = DatasetReader(source, options)
+    batch: list[dict[str, object]] = []
+    for row in reader:
+        if reader.rejected:
+            continue  # the file will be refused: stop writing, keep reading for errors
+        batch.append(
+            {
+                "classifier_id": classifier.id,
+                "dataset_id": dataset.id,
+                "text": row.text,
+                "labels": list(row.labels),
+                "origin": Origin.IMPORT.value,
+                "split": split.value,
+                "line": row.line,
+            }
+        )
+        if len(batch) >= INSERT_BATCH:
+            documents.add_many(batch)
+            batch.clear()
+    report = reader.finish()
+    documents.add_many(batch)
+    dataset.documents = report.documents
+    dataset.label_counts = report.label_counts
+    dataset.fingerprint = report.fingerprint
+    dataset.warnings = report.warnings
+    return dataset, report

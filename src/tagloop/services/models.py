@@ -1,0 +1,37 @@
+"""Loading trained models from the artifact store, verified and cached per process."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from tagloop.domain.models import TextModel, load_model
+from tagloop.errors import ResourceUnavailable
+from tagloop.storage.artifacts import ArtifactStore
+from tagloop.storage.tables import ModelVersionRow
+
+
+class ModelCache:
+    """Loads each model version once per process; keeps the ``capacity`` most recently used."""
+
+    def __init__(self, artifacts: ArtifactStore, capacity: int = 4) -> None:
+        self.artifacts = artifacts
+        self.capacity = max(1, capacity)
+        self._models: OrderedDict[tuple[int, str], TextModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version: ModelVersionRow) -> TextModel:
+        if not version.artifact_path or not version.artifact_sha256:
+            raise ResourceUnavailable(f"model version {version.name} has no trained model ({version.status})")
+        key = (version.id, version.artifact_sha256)
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                return model
+        model = load_model(self.artifacts.read_bytes(version.artifact_path, version.artifact_sha256))
+        with self._lock:
+            self._models[key] = model
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+        return model

@@ -1,0 +1,108 @@
+"""Classifying texts and evaluating a version against a labelled file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from tagloop.domain.formats import FormatSpec
+from tagloop.domain.limits import Limits
+from tagloop.domain.metrics import evaluate, label_universe
+from tagloop.domain.models import TextModel, chunks, comprehend_result, predict
+from tagloop.domain.records import Mode
+from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
+from tagloop.services.catalog import resolve_version
+from tagloop.services.datasets import DatasetReader, ReadOptions
+from tagloop.services.models import ModelCache
+from tagloop.settings import Settings
+from tagloop.storage.database import Database
+from tagloop.storage.repositories import ClassifierRepository
+
+
+class PredictionService:
+    def __init__(self, database: Database, models: ModelCache, settings: Settings) -> None:
+        self.database = database
+        self.models = models
+        self.settings = settings
+
+    def model(self, classifier: str, version: str | None = None) -> tuple[str, TextModel]:
+        """The version name and loaded model to use for ``classifier``."""
+        with self.database.reading() as session:
+            row = ClassifierRepository(session).get(classifier)
+            found = resolve_version(session, row, version)
+        return found.name, self.models.get(found)
+
+    def text_problem(self, text: str) -> TagloopError | None:
+        """Why ``text`` cannot be classified, or None."""
+        if not text.strip():
+            return InvalidRequest("empty text")
+        size = len(text.encode("utf-8"))
+        if size > self.settings.max_text_bytes:
+            return LimitExceeded(
+                f"text is {size:,} bytes, over the limit of {self.settings.max_text_bytes:,} "
+                "(setting TAGLOOP_MAX_TEXT_BYTES)"
+            )
+        return None
+
+    def classify(
+        self, model: TextModel, texts: Iterable[str], top: int | None = None, chunk: int = 1_000
+    ) -> Iterator[dict[str, Any]]:
+        """Comprehend-shaped results, one per text in order, computed a chunk at a time.
+
+        A text that cannot be classified (empty, too large) yields ``{"Error": {...}}`` in its
+        place, so outputs stay aligned with inputs.
+        """
+        for batch in chunks(texts, chunk):
+            problems = [self.text_problem(text) for text in batch]
+            valid = [text for text, problem in zip(batch, problems, strict=True) if problem is None]
+            results = iter(())
+            if valid:
+                scores = model.scores(valid)
+                picks = model.decide(scores)
+                results = (comprehend_result(model, s, p, top) for s, p in zip(scores, picks, strict=True))
+            for problem in problems:
+                if problem is None:
+                    yield next(results)
+                else:
+                    yield {"Error": {"Code": problem.aws_type, "Message": problem.message}}
+
+    def evaluate(
+        self,
+        classifier: str,
+        data: str,
+        version: str | None = None,
+        format: str | None = None,
+        text_columns: tuple[str, ...] = (),
+        label_column: str | None = None,
+    ) -> dict[str, Any]:
+        """Comprehend metrics of a trained version on a labelled file (nothing is stored)."""
+        with self.database.reading() as session:
+            row = ClassifierRepository(session).get(classifier)
+            found = resolve_version(session, row, version)
+            mode, delimiter = Mode(row.mode), row.label_delimiter
+        model = self.models.get(found)
+        spec = FormatSpec.infer(data, format, text_columns, label_column)
+        reader = DatasetReader(data, ReadOptions(spec, mode, delimiter, Limits.from_settings(self.settings)))
+        gold: list[tuple[str, ...]] = []
+
+        def texts() -> Iterator[str]:
+            for item in reader:
+                gold.append(item.labels)
+                yield item.text
+
+        predicted = [[model.labels[i] for i in doc] for _, picks in predict(model, texts()) for doc in picks]
+        dataset = reader.finish()
+        evaluation = evaluate(mode, label_universe(model.labels, gold), gold, predicted)
+        unknown = sorted(set(dataset.label_counts) - set(model.labels))
+        warnings = list(dataset.warnings)
+        if unknown:
+            warnings.append(f"labels the model was not trained on: {', '.join(unknown)}")
+        return {
+            "classifier": classifier,
+            "version": found.name,
+            "metrics": evaluation.metrics,
+            "per_label": evaluation.per_label,
+            "confusion_matrix": evaluation.confusion_matrix,
+            "documents": evaluation.documents,
+            "warnings": warnings,
+        }

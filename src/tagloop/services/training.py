@@ -1,0 +1,252 @@
+"""Training a model version: import, split, fit, evaluate, store — each step atomic.
+
+``submit`` imports the data and records the version as SUBMITTED in one transaction (a
+bad file leaves nothing behind); ``run`` trains it, moving the version through
+TRAINING to TRAINED, or to IN_ERROR / STOPPED. The model file is written under a
+temporary name and renamed before the version row points at it, so a crash at any
+moment leaves either no model or a whole one, and never changes another version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version as package_version
+from typing import Any
+
+from tagloop import __version__
+from tagloop.domain import tfidf_linear
+from tagloop.domain.formats import FormatSpec
+from tagloop.domain.limits import Limits
+from tagloop.domain.metrics import evaluate, indicator, label_universe
+from tagloop.domain.models import Progress, predict
+from tagloop.domain.names import check_name
+from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
+from tagloop.domain.splitting import stratification_keys, stratified_holdout
+from tagloop.errors import AlreadyExists, DatasetInvalid, ResourceInUse, TagloopError
+from tagloop.services.catalog import get_or_create_classifier, version_summary
+from tagloop.services.datasets import ReadOptions, import_dataset
+from tagloop.settings import Settings
+from tagloop.storage.artifacts import ArtifactStore
+from tagloop.storage.database import Database
+from tagloop.storage.repositories import DocumentRepository, ModelVersionRepository
+from tagloop.storage.tables import ClassifierRow, utcnow
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    classifier: str
+    data: str
+    test: str | None = None
+    mode: Mode = Mode.MULTI_CLASS
+    delimiter: str = DEFAULT_LABEL_DELIMITER
+    version_name: str | None = None
+    format: str | None = None
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+    params: tfidf_linear.TfidfLinearParams = field(default_factory=tfidf_linear.TfidfLinearParams)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "tagloop": __version__}
+    for name in ("numpy", "scipy", "scikit-learn"):
+        versions[name] = package_version(name)
+    return versions
+
+
+class TrainingService:
+    def __init__(self, database: Database, artifacts: ArtifactStore, settings: Settings) -> None:
+        self.database = database
+        self.artifacts = artifacts
+        self.settings = settings
+
+    # ---- submit ----------------------------------------------------------------------
+    def submit(self, request: TrainRequest) -> int:
+        """Import the data and record a SUBMITTED version, atomically; returns the version id."""
+        started = time.perf_counter()
+        limits = Limits.from_settings(self.settings)
+        if request.version_name is not None:
+            check_name("version", request.version_name)
+
+        def options(source: str) -> ReadOptions:
+            spec = FormatSpec.infer(source, request.format, request.text_columns, request.label_column)
+            return ReadOptions(spec, request.mode, request.delimiter, limits)
+
+        with self.database.transaction() as session:
+            classifier = get_or_create_classifier(session, request.classifier, request.mode, request.delimiter)
+            versions = ModelVersionRepository(session)
+            if request.version_name and versions.find(classifier.id, request.version_name):
+                raise AlreadyExists(f"classifier {request.classifier!r} already has a version {request.version_name!r}")
+            documents = DocumentRepository(session)
+            train_set, train_report = import_dataset(
+                session, classifier, request.data, options(request.data), Split.TRAIN
+            )
+            warnings = list(train_report.warnings)
+            if request.test:
+                test_set, test_report = import_dataset(
+                    session, classifier, request.test, options(request.test), Split.TEST
+                )
+                warnings += [f"test set: {w}" for w in test_report.warnings]
+                fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
+            else:
+                test_set = train_set
+                rows = documents.labels(train_set.id)
+                mask, too_small = stratified_holdout(
+                    stratification_keys([labels for _, labels in rows]),
+                    self.settings.test_fraction,
+                    self.settings.split_seed,
+                )
+                documents.set_split([id_ for (id_, _), held in zip(rows, mask, strict=True) if held], Split.TEST)
+                if too_small:
+                    warnings.append(
+                        f"too few documents to hold any out for testing, kept in training only: {', '.join(too_small)}"
+                    )
+                fingerprint_parts = [
+                    train_report.fingerprint,
+                    f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
+                ]
+            train_labels = documents.labels(train_set.id, Split.TRAIN)
+            test_labels = documents.labels(test_set.id, Split.TEST)
+            label_counts: dict[str, int] = {}
+            for _, labels in train_labels:
+                for label in labels:
+                    label_counts[label] = label_counts.get(label, 0) + 1
+            label_counts = dict(sorted(label_counts.items()))
+            if request.mode is Mode.MULTI_CLASS and len(label_counts) < 2:
+                raise DatasetInvalid(
+                    request.data, [], [f"multi-class training needs at least 2 labels, found {len(label_counts)}"]
+                )
+            unseen = sorted({label for _, labels in test_labels for label in labels} - set(label_counts))
+            if unseen:
+                warnings.append(f"test labels with no training documents: {', '.join(unseen)}")
+            version = versions.add(
+                classifier.id,
+                request.version_name,
+                status=VersionStatus.SUBMITTED.value,
+                recipe=tfidf_linear.TfidfLinearModel.recipe,
+                parameters={
+                    "recipe": tfidf_linear.TfidfLinearModel.recipe,
+                    **asdict(request.params),
+                    "test_fraction": None if request.test else self.settings.test_fraction,
+                    "split_seed": None if request.test else self.settings.split_seed,
+                    "sources": {"train": request.data, "test": request.test},
+                },
+                train_dataset_id=train_set.id,
+                test_dataset_id=test_set.id,
+                data_fingerprint=hashlib.sha256("\n".join(fingerprint_parts).encode()).hexdigest(),
+                labels=list(label_counts),
+                label_counts=label_counts,
+                documents={"train": len(train_labels), "test": len(test_labels)},
+                timings={"import_seconds": round(time.perf_counter() - started, 3)},
+                library_versions=library_versions(),
+                warnings=warnings,
+            )
+            return version.id
+
+    # ---- run -------------------------------------------------------------------------
+    def run(
+        self,
+        version_id: int,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Train a SUBMITTED version; returns its summary (status TRAINED, or raises)."""
+        report = progress or (lambda fraction, message: None)
+        with self.database.transaction() as session:
+            versions = ModelVersionRepository(session)
+            row = versions.get(version_id)
+            if row.status != VersionStatus.SUBMITTED.value:
+                raise ResourceInUse(f"version {row.name} is {row.status}, not SUBMITTED")
+            versions.set_status(version_id, VersionStatus.TRAINING.value, started_at=utcnow())
+            mode = Mode(session.get_one(ClassifierRow, row.classifier_id).mode)
+            labels, params = list(row.labels), row.parameters
+        timings = dict(row.timings)
+        started = time.perf_counter()
+        try:
+            model_params = tfidf_linear.TfidfLinearParams(
+                **{k: params[k] for k in asdict(tfidf_linear.TfidfLinearParams()) if k in params}
+            )
+            with self.database.reading() as session:
+                documents = DocumentRepository(session)
+                train_rows = documents.labels(row.train_dataset_id, Split.TRAIN)
+                gold_rows = documents.labels(row.test_dataset_id, Split.TEST)
+                train_label_sets = [labels_ for _, labels_ in train_rows]
+                model = tfidf_linear.fit(
+                    mode,
+                    labels,
+                    documents.texts(row.train_dataset_id, Split.TRAIN),
+                    indicator(train_label_sets, labels),
+                    stratification_keys(train_label_sets),
+                    model_params,
+                    n_jobs=self.settings.train_jobs,
+                    progress=lambda fraction, message: report(0.9 * fraction, message),
+                    should_stop=should_stop,
+                )
+                fitted = time.perf_counter()
+                timings["fit_seconds"] = round(fitted - started, 3)
+                report(0.9, "evaluating on the test set")
+                predicted: list[list[str]] = []
+                for _, picks in predict(model, documents.texts(row.test_dataset_id, Split.TEST)):
+                    predicted.extend([labels[i] for i in doc] for doc in picks)
+            gold = [labels_ for _, labels_ in gold_rows]
+            evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted) if gold else None
+            timings["evaluate_seconds"] = round(time.perf_counter() - fitted, 3)
+            if should_stop is not None and should_stop():
+                raise tfidf_linear.Stopped
+            report(0.97, "saving the model")
+            saving = time.perf_counter()
+            prefix = f"models/{row.classifier_id}/{version_id}"
+            stored = self.artifacts.write_bytes(f"{prefix}/model.npz", model.to_bytes())
+            if evaluation is not None:
+                self.artifacts.write_bytes(
+                    f"{prefix}/confusion_matrix.json", json.dumps(evaluation.confusion_matrix).encode()
+                )
+            timings["save_seconds"] = round(time.perf_counter() - saving, 3)
+            timings["train_seconds"] = round(time.perf_counter() - started, 3)
+            timings["total_seconds"] = round(timings["train_seconds"] + timings.get("import_seconds", 0.0), 3)
+            extra_warnings = [] if evaluation else ["no test documents: metrics were not computed"]
+            with self.database.transaction() as session:
+                ModelVersionRepository(session).set_status(
+                    version_id,
+                    VersionStatus.TRAINED.value,
+                    metrics=evaluation.metrics if evaluation else None,
+                    per_label=evaluation.per_label if evaluation else None,
+                    confusion_matrix=evaluation.confusion_matrix if evaluation else None,
+                    model_info=model.describe(),
+                    artifact_path=stored.path,
+                    artifact_sha256=stored.sha256,
+                    artifact_bytes=stored.size,
+                    timings=timings,
+                    warnings=list(row.warnings) + extra_warnings,
+                    ended_at=utcnow(),
+                )
+        except tfidf_linear.Stopped:
+            self._finish(version_id, VersionStatus.STOPPED, "training stopped on request")
+            raise ResourceInUse(f"training of version {row.name} was stopped") from None
+        except TagloopError as exc:
+            self._finish(version_id, VersionStatus.IN_ERROR, exc.message)
+            raise
+        except Exception as exc:
+            self._finish(version_id, VersionStatus.IN_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        report(1.0, "trained")
+        return self.summary(version_id)
+
+    def _finish(self, version_id: int, status: VersionStatus, message: str) -> None:
+        with self.database.transaction() as session:
+            ModelVersionRepository(session).set_status(version_id, status.value, message=message, ended_at=utcnow())
+
+    def summary(self, version_id: int) -> dict[str, Any]:
+        with self.database.reading() as session:
+            row = ModelVersionRepository(session).get(version_id)
+            classifier = session.get_one(ClassifierRow, row.classifier_id)
+            return version_summary(classifier, row)
+
+    def train(self, request: TrainRequest, progress: Progress | None = None) -> dict[str, Any]:
+        """Submit and run in this process; the CLI's synchronous ``tagloop train``."""
+        return self.run(self.submit(request), progress)
+

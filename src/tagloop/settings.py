@@ -1,0 +1,47 @@
+"""Settings from ``TAGLOOP_*`` environment variables (pydantic-settings); CLI flags go on top."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything tagloop can be told from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGLOOP_", extra="ignore")
+
+    data_dir: Path = Field(Path("tagloop-data"), description="Folder for the embedded database and artifacts.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the metadata DB; default: SQLite file in the data dir."
+    )
+    artifacts_url: str | None = Field(
+        None, description="fsspec URL for model files and outputs; default: a folder in the data dir."
+    )
+
+    max_text_bytes: int = Field(1_000_000, gt=0, description="Largest document (UTF-8 bytes) accepted.")
+    max_label_chars: int = Field(5_000, gt=0, description="Longest label name accepted.")
+    max_labels_multi_class: int = Field(1_000, gt=1, description="Most distinct labels in multi-class mode.")
+    max_labels_multi_label: int = Field(100, gt=0, description="Most distinct labels in multi-label mode.")
+    min_docs_per_label: int = Field(
+        10, ge=1, description="Labels with fewer training documents get a warning (never a refusal)."
+    )
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="Share held out as test set when no test file.")
+    split_seed: int = Field(0, description="Seed of the stratified test split.")
+    model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded per process.")
+    train_jobs: int = Field(2, ge=1, description="Threads used to fit the linear models.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tagloop.db').resolve()}"
+
+    @cached_property
+    def resolved_artifacts_url(self) -> str:
+        if self.artifacts_url:
+            return self.artifacts_url.rstrip("/")
+        return str((self.data_dir / "artifacts").resolve())

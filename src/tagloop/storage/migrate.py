@@ -1,0 +1,54 @@
+"""Alembic migrations run from code (``tagloop db upgrade``, automatic on the embedded DB)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from tagloop.errors import ConfigurationError
+from tagloop.storage.database import Database
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _config(database: Database) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database.url.replace("%", "%%"))
+    return config
+
+
+def head_revision(database: Database) -> str | None:
+    return ScriptDirectory.from_config(_config(database)).get_current_head()
+
+
+def current_revision(database: Database) -> str | None:
+    with database.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(database: Database, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision``; returns the revision now current."""
+    config = _config(database)
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return current_revision(database)
+
+
+def ensure_current(database: Database, auto_upgrade: bool) -> None:
+    """Upgrade an out-of-date schema, or explain how to when automatic upgrades are off."""
+    current, head = current_revision(database), head_revision(database)
+    if current == head:
+        return
+    if auto_upgrade:
+        upgrade(database)
+        return
+    raise ConfigurationError(
+        f"the database schema is at {current or 'nothing'} and this tagloop needs {head}: "
+        "run `tagloop db upgrade`"
+    )

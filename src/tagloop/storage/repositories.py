@@ -1,0 +1,147 @@
+"""Repositories: the queries services need, one class per aggregate, on a given Session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from tagloop.errors import NotFound
+from tagloop.storage.tables import ClassifierRow, DatasetRow, DocumentRow, ModelVersionRow, utcnow
+
+
+class ClassifierRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def find(self, name: str) -> ClassifierRow | None:
+        return self.session.scalar(select(ClassifierRow).where(ClassifierRow.name == name))
+
+    def get(self, name: str) -> ClassifierRow:
+        row = self.find(name)
+        if row is None:
+            raise NotFound(f"no classifier named {name!r}")
+        return row
+
+    def add(self, name: str, mode: str, label_delimiter: str) -> ClassifierRow:
+        row = ClassifierRow(name=name, mode=mode, label_delimiter=label_delimiter)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def list(self) -> Sequence[ClassifierRow]:
+        return self.session.scalars(select(ClassifierRow).order_by(ClassifierRow.name)).all()
+
+    def delete(self, row: ClassifierRow) -> None:
+        self.session.delete(row)
+
+
+class DatasetRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, classifier_id: int, source: str, format: str) -> DatasetRow:
+        row = DatasetRow(classifier_id=classifier_id, source=source, format=format, fingerprint="")
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def get(self, dataset_id: int) -> DatasetRow:
+        row = self.session.get(DatasetRow, dataset_id)
+        if row is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        return row
+
+
+class DocumentRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, rows: Iterable[dict[str, Any]]) -> None:
+        batch = list(rows)
+        if batch:
+            self.session.execute(insert(DocumentRow), batch)
+
+    def labels(self, dataset_id: int, split: str | None = None) -> list[tuple[int, tuple[str, ...]]]:
+        """(id, labels) of a dataset's documents in id order, optionally of one split."""
+        query = select(DocumentRow.id, DocumentRow.labels).where(DocumentRow.dataset_id == dataset_id)
+        if split is not None:
+            query = query.where(DocumentRow.split == split)
+        return [(id_, tuple(labels)) for id_, labels in self.session.execute(query.order_by(DocumentRow.id))]
+
+    def texts(self, dataset_id: int, split: str, chunk: int = 2_000) -> Iterator[str]:
+        """Stream the texts of one split of a dataset in id order without loading them all."""
+        query = (
+            select(DocumentRow.text)
+            .where(DocumentRow.dataset_id == dataset_id, DocumentRow.split == split)
+            .order_by(DocumentRow.id)
+            .execution_options(yield_per=chunk)
+        )
+        for (text,) in self.session.execute(query):
+            yield text
+
+    def set_split(self, ids: Sequence[int], split: str, chunk: int = 5_000) -> None:
+        for start in range(0, len(ids), chunk):
+            part = list(ids[start : start + chunk])
+            self.session.execute(update(DocumentRow).where(DocumentRow.id.in_(part)).values(split=split))
+
+    def count(self, dataset_id: int, split: str) -> int:
+        query = select(func.count()).where(DocumentRow.dataset_id == dataset_id, DocumentRow.split == split)
+        return int(self.session.scalar(query) or 0)
+
+
+class ModelVersionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, classifier_id: int, name: str | None, **fields: Any) -> ModelVersionRow:
+        number = (
+            self.session.scalar(
+                select(func.max(ModelVersionRow.number)).where(ModelVersionRow.classifier_id == classifier_id)
+            )
+            or 0
+        ) + 1
+        row = ModelVersionRow(classifier_id=classifier_id, number=number, name=name or f"v{number}", **fields)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def find(self, classifier_id: int, name: str) -> ModelVersionRow | None:
+        return self.session.scalar(
+            select(ModelVersionRow).where(
+                ModelVersionRow.classifier_id == classifier_id, ModelVersionRow.name == name
+            )
+        )
+
+    def get(self, version_id: int) -> ModelVersionRow:
+        row = self.session.get(ModelVersionRow, version_id)
+        if row is None:
+            raise NotFound(f"no model version {version_id}")
+        return row
+
+    def list(self, classifier_id: int) -> Sequence[ModelVersionRow]:
+        query = (
+            select(ModelVersionRow)
+            .where(ModelVersionRow.classifier_id == classifier_id)
+            .order_by(ModelVersionRow.number)
+        )
+        return self.session.scalars(query).all()
+
+    def latest(self, classifier_id: int, status: str) -> ModelVersionRow | None:
+        query = (
+            select(ModelVersionRow)
+            .where(ModelVersionRow.classifier_id == classifier_id, ModelVersionRow.status == status)
+            .order_by(ModelVersionRow.number.desc())
+            .limit(1)
+        )
+        return self.session.scalar(query)
+
+    def set_status(self, version_id: int, status: str, **fields: Any) -> None:
+        values = {"status": status, **fields}
+        self.session.execute(update(ModelVersionRow).where(ModelVersionRow.id == version_id).values(**values))
+
+    @staticmethod
+    def now() -> Any:
+        return utcnow()
