@@ -1,0 +1,122 @@
+"""Shared fixtures: settings on a temporary data dir, real SQLite and real PostgreSQL.
+
+PostgreSQL tests talk to the server at ``TAGLOOP_TEST_POSTGRES_URL`` (default: the local
+server, trust auth). Each test session creates its own database and drops it at the end.
+They never skip: a missing server is a failure, so CI cannot pass without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tagloop.app import Tagloop
+from tagloop.settings import Settings
+
+POSTGRES_URL = os.environ.get("TAGLOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for this test session."""
+    base = make_url(POSTGRES_URL)
+    name = f"tagloop_test_{uuid.uuid4().hex[:12]}"
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL database URL whose tagloop tables are empty at the start of each test."""
+    from tagloop.storage import migrate
+    from tagloop.storage.database import Database
+    from tagloop.storage.tables import Base
+
+    database = Database(postgres_url)
+    migrate.upgrade(database)
+    with database.engine.begin() as connection:
+        names = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    database.dispose()
+    yield postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run a test once on the embedded SQLite file and once on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tagloop.db'}"
+    return request.getfixturevalue("postgres_db")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded default settings on a temporary data dir (SQLite + local artifacts)."""
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def make_tagloop(tmp_path: Path) -> Iterator[Callable[..., Tagloop]]:
+    """Build Tagloop instances (closed at the end); keyword arguments override settings."""
+    made: list[Tagloop] = []
+
+    def build(**overrides: object) -> Tagloop:
+        values: dict[str, object] = {"data_dir": tmp_path / "data"}
+        values.update(overrides)
+        instance = Tagloop(Settings(**values))  # type: ignore[arg-type]
+        if not instance.database.is_embedded:
+            from tagloop.storage import migrate
+
+            migrate.upgrade(instance.database)
+        made.append(instance)
+        return instance
+
+    yield build
+    for instance in made:
+        instance.close()
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write rows ``[[label, text], ...]`` as a Comprehend CSV file; returns its path."""
+
+    def write(rows: list[list[str]], name: str = "data.csv") -> Path:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        path = tmp_path / name
+        path.write_text(buffer.getvalue(), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tickets() -> list[tuple[str, str]]:
+    """The shipped service-desk demo tickets as (label, text) pairs."""
+    from tagloop.demo import demo_data_path
+
+    with open(demo_data_path(), encoding="utf-8", newline="") as handle:
+        return [(row[0], row[1]) for row in csv.reader(handle)]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped test is a failure: every service the suite needs runs there."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if os.environ.get("CI") and skipped:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
