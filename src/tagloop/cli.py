@@ -7,11 +7,12 @@ and errors go to stderr. User mistakes exit with status 1 and a one-line reason,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import typer
 from rich.console import Console
@@ -38,7 +39,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 
 class State:
-    overrides: dict[str, Any] = {}
+    """Settings given as global CLI options; they override TAGLOOP_* variables."""
+
+    overrides: ClassVar[dict[str, Any]] = {}
 
 
 def _settings() -> Any:
@@ -121,7 +124,9 @@ def _metrics_table(metrics: dict[str, float] | None, title: str) -> None:
 def main(
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (TAGLOOP_DATA_DIR).")] = None,
     database_url: Annotated[str | None, typer.Option(help="Metadata DB URL (TAGLOOP_DATABASE_URL).")] = None,
-    artifacts_url: Annotated[str | None, typer.Option(help="Artifact store URL (TAGLOOP_ARTIFACTS_URL).")] = None,
+    artifacts_url: Annotated[
+        str | None, typer.Option(help="Artifact store URL (TAGLOOP_ARTIFACTS_URL).")
+    ] = None,
 ) -> None:
     """tagloop: train, evaluate and serve text classifiers."""
     overrides = {"data_dir": data_dir, "database_url": database_url, "artifacts_url": artifacts_url}
@@ -132,7 +137,9 @@ def main(
 def train(
     classifier: Annotated[str, typer.Argument(help="Classifier name (created on first training).")],
     data: Annotated[str, typer.Option("--data", help="Training file: path or fsspec URL.")],
-    test: Annotated[str | None, typer.Option("--test", help="Test file; default: a stratified 10% split.")] = None,
+    test: Annotated[
+        str | None, typer.Option("--test", help="Test file; default: a stratified 10% split.")
+    ] = None,
     mode: Annotated[str, typer.Option(help="multi-class or multi-label.")] = "multi-class",
     delimiter: Annotated[str, typer.Option(help="Joins the labels of a multi-label row.")] = "|",
     version_name: Annotated[str | None, typer.Option(help="Name of the new version (default v<N>).")] = None,
@@ -165,7 +172,16 @@ def train(
     result = _guard(run)
     _warn(result.get("warnings"))
     if as_json:
-        keys = ("classifier", "version", "status", "metrics", "labels", "documents", "train_seconds", "warnings")
+        keys = (
+            "classifier",
+            "version",
+            "status",
+            "metrics",
+            "labels",
+            "documents",
+            "train_seconds",
+            "warnings",
+        )
         _emit_json({key: result[key] for key in keys})
         return
     stdout.print(
@@ -203,7 +219,9 @@ def evaluate(
     if as_json:
         _emit_json(result)
         return
-    _metrics_table(result["metrics"], f"{result['classifier']} {result['version']} on {result['documents']} documents")
+    _metrics_table(
+        result["metrics"], f"{result['classifier']} {result['version']} on {result['documents']} documents"
+    )
 
 
 @app.command()
@@ -219,7 +237,7 @@ def classify(
     def run() -> int:
         failures = 0
         with _tagloop() as tagloop:
-            name, model = tagloop.predictions.model(classifier, version)
+            _, model = tagloop.predictions.model(classifier, version)
             source = texts if texts else (line.rstrip("\r\n") for line in sys.stdin)
             write = sys.stdout.write
             for result in tagloop.predictions.classify(model, source, top):
@@ -344,6 +362,7 @@ def serve(
     from tagloop.demo import ensure_demo
 
     if with_demo:
+
         def seed() -> None:
             with _tagloop() as tagloop:
                 result = ensure_demo(tagloop)
@@ -353,7 +372,6 @@ def serve(
         _guard(seed)
     else:
         _guard(lambda: _tagloop().__enter__().close())
-    import os
 
     for key, value in State.overrides.items():
         os.environ[f"TAGLOOP_{key.upper()}"] = str(value)

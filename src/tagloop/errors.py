@@ -55,7 +55,7 @@ class DatasetInvalid(InvalidRequest):
     ``issues`` lists every rejected row (line number and reason); nothing was written.
     """
 
-    def __init__(self, source: str, issues: list[RowIssue], problems: list[str] | None = None):
+    def __init__(self, source: str, issues: list[RowIssue], problems: list[str] | None = None) -> None:
         self.source = source
         self.issues = issues
         self.problems = problems or []
@@ -117,3 +117,10 @@ class TrainingFailed(TagloopError):
 
     http_status = 400
     aws_type = "InvalidRequestException"
+
+
+class Stopped(TagloopError):
+    """Work was stopped on request before it finished."""
+
+    http_status = 409
+    aws_type = "ResourceInUseException"

@@ -14,7 +14,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TAGLOOP_", extra="ignore")
 
-    data_dir: Path = Field(Path("tagloop-data"), description="Folder for the embedded database and artifacts.")
+    data_dir: Path = Field(
+        Path("tagloop-data"), description="Folder for the embedded database and artifacts."
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the metadata DB; default: SQLite file in the data dir."
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
@@ -12,15 +15,17 @@ from tagloop.settings import Settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     tagloop = Tagloop(settings or Settings())
-    app = FastAPI(title="tagloop", version=__version__)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        tagloop.close()
+
+    app = FastAPI(title="tagloop", version=__version__, lifespan=lifespan)
     app.state.tagloop = tagloop
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
-
-    @app.on_event("shutdown")
-    def close() -> None:
-        tagloop.close()
 
     return app

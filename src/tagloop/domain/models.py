@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-from itertools import islice
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -82,14 +82,18 @@ def chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
         yield batch
 
 
-def predict(model: TextModel, texts: Iterable[str], chunk: int = 2_000) -> Iterable[tuple[np.ndarray, list[list[int]]]]:
+def predict(
+    model: TextModel, texts: Iterable[str], chunk: int = 2_000
+) -> Iterable[tuple[np.ndarray, list[list[int]]]]:
     """Scores and decided label indices, one chunk of documents at a time."""
     for batch in chunks(texts, chunk):
         scores = model.scores(batch)
         yield scores, model.decide(scores)
 
 
-def comprehend_result(model: TextModel, scores: np.ndarray, picks: Sequence[int], top: int | None = None) -> dict[str, Any]:
+def comprehend_result(
+    model: TextModel, scores: np.ndarray, picks: Sequence[int], top: int | None = None
+) -> dict[str, Any]:
     """One document's result as Comprehend's ClassifyDocument returns it.
 
     Multi-class: ``{"Classes": [...]}`` with every class (or the ``top`` best) by score;

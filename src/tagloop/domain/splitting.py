@@ -34,6 +34,6 @@ def stratified_holdout(
         if len(members) < min_group:
             too_small.append(key)
             continue
-        take = min(len(members) - 1, max(1, int(round(len(members) * fraction))))
+        take = min(len(members) - 1, max(1, round(len(members) * fraction)))
         mask[rng.choice(members, size=take, replace=False)] = True
     return mask, too_small

@@ -35,15 +35,11 @@ from sklearn.svm import LinearSVC
 from tagloop.domain.models import Progress, pack
 from tagloop.domain.records import Mode
 from tagloop.domain.splitting import stratified_holdout
-from tagloop.errors import TrainingFailed
+from tagloop.errors import Stopped, TrainingFailed
 
 FORMAT_VERSION = 1
 MIN_CALIBRATION_DOCS = 10
 SMALL_SET = 2_000
-
-
-class Stopped(Exception):
-    """Raised inside fitting when the caller asked to stop."""
 
 
 @dataclass(frozen=True)
@@ -236,7 +232,9 @@ def calibration_folds(keys: list[str], fraction: float, seed: int) -> list[np.nd
     return folds
 
 
-def _fit_binary(features: sp.csr_matrix, target: np.ndarray, params: TfidfLinearParams) -> tuple[np.ndarray, float]:
+def _fit_binary(
+    features: sp.csr_matrix, target: np.ndarray, params: TfidfLinearParams
+) -> tuple[np.ndarray, float]:
     positives = int(target.sum())
     if positives == 0 or positives == len(target):
         return np.zeros(features.shape[1]), (1.0 if positives else -1.0)
@@ -276,7 +274,7 @@ def fit(
     if features.shape[0] != len(truth):
         raise TrainingFailed(f"{features.shape[0]} texts for {len(truth)} label rows")
     if stop():
-        raise Stopped
+        raise Stopped("training stopped on request")
     folds = calibration_folds(keys, params.calibration_fraction, params.seed)
     fold_features = [features[~mask] for mask in folds]
     tasks: list[tuple[int, int]] = [(-1, j) for j in range(len(labels))]
@@ -286,7 +284,7 @@ def fit(
 
     def run(task: tuple[int, int]) -> None:
         if stop():
-            raise Stopped
+            raise Stopped("training stopped on request")
         fold, j = task
         if fold < 0:
             results[task] = _fit_binary(features, truth[:, j], params)

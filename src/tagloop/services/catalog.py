@@ -107,6 +107,10 @@ class Catalog:
                 parameters=found.parameters,
                 model=found.model_info,
                 library_versions=found.library_versions,
-                artifact={"path": found.artifact_path, "sha256": found.artifact_sha256, "bytes": found.artifact_bytes},
+                artifact={
+                    "path": found.artifact_path,
+                    "sha256": found.artifact_sha256,
+                    "bytes": found.artifact_bytes,
+                },
             )
             return summary

@@ -27,7 +27,7 @@ from tagloop.domain.models import Progress, predict
 from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
-from tagloop.errors import AlreadyExists, DatasetInvalid, ResourceInUse, TagloopError
+from tagloop.errors import AlreadyExists, DatasetInvalid, ResourceInUse, Stopped, TagloopError
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.settings import Settings
@@ -77,10 +77,14 @@ class TrainingService:
             return ReadOptions(spec, request.mode, request.delimiter, limits)
 
         with self.database.transaction() as session:
-            classifier = get_or_create_classifier(session, request.classifier, request.mode, request.delimiter)
+            classifier = get_or_create_classifier(
+                session, request.classifier, request.mode, request.delimiter
+            )
             versions = ModelVersionRepository(session)
             if request.version_name and versions.find(classifier.id, request.version_name):
-                raise AlreadyExists(f"classifier {request.classifier!r} already has a version {request.version_name!r}")
+                raise AlreadyExists(
+                    f"classifier {request.classifier!r} already has a version {request.version_name!r}"
+                )
             documents = DocumentRepository(session)
             train_set, train_report = import_dataset(
                 session, classifier, request.data, options(request.data), Split.TRAIN
@@ -94,17 +98,7 @@ class TrainingService:
                 fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
             else:
                 test_set = train_set
-                rows = documents.labels(train_set.id)
-                mask, too_small = stratified_holdout(
-                    stratification_keys([labels for _, labels in rows]),
-                    self.settings.test_fraction,
-                    self.settings.split_seed,
-                )
-                documents.set_split([id_ for (id_, _), held in zip(rows, mask, strict=True) if held], Split.TEST)
-                if too_small:
-                    warnings.append(
-                        f"too few documents to hold any out for testing, kept in training only: {', '.join(too_small)}"
-                    )
+                warnings += self._hold_out_test_set(documents, train_set.id)
                 fingerprint_parts = [
                     train_report.fingerprint,
                     f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
@@ -118,7 +112,9 @@ class TrainingService:
             label_counts = dict(sorted(label_counts.items()))
             if request.mode is Mode.MULTI_CLASS and len(label_counts) < 2:
                 raise DatasetInvalid(
-                    request.data, [], [f"multi-class training needs at least 2 labels, found {len(label_counts)}"]
+                    request.data,
+                    [],
+                    [f"multi-class training needs at least 2 labels, found {len(label_counts)}"],
                 )
             unseen = sorted({label for _, labels in test_labels for label in labels} - set(label_counts))
             if unseen:
@@ -146,6 +142,21 @@ class TrainingService:
                 warnings=warnings,
             )
             return version.id
+
+    def _hold_out_test_set(self, documents: DocumentRepository, dataset_id: int) -> list[str]:
+        """Mark a stratified share of a dataset as its test split; returns warnings."""
+        rows = documents.labels(dataset_id)
+        mask, too_small = stratified_holdout(
+            stratification_keys([labels for _, labels in rows]),
+            self.settings.test_fraction,
+            self.settings.split_seed,
+        )
+        documents.set_split([id_ for (id_, _), held in zip(rows, mask, strict=True) if held], Split.TEST)
+        if not too_small:
+            return []
+        return [
+            "too few documents to hold any out for testing, kept in training only: " + ", ".join(too_small)
+        ]
 
     # ---- run -------------------------------------------------------------------------
     def run(
@@ -196,7 +207,7 @@ class TrainingService:
             evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted) if gold else None
             timings["evaluate_seconds"] = round(time.perf_counter() - fitted, 3)
             if should_stop is not None and should_stop():
-                raise tfidf_linear.Stopped
+                raise Stopped("training stopped on request")
             report(0.97, "saving the model")
             saving = time.perf_counter()
             prefix = f"models/{row.classifier_id}/{version_id}"
@@ -224,9 +235,9 @@ class TrainingService:
                     warnings=list(row.warnings) + extra_warnings,
                     ended_at=utcnow(),
                 )
-        except tfidf_linear.Stopped:
+        except Stopped:
             self._finish(version_id, VersionStatus.STOPPED, "training stopped on request")
-            raise ResourceInUse(f"training of version {row.name} was stopped") from None
+            raise
         except TagloopError as exc:
             self._finish(version_id, VersionStatus.IN_ERROR, exc.message)
             raise
@@ -238,7 +249,9 @@ class TrainingService:
 
     def _finish(self, version_id: int, status: VersionStatus, message: str) -> None:
         with self.database.transaction() as session:
-            ModelVersionRepository(session).set_status(version_id, status.value, message=message, ended_at=utcnow())
+            ModelVersionRepository(session).set_status(
+                version_id, status.value, message=message, ended_at=utcnow()
+            )
 
     def summary(self, version_id: int) -> dict[str, Any]:
         with self.database.reading() as session:
@@ -249,4 +262,3 @@ class TrainingService:
     def train(self, request: TrainRequest, progress: Progress | None = None) -> dict[str, Any]:
         """Submit and run in this process; the CLI's synchronous ``tagloop train``."""
         return self.run(self.submit(request), progress)
-

@@ -47,7 +47,8 @@ class Database:
             kwargs["pool_pre_ping"] = True
         else:
             raise ConfigurationError(
-                f"unsupported database {parsed.drivername!r} in TAGLOOP_DATABASE_URL: use sqlite or postgresql"
+                f"unsupported database {parsed.drivername!r} in TAGLOOP_DATABASE_URL: "
+                "use sqlite or postgresql"
             )
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":

@@ -42,15 +42,11 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("warnings", JSON_T, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["classifier_id"], ["classifiers.id"], ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["classifier_id"], ["classifiers.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("datasets", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_datasets_classifier_id"), ["classifier_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_datasets_classifier_id"), ["classifier_id"], unique=False)
 
     op.create_table(
         "documents",
@@ -63,19 +59,13 @@ def upgrade() -> None:
         sa.Column("split", sa.String(length=8), nullable=False),
         sa.Column("line", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["classifier_id"], ["classifiers.id"], ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["classifier_id"], ["classifiers.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("documents", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_documents_classifier_split", ["classifier_id", "split"], unique=False
-        )
-        batch_op.create_index(
-            "ix_documents_dataset_split", ["dataset_id", "split", "id"], unique=False
-        )
+        batch_op.create_index("ix_documents_classifier_split", ["classifier_id", "split"], unique=False)
+        batch_op.create_index("ix_documents_dataset_split", ["dataset_id", "split", "id"], unique=False)
 
     op.create_table(
         "model_versions",
@@ -106,15 +96,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["classifier_id"], ["classifiers.id"], ondelete="CASCADE"
-        ),
-        sa.ForeignKeyConstraint(
-            ["test_dataset_id"], ["datasets.id"], ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["train_dataset_id"], ["datasets.id"], ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["classifier_id"], ["classifiers.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["test_dataset_id"], ["datasets.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["train_dataset_id"], ["datasets.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("classifier_id", "name", name="uq_model_versions_name"),
         sa.UniqueConstraint("classifier_id", "number", name="uq_model_versions_number"),

@@ -1,0 +1,96 @@
+"""Structure rules: imports point one way through the layers, and the code is ruff clean."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "tagloop"
+
+# cli, api, web → app → services → storage, jobs → domain → errors, settings
+LAYERS = {
+    "errors": 0,
+    "settings": 0,
+    "domain": 1,
+    "storage": 2,
+    "jobs": 2,
+    "services": 3,
+    "demo": 4,
+    "app": 4,
+    "api": 5,
+    "web": 5,
+    "cli": 5,
+}
+DOMAIN_FORBIDDEN = ("sqlalchemy", "alembic", "fsspec", "fastapi", "uvicorn", "typer", "rich", "psycopg")
+
+
+def _component(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def _modules() -> list[tuple[str, Path]]:
+    result = []
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC.parent).with_suffix("")
+        result.append((".".join(relative.parts), path))
+    return result
+
+
+def test_every_package_is_assigned_a_layer():
+    components = {_component(module) for module, _ in _modules()} - {"__init__"}
+    assert components <= set(LAYERS), f"add these to LAYERS: {components - set(LAYERS)}"
+
+
+def test_imports_point_one_way():
+    violations = []
+    for module, path in _modules():
+        own = _component(module)
+        if own == "__init__":
+            continue
+        for imported in _imports(path):
+            if not imported.startswith("tagloop.") or "migrations" in module:
+                continue
+            target = _component(imported)
+            if target in LAYERS and LAYERS[target] > LAYERS[own]:
+                violations.append(f"{module} imports {imported}")
+    assert not violations, "imports against the layering:\n" + "\n".join(violations)
+
+
+def test_domain_does_no_io():
+    violations = [
+        f"{module} imports {imported}"
+        for module, path in _modules()
+        if _component(module) == "domain"
+        for imported in _imports(path)
+        if imported.split(".")[0] in DOMAIN_FORBIDDEN
+    ]
+    assert not violations, "\n".join(violations)
+
+
+def test_ruff_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is a dev dependency; install the dev extras"
+    root = SRC.parents[1]
+    checked = subprocess.run(
+        [ruff, "check", "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    formatted = subprocess.run(
+        [ruff, "format", "--check", "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True
+    )
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
