@@ -1,13 +1,14 @@
-"""Composition root: builds storage and services from settings."""
+"""Composition root: builds storage, the job queue and the services from settings."""
 
 from __future__ import annotations
 
-from functools import cached_property
-
+from tagloop.jobs.local import LocalJobQueue
+from tagloop.jobs.port import JobQueue
 from tagloop.services.catalog import Catalog
+from tagloop.services.jobs import JobService
 from tagloop.services.models import ModelCache
 from tagloop.services.predictions import PredictionService
-from tagloop.services.training import TrainingService
+from tagloop.services.training import TrainingService, TrainJob
 from tagloop.settings import Settings
 from tagloop.storage import migrate
 from tagloop.storage.artifacts import ArtifactStore
@@ -19,6 +20,7 @@ class Tagloop:
 
     The embedded SQLite database is migrated automatically; a server database must be
     upgraded with ``tagloop db upgrade`` (so several processes never race to migrate it).
+    Building it starts nothing: :meth:`start_workers` runs queued jobs in this process.
     """
 
     def __init__(self, settings: Settings | None = None, check_schema: bool = True) -> None:
@@ -26,26 +28,21 @@ class Tagloop:
         self.database = Database(self.settings.resolved_database_url)
         if check_schema:
             migrate.ensure_current(self.database, auto_upgrade=self.database.is_embedded)
+        self.artifacts = ArtifactStore(self.settings.resolved_artifacts_url)
+        self.models = ModelCache(self.artifacts, self.settings.model_cache_size)
+        self.queue: JobQueue = LocalJobQueue(
+            self.database, workers=self.settings.job_workers, lease_seconds=self.settings.job_lease_seconds
+        )
+        self.catalog = Catalog(self.database)
+        self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
+        self.predictions = PredictionService(self.database, self.models, self.settings)
+        self.jobs = JobService(self.database, self.queue)
+        self.queue.register(TrainJob(self.training))
 
-    @cached_property
-    def artifacts(self) -> ArtifactStore:
-        return ArtifactStore(self.settings.resolved_artifacts_url)
-
-    @cached_property
-    def models(self) -> ModelCache:
-        return ModelCache(self.artifacts, self.settings.model_cache_size)
-
-    @cached_property
-    def catalog(self) -> Catalog:
-        return Catalog(self.database)
-
-    @cached_property
-    def training(self) -> TrainingService:
-        return TrainingService(self.database, self.artifacts, self.settings)
-
-    @cached_property
-    def predictions(self) -> PredictionService:
-        return PredictionService(self.database, self.models, self.settings)
+    def start_workers(self) -> None:
+        """Run queued jobs in background threads of this process (serve, worker)."""
+        self.queue.start()
 
     def close(self) -> None:
+        self.queue.shutdown()
         self.database.dispose()

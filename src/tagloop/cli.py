@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -148,6 +148,9 @@ def train(
         str | None, typer.Option(help="Column(s) holding the text, comma-separated (joined).")
     ] = None,
     label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    background: Annotated[
+        bool, typer.Option("--background", help="Queue the training job and return its id at once.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
@@ -166,10 +169,21 @@ def train(
             text_columns=_columns(text_column),
             label_column=label_column,
         )
-        with _tagloop() as tagloop, _progress() as progress:
-            return tagloop.training.train(request, progress)
+        with _tagloop() as tagloop:
+            if background:
+                submission = tagloop.training.submit(request)
+                return tagloop.jobs.show(submission.job_id)
+            with _progress() as progress:
+                return tagloop.training.train(request, progress)
 
     result = _guard(run)
+    if background:
+        if as_json:
+            _emit_json(result)
+        else:
+            stdout.print(result["id"])
+            stderr.print(f"queued job {result['id']} training {result['classifier']} {result['version']}")
+        return
     _warn(result.get("warnings"))
     if as_json:
         keys = (
@@ -315,6 +329,106 @@ def versions(
             row.get("message") or "",
         )
     stdout.print(table)
+
+
+jobs_app = typer.Typer(help="Background jobs: list, show, stop, retry.", invoke_without_command=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.callback()
+def jobs_list(
+    context: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, newest first."""
+    if context.invoked_subcommand is not None:
+        return
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            return tagloop.jobs.list(limit, status.upper() if status else None)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    table = Table("id", "kind", "status", "progress", "classifier", "version", "created", "error")
+    for row in result:
+        table.add_row(
+            row["id"],
+            row["kind"],
+            row["status"],
+            f"{row['progress']:.0%}",
+            row["classifier"] or "-",
+            row["version"] or "-",
+            (row["created_at"] or "")[:19],
+            row["error"] or "",
+        )
+    stdout.print(table)
+
+
+def _job_action(action: str, job_id: str, as_json: bool) -> None:
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return getattr(tagloop.jobs, action)(job_id)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    for key, value in result.items():
+        if value is not None:
+            stdout.print(f"{key}: {value}", markup=False, highlight=False)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Show one job: status, progress, error, what it produced."""
+    _job_action("show", job_id, as_json)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Stop a job: at once if it has not started, within seconds if it runs."""
+    _job_action("stop", job_id, as_json)
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Queue a FAILED or STOPPED job again."""
+    _job_action("retry", job_id, as_json)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs run at once (default TAGLOOP_JOB_WORKERS).")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run the queued jobs, then exit.")] = False,
+) -> None:
+    """Run queued jobs until interrupted (Ctrl-C stops after the running jobs' current step)."""
+    import signal
+    import threading
+
+    if concurrency is not None:
+        State.overrides["job_workers"] = concurrency
+
+    def run() -> None:
+        with _tagloop() as tagloop:
+            if once:
+                ran = tagloop.queue.run_until_idle()
+                stderr.print(f"ran {ran} job(s)")
+                return
+            done = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: done.set())
+            tagloop.start_workers()
+            stderr.print(f"worker running {tagloop.settings.job_workers} job thread(s); Ctrl-C to stop")
+            with suppress(KeyboardInterrupt):
+                done.wait()
+
+    _guard(run)
 
 
 @db_app.command("upgrade")

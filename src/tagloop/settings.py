@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     test_fraction: float = Field(0.1, gt=0, lt=1, description="Share held out as test set when no test file.")
     split_seed: int = Field(0, description="Seed of the stratified test split.")
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded per process.")
+    job_workers: int = Field(2, ge=1, description="Job worker threads in `tagloop serve` / `tagloop worker`.")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="A job whose worker stops renewing its lease this long is run again."
+    )
     train_jobs: int = Field(2, ge=1, description="Threads used to fit the linear models.")
 
     @cached_property

@@ -13,11 +13,14 @@ from tagloop.app import Tagloop
 from tagloop.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, start_workers: bool = True) -> FastAPI:
+    """The ASGI app; with ``start_workers`` it also runs queued jobs in background threads."""
     tagloop = Tagloop(settings or Settings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_workers:
+            tagloop.start_workers()
         yield
         tagloop.close()
 

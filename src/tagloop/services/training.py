@@ -28,6 +28,7 @@ from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.errors import AlreadyExists, DatasetInvalid, ResourceInUse, Stopped, TagloopError
+from tagloop.jobs.port import JobContext, JobQueue
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.settings import Settings
@@ -58,15 +59,24 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@dataclass(frozen=True)
+class Submission:
+    version_id: int
+    job_id: str
+
+
 class TrainingService:
-    def __init__(self, database: Database, artifacts: ArtifactStore, settings: Settings) -> None:
+    def __init__(
+        self, database: Database, artifacts: ArtifactStore, settings: Settings, queue: JobQueue
+    ) -> None:
         self.database = database
         self.artifacts = artifacts
         self.settings = settings
+        self.queue = queue
 
     # ---- submit ----------------------------------------------------------------------
-    def submit(self, request: TrainRequest) -> int:
-        """Import the data and record a SUBMITTED version, atomically; returns the version id."""
+    def submit(self, request: TrainRequest) -> Submission:
+        """Import the data, record a SUBMITTED version and enqueue its training job, atomically."""
         started = time.perf_counter()
         limits = Limits.from_settings(self.settings)
         if request.version_name is not None:
@@ -141,7 +151,14 @@ class TrainingService:
                 library_versions=library_versions(),
                 warnings=warnings,
             )
-            return version.id
+            job_id = self.queue.enqueue(
+                session,
+                TrainJob.kind,
+                {"version_id": version.id},
+                classifier_id=classifier.id,
+                version_id=version.id,
+            )
+            return Submission(version.id, job_id)
 
     def _hold_out_test_set(self, documents: DocumentRepository, dataset_id: int) -> list[str]:
         """Mark a stratified share of a dataset as its test split; returns warnings."""
@@ -164,17 +181,36 @@ class TrainingService:
         version_id: int,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        """Train a SUBMITTED version; returns its summary (status TRAINED, or raises)."""
+        """Train a SUBMITTED version; returns its summary (status TRAINED, or raises).
+
+        With ``resume`` (a retried job whose worker died), a version left TRAINING is
+        trained again from the start; the version that serves is never touched.
+        """
         report = progress or (lambda fraction, message: None)
+        runnable = {VersionStatus.SUBMITTED.value}
+        if resume:
+            runnable.add(VersionStatus.TRAINING.value)
         with self.database.transaction() as session:
             versions = ModelVersionRepository(session)
             row = versions.get(version_id)
-            if row.status != VersionStatus.SUBMITTED.value:
+            stop_requested = row.status == VersionStatus.STOP_REQUESTED.value
+            if stop_requested:
+                versions.set_status(
+                    version_id,
+                    VersionStatus.STOPPED.value,
+                    message="training stopped on request",
+                    ended_at=utcnow(),
+                )
+            elif row.status not in runnable:
                 raise ResourceInUse(f"version {row.name} is {row.status}, not SUBMITTED")
-            versions.set_status(version_id, VersionStatus.TRAINING.value, started_at=utcnow())
+            else:
+                versions.set_status(version_id, VersionStatus.TRAINING.value, started_at=utcnow())
             mode = Mode(session.get_one(ClassifierRow, row.classifier_id).mode)
             labels, params = list(row.labels), row.parameters
+        if stop_requested:
+            raise Stopped("training stopped on request")
         timings = dict(row.timings)
         started = time.perf_counter()
         try:
@@ -247,6 +283,18 @@ class TrainingService:
         report(1.0, "trained")
         return self.summary(version_id)
 
+    def mark(self, version_id: int, status: VersionStatus, message: str) -> None:
+        """Close a version that will not train (its job was stopped or gave up)."""
+        with self.database.transaction() as session:
+            row = ModelVersionRepository(session).get(version_id)
+            if row.status in (
+                VersionStatus.TRAINED.value,
+                VersionStatus.IN_ERROR.value,
+                VersionStatus.STOPPED.value,
+            ):
+                return
+        self._finish(version_id, status, message)
+
     def _finish(self, version_id: int, status: VersionStatus, message: str) -> None:
         with self.database.transaction() as session:
             ModelVersionRepository(session).set_status(
@@ -260,5 +308,26 @@ class TrainingService:
             return version_summary(classifier, row)
 
     def train(self, request: TrainRequest, progress: Progress | None = None) -> dict[str, Any]:
-        """Submit and run in this process; the CLI's synchronous ``tagloop train``."""
-        return self.run(self.submit(request), progress)
+        """Submit and run the training job in this process (the CLI's ``tagloop train``)."""
+        submission = self.submit(request)
+        self.queue.run_now(submission.job_id, progress)
+        return self.summary(submission.version_id) | {"job_id": submission.job_id}
+
+
+class TrainJob:
+    """The ``train`` job kind: trains one model version."""
+
+    kind = "train"
+
+    def __init__(self, training: TrainingService) -> None:
+        self.training = training
+
+    def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        summary = self.training.run(
+            int(payload["version_id"]), context.progress, context.should_stop, resume=context.attempt > 1
+        )
+        return {key: summary[key] for key in ("classifier", "version", "status", "metrics")}
+
+    def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
+        version_status = VersionStatus.STOPPED if status == "STOPPED" else VersionStatus.IN_ERROR
+        self.training.mark(int(payload["version_id"]), version_status, message)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from tagloop.domain.records import JobStatus
 from tagloop.errors import NotFound
-from tagloop.storage.tables import ClassifierRow, DatasetRow, DocumentRow, ModelVersionRow, utcnow
+from tagloop.storage.tables import ClassifierRow, DatasetRow, DocumentRow, JobRow, ModelVersionRow, utcnow
 
 
 class ClassifierRepository:
@@ -145,3 +148,100 @@ class ModelVersionRepository:
     @staticmethod
     def now() -> Any:
         return utcnow()
+
+
+_ACTIVE = (JobStatus.IN_PROGRESS.value, JobStatus.STOP_REQUESTED.value)
+
+
+class JobRepository:
+    """Job rows, and the lease operations that let many workers share them safely.
+
+    A worker *claims* a job by a conditional UPDATE (only if it is still claimable), so two
+    workers can never both win, on SQLite or PostgreSQL; it keeps the job by renewing its
+    lease, and every later write is conditional on still owning that lease.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any) -> JobRow:
+        row = JobRow(
+            id=uuid.uuid4().hex,
+            kind=kind,
+            status=JobStatus.SUBMITTED.value,
+            payload=payload,
+            max_attempts=max_attempts,
+            **links,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def get(self, job_id: str) -> JobRow:
+        row = self.session.get(JobRow, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        return row
+
+    def list(self, limit: int = 100, status: str | None = None) -> Sequence[JobRow]:
+        query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(JobRow.status == status)
+        return self.session.scalars(query).all()
+
+    @staticmethod
+    def _claimable(now: datetime) -> Any:
+        expired = and_(JobRow.status.in_(_ACTIVE), JobRow.lease_expires_at < now)
+        return or_(JobRow.status == JobStatus.SUBMITTED.value, expired)
+
+    def claim(self, owner: str, lease_seconds: float, job_id: str | None = None) -> JobRow | None:
+        """Take one claimable job (the oldest, or ``job_id``) for ``owner``; None if none is."""
+        now = utcnow()
+        query = select(JobRow.id).where(self._claimable(now)).order_by(JobRow.created_at).limit(8)
+        if job_id is not None:
+            query = query.where(JobRow.id == job_id)
+        for (candidate,) in self.session.execute(query).all():
+            claimed = self.session.execute(
+                update(JobRow)
+                .where(JobRow.id == candidate, self._claimable(now))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=JobRow.attempts + 1,
+                    started_at=func.coalesce(JobRow.started_at, now),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount == 1:
+                row = self.session.get(JobRow, candidate, populate_existing=True)
+                assert row is not None
+                return row
+        return None
+
+    def owned(self, job_id: str, owner: str, when_status: Sequence[str] | None = None, **values: Any) -> bool:
+        """Update a job only while ``owner`` holds its lease (and, if given, it is in
+        ``when_status``); False if it does not."""
+        conditions = [JobRow.id == job_id, JobRow.lease_owner == owner]
+        if when_status is not None:
+            conditions.append(JobRow.status.in_(list(when_status)))
+        result = self.session.execute(
+            update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    def renew(self, job_ids: Sequence[str], owner: str, lease_seconds: float) -> set[str]:
+        """Extend the leases ``owner`` still holds; returns the ids it holds."""
+        if not job_ids:
+            return set()
+        now = utcnow()
+        self.session.execute(
+            update(JobRow)
+            .where(JobRow.id.in_(list(job_ids)), JobRow.lease_owner == owner, JobRow.status.in_(_ACTIVE))
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .execution_options(synchronize_session=False)
+        )
+        held = select(JobRow.id).where(JobRow.id.in_(list(job_ids)), JobRow.lease_owner == owner)
+        return set(self.session.scalars(held))
+
+    def status(self, job_id: str) -> str | None:
+        return self.session.scalar(select(JobRow.status).where(JobRow.id == job_id))

@@ -1,0 +1,1 @@
+"""Background jobs: the queue port and its adapters (local threads; Procrastinate later)."""

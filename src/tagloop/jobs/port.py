@@ -1,0 +1,63 @@
+"""The job port: what every queue adapter offers, and what a job kind implements.
+
+A job row in the metadata database is the record users see (status, progress, error,
+links); adapters decide who runs it and when. Enqueueing always happens inside the
+caller's transaction, so a job exists exactly when the rows that describe it do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from tagloop.domain.models import Progress
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a running job may ask of its runner."""
+
+    job_id: str
+    kind: str
+    attempt: int
+    progress: Progress
+    should_stop: Callable[[], bool]
+
+
+class JobKind(Protocol):
+    """One kind of job (e.g. ``train``): how to run it and how to close it if it never ran."""
+
+    kind: str
+
+    def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Do the work; raise Stopped when ``context.should_stop()``; return a result."""
+        ...
+
+    def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
+        """The job ended without running to completion (stopped before start, gave up)."""
+        ...
+
+
+class JobQueue(Protocol):
+    name: str
+
+    def register(self, kind: JobKind) -> None: ...
+
+    def enqueue(
+        self, session: Session, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any
+    ) -> str:
+        """Record a job in ``session``'s transaction; it runs once that commits."""
+        ...
+
+    def run_now(self, job_id: str, progress: Progress | None = None) -> None:
+        """Run ``job_id`` in the calling thread if it can be claimed, else wait for it."""
+        ...
+
+    def start(self) -> None:
+        """Start background workers in this process (no-op where workers run elsewhere)."""
+        ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
