@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tagloop.domain.records import JobStatus
@@ -205,6 +205,11 @@ class JobRepository:
                 update(JobRow)
                 .where(JobRow.id == candidate, self._claimable(now))
                 .values(
+                    # leaving SUBMITTED is what makes a concurrent claim's re-checked WHERE fail
+                    status=case(
+                        (JobRow.status == JobStatus.STOP_REQUESTED.value, JobStatus.STOP_REQUESTED.value),
+                        else_=JobStatus.IN_PROGRESS.value,
+                    ),
                     lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                     attempts=JobRow.attempts + 1,
