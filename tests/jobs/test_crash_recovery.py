@@ -1,0 +1,104 @@
+"""Crash tests: a real worker process is SIGKILLed in the middle of a training job.
+
+The job must complete on the next worker, the version it trains must end TRAINED, and the
+version trained before must serve the whole time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tagloop.app import Tagloop
+from tagloop.settings import Settings
+
+WORDS = {label: [f"{label.lower()}{i}" for i in range(400)] for label in ("ALPHA", "BETA", "GAMMA", "DELTA")}
+SHARED = [f"common{i}" for i in range(3000)]
+
+
+def synthetic_csv(path: Path, documents: int, seed: int = 0) -> Path:
+    """A labelled set big enough that training takes seconds (so a kill lands mid-job)."""
+    rng = random.Random(seed)
+    labels = sorted(WORDS)
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(documents):
+            label = rng.choice(labels)
+            words = rng.choices(WORDS[label], k=25) + rng.choices(SHARED, k=120)
+            rng.shuffle(words)
+            handle.write(f"{label},{' '.join(words)}\n")
+    return path
+
+
+def tagloop(data_dir: Path, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tagloop.cli", "--data-dir", str(data_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    process = tagloop(data_dir, *args, env=env)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return out
+
+
+def job(data_dir: Path, job_id: str) -> dict:
+    """Read the job record straight from the database (a CLI call would poll too slowly)."""
+    app = Tagloop(Settings(data_dir=data_dir))
+    try:
+        return app.jobs.show(job_id)
+    finally:
+        app.close()
+
+
+def test_training_survives_a_killed_worker(tmp_path):
+    kill_at = 0.1  # features extracted, some of the linear models fitted
+    data_dir = tmp_path / "data"
+    small = synthetic_csv(tmp_path / "small.csv", 300, seed=1)
+    big = synthetic_csv(tmp_path / "big.csv", 25_000, seed=2)
+    env = {"TAGLOOP_JOB_LEASE_SECONDS": "2"}
+    first = json.loads(run(data_dir, "train", "crash", "--data", str(small), "--json", env=env))
+    assert first["status"] == "TRAINED"
+
+    job_id = json.loads(run(data_dir, "train", "crash", "--data", str(big), "--background", "--json"))["id"]
+    worker = tagloop(data_dir, "worker", "--concurrency", "1", env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            state = job(data_dir, job_id)
+            if state["status"] == "IN_PROGRESS" and state["progress"] >= kill_at:
+                break
+            assert state["status"] in ("SUBMITTED", "IN_PROGRESS"), state
+            assert time.monotonic() < deadline, "the job never reached the kill point"
+            time.sleep(0.02)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    assert job(data_dir, job_id)["status"] == "IN_PROGRESS"  # nobody finished it
+    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json"))}
+    assert versions["v1"]["status"] == "TRAINED"
+    assert versions["v2"]["status"] == "TRAINING"
+    served = run(data_dir, "classify", "crash", "alpha1 alpha2 common1", "--json")
+    assert json.loads(served)["Classes"][0]["Name"] == "ALPHA"  # v1 still serves
+
+    time.sleep(2.5)  # the dead worker's lease runs out
+    out = run(data_dir, "worker", "--once", env=env)
+    assert out == ""
+    done = job(data_dir, job_id)
+    assert done["status"] == "COMPLETED", done
+    assert done["attempts"] == 2
+    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json"))}
+    assert versions["v2"]["status"] == "TRAINED"
+    assert versions["v1"]["status"] == "TRAINED"
+    assert versions["v2"]["metrics"]["Accuracy"] > 0.9
