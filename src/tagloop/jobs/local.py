@@ -1,37 +1,28 @@
 """Local adapter: worker threads in this process, jobs durable in the metadata database.
 
-Used by the embedded default (`tagloop serve`, `tagloop worker`, one-off CLI commands). A
-job is claimed with a lease that a heartbeat renews; if the process dies, the lease runs
-out and the next process to start (or any other worker) claims the job again. Because the
-claim is a conditional UPDATE, a job is never run by two workers at once.
+Used by the embedded default (`tagloop serve`, `tagloop worker`, one-off CLI commands).
+Workers wake at once for jobs enqueued in this process and poll for jobs enqueued by
+others; a job whose process died is claimed again once its lease runs out (see
+:mod:`tagloop.jobs.runner`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import time
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tagloop.domain.models import Progress
-from tagloop.domain.records import JobStatus
-from tagloop.errors import NotFound, Stopped, TagloopError
-from tagloop.jobs.port import JobContext, JobKind
+from tagloop.errors import NotFound
+from tagloop.jobs.port import JobKind
+from tagloop.jobs.runner import JobRunner
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import JobRepository
-from tagloop.storage.tables import JobRow, utcnow
 
 log = logging.getLogger(__name__)
-
-PROGRESS_INTERVAL = 0.5
-STOP_CHECK_INTERVAL = 0.5
 
 
 class LocalJobQueue:
@@ -46,26 +37,19 @@ class LocalJobQueue:
     ) -> None:
         self.database = database
         self.workers = max(1, workers)
-        self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
-        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.kinds: dict[str, JobKind] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._running: set[str] = set()
-        self._lost: set[str] = set()
-        self._lock = threading.Lock()
-        self._heartbeat: threading.Thread | None = None
+        self.runner = JobRunner(database, lease_seconds, on_requeue=self._wake.set)
 
-    # ---- port ------------------------------------------------------------------------
     def register(self, kind: JobKind) -> None:
-        self.kinds[kind.kind] = kind
+        self.runner.register(kind)
 
     def enqueue(
         self, session: Session, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any
     ) -> str:
-        if kind not in self.kinds:
+        if kind not in self.runner.kinds:
             raise NotFound(f"unknown job kind {kind!r}")
         row = JobRepository(session).add(kind, payload, max_attempts=max_attempts, **links)
         event.listen(session, "after_commit", lambda _session: self._wake.set(), once=True)
@@ -75,7 +59,7 @@ class LocalJobQueue:
         if self._threads:
             return
         self._stopping.clear()
-        self._ensure_heartbeat()
+        self.runner.start_heartbeat()
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"tagloop-job-{index}", daemon=True)
             thread.start()
@@ -86,190 +70,37 @@ class LocalJobQueue:
         self._wake.set()
         if wait:
             for thread in self._threads:
-                thread.join(timeout=self.lease_seconds)
-            if self._heartbeat is not None:
-                self._heartbeat.join(timeout=self.lease_seconds)
+                thread.join(timeout=self.runner.lease_seconds)
         self._threads.clear()
-        self._heartbeat = None
+        self.runner.stop_heartbeat(wait)
 
     def run_now(self, job_id: str, progress: Progress | None = None) -> None:
-        self._ensure_heartbeat()
-        with self.database.transaction() as session:
-            job = JobRepository(session).claim(self.owner, self.lease_seconds, job_id)
+        job = self.runner.claim(job_id)
         if job is not None:
-            self._execute(job, progress, reraise=True)
-            return
-        self.wait(job_id)
+            self.runner.execute(job, progress, reraise=True)
+        else:
+            self.runner.wait(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> str:
-        """Block until the job reaches a final status; returns it."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self.database.reading() as session:
-                status = JobRepository(session).status(job_id)
-            if status is None:
-                raise NotFound(f"no job {job_id!r}")
-            if JobStatus(status).is_final:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                return status
-            time.sleep(0.05)
+        return self.runner.wait(job_id, timeout)
 
     def run_until_idle(self) -> int:
         """Run claimable jobs in the calling thread until none is left; returns how many ran."""
-        self._ensure_heartbeat()
         ran = 0
-        while (job := self._claim()) is not None:
-            self._execute(job, None)
+        while (job := self.runner.claim()) is not None:
+            self.runner.execute(job, None)
             ran += 1
         return ran
-
-    # ---- workers ---------------------------------------------------------------------
-    def _ensure_heartbeat(self) -> None:
-        with self._lock:
-            if self._heartbeat is None or not self._heartbeat.is_alive():
-                self._heartbeat = threading.Thread(
-                    target=self._beat, name="tagloop-job-heartbeat", daemon=True
-                )
-                self._heartbeat.start()
-
-    def _claim(self) -> JobRow | None:
-        with self.database.transaction() as session:
-            return JobRepository(session).claim(self.owner, self.lease_seconds)
 
     def _work(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                job = self._claim()
+                job = self.runner.claim()
             except Exception:  # database briefly unavailable: keep the worker alive
                 log.exception("claiming a job failed")
                 job = None
             if job is None:
                 self._wake.wait(self.poll_seconds)
                 continue
-            self._execute(job, None)
-
-    def _beat(self) -> None:
-        interval = max(0.05, self.lease_seconds / 3)
-        while not self._stopping.wait(interval):
-            with self._lock:
-                running = list(self._running)
-            if not running:
-                continue
-            try:
-                with self.database.transaction() as session:
-                    held = JobRepository(session).renew(running, self.owner, self.lease_seconds)
-            except Exception:
-                log.exception("renewing job leases failed")
-                continue
-            with self._lock:
-                self._lost.update(set(running) - held)
-
-    def _finish(self, job: JobRow, status: JobStatus, **values: Any) -> bool:
-        with self.database.transaction() as session:
-            return JobRepository(session).owned(
-                job.id, self.owner, status=status.value, ended_at=utcnow(), lease_expires_at=None, **values
-            )
-
-    def _execute(self, job: JobRow, local_progress: Progress | None, reraise: bool = False) -> None:
-        """Run a claimed job and record how it ended; ``reraise`` hands errors to the caller."""
-        kind = self.kinds.get(job.kind)
-        if kind is None:
-            self._finish(job, JobStatus.FAILED, error=f"unknown job kind {job.kind!r}")
-            return
-        if job.status == JobStatus.STOP_REQUESTED.value:
-            if self._finish(job, JobStatus.STOPPED, error="stopped on request"):
-                kind.abandoned(job.payload, JobStatus.STOPPED.value, "stopped on request")
-            return
-        if job.attempts > job.max_attempts:
-            message = (
-                f"gave up after {job.max_attempts} attempts: {job.error or 'the worker running it stopped'}"
-            )
-            if self._finish(job, JobStatus.FAILED, error=message):
-                kind.abandoned(job.payload, JobStatus.FAILED.value, message)
-            return
-        with self.database.transaction() as session:
-            started = JobRepository(session).owned(
-                job.id,
-                self.owner,
-                when_status=(JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value),
-                status=JobStatus.IN_PROGRESS.value,
-            )
-        if not started:  # a stop request arrived between the claim and now
-            if self._finish(job, JobStatus.STOPPED, error="stopped on request"):
-                kind.abandoned(job.payload, JobStatus.STOPPED.value, "stopped on request")
-            return
-        with self._lock:
-            self._running.add(job.id)
-            self._lost.discard(job.id)
-        context = JobContext(
-            job.id, job.kind, job.attempts, self._progress(job.id, local_progress), self._stop_check(job.id)
-        )
-        try:
-            result = kind.run(context, dict(job.payload))
-        except Stopped as exc:
-            self._finish(job, JobStatus.STOPPED, error=exc.message)
-            if reraise:
-                raise
-        except TagloopError as exc:
-            self._finish(job, JobStatus.FAILED, error=exc.message)
-            if reraise:
-                raise
-        except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            message = f"{type(exc).__name__}: {exc}"
-            if job.attempts < job.max_attempts:
-                with self.database.transaction() as session:
-                    JobRepository(session).owned(
-                        job.id,
-                        self.owner,
-                        status=JobStatus.SUBMITTED.value,
-                        error=message,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                    )
-                self._wake.set()
-            elif self._finish(job, JobStatus.FAILED, error=message):
-                kind.abandoned(job.payload, JobStatus.FAILED.value, message)
-            if reraise:
-                raise
-        else:
-            self._finish(job, JobStatus.COMPLETED, result=result, progress=1.0, error=None)
-        finally:
-            with self._lock:
-                self._running.discard(job.id)
-
-    def _progress(self, job_id: str, local: Progress | None) -> Progress:
-        last = [0.0]
-
-        def report(fraction: float, message: str) -> None:
-            if local is not None:
-                local(fraction, message)
-            now = time.monotonic()
-            if now - last[0] < PROGRESS_INTERVAL and fraction < 1.0:
-                return
-            last[0] = now
-            with self.database.transaction() as session:
-                JobRepository(session).owned(
-                    job_id, self.owner, progress=round(float(fraction), 4), progress_message=message
-                )
-
-        return report
-
-    def _stop_check(self, job_id: str) -> Callable[[], bool]:
-        state = {"checked": 0.0, "stop": False}
-
-        def should_stop() -> bool:
-            with self._lock:
-                if job_id in self._lost:
-                    return True
-            now = time.monotonic()
-            if not state["stop"] and now - state["checked"] >= STOP_CHECK_INTERVAL:
-                state["checked"] = now
-                with self.database.reading() as session:
-                    status = JobRepository(session).status(job_id)
-                state["stop"] = status != JobStatus.IN_PROGRESS.value
-            return bool(state["stop"])
-
-        return should_stop
+            self.runner.execute(job, None)

@@ -1,0 +1,212 @@
+"""Runs claimed jobs and keeps their leases: the part every queue adapter shares.
+
+A job is claimed with a lease that a heartbeat thread renews while it runs; if the
+process dies, the lease runs out and another worker may claim the job again. Because a
+claim is a conditional UPDATE, a job is never run by two workers at once; every later
+write is conditional on still holding the lease, and a worker that lost its lease is
+told to stop through ``should_stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tagloop.domain.models import Progress
+from tagloop.domain.records import JobStatus
+from tagloop.errors import NotFound, Stopped, TagloopError
+from tagloop.jobs.port import JobContext, JobKind
+from tagloop.storage.database import Database
+from tagloop.storage.repositories import JobRepository
+from tagloop.storage.tables import JobRow, utcnow
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.5
+STOP_CHECK_INTERVAL = 0.5
+
+
+class JobRunner:
+    def __init__(
+        self, database: Database, lease_seconds: float = 30.0, on_requeue: Callable[[], None] | None = None
+    ) -> None:
+        self.database = database
+        self.lease_seconds = lease_seconds
+        self.on_requeue = on_requeue or (lambda: None)
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.kinds: dict[str, JobKind] = {}
+        self._running: set[str] = set()
+        self._lost: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def register(self, kind: JobKind) -> None:
+        self.kinds[kind.kind] = kind
+
+    def claim(self, job_id: str | None = None) -> JobRow | None:
+        """Claim ``job_id`` (or the oldest claimable job) for this runner; None if not claimable."""
+        self.start_heartbeat()
+        with self.database.transaction() as session:
+            return JobRepository(session).claim(self.owner, self.lease_seconds, job_id)
+
+    def status(self, job_id: str) -> str:
+        with self.database.reading() as session:
+            status = JobRepository(session).status(job_id)
+        if status is None:
+            raise NotFound(f"no job {job_id!r}")
+        return status
+
+    def wait(self, job_id: str, timeout: float | None = None) -> str:
+        """Block until the job reaches a final status (or ``timeout``); returns its status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(job_id)
+            if JobStatus(status).is_final or (deadline is not None and time.monotonic() > deadline):
+                return status
+            time.sleep(0.05)
+
+    def start_heartbeat(self) -> None:
+        with self._lock:
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._stopping.clear()
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="tagloop-job-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def stop_heartbeat(self, wait: bool = True) -> None:
+        self._stopping.set()
+        if wait and self._heartbeat is not None:
+            self._heartbeat.join(timeout=self.lease_seconds)
+        self._heartbeat = None
+
+    def _beat(self) -> None:
+        interval = max(0.05, self.lease_seconds / 3)
+        while not self._stopping.wait(interval):
+            with self._lock:
+                running = list(self._running)
+            if not running:
+                continue
+            try:
+                with self.database.transaction() as session:
+                    held = JobRepository(session).renew(running, self.owner, self.lease_seconds)
+            except Exception:
+                log.exception("renewing job leases failed")
+                continue
+            with self._lock:
+                self._lost.update(set(running) - held)
+
+    def _finish(self, job: JobRow, status: JobStatus, **values: Any) -> bool:
+        with self.database.transaction() as session:
+            return JobRepository(session).owned(
+                job.id, self.owner, status=status.value, ended_at=utcnow(), lease_expires_at=None, **values
+            )
+
+    def execute(self, job: JobRow, local_progress: Progress | None, reraise: bool = False) -> None:
+        """Run a claimed job and record how it ended; ``reraise`` hands errors to the caller."""
+        kind = self.kinds.get(job.kind)
+        if kind is None:
+            self._finish(job, JobStatus.FAILED, error=f"unknown job kind {job.kind!r}")
+            return
+        if job.status == JobStatus.STOP_REQUESTED.value:
+            if self._finish(job, JobStatus.STOPPED, error="stopped on request"):
+                kind.abandoned(job.payload, JobStatus.STOPPED.value, "stopped on request")
+            return
+        if job.attempts > job.max_attempts:
+            message = (
+                f"gave up after {job.max_attempts} attempts: {job.error or 'the worker running it stopped'}"
+            )
+            if self._finish(job, JobStatus.FAILED, error=message):
+                kind.abandoned(job.payload, JobStatus.FAILED.value, message)
+            return
+        with self.database.transaction() as session:
+            started = JobRepository(session).owned(
+                job.id,
+                self.owner,
+                when_status=(JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value),
+                status=JobStatus.IN_PROGRESS.value,
+            )
+        if not started:  # a stop request arrived between the claim and now
+            if self._finish(job, JobStatus.STOPPED, error="stopped on request"):
+                kind.abandoned(job.payload, JobStatus.STOPPED.value, "stopped on request")
+            return
+        with self._lock:
+            self._running.add(job.id)
+            self._lost.discard(job.id)
+        context = JobContext(
+            job.id, job.kind, job.attempts, self._progress(job.id, local_progress), self._stop_check(job.id)
+        )
+        try:
+            result = kind.run(context, dict(job.payload))
+        except Stopped as exc:
+            self._finish(job, JobStatus.STOPPED, error=exc.message)
+            if reraise:
+                raise
+        except TagloopError as exc:
+            self._finish(job, JobStatus.FAILED, error=exc.message)
+            if reraise:
+                raise
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            message = f"{type(exc).__name__}: {exc}"
+            if job.attempts < job.max_attempts:
+                with self.database.transaction() as session:
+                    JobRepository(session).owned(
+                        job.id,
+                        self.owner,
+                        status=JobStatus.SUBMITTED.value,
+                        error=message,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                self.on_requeue()
+            elif self._finish(job, JobStatus.FAILED, error=message):
+                kind.abandoned(job.payload, JobStatus.FAILED.value, message)
+            if reraise:
+                raise
+        else:
+            self._finish(job, JobStatus.COMPLETED, result=result, progress=1.0, error=None)
+        finally:
+            with self._lock:
+                self._running.discard(job.id)
+
+    def _progress(self, job_id: str, local: Progress | None) -> Progress:
+        last = [0.0]
+
+        def report(fraction: float, message: str) -> None:
+            if local is not None:
+                local(fraction, message)
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_INTERVAL and fraction < 1.0:
+                return
+            last[0] = now
+            with self.database.transaction() as session:
+                JobRepository(session).owned(
+                    job_id, self.owner, progress=round(float(fraction), 4), progress_message=message
+                )
+
+        return report
+
+    def _stop_check(self, job_id: str) -> Callable[[], bool]:
+        state = {"checked": 0.0, "stop": False}
+
+        def should_stop() -> bool:
+            with self._lock:
+                if job_id in self._lost:
+                    return True
+            now = time.monotonic()
+            if not state["stop"] and now - state["checked"] >= STOP_CHECK_INTERVAL:
+                state["checked"] = now
+                with self.database.reading() as session:
+                    status = JobRepository(session).status(job_id)
+                state["stop"] = status != JobStatus.IN_PROGRESS.value
+            return bool(state["stop"])
+
+        return should_stop
