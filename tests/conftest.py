@@ -120,3 +120,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if os.environ.get("CI") and skipped:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def procrastinate_db(postgres_db: str) -> str:
+    """``postgres_db`` with Procrastinate's tables installed and emptied."""
+    from tagloop.jobs.procrastinate_queue import ProcrastinateJobQueue
+    from tagloop.storage.database import Database
+
+    database = Database(postgres_db)
+    ProcrastinateJobQueue(database).ensure_schema()
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "TRUNCATE procrastinate_jobs, procrastinate_workers RESTART IDENTITY CASCADE"
+        )
+    database.dispose()
+    return postgres_db
+
+
+@pytest.fixture(params=["local-sqlite", "local-postgresql", "procrastinate-postgresql"])
+def job_backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Settings for each job queue adapter on each database it supports."""
+    adapter, backend = request.param.split("-")
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tagloop.db'}"
+    elif adapter == "procrastinate":
+        url = request.getfixturevalue("procrastinate_db")
+    else:
+        url = request.getfixturevalue("postgres_db")
+    return {"database_url": url, "jobs": adapter}

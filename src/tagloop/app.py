@@ -30,14 +30,20 @@ class Tagloop:
             migrate.ensure_current(self.database, auto_upgrade=self.database.is_embedded)
         self.artifacts = ArtifactStore(self.settings.resolved_artifacts_url)
         self.models = ModelCache(self.artifacts, self.settings.model_cache_size)
-        self.queue: JobQueue = LocalJobQueue(
-            self.database, workers=self.settings.job_workers, lease_seconds=self.settings.job_lease_seconds
-        )
+        self.queue = self._queue()
         self.catalog = Catalog(self.database)
         self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
         self.queue.register(TrainJob(self.training))
+
+    def _queue(self) -> JobQueue:
+        options = {"workers": self.settings.job_workers, "lease_seconds": self.settings.job_lease_seconds}
+        if self.settings.jobs == "procrastinate":
+            from tagloop.jobs.procrastinate_queue import ProcrastinateJobQueue
+
+            return ProcrastinateJobQueue(self.database, **options)
+        return LocalJobQueue(self.database, **options)
 
     def start_workers(self) -> None:
         """Run queued jobs in background threads of this process (serve, worker)."""

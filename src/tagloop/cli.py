@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -409,9 +409,6 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run the queued jobs, then exit.")] = False,
 ) -> None:
     """Run queued jobs until interrupted (Ctrl-C stops after the running jobs' current step)."""
-    import signal
-    import threading
-
     if concurrency is not None:
         State.overrides["job_workers"] = concurrency
 
@@ -421,12 +418,10 @@ def worker(
                 ran = tagloop.queue.run_until_idle()
                 stderr.print(f"ran {ran} job(s)")
                 return
-            done = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: done.set())
-            tagloop.start_workers()
-            stderr.print(f"worker running {tagloop.settings.job_workers} job thread(s); Ctrl-C to stop")
-            with suppress(KeyboardInterrupt):
-                done.wait()
+            stderr.print(
+                f"{tagloop.queue.name} worker: {tagloop.settings.job_workers} job(s) at once; Ctrl-C stops"
+            )
+            tagloop.queue.serve_forever()
 
     _guard(run)
 
@@ -440,7 +435,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     def run() -> str | None:
         instance = Tagloop(_settings(), check_schema=False)
         try:
-            return migrate.upgrade(instance.database, revision)
+            current = migrate.upgrade(instance.database, revision)
+            ensure_schema = getattr(instance.queue, "ensure_schema", None)
+            if ensure_schema is not None and ensure_schema():
+                stderr.print("installed the Procrastinate job tables")
+            return current
         finally:
             instance.close()
 

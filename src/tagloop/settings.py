@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
     test_fraction: float = Field(0.1, gt=0, lt=1, description="Share held out as test set when no test file.")
     split_seed: int = Field(0, description="Seed of the stratified test split.")
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded per process.")
+    jobs: Literal["local", "procrastinate"] = Field(
+        "local",
+        description="Job queue: worker threads in this process (local), or Procrastinate on PostgreSQL.",
+    )
     job_workers: int = Field(2, ge=1, description="Job worker threads in `tagloop serve` / `tagloop worker`.")
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A job whose worker stops renewing its lease this long is run again."

@@ -1,4 +1,4 @@
-"""Contract every job queue adapter must meet, run on SQLite and on the real PostgreSQL.
+"""Contract every job queue adapter must meet: local (SQLite, PostgreSQL), Procrastinate.
 
 The jobs here are small test kinds registered on a real queue of a real Tagloop instance;
 nothing is mocked. Two Tagloop instances on one database stand for two processes.
@@ -60,11 +60,11 @@ class RecordingKind:
 
 
 @pytest.fixture
-def queue_app(make_tagloop, database_url):
-    """A Tagloop on the parametrized database with the test kind registered."""
+def queue_app(make_tagloop, job_backend):
+    """A Tagloop on each queue adapter and database, with the test kind registered."""
 
     def build(**overrides):
-        tagloop = make_tagloop(database_url=database_url, **overrides)
+        tagloop = make_tagloop(**job_backend, **overrides)
         kind = RecordingKind()
         tagloop.queue.register(kind)
         return tagloop, kind
@@ -176,8 +176,7 @@ def test_a_job_whose_worker_died_is_run_again_by_another(queue_app):
         assert JobRepository(session).claim("dead-worker", lease_seconds=0.5).id == job_id
     alive, kind = queue_app(job_lease_seconds=0.5)
     assert alive.queue.run_until_idle() == 0  # the lease still holds
-    time.sleep(0.7)
-    assert alive.queue.run_until_idle() == 1
+    wait_for(lambda: alive.queue.run_until_idle() == 1)
     job = alive.jobs.show(job_id)
     assert job["status"] == JobStatus.COMPLETED
     assert job["attempts"] == 2

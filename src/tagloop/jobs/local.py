@@ -9,7 +9,9 @@ others; a job whose process died is claimed again once its lease runs out (see
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import event
@@ -41,7 +43,7 @@ class LocalJobQueue:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.runner = JobRunner(database, lease_seconds, on_requeue=self._wake.set)
+        self.runner = JobRunner(database, lease_seconds, on_requeue=self.requeue)
 
     def register(self, kind: JobKind) -> None:
         self.runner.register(kind)
@@ -52,8 +54,21 @@ class LocalJobQueue:
         if kind not in self.runner.kinds:
             raise NotFound(f"unknown job kind {kind!r}")
         row = JobRepository(session).add(kind, payload, max_attempts=max_attempts, **links)
-        event.listen(session, "after_commit", lambda _session: self._wake.set(), once=True)
+        self.requeue(session, row.id)
         return row.id
+
+    def requeue(self, session: Session, job_id: str) -> None:
+        """Wake the workers once ``session`` commits a job back to SUBMITTED."""
+        event.listen(session, "after_commit", lambda _session: self._wake.set(), once=True)
+
+    def serve_forever(self) -> None:
+        """Run worker threads until SIGINT/SIGTERM (``tagloop worker``)."""
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        self.start()
+        with suppress(KeyboardInterrupt):
+            done.wait()
+        self.shutdown()
 
     def start(self) -> None:
         if self._threads:

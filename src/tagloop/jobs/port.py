@@ -52,8 +52,24 @@ class JobQueue(Protocol):
         """Record a job in ``session``'s transaction; it runs once that commits."""
         ...
 
+    def requeue(self, session: Session, job_id: str) -> None:
+        """Schedule a job put back to SUBMITTED in ``session`` (retry); runs once it commits."""
+        ...
+
     def run_now(self, job_id: str, progress: Progress | None = None) -> None:
         """Run ``job_id`` in the calling thread if it can be claimed, else wait for it."""
+        ...
+
+    def wait(self, job_id: str, timeout: float | None = None) -> str:
+        """Block until the job ends (or ``timeout``); returns its status."""
+        ...
+
+    def run_until_idle(self) -> int:
+        """Run the jobs that are due in the calling thread; returns how many ran."""
+        ...
+
+    def serve_forever(self) -> None:
+        """Run jobs in the foreground until SIGINT/SIGTERM (``tagloop worker``)."""
         ...
 
     def start(self) -> None:

@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from tagloop.domain.models import Progress
 from tagloop.domain.records import JobStatus
 from tagloop.errors import NotFound, Stopped, TagloopError
@@ -34,11 +36,16 @@ STOP_CHECK_INTERVAL = 0.5
 
 class JobRunner:
     def __init__(
-        self, database: Database, lease_seconds: float = 30.0, on_requeue: Callable[[], None] | None = None
+        self,
+        database: Database,
+        lease_seconds: float = 30.0,
+        on_requeue: Callable[[Session, str], None] | None = None,
     ) -> None:
+        """``on_requeue(session, job_id)`` is called inside the transaction that puts a
+        failed job back to SUBMITTED for another attempt (adapters schedule it there)."""
         self.database = database
         self.lease_seconds = lease_seconds
-        self.on_requeue = on_requeue or (lambda: None)
+        self.on_requeue = on_requeue or (lambda session, job_id: None)
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.kinds: dict[str, JobKind] = {}
         self._running: set[str] = set()
@@ -46,6 +53,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self.executed = 0
 
     def register(self, kind: JobKind) -> None:
         self.kinds[kind.kind] = kind
@@ -111,6 +119,8 @@ class JobRunner:
 
     def execute(self, job: JobRow, local_progress: Progress | None, reraise: bool = False) -> None:
         """Run a claimed job and record how it ended; ``reraise`` hands errors to the caller."""
+        with self._lock:
+            self.executed += 1
         kind = self.kinds.get(job.kind)
         if kind is None:
             self._finish(job, JobStatus.FAILED, error=f"unknown job kind {job.kind!r}")
@@ -158,7 +168,7 @@ class JobRunner:
             message = f"{type(exc).__name__}: {exc}"
             if job.attempts < job.max_attempts:
                 with self.database.transaction() as session:
-                    JobRepository(session).owned(
+                    requeued = JobRepository(session).owned(
                         job.id,
                         self.owner,
                         status=JobStatus.SUBMITTED.value,
@@ -166,7 +176,8 @@ class JobRunner:
                         lease_owner=None,
                         lease_expires_at=None,
                     )
-                self.on_requeue()
+                    if requeued:
+                        self.on_requeue(session, job.id)
             elif self._finish(job, JobStatus.FAILED, error=message):
                 kind.abandoned(job.payload, JobStatus.FAILED.value, message)
             if reraise:

@@ -95,4 +95,5 @@ class JobService:
                     version.message = None
                     version.ended_at = None
             session.flush()
+            self.queue.requeue(session, row.id)
             return self._summary(session, row)
