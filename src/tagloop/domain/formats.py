@@ -34,6 +34,7 @@ FORMATS = (COMPREHEND_CSV, JSONL, CSV)
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _TEXT_JOINER = "\n"
+_NUL_REASON = "contains a NUL character (not allowed in text)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +115,11 @@ def _csv_records(text: io.TextIOBase) -> Iterator[tuple[int, list[str] | RowIssu
         last = reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
-        bad = next((f for f in fields if _SURROGATE.search(f)), None)
-        if bad is not None:
+        if any(_SURROGATE.search(f) for f in fields):
             yield start, RowIssue(start, "invalid UTF-8 (the file must be UTF-8 encoded)")
+            continue
+        if any("\x00" in f for f in fields):
+            yield start, RowIssue(start, _NUL_REASON)
             continue
         yield start, fields
 
@@ -128,7 +131,7 @@ def _csv_reason(exc: csv.Error) -> str:
     if "unexpected end of data" in message:
         return "bad quoting: a quoted field is never closed"
     if "NUL" in message:
-        return "line contains a NUL byte"
+        return _NUL_REASON
     return f"bad quoting: {message}"
 
 
@@ -211,6 +214,9 @@ def _read_jsonl(stream: BinaryIO, spec: FormatSpec) -> Iterator[RawRow | RowIssu
             yield RowIssue(number, "text must be a string")
             continue
         body = _TEXT_JOINER.join(p for p in parts if p and p.strip())
+        if "\x00" in body:
+            yield RowIssue(number, _NUL_REASON)
+            continue
         labels = next((record[k] for k in label_keys if k in record), None)
         if labels is not None and not isinstance(labels, (str, list)):
             yield RowIssue(number, "labels must be a string or a list of strings")

@@ -56,8 +56,8 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-    except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
-        raise ArtifactCorrupt(f"model file cannot be read: {exc}") from exc
+    except Exception as exc:  # zip, npy and JSON errors of a damaged file all land here
+        raise ArtifactCorrupt(f"model file cannot be read: {type(exc).__name__}: {exc}") from exc
     return meta, arrays
 
 
@@ -72,7 +72,10 @@ def load_model(data: bytes) -> TextModel:
     build = recipes.get(meta.get("recipe", ""))
     if build is None:
         raise ArtifactCorrupt(f"unknown model recipe {meta.get('recipe')!r}")
-    return build(meta, arrays)
+    try:
+        return build(meta, arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactCorrupt(f"model file is incomplete: {type(exc).__name__}: {exc}") from exc
 
 
 def chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:

@@ -12,7 +12,7 @@ MAX_NAME = 63
 
 def check_name(kind: str, value: str) -> str:
     """Return ``value`` if it is a valid name (letters, digits, inner hyphens, ≤ 63), else raise."""
-    if not value or len(value) > MAX_NAME or not _NAME.match(value):
+    if not value or len(value) > MAX_NAME or not _NAME.fullmatch(value):
         raise InvalidRequest(
             f"invalid {kind} name {value!r}: use 1-{MAX_NAME} letters, digits and hyphens, "
             "starting and ending with a letter or digit"

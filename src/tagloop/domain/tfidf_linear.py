@@ -163,6 +163,11 @@ def fit_temperature(decision: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fit_platt(decision: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Platt scaling ``sigmoid(a·d + b)``; a constant (smoothed base rate) if one class only."""
+    positives = int(truth.sum())
+    if positives in (0, len(truth)):
+        rate = (positives + 0.5) / (len(truth) + 1.0)
+        return 0.0, float(np.log(rate / (1.0 - rate)))
     model = LogisticRegression(C=1e4)
     model.fit(decision.reshape(-1, 1), truth)
     return float(model.coef_[0, 0]), float(model.intercept_[0])

@@ -111,7 +111,7 @@ class DatasetValidator:
         else:
             if not all(isinstance(part, str) for part in value):
                 return "labels must be strings"
-            parts = [str(part).strip() for part in value]
+            parts = list(dict.fromkeys(str(part).strip() for part in value))
             if self.mode is Mode.MULTI_CLASS and len(parts) > 1:
                 return f"{len(parts)} labels given in multi-class mode (use --mode multi-label)"
         if any(not part for part in parts):

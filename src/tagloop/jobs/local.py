@@ -99,6 +99,9 @@ class LocalJobQueue:
     def wait(self, job_id: str, timeout: float | None = None) -> str:
         return self.runner.wait(job_id, timeout)
 
+    def request_stop(self, job_id: str) -> None:
+        self.runner.request_stop(job_id)
+
     def run_until_idle(self) -> int:
         """Run claimable jobs in the calling thread until none is left; returns how many ran."""
         ran = 0

@@ -18,13 +18,25 @@ from tagloop.domain.models import Progress
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a running job may ask of its runner."""
+    """What a running job may ask of its runner.
+
+    ``spawn(kind, payloads)`` enqueues child jobs (once per job, in one transaction); the
+    job then returns :class:`AwaitChildren` and completes when they all have.
+    """
 
     job_id: str
     kind: str
     attempt: int
     progress: Progress
     should_stop: Callable[[], bool]
+    spawn: Callable[[str, list[dict[str, Any]]], list[str]]
+
+
+@dataclass(frozen=True)
+class AwaitChildren:
+    """Returned by a job that spawned children: it ends when the last child ends."""
+
+    children: int
 
 
 class JobKind(Protocol):
@@ -37,7 +49,13 @@ class JobKind(Protocol):
         ...
 
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
-        """The job ended without running to completion (stopped before start, gave up)."""
+        """The job ended without completing (stopped, gave up, or a child job failed)."""
+        ...
+
+    def children_finished(
+        self, payload: dict[str, Any], results: list[dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """All spawned children completed: finish the work (e.g. write a manifest); the result."""
         ...
 
 
@@ -62,6 +80,10 @@ class JobQueue(Protocol):
 
     def wait(self, job_id: str, timeout: float | None = None) -> str:
         """Block until the job ends (or ``timeout``); returns its status."""
+        ...
+
+    def request_stop(self, job_id: str) -> None:
+        """Stop a job and its children: at once if not started, within seconds if running."""
         ...
 
     def run_until_idle(self) -> int:

@@ -110,6 +110,9 @@ class ProcrastinateJobQueue:
     def wait(self, job_id: str, timeout: float | None = None) -> str:
         return self.runner.wait(job_id, timeout)
 
+    def request_stop(self, job_id: str) -> None:
+        self.runner.request_stop(job_id)
+
     def start(self) -> None:
         """Run a Procrastinate worker in a background thread of this process."""
         if self._thread is not None:

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from tagloop.domain.models import Progress
 from tagloop.domain.records import JobStatus
-from tagloop.errors import NotFound, Stopped, TagloopError
-from tagloop.jobs.port import JobContext, JobKind
+from tagloop.errors import NotFound, ResourceInUse, Stopped, TagloopError
+from tagloop.jobs.port import AwaitChildren, JobContext, JobKind
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import JobRepository
 from tagloop.storage.tables import JobRow, utcnow
@@ -112,10 +112,115 @@ class JobRunner:
                 self._lost.update(set(running) - held)
 
     def _finish(self, job: JobRow, status: JobStatus, **values: Any) -> bool:
+        """Record how a job ended (if this runner still holds it), and settle its parent."""
         with self.database.transaction() as session:
-            return JobRepository(session).owned(
+            ended = JobRepository(session).owned(
                 job.id, self.owner, status=status.value, ended_at=utcnow(), lease_expires_at=None, **values
             )
+            if ended and job.parent_id is not None:
+                self._settle_parent(session, job.parent_id)
+            return ended
+
+    def request_stop(self, job_id: str) -> None:
+        """Stop a job and its children: those not started stop at once, running ones soon."""
+        stopped_now: list[JobRow] = []
+        with self.database.transaction() as session:
+            jobs = JobRepository(session)
+            row = jobs.lock(job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id!r}")
+            if JobStatus(row.status).is_final:
+                raise ResourceInUse(f"job {job_id} already ended ({row.status})")
+            children = jobs.children(job_id)
+            for target in [row, *children]:
+                if JobStatus(target.status).is_final:
+                    continue
+                if target.status == JobStatus.SUBMITTED.value and target.lease_owner is None:
+                    target.status = JobStatus.STOPPED.value
+                    target.ended_at = utcnow()
+                    target.error = "stopped on request before it started"
+                    stopped_now.append(target)
+                else:
+                    target.status = JobStatus.STOP_REQUESTED.value
+            session.flush()
+            if children:
+                self._settle_parent(session, job_id)
+        for target in stopped_now:
+            kind = self.kinds.get(target.kind)
+            if kind is not None and target.parent_id is None:
+                kind.abandoned(dict(target.payload), JobStatus.STOPPED.value, target.error or "")
+
+    def _spawner(self, parent: JobRow) -> Callable[[str, list[dict[str, Any]]], list[str]]:
+        def spawn(kind: str, payloads: list[dict[str, Any]]) -> list[str]:
+            if kind not in self.kinds:
+                raise NotFound(f"unknown job kind {kind!r}")
+            with self.database.transaction() as session:
+                jobs = JobRepository(session)
+                if jobs.has_children(parent.id):
+                    raise RuntimeError(f"job {parent.id} spawned its children already")
+                ids = []
+                for payload in payloads:
+                    child = jobs.add(
+                        kind,
+                        payload,
+                        parent_id=parent.id,
+                        classifier_id=parent.classifier_id,
+                        version_id=parent.version_id,
+                    )
+                    self.on_requeue(session, child.id)
+                    ids.append(child.id)
+                return ids
+
+        return spawn
+
+    def _await_children(self, job: JobRow) -> None:
+        """Release a parent whose children run elsewhere; settle it if they all ended already."""
+        with self.database.transaction() as session:
+            JobRepository(session).owned(
+                job.id,
+                self.owner,
+                when_status=(JobStatus.IN_PROGRESS.value,),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            self._settle_parent(session, job.id)
+
+    def _settle_parent(self, session: Session, parent_id: str) -> None:
+        """Update a parent's progress; end it once every child has ended (parent row locked)."""
+        jobs = JobRepository(session)
+        parent = jobs.lock(parent_id)
+        if parent is None or JobStatus(parent.status).is_final:
+            return
+        children = jobs.children(parent_id)
+        ended = [child for child in children if JobStatus(child.status).is_final]
+        parent.progress = round(len(ended) / max(1, len(children)), 4)
+        parent.progress_message = f"{len(ended)} of {len(children)} parts done"
+        if len(ended) < len(children):
+            return
+        kind = self.kinds.get(parent.kind)
+        failed = [child for child in children if child.status == JobStatus.FAILED.value]
+        stopped = [child for child in children if child.status == JobStatus.STOPPED.value]
+        status, message, result = JobStatus.COMPLETED, None, None
+        if failed:
+            status = JobStatus.FAILED
+            message = f"{len(failed)} of {len(children)} parts failed: {failed[0].error}"
+        elif stopped or parent.status == JobStatus.STOP_REQUESTED.value:
+            status, message = JobStatus.STOPPED, "stopped on request"
+        elif kind is not None:
+            try:
+                result = kind.children_finished(dict(parent.payload), [child.result for child in children])
+            except TagloopError as exc:
+                status, message = JobStatus.FAILED, exc.message
+        parent.status = status.value
+        parent.ended_at = utcnow()
+        parent.lease_owner = None
+        parent.lease_expires_at = None
+        parent.error = message
+        if status is JobStatus.COMPLETED:
+            parent.result = result
+            parent.progress = 1.0
+        elif kind is not None:
+            kind.abandoned(dict(parent.payload), status.value, message or "")
 
     def execute(self, job: JobRow, local_progress: Progress | None, reraise: bool = False) -> None:
         """Run a claimed job and record how it ended; ``reraise`` hands errors to the caller."""
@@ -147,11 +252,21 @@ class JobRunner:
             if self._finish(job, JobStatus.STOPPED, error="stopped on request"):
                 kind.abandoned(job.payload, JobStatus.STOPPED.value, "stopped on request")
             return
+        with self.database.reading() as session:
+            spawned = JobRepository(session).has_children(job.id)
+        if spawned:  # claimed again after its worker died: its children carry on
+            self._await_children(job)
+            return
         with self._lock:
             self._running.add(job.id)
             self._lost.discard(job.id)
         context = JobContext(
-            job.id, job.kind, job.attempts, self._progress(job.id, local_progress), self._stop_check(job.id)
+            job.id,
+            job.kind,
+            job.attempts,
+            self._progress(job.id, local_progress),
+            self._stop_check(job.id),
+            self._spawner(job),
         )
         try:
             result = kind.run(context, dict(job.payload))
@@ -183,7 +298,10 @@ class JobRunner:
             if reraise:
                 raise
         else:
-            self._finish(job, JobStatus.COMPLETED, result=result, progress=1.0, error=None)
+            if isinstance(result, AwaitChildren):
+                self._await_children(job)
+            else:
+                self._finish(job, JobStatus.COMPLETED, result=result, progress=1.0, error=None)
         finally:
             with self._lock:
                 self._running.discard(job.id)

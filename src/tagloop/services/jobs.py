@@ -9,7 +9,7 @@ from tagloop.errors import ResourceInUse
 from tagloop.jobs.port import JobQueue
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import JobRepository, ModelVersionRepository
-from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow, utcnow
+from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow
 
 
 def job_summary(row: JobRow, classifier: str | None = None, version: str | None = None) -> dict[str, Any]:
@@ -50,26 +50,13 @@ class JobService:
 
     def stop(self, job_id: str) -> dict[str, Any]:
         """Ask a job to stop: one not started stops at once, a running one within seconds."""
+        self.queue.request_stop(job_id)
         with self.database.transaction() as session:
             row = JobRepository(session).get(job_id)
-            status = JobStatus(row.status)
-            if status.is_final:
-                raise ResourceInUse(f"job {job_id} already ended ({row.status})")
-            if status is JobStatus.SUBMITTED and row.lease_owner is None:
-                row.status = JobStatus.STOPPED.value
-                row.ended_at = utcnow()
-                row.error = "stopped on request before it started"
-                version_status = VersionStatus.STOPPED
-            else:
-                row.status = JobStatus.STOP_REQUESTED.value
-                version_status = VersionStatus.STOP_REQUESTED
-            if row.version_id is not None:
+            if row.version_id is not None and row.status == JobStatus.STOP_REQUESTED.value:
                 version = ModelVersionRepository(session).get(row.version_id)
                 if version.status in (VersionStatus.SUBMITTED.value, VersionStatus.TRAINING.value):
-                    version.status = version_status.value
-                    if version_status is VersionStatus.STOPPED:
-                        version.message = "training stopped on request"
-                        version.ended_at = utcnow()
+                    version.status = VersionStatus.STOP_REQUESTED.value
             session.flush()
             return self._summary(session, row)
 

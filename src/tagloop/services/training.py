@@ -331,3 +331,8 @@ class TrainJob:
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
         version_status = VersionStatus.STOPPED if status == "STOPPED" else VersionStatus.IN_ERROR
         self.training.mark(int(payload["version_id"]), version_status, message)
+
+    def children_finished(
+        self, payload: dict[str, Any], results: list[dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        raise NotImplementedError("training jobs have no children")

@@ -183,8 +183,25 @@ class JobRepository:
             raise NotFound(f"no job {job_id!r}")
         return row
 
+    def lock(self, job_id: str) -> JobRow | None:
+        """The job row, locked until the transaction ends (PostgreSQL; SQLite locks on write)."""
+        query = select(JobRow).where(JobRow.id == job_id).with_for_update()
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
+
+    def children(self, parent_id: str) -> Sequence[JobRow]:
+        query = select(JobRow).where(JobRow.parent_id == parent_id).order_by(JobRow.created_at, JobRow.id)
+        return self.session.scalars(query.execution_options(populate_existing=True)).all()
+
+    def has_children(self, parent_id: str) -> bool:
+        return (
+            self.session.scalar(select(JobRow.id).where(JobRow.parent_id == parent_id).limit(1)) is not None
+        )
+
     def list(self, limit: int = 100, status: str | None = None) -> Sequence[JobRow]:
-        query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        """Top-level jobs, newest first (the parts of a sharded job are listed with it)."""
+        query = (
+            select(JobRow).where(JobRow.parent_id.is_(None)).order_by(JobRow.created_at.desc()).limit(limit)
+        )
         if status is not None:
             query = query.where(JobRow.status == status)
         return self.session.scalars(query).all()
