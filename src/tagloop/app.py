@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobQueue
+from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
 from tagloop.services.jobs import JobService
 from tagloop.services.models import ModelCache
@@ -35,7 +36,13 @@ class Tagloop:
         self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
-        self.queue.register(TrainJob(self.training))
+        self.batch = BatchService(self.database, self.queue, self.models, self.predictions)
+        for kind in (
+            TrainJob(self.training),
+            BatchJob(),
+            BatchShardJob(self.database, self.models, self.predictions),
+        ):
+            self.queue.register(kind)
 
     def _queue(self) -> JobQueue:
         options = {"workers": self.settings.job_workers, "lease_seconds": self.settings.job_lease_seconds}

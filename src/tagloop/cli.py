@@ -331,6 +331,54 @@ def versions(
     stdout.print(table)
 
 
+@app.command()
+def batch(
+    classifier: Annotated[str, typer.Argument()],
+    input: Annotated[str, typer.Option("--input", help="File, folder or fsspec URL (s3://...).")],
+    output: Annotated[str, typer.Option("--output", help="Folder or URL; results go to <output>/<job id>/.")],
+    input_format: Annotated[
+        str, typer.Option(help="ONE_DOC_PER_LINE or ONE_DOC_PER_FILE.")
+    ] = "ONE_DOC_PER_LINE",
+    version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
+    shard_documents: Annotated[int, typer.Option(help="Documents (or files) per shard.")] = 20_000,
+    background: Annotated[
+        bool, typer.Option("--background", help="Queue the job and return its id.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Classify a large input in parallel shards (Comprehend's StartDocumentClassificationJob)."""
+    import time
+
+    from tagloop.services.batch import BatchRequest
+
+    def run() -> dict[str, Any]:
+        request = BatchRequest(classifier, input, output, input_format.upper(), version, shard_documents)
+        with _tagloop() as tagloop:
+            job_id = tagloop.batch.submit(request)
+            if background:
+                return tagloop.jobs.show(job_id)
+            tagloop.start_workers()
+            with _progress() as progress:
+                while True:
+                    job = tagloop.jobs.show(job_id)
+                    progress(job["progress"], job["progress_message"] or job["status"].lower())
+                    if job["status"] in ("COMPLETED", "FAILED", "STOPPED"):
+                        break
+                    time.sleep(0.2)
+            if job["status"] != "COMPLETED":
+                raise TagloopError(f"batch job {job_id} {job['status']}: {job['error']}")
+            return job
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+    elif background:
+        stdout.print(result["id"])
+    else:
+        manifest = result["result"]
+        stdout.print(f"classified {manifest['documents']} documents into {manifest['output']}")
+
+
 jobs_app = typer.Typer(help="Background jobs: list, show, stop, retry.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
 

@@ -69,6 +69,7 @@ class ArtifactStore:
         return bool(self.fs.exists(path))
 
     def delete_prefix(self, key: str) -> None:
-        target = self.path(key)
+        """Remove ``key`` and everything under it (the whole store for ``""``)."""
+        target = self.path(key).rstrip("/") or self.root
         if self.fs.exists(target):
             self.fs.rm(target, recursive=True)

@@ -166,7 +166,7 @@ class JobRepository:
 
     def add(self, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any) -> JobRow:
         row = JobRow(
-            id=uuid.uuid4().hex,
+            id=links.pop("id", None) or uuid.uuid4().hex,
             kind=kind,
             status=JobStatus.SUBMITTED.value,
             payload=payload,
