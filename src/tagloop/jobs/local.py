@@ -121,4 +121,7 @@ class LocalJobQueue:
             if job is None:
                 self._wake.wait(self.poll_seconds)
                 continue
-            self.runner.execute(job, None)
+            try:
+                self.runner.execute(job, None)
+            except Exception:  # recorded failures never get here; a lost database connection may
+                log.exception("running job %s failed; its lease will expire and it will run again", job.id)

@@ -114,7 +114,10 @@ class JobRunner:
     def _finish(self, job: JobRow, status: JobStatus, **values: Any) -> bool:
         """Record how a job ended (if this runner still holds it), and settle its parent."""
         with self.database.transaction() as session:
-            ended = JobRepository(session).owned(
+            jobs = JobRepository(session)
+            if job.parent_id is not None:
+                jobs.lock(job.parent_id)  # parent before child, the order request_stop locks in
+            ended = jobs.owned(
                 job.id, self.owner, status=status.value, ended_at=utcnow(), lease_expires_at=None, **values
             )
             if ended and job.parent_id is not None:
@@ -156,6 +159,9 @@ class JobRunner:
                 raise NotFound(f"unknown job kind {kind!r}")
             with self.database.transaction() as session:
                 jobs = JobRepository(session)
+                current = jobs.lock(parent.id)
+                if current is None or current.status != JobStatus.IN_PROGRESS.value:
+                    raise Stopped("stopped on request")
                 if jobs.has_children(parent.id):
                     raise RuntimeError(f"job {parent.id} spawned its children already")
                 ids = []

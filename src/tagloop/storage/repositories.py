@@ -184,7 +184,19 @@ class JobRepository:
         return row
 
     def lock(self, job_id: str) -> JobRow | None:
-        """The job row, locked until the transaction ends (PostgreSQL; SQLite locks on write)."""
+        """The job row, locked until the transaction ends.
+
+        PostgreSQL locks the row (FOR UPDATE). SQLite ignores FOR UPDATE, so a no-op write
+        takes the database's write lock first: reads after it see every committed change and
+        no other writer gets in before this transaction ends.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(id=JobRow.id)
+                .execution_options(synchronize_session=False)
+            )
         query = select(JobRow).where(JobRow.id == job_id).with_for_update()
         return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
