@@ -1,7 +1,9 @@
 """Default recipe: TF-IDF word n-grams + one-vs-rest linear SVMs + calibration.
 
-Fitting runs every binary problem (one per label, for the final model and for the
-calibration hold-out) on a thread pool: liblinear releases the GIL, so both cores work.
+Fitting runs the final model and the calibration hold-out models on a thread pool
+(liblinear releases the GIL, so both cores work): one liblinear one-vs-rest fit per model
+in multi-class mode, one binary fit per label and model in multi-label mode. Hold-out
+models stop at a looser tolerance: their decisions only feed the calibration.
 
 Scores are calibrated on documents the scoring model did not see: a stratified 20 %
 hold-out (or 5-fold cross-fitting for small sets) gives out-of-sample decision values.
@@ -20,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -237,15 +240,45 @@ def calibration_folds(keys: list[str], fraction: float, seed: int) -> list[np.nd
     return folds
 
 
-def _fit_binary(
-    features: sp.csr_matrix, target: np.ndarray, params: TfidfLinearParams
-) -> tuple[np.ndarray, float]:
+CALIBRATION_TOL = 1e-3
+"""Stopping tolerance of the hold-out models: their decisions only feed the calibration."""
+
+Fitted = tuple[np.ndarray, np.ndarray]
+"""Rows of weights (labels × features) and intercepts; a task may fill a single label."""
+
+
+def _fit_binary(features: sp.csr_matrix, target: np.ndarray, params: TfidfLinearParams, tol: float) -> Fitted:
+    """One label against the rest (multi-label)."""
     positives = int(target.sum())
     if positives == 0 or positives == len(target):
-        return np.zeros(features.shape[1]), (1.0 if positives else -1.0)
-    svm = LinearSVC(C=params.C, random_state=params.seed)
+        return np.zeros((1, features.shape[1])), np.array([1.0 if positives else -1.0])
+    svm = LinearSVC(C=params.C, random_state=params.seed, tol=tol)
     svm.fit(features, target)
-    return svm.coef_[0], float(svm.intercept_[0])
+    return svm.coef_[:1], svm.intercept_[:1]
+
+
+def _fit_multiclass(
+    features: sp.csr_matrix, target: np.ndarray, labels: int, params: TfidfLinearParams, tol: float
+) -> Fitted:
+    """All labels at once: liblinear's own one-vs-rest, one data conversion for all of them.
+
+    A label absent from ``target`` (a rare label held out of a calibration fold) gets a
+    decision far below every other, so it is never predicted by that fold's model.
+    """
+    coef = np.zeros((labels, features.shape[1]))
+    intercept = np.full(labels, -10.0)
+    present = np.unique(target)
+    if len(present) == 1:
+        intercept[present[0]] = 1.0
+        return coef, intercept
+    svm = LinearSVC(C=params.C, random_state=params.seed, tol=tol)
+    svm.fit(features, target)
+    if len(present) == 2:  # liblinear returns one row, for the second class
+        coef[present[1]], coef[present[0]] = svm.coef_[0], -svm.coef_[0]
+        intercept[present[1]], intercept[present[0]] = svm.intercept_[0], -svm.intercept_[0]
+    else:
+        coef[present], intercept[present] = svm.coef_, svm.intercept_
+    return coef, intercept
 
 
 def fit(
@@ -281,34 +314,47 @@ def fit(
     if stop():
         raise Stopped("training stopped on request")
     folds = calibration_folds(keys, params.calibration_fraction, params.seed)
-    fold_features = [features[~mask] for mask in folds]
-    tasks: list[tuple[int, int]] = [(-1, j) for j in range(len(labels))]
-    tasks += [(f, j) for f in range(len(folds)) for j in range(len(labels))]
-    results: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
+    # slot -1 is the final model on every document; slot f is fold f's hold-out model
+    slots: list[tuple[int, sp.csr_matrix, np.ndarray, float]] = [(-1, features, truth, 1e-4)]
+    slots += [(f, features[~mask], truth[~mask], CALIBRATION_TOL) for f, mask in enumerate(folds)]
+    tasks: list[tuple[int, int, Callable[[], Fitted]]] = []
+    for slot, slot_features, slot_truth, tol in slots:
+        if mode is Mode.MULTI_CLASS:
+            target = slot_truth.argmax(axis=1)
+            tasks.append(
+                (slot, -1, partial(_fit_multiclass, slot_features, target, len(labels), params, tol))
+            )
+        else:
+            tasks += [
+                (slot, j, partial(_fit_binary, slot_features, slot_truth[:, j], params, tol))
+                for j in range(len(labels))
+            ]
+    results: dict[tuple[int, int], Fitted] = {}
     started = time.perf_counter()
 
-    def run(task: tuple[int, int]) -> None:
+    def run(slot: int, label: int, work: Callable[[], Fitted]) -> None:
         if stop():
             raise Stopped("training stopped on request")
-        fold, j = task
-        if fold < 0:
-            results[task] = _fit_binary(features, truth[:, j], params)
-        else:
-            results[task] = _fit_binary(fold_features[fold], truth[~folds[fold], j], params)
+        results[(slot, label)] = work()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-            futures = [pool.submit(run, task) for task in tasks]
+            futures = [pool.submit(run, *task) for task in tasks]
             for done, future in enumerate(futures, start=1):
                 future.result()
                 report(0.2 + 0.75 * done / len(tasks), f"fitted {done}/{len(tasks)} linear models")
-    coef = np.vstack([results[(-1, j)][0] for j in range(len(labels))])
-    intercept = np.array([results[(-1, j)][1] for j in range(len(labels))])
+
+    def assembled(slot: int) -> Fitted:
+        if mode is Mode.MULTI_CLASS:
+            return results[(slot, -1)]
+        parts = [results[(slot, j)] for j in range(len(labels))]
+        return np.vstack([w for w, _ in parts]), np.concatenate([b for _, b in parts])
+
+    coef, intercept = assembled(-1)
     held_decisions, held_truth = [], []
     for f, mask in enumerate(folds):
-        fold_coef = np.vstack([results[(f, j)][0] for j in range(len(labels))])
-        fold_intercept = np.array([results[(f, j)][1] for j in range(len(labels))])
+        fold_coef, fold_intercept = assembled(f)
         held_decisions.append(np.asarray(features[mask] @ fold_coef.T) + fold_intercept)
         held_truth.append(truth[mask])
     if held_decisions:
