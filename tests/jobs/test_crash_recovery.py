@@ -13,7 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from tagloop.app import Tagloop
 from tagloop.settings import Settings
@@ -53,9 +56,9 @@ def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return out
 
 
-def job(data_dir: Path, job_id: str) -> dict:
+def job(data_dir: Path, job_id: str, settings: Settings | None = None) -> dict:
     """Read the job record straight from the database (a CLI call would poll too slowly)."""
-    app = Tagloop(Settings(data_dir=data_dir))
+    app = Tagloop(settings or Settings(data_dir=data_dir))
     try:
         return app.jobs.show(job_id)
     finally:
@@ -102,3 +105,71 @@ def test_training_survives_a_killed_worker(tmp_path):
     assert versions["v2"]["status"] == "TRAINED"
     assert versions["v1"]["status"] == "TRAINED"
     assert versions["v2"]["metrics"]["Accuracy"] > 0.9
+
+
+@pytest.fixture(params=["local", "procrastinate"])
+def crash_env(request, tmp_path) -> dict[str, str]:
+    """Environment for worker processes of each adapter (short leases so recovery is quick)."""
+    env = {"TAGLOOP_JOB_LEASE_SECONDS": "2", "TAGLOOP_JOBS": request.param}
+    if request.param == "procrastinate":
+        env["TAGLOOP_DATABASE_URL"] = request.getfixturevalue("procrastinate_db")
+    return env
+
+
+def test_batch_survives_a_killed_worker(tmp_path, crash_env):
+    data_dir = tmp_path / "data"
+    run(
+        data_dir,
+        "train",
+        "crash",
+        "--data",
+        str(synthetic_csv(tmp_path / "small.csv", 300, seed=1)),
+        env=crash_env,
+    )
+    rng = random.Random(3)
+    lines = [" ".join(rng.choices(SHARED, k=30) + rng.choices(WORDS["BETA"], k=3)) for _ in range(60_000)]
+    source = tmp_path / "input.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    submitted = run(
+        data_dir,
+        "batch",
+        "crash",
+        "--input",
+        str(source),
+        "--output",
+        str(tmp_path / "out"),
+        "--shard-documents",
+        "2000",
+        "--background",
+        "--json",
+        env=crash_env,
+    )
+    job_id = json.loads(submitted)["id"]
+    settings = Settings(data_dir=data_dir, database_url=crash_env.get("TAGLOOP_DATABASE_URL"))
+    worker = tagloop(data_dir, "worker", "--concurrency", "1", env=crash_env)
+    try:
+        deadline = time.monotonic() + 120
+        while (state := job(data_dir, job_id, settings))["progress"] < 0.2:
+            assert state["status"] in ("SUBMITTED", "IN_PROGRESS"), state
+            assert time.monotonic() < deadline, "the batch never reached the kill point"
+            time.sleep(0.02)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    assert job(data_dir, job_id, settings)["status"] == "IN_PROGRESS"
+    time.sleep(2.5)  # the dead worker's leases run out
+    deadline = time.monotonic() + 120
+    while job(data_dir, job_id, settings)["status"] == "IN_PROGRESS":
+        run(data_dir, "worker", "--once", env=crash_env)
+        assert time.monotonic() < deadline, "the batch did not complete after the crash"
+    done = job(data_dir, job_id, settings)
+    assert done["status"] == "COMPLETED", done
+    out = tmp_path / "out" / job_id
+    seen = Counter()
+    for part in out.glob("part-*.jsonl"):
+        for line in part.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            seen[(record["File"], record["Line"])] += 1
+    assert len(seen) == len(lines)
+    assert set(seen.values()) == {1}
+    assert json.loads((out / "manifest.json").read_text())["documents"] == len(lines)
