@@ -12,22 +12,17 @@ import logging
 import signal
 import threading
 from contextlib import suppress
-from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tagloop.domain.models import Progress
-from tagloop.errors import NotFound
-from tagloop.jobs.port import JobKind
-from tagloop.jobs.runner import JobRunner
+from tagloop.jobs.runner import JobRunner, RunnerQueue
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import JobRepository
 
 log = logging.getLogger(__name__)
 
 
-class LocalJobQueue:
+class LocalJobQueue(RunnerQueue):
     name = "local"
 
     def __init__(
@@ -44,18 +39,6 @@ class LocalJobQueue:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.runner = JobRunner(database, lease_seconds, on_requeue=self.requeue)
-
-    def register(self, kind: JobKind) -> None:
-        self.runner.register(kind)
-
-    def enqueue(
-        self, session: Session, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any
-    ) -> str:
-        if kind not in self.runner.kinds:
-            raise NotFound(f"unknown job kind {kind!r}")
-        row = JobRepository(session).add(kind, payload, max_attempts=max_attempts, **links)
-        self.requeue(session, row.id)
-        return row.id
 
     def requeue(self, session: Session, job_id: str) -> None:
         """Wake the workers once ``session`` commits a job back to SUBMITTED."""
@@ -88,19 +71,6 @@ class LocalJobQueue:
                 thread.join(timeout=self.runner.lease_seconds)
         self._threads.clear()
         self.runner.stop_heartbeat(wait)
-
-    def run_now(self, job_id: str, progress: Progress | None = None) -> None:
-        job = self.runner.claim(job_id)
-        if job is not None:
-            self.runner.execute(job, progress, reraise=True)
-        else:
-            self.runner.wait(job_id)
-
-    def wait(self, job_id: str, timeout: float | None = None) -> str:
-        return self.runner.wait(job_id, timeout)
-
-    def request_stop(self, job_id: str) -> None:
-        self.runner.request_stop(job_id)
 
     def run_until_idle(self) -> int:
         """Run claimable jobs in the calling thread until none is left; returns how many ran."""

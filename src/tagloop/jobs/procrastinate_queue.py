@@ -18,20 +18,16 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Any
 
 import procrastinate
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from tagloop.domain.models import Progress
 from tagloop.domain.records import JobStatus
 from tagloop.errors import ConfigurationError, NotFound, ResourceInUse
-from tagloop.jobs.port import JobKind
-from tagloop.jobs.runner import JobRunner
+from tagloop.jobs.runner import JobRunner, RunnerQueue
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import JobRepository
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +50,7 @@ def conninfo(database: Database) -> str:
     return url.render_as_string(hide_password=False)
 
 
-class ProcrastinateJobQueue:
+class ProcrastinateJobQueue(RunnerQueue):
     name = "procrastinate"
 
     def __init__(self, database: Database, workers: int = 2, lease_seconds: float = 30.0) -> None:
@@ -83,35 +79,9 @@ class ProcrastinateJobQueue:
         return True
 
     # ---- port ------------------------------------------------------------------------
-    def register(self, kind: JobKind) -> None:
-        self.runner.register(kind)
-
-    def enqueue(
-        self, session: Session, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any
-    ) -> str:
-        if kind not in self.runner.kinds:
-            raise NotFound(f"unknown job kind {kind!r}")
-        row = JobRepository(session).add(kind, payload, max_attempts=max_attempts, **links)
-        self.requeue(session, row.id)
-        return row.id
-
     def requeue(self, session: Session, job_id: str) -> None:
         """Defer a Procrastinate task for ``job_id`` in ``session``'s transaction."""
         session.execute(_DEFER, {"queue": QUEUE, "task": TASK, "args": json.dumps({"job_id": job_id})})
-
-    def run_now(self, job_id: str, progress: Progress | None = None) -> None:
-        """Run the job here if no worker has it yet (its Procrastinate task then finds it done)."""
-        job = self.runner.claim(job_id)
-        if job is not None:
-            self.runner.execute(job, progress, reraise=True)
-        else:
-            self.runner.wait(job_id)
-
-    def wait(self, job_id: str, timeout: float | None = None) -> str:
-        return self.runner.wait(job_id, timeout)
-
-    def request_stop(self, job_id: str) -> None:
-        self.runner.request_stop(job_id)
 
     def start(self) -> None:
         """Run a Procrastinate worker in a background thread of this process."""

@@ -345,3 +345,42 @@ class JobRunner:
             return bool(state["stop"])
 
         return should_stop
+
+
+class RunnerQueue:
+    """What every queue adapter does the same way through its :class:`JobRunner`.
+
+    Adapters set ``self.runner`` and implement ``requeue`` (how a SUBMITTED job gets
+    scheduled), ``start``, ``shutdown``, ``serve_forever`` and ``run_until_idle``.
+    """
+
+    runner: JobRunner
+
+    def requeue(self, session: Session, job_id: str) -> None:
+        raise NotImplementedError
+
+    def register(self, kind: JobKind) -> None:
+        self.runner.register(kind)
+
+    def enqueue(
+        self, session: Session, kind: str, payload: dict[str, Any], max_attempts: int = 3, **links: Any
+    ) -> str:
+        if kind not in self.runner.kinds:
+            raise NotFound(f"unknown job kind {kind!r}")
+        row = JobRepository(session).add(kind, payload, max_attempts=max_attempts, **links)
+        self.requeue(session, row.id)
+        return row.id
+
+    def run_now(self, job_id: str, progress: Progress | None = None) -> None:
+        """Run the job here if it can be claimed (a worker finding it done later skips it)."""
+        job = self.runner.claim(job_id)
+        if job is not None:
+            self.runner.execute(job, progress, reraise=True)
+        else:
+            self.runner.wait(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> str:
+        return self.runner.wait(job_id, timeout)
+
+    def request_stop(self, job_id: str) -> None:
+        self.runner.request_stop(job_id)
