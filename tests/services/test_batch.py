@@ -135,3 +135,15 @@ def test_stopping_a_running_batch(trained, tmp_path):
     assert trained.jobs.stop(job_id)["status"] in ("STOP_REQUESTED", "STOPPED")
     assert trained.queue.wait(job_id, timeout=60) == "STOPPED"
     assert not (tmp_path / "out" / job_id).exists()
+
+
+def test_an_unreadable_input_file_fails_the_job_clearly(trained, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.txt").write_text("printer jammed\n", encoding="utf-8")
+    (source / "b.txt").symlink_to(tmp_path / "gone.txt")  # listed, but cannot be opened
+    request = BatchRequest("desk", str(source), str(tmp_path / "out"), "ONE_DOC_PER_FILE", shard_documents=1)
+    job = run_batch(trained, request)
+    assert job["status"] == "FAILED"
+    assert "b.txt cannot be opened" in job["error"]
+    assert not (tmp_path / "out" / job["id"]).exists()

@@ -250,7 +250,9 @@ class BatchShardJob:
                 end = payload["end"]
                 raw = handle.read() if end is None else handle.read(end - payload["start"])
         except FileNotFoundError as exc:
-            raise InputUnreadable(f"input file {exc.filename or ''} disappeared during the job") from exc
+            raise InputUnreadable(
+                f"input file {exc.filename or ''} cannot be opened: no such file (a broken link, or removed)"
+            ) from exc
         except PermissionError as exc:
             raise InputUnreadable(f"input file cannot be read: permission denied ({exc.filename})") from exc
         name = payload["name"]
