@@ -6,9 +6,13 @@ from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
+from tagloop.services.endpoints import EndpointService
 from tagloop.services.jobs import JobService
+from tagloop.services.keys import KeyService
 from tagloop.services.models import ModelCache
+from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.settings import Settings
 from tagloop.storage import migrate
@@ -37,6 +41,11 @@ class Tagloop:
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
         self.batch = BatchService(self.database, self.queue, self.models, self.predictions)
+        self.endpoints = EndpointService(self.database, self.models, self.settings.endpoint_refresh_seconds)
+        self.keys = KeyService(
+            self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
+        )
+        self.prediction_log = PredictionLog(self.database, self.settings.log_predictions)
         for kind in (
             TrainJob(self.training),
             BatchJob(),
@@ -58,4 +67,5 @@ class Tagloop:
 
     def close(self) -> None:
         self.queue.shutdown()
+        self.prediction_log.close()
         self.database.dispose()

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tagloop.errors import DatasetInvalid, TagloopError
+from tagloop.errors import ConfigurationError, DatasetInvalid, TagloopError
 
 app = typer.Typer(
     name="tagloop",
@@ -474,6 +474,106 @@ def worker(
     _guard(run)
 
 
+endpoints_app = typer.Typer(help="Endpoints: names that point at one model version.", no_args_is_help=True)
+app.add_typer(endpoints_app, name="endpoints")
+keys_app = typer.Typer(help="API keys (scopes classify, review, admin).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row.get(column) if row.get(column) is not None else "-") for column in columns))
+    stdout.print(table)
+
+
+def _run_and_print(action: Callable[[Any], Any], as_json: bool, columns: tuple[str, ...]) -> None:
+    def run() -> Any:
+        with _tagloop() as tagloop:
+            return action(tagloop)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+    elif result is not None:
+        _print_rows(result if isinstance(result, list) else [result], columns)
+
+
+ENDPOINT_COLUMNS = ("name", "classifier", "version", "status", "desired_inference_units", "updated_at")
+KEY_COLUMNS = ("access_key_id", "name", "scope", "created_at", "revoked_at")
+
+
+@endpoints_app.command("create")
+def endpoints_create(
+    name: Annotated[str, typer.Argument()],
+    classifier: Annotated[str, typer.Option(help="Classifier to serve.")],
+    version: Annotated[str | None, typer.Option(help="Version; default: newest trained.")] = None,
+    inference_units: Annotated[
+        int, typer.Option(help="Recorded like Comprehend's DesiredInferenceUnits.")
+    ] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an endpoint serving a trained version."""
+    _run_and_print(
+        lambda t: t.endpoints.create(name, classifier, version, inference_units), as_json, ENDPOINT_COLUMNS
+    )
+
+
+@endpoints_app.command("update")
+def endpoints_update(
+    name: Annotated[str, typer.Argument()],
+    version: Annotated[str | None, typer.Option(help="Version; default: newest trained.")] = None,
+    inference_units: Annotated[int | None, typer.Option(help="New desired inference units.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Point an endpoint at another version (atomic; every server follows within a second)."""
+    _run_and_print(lambda t: t.endpoints.update(name, version, inference_units), as_json, ENDPOINT_COLUMNS)
+
+
+@endpoints_app.command("delete")
+def endpoints_delete(name: Annotated[str, typer.Argument()]) -> None:
+    """Delete an endpoint (its versions stay)."""
+    _run_and_print(lambda t: t.endpoints.delete(name), False, ENDPOINT_COLUMNS)
+
+
+@endpoints_app.command("list")
+def endpoints_list(as_json: JsonOption = False) -> None:
+    """List endpoints."""
+    _run_and_print(lambda t: t.endpoints.list(), as_json, ENDPOINT_COLUMNS)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    scope: Annotated[str, typer.Option(help="classify, review or admin.")] = "classify",
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key; its secret is printed once and cannot be shown again."""
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return tagloop.keys.create(name, scope)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    stdout.print(f"access key id: {result['access_key_id']}\nsecret:        {result['secret']}", markup=False)
+    stderr.print("the secret is shown only now: store it safely")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """List API keys (never their secrets)."""
+    _run_and_print(lambda t: t.keys.list(), as_json, KEY_COLUMNS)
+
+
+@keys_app.command("revoke")
+def keys_revoke(access_key_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Revoke an API key (every server refuses it within seconds)."""
+    _run_and_print(lambda t: t.keys.revoke(access_key_id), as_json, KEY_COLUMNS)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply database migrations (needed once per release on PostgreSQL)."""
@@ -516,24 +616,48 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
     with_demo: Annotated[bool, typer.Option("--demo", help="Create the demo classifier first.")] = False,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Development only: no API keys (loopback hosts only).")
+    ] = False,
 ) -> None:
-    """Run the HTTP server."""
+    """Run the HTTP server (and, on the local queue, the job workers)."""
+    import ipaddress
+
     import uvicorn
 
-    from tagloop.demo import ensure_demo
+    from tagloop.demo import ensure_demo, ensure_first_admin_key
 
-    if with_demo:
+    if no_auth:
+        address = "127.0.0.1" if host == "localhost" else host
+        try:
+            loopback = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            _fail(ConfigurationError("--no-auth is only allowed on a loopback host (127.0.0.1, ::1)"))
+        State.overrides["auth"] = False
 
-        def seed() -> None:
-            with _tagloop() as tagloop:
-                result = ensure_demo(tagloop)
-                if result:
-                    stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")
+    def prepare() -> None:
+        """Migrate the embedded DB (or check the schema) once, before server processes start."""
+        with _tagloop() as tagloop:
+            result = ensure_demo(tagloop) if with_demo else None
+            if result:
+                stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")
+            if tagloop.database.is_embedded and tagloop.endpoints.list() == [] and result:
+                tagloop.endpoints.create(result["classifier"], result["classifier"])
+                stderr.print(f"endpoint {result['classifier']} serves it")
+            embedded = tagloop.database.is_embedded
+            created = ensure_first_admin_key(tagloop) if embedded and not no_auth else None
+            if created:
+                stderr.print(
+                    f"created the first admin API key (saved to {created['file']}, mode 0600; shown once):\n"
+                    f"  access key id: {created['access_key_id']}\n  secret:        {created['secret']}\n"
+                    f"  try: curl -H 'Authorization: Bearer {created['secret']}' http://{host}:{port}/v1/endpoints",
+                    markup=False,
+                    highlight=False,
+                )
 
-        _guard(seed)
-    else:
-        _guard(lambda: _tagloop().__enter__().close())
-
+    _guard(prepare)
     for key, value in State.overrides.items():
         os.environ[f"TAGLOOP_{key.upper()}"] = str(value)
     uvicorn.run("tagloop.api.server:create_app", factory=True, host=host, port=port, workers=workers)

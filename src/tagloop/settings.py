@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     )
     test_fraction: float = Field(0.1, gt=0, lt=1, description="Share held out as test set when no test file.")
     split_seed: int = Field(0, description="Seed of the stratified test split.")
+    secret_key: str | None = Field(
+        None, description="Encrypts API secrets at rest; default: a 0600 key file in the data dir."
+    )
+    auth: bool = Field(
+        True, description="Require API keys; `tagloop serve --no-auth` (loopback only) turns it off."
+    )
+    log_predictions: bool = Field(True, description="Keep every classify result with an id for feedback.")
+    max_classify_bytes: int = Field(
+        100_000, gt=0, description="Largest text (UTF-8 bytes) per classify call."
+    )
+    max_classify_documents: int = Field(1_000, gt=0, description="Most texts in one classify call.")
+    max_body_bytes: int = Field(16_000_000, gt=0, description="Largest HTTP request body.")
+    endpoint_refresh_seconds: float = Field(
+        0.5, gt=0, description="How often a server re-reads where an endpoint points."
+    )
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded per process.")
     jobs: Literal["local", "procrastinate"] = Field(
         "local",

@@ -1,21 +1,32 @@
-"""The FastAPI application. This slice serves health and identity; the API issue adds /v1."""
+"""The FastAPI application: /healthz, /metrics, the native API under /v1."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tagloop import __version__
+from tagloop.api import v1
+from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
+from tagloop.errors import TagloopError
 from tagloop.settings import Settings
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
 
 
 def create_app(settings: Settings | None = None, start_workers: bool = True) -> FastAPI:
     """The ASGI app; with ``start_workers`` it also runs queued jobs in background threads."""
     tagloop = Tagloop(settings or Settings())
+    metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -26,9 +37,55 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
 
     app = FastAPI(title="tagloop", version=__version__, lifespan=lifespan)
     app.state.tagloop = tagloop
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        limit = tagloop.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            return _error(
+                413,
+                "LimitExceeded",
+                f"request body of {int(length):,} bytes is over the limit of {limit:,} "
+                "(setting TAGLOOP_MAX_BODY_BYTES)",
+            )
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(TagloopError)
+    async def tagloop_error(_: Request, exc: TagloopError) -> JSONResponse:
+        return _error(exc.http_status, exc.aws_type, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        kinds = {
+            401: "UnrecognizedClientException",
+            403: "AccessDeniedException",
+            404: "ResourceNotFoundException",
+        }
+        return _error(exc.status_code, kinds.get(exc.status_code, "HTTPException"), str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return _error(422, "InvalidRequestException", details)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        metrics.models_loaded.set(len(tagloop.models))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(v1.router)
     return app

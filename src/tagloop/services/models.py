@@ -20,6 +20,9 @@ class ModelCache:
         self._models: OrderedDict[tuple[int, str], TextModel] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._models)
+
     def get(self, version: ModelVersionRow) -> TextModel:
         if not version.artifact_path or not version.artifact_sha256:
             raise ResourceUnavailable(f"model version {version.name} has no trained model ({version.status})")

@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session
 
 from tagloop.domain.records import JobStatus
 from tagloop.errors import NotFound
-from tagloop.storage.tables import ClassifierRow, DatasetRow, DocumentRow, JobRow, ModelVersionRow, utcnow
+from tagloop.storage.tables import (
+    ApiKeyRow,
+    ClassifierRow,
+    DatasetRow,
+    DocumentRow,
+    EndpointRow,
+    JobRow,
+    ModelVersionRow,
+    PredictionRow,
+    utcnow,
+)
 
 
 class ClassifierRepository:
@@ -279,3 +289,61 @@ class JobRepository:
 
     def status(self, job_id: str) -> str | None:
         return self.session.scalar(select(JobRow.status).where(JobRow.id == job_id))
+
+
+class EndpointRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def find(self, name: str) -> EndpointRow | None:
+        return self.session.scalar(select(EndpointRow).where(EndpointRow.name == name))
+
+    def get(self, name: str) -> EndpointRow:
+        row = self.find(name)
+        if row is None:
+            raise NotFound(f"no endpoint named {name!r}")
+        return row
+
+    def list(self) -> Sequence[EndpointRow]:
+        return self.session.scalars(select(EndpointRow).order_by(EndpointRow.name)).all()
+
+    def add(self, **fields: Any) -> EndpointRow:
+        row = EndpointRow(**fields)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+
+class ApiKeyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, **fields: Any) -> ApiKeyRow:
+        row = ApiKeyRow(**fields)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def by_secret_hash(self, digest: str) -> ApiKeyRow | None:
+        return self.session.scalar(select(ApiKeyRow).where(ApiKeyRow.secret_sha256 == digest))
+
+    def by_access_key(self, access_key_id: str) -> ApiKeyRow | None:
+        return self.session.scalar(select(ApiKeyRow).where(ApiKeyRow.access_key_id == access_key_id))
+
+    def list(self) -> Sequence[ApiKeyRow]:
+        return self.session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at)).all()
+
+
+class PredictionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(PredictionRow), list(rows))
+
+    def get(self, prediction_id: str) -> PredictionRow:
+        row = self.session.get(PredictionRow, prediction_id)
+        if row is None:
+            raise NotFound(f"no prediction {prediction_id!r}")
+        return row

@@ -1,0 +1,43 @@
+"""Authentication (Bearer secrets now; AWS Signature V4 for the Comprehend API) and scopes.
+
+Every route declares the scope it needs with ``Depends(require("classify"))``; the test
+suite enumerates the routes so that a route without it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from tagloop.services.keys import Principal
+
+DEV_PRINCIPAL = Principal("no-auth", "no-auth (development mode)", "admin")
+
+
+def require(scope: str) -> Callable[[Request], Principal]:
+    """A dependency that authenticates the caller and checks it holds ``scope``."""
+
+    def check(request: Request) -> Principal:
+        tagloop = request.app.state.tagloop
+        if not tagloop.settings.auth:
+            return DEV_PRINCIPAL
+        header = request.headers.get("authorization", "")
+        kind, _, credential = header.partition(" ")
+        if kind.lower() != "bearer" or not credential.strip():
+            raise HTTPException(401, "missing credentials: send Authorization: Bearer <secret>")
+        principal = tagloop.keys.by_bearer(credential.strip())
+        if principal is None:
+            raise HTTPException(401, "invalid or revoked API key")
+        if not principal.allows(scope):
+            raise HTTPException(403, f"this key's scope is {principal.scope!r}; this call needs {scope!r}")
+        request.state.principal = principal
+        return principal
+
+    check.required_scope = scope  # type: ignore[attr-defined]
+    return check
+
+
+ClassifyScope = Annotated[Principal, Depends(require("classify"))]
+AdminScope = Annotated[Principal, Depends(require("admin"))]

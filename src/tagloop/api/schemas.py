@@ -1,0 +1,61 @@
+"""Request and response bodies of the native API (snake_case JSON), kept apart from tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class ClassifyRequest(BaseModel):
+    text: str | None = Field(None, description="One document.")
+    texts: list[str] | None = Field(None, description="Several documents (up to the batch limit).")
+
+    @model_validator(mode="after")
+    def one_of(self) -> ClassifyRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("send exactly one of `text` or `texts`")
+        return self
+
+
+class Score(BaseModel):
+    name: str
+    score: float
+
+
+class Classification(BaseModel):
+    classes: list[Score] | None = None
+    labels: list[Score] | None = None
+    prediction_id: str | None = None
+    error: dict[str, str] | None = None
+
+
+class ClassifyResponse(Classification):
+    model_version: str
+    endpoint: str
+
+
+class BatchClassifyResponse(BaseModel):
+    model_version: str
+    endpoint: str
+    results: list[Classification]
+
+
+class EndpointCreate(BaseModel):
+    name: str
+    classifier: str
+    version: str | None = None
+    desired_inference_units: int = 1
+
+
+class EndpointUpdate(BaseModel):
+    version: str | None = None
+    desired_inference_units: int | None = None
+
+
+class KeyCreate(BaseModel):
+    name: str
+    scope: str = "classify"
+
+
+Json = dict[str, Any]

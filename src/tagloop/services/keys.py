@@ -1,0 +1,121 @@
+"""API keys: created with a scope, shown once, stored hashed (Bearer) and sealed (SigV4)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tagloop.errors import InvalidRequest, NotFound
+from tagloop.services.secrets import SecretBox
+from tagloop.storage.database import Database
+from tagloop.storage.repositories import ApiKeyRepository
+from tagloop.storage.tables import ApiKeyRow, utcnow
+
+SCOPES = ("classify", "review", "admin")
+CACHE_SECONDS = 5.0
+_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an access key and its scope."""
+
+    access_key_id: str
+    name: str
+    scope: str
+
+    def allows(self, scope: str) -> bool:
+        return self.scope == "admin" or self.scope == scope
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def key_summary(row: ApiKeyRow) -> dict[str, Any]:
+    return {
+        "access_key_id": row.access_key_id,
+        "name": row.name,
+        "scope": row.scope,
+        "created_at": row.created_at.isoformat(),
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
+
+
+class KeyService:
+    """Keys are looked up per request through a short cache, so a revocation takes effect
+    in every process within ``CACHE_SECONDS``."""
+
+    def __init__(self, database: Database, box: SecretBox) -> None:
+        self.database = database
+        self.box = box
+        self._cache: dict[str, tuple[float, Principal | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, name: str, scope: str) -> dict[str, Any]:
+        if scope not in SCOPES:
+            raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}")
+        access_key_id = "TL" + "".join(secrets.choice(_ALPHABET) for _ in range(18))
+        secret = secrets.token_urlsafe(30)
+        with self.database.transaction() as session:
+            row = ApiKeyRepository(session).add(
+                access_key_id=access_key_id,
+                name=name,
+                scope=scope,
+                secret_sha256=_digest(secret),
+                secret_encrypted=self.box.seal(secret),
+            )
+            return key_summary(row) | {"secret": secret}
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.database.reading() as session:
+            return [key_summary(row) for row in ApiKeyRepository(session).list()]
+
+    def revoke(self, access_key_id: str) -> dict[str, Any]:
+        with self.database.transaction() as session:
+            row = ApiKeyRepository(session).by_access_key(access_key_id)
+            if row is None:
+                raise NotFound(f"no access key {access_key_id!r}")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            session.flush()
+            summary = key_summary(row)
+        with self._lock:
+            self._cache.clear()
+        return summary
+
+    def by_bearer(self, secret: str) -> Principal | None:
+        """The key whose secret this is, if it exists and is not revoked."""
+        digest = _digest(secret)
+        principal, _ = self._lookup("bearer:" + digest, lambda repo: repo.by_secret_hash(digest))
+        return principal
+
+    def by_access_key(self, access_key_id: str) -> tuple[Principal | None, str | None]:
+        """The key and its secret (for checking a SigV4 signature), if active."""
+        return self._lookup("akid:" + access_key_id, lambda repo: repo.by_access_key(access_key_id))
+
+    def _lookup(self, cache_key: str, find: Any) -> tuple[Principal | None, str | None]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(cache_key)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1], hit[2]
+        with self.database.reading() as session:
+            row = find(ApiKeyRepository(session))
+            principal = secret = None
+            if row is not None and row.revoked_at is None:
+                principal = Principal(row.access_key_id, row.name, row.scope)
+                secret = self.box.open(row.secret_encrypted)
+        with self._lock:
+            self._cache[cache_key] = (now, principal, secret)
+        return principal, secret
+
+    @staticmethod
+    def same(a: str, b: str) -> bool:
+        return hmac.compare_digest(a.encode(), b.encode())

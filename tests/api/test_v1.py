@@ -1,0 +1,187 @@
+"""The native /v1 API through the real ASGI app: classify, limits, keys and scopes, swaps."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from tagloop.api.server import create_app
+from tagloop.services.training import TrainRequest
+from tagloop.settings import Settings
+
+
+@pytest.fixture
+def served(tmp_path, tickets, write_csv):
+    """An app with the tickets classifier trained twice, an endpoint on v1, and three keys."""
+    settings = Settings(data_dir=tmp_path / "data", endpoint_refresh_seconds=0.2)
+    app = create_app(settings, start_workers=False)
+    tagloop = app.state.tagloop
+    data = write_csv([list(row) for row in tickets], "tickets.csv")
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(data), version_name="second"))
+    tagloop.endpoints.create("desk", "desk", "v1")
+    keys = {
+        scope: tagloop.keys.create(f"{scope} key", scope)["secret"]
+        for scope in ("classify", "review", "admin")
+    }
+    with TestClient(app) as client:
+        yield client, tagloop, keys
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_classify_one_text(served):
+    client, tagloop, keys = served
+    response = client.post(
+        "/v1/endpoints/desk/classify",
+        json={"text": "my vpn keeps dropping"},
+        headers=bearer(keys["classify"]),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "v1"
+    assert body["endpoint"] == "desk"
+    scores = [entry["score"] for entry in body["classes"]]
+    assert scores == sorted(scores, reverse=True)
+    assert abs(sum(scores) - 1) < 1e-6
+    assert body["classes"][0]["name"] == "NETWORK"
+    assert body["prediction_id"]
+    tagloop.prediction_log.close()  # flush
+    from tagloop.storage.repositories import PredictionRepository
+
+    with tagloop.database.reading() as session:
+        logged = PredictionRepository(session).get(body["prediction_id"])
+    assert logged.text == "my vpn keeps dropping"
+    assert logged.endpoint == "desk"
+
+
+def test_classify_many_texts(served):
+    client, _, keys = served
+    texts = ["printer jammed on floor 2", "refund the double charge", "   "]
+    response = client.post(
+        "/v1/endpoints/desk/classify", json={"texts": texts}, headers=bearer(keys["admin"])
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["classes"][0]["name"] for r in results[:2]] == ["HARDWARE", "BILLING"]
+    assert results[2]["error"]["type"] == "InvalidRequestException"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"text": "x" * 100_001}, 413, "TAGLOOP_MAX_CLASSIFY_BYTES"),
+        ({"texts": ["a"] * 1_001}, 413, "TAGLOOP_MAX_CLASSIFY_DOCUMENTS"),
+        ({}, 422, "exactly one of"),
+        ({"text": "a", "texts": ["b"]}, 422, "exactly one of"),
+        ({"text": 5}, 422, "text"),
+    ],
+)
+def test_classify_limits_and_bad_bodies(served, body, status, needle):
+    client, _, keys = served
+    response = client.post("/v1/endpoints/desk/classify", json=body, headers=bearer(keys["classify"]))
+    assert response.status_code == status, response.text
+    assert needle in response.json()["error"]["message"]
+
+
+def test_body_size_limit(served):
+    client, tagloop, keys = served
+    tagloop.settings.max_body_bytes = 1_000
+    response = client.post(
+        "/v1/endpoints/desk/classify", json={"text": "a" * 2_000}, headers=bearer(keys["classify"])
+    )
+    assert response.status_code == 413
+    assert "TAGLOOP_MAX_BODY_BYTES" in response.json()["error"]["message"]
+
+
+def test_unknown_endpoint_is_404_in_the_error_shape(served):
+    client, _, keys = served
+    response = client.post(
+        "/v1/endpoints/nope/classify", json={"text": "hi"}, headers=bearer(keys["classify"])
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "ResourceNotFoundException"
+
+
+def test_credentials_and_scopes(served):
+    client, tagloop, keys = served
+    url, body = "/v1/endpoints/desk/classify", {"text": "vpn"}
+    assert client.post(url, json=body).status_code == 401
+    assert client.post(url, json=body, headers=bearer("not-a-key")).status_code == 401
+    assert client.post(url, json=body, headers={"Authorization": "Basic abc"}).status_code == 401
+    assert client.post(url, json=body, headers=bearer(keys["review"])).status_code == 403
+    assert client.get("/v1/endpoints", headers=bearer(keys["classify"])).status_code == 403
+    assert client.get("/v1/endpoints", headers=bearer(keys["admin"])).status_code == 200
+    classify_key = next(k for k in tagloop.keys.list() if k["scope"] == "classify")
+    tagloop.keys.revoke(classify_key["access_key_id"])
+    assert client.post(url, json=body, headers=bearer(keys["classify"])).status_code == 401
+
+
+def api_routes(routes) -> list[APIRoute]:
+    """Every APIRoute, looking inside included routers (however this FastAPI version keeps them)."""
+    found = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found += api_routes(route.original_router.routes)
+        elif hasattr(route, "routes"):
+            found += api_routes(route.routes)
+    return found
+
+
+def test_every_v1_route_declares_a_scope_and_refuses_anonymous_calls(served):
+    client, _, _ = served
+    routes = [r for r in api_routes(client.app.routes) if r.path.startswith("/v1")]
+    documented = {path for path in client.app.openapi()["paths"] if path.startswith("/v1")}
+    assert {r.path for r in routes} == documented
+    assert len(routes) >= 10
+    for route in routes:
+        scopes = [getattr(d.call, "required_scope", None) for d in route.dependant.dependencies]
+        assert any(scopes), f"{route.path} declares no scope"
+        for method in route.methods:
+            path = route.path.replace("{", "").replace("}", "")
+            response = client.request(method, path, json={})
+            assert response.status_code == 401, f"{method} {route.path} answered {response.status_code}"
+
+
+def test_repointing_an_endpoint_is_followed_within_a_second(served):
+    client, _, keys = served
+    url, body, headers = "/v1/endpoints/desk/classify", {"text": "wifi is down"}, bearer(keys["classify"])
+    assert client.post(url, json=body, headers=headers).json()["model_version"] == "v1"
+    response = client.patch("/v1/endpoints/desk", json={"version": "second"}, headers=bearer(keys["admin"]))
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 1.0
+    while client.post(url, json=body, headers=headers).json()["model_version"] != "second":
+        assert time.monotonic() < deadline, "the endpoint still serves v1 after a second"
+        time.sleep(0.05)
+
+
+def test_endpoint_management(served):
+    client, _, keys = served
+    admin = bearer(keys["admin"])
+    created = client.post("/v1/endpoints", json={"name": "other", "classifier": "desk"}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == "second"
+    assert (
+        client.post("/v1/endpoints", json={"name": "other", "classifier": "desk"}, headers=admin).status_code
+        == 409
+    )
+    assert {e["name"] for e in client.get("/v1/endpoints", headers=admin).json()} == {"desk", "other"}
+    assert client.delete("/v1/endpoints/other", headers=admin).status_code == 204
+    assert client.get("/v1/endpoints/other", headers=admin).status_code == 404
+
+
+def test_metrics_are_exposed(served):
+    client, _, keys = served
+    client.post("/v1/endpoints/desk/classify", json={"text": "vpn"}, headers=bearer(keys["classify"]))
+    text = client.get("/metrics").text
+    assert 'tagloop_requests_total{method="POST",route="/v1/endpoints/{name}/classify",status="200"}' in text
+    assert "tagloop_request_seconds_bucket" in text
+    assert 'tagloop_predictions_total{endpoint="desk",label="NETWORK"}' in text
+    assert "tagloop_models_loaded 1.0" in text
