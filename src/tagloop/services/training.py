@@ -106,15 +106,16 @@ class TrainingService:
                 )
                 warnings += [f"test set: {w}" for w in test_report.warnings]
                 fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
+                train_labels = documents.labels(train_set.id)
+                test_labels = documents.labels(test_set.id)
             else:
                 test_set = train_set
-                warnings += self._hold_out_test_set(documents, train_set.id)
+                train_labels, test_labels, split_warnings = self._hold_out_test_set(documents, train_set.id)
+                warnings += split_warnings
                 fingerprint_parts = [
                     train_report.fingerprint,
                     f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
                 ]
-            train_labels = documents.labels(train_set.id, Split.TRAIN)
-            test_labels = documents.labels(test_set.id, Split.TEST)
             label_counts: dict[str, int] = {}
             for _, labels in train_labels:
                 for label in labels:
@@ -160,20 +161,29 @@ class TrainingService:
             )
             return Submission(version.id, job_id)
 
-    def _hold_out_test_set(self, documents: DocumentRepository, dataset_id: int) -> list[str]:
-        """Mark a stratified share of a dataset as its test split; returns warnings."""
+    def _hold_out_test_set(
+        self, documents: DocumentRepository, dataset_id: int
+    ) -> tuple[list[tuple[int, tuple[str, ...]]], list[tuple[int, tuple[str, ...]]], list[str]]:
+        """Mark a stratified share of a dataset as its test split.
+
+        Returns the (id, labels) of the training and of the test documents, and warnings.
+        """
         rows = documents.labels(dataset_id)
         mask, too_small = stratified_holdout(
             stratification_keys([labels for _, labels in rows]),
             self.settings.test_fraction,
             self.settings.split_seed,
         )
-        documents.set_split([id_ for (id_, _), held in zip(rows, mask, strict=True) if held], Split.TEST)
-        if not too_small:
-            return []
-        return [
-            "too few documents to hold any out for testing, kept in training only: " + ", ".join(too_small)
-        ]
+        test = [row for row, held in zip(rows, mask, strict=True) if held]
+        train = [row for row, held in zip(rows, mask, strict=True) if not held]
+        documents.set_split([id_ for id_, _ in test], Split.TEST)
+        warnings = []
+        if too_small:
+            warnings.append(
+                "too few documents to hold any out for testing, kept in training only: "
+                + ", ".join(too_small)
+            )
+        return train, test, warnings
 
     # ---- run -------------------------------------------------------------------------
     def run(
