@@ -244,6 +244,9 @@ def classify(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts; none: read stdin, one per line.")] = None,
     version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
     top: Annotated[int | None, typer.Option(help="Only the best K classes per document.")] = None,
+    processes: Annotated[
+        int, typer.Option(help="Processes extracting features for long inputs (0: one per CPU, up to 4).")
+    ] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Classify texts given as arguments, or stdin one document per line."""
@@ -254,7 +257,8 @@ def classify(
             _, model = tagloop.predictions.model(classifier, version)
             source = texts if texts else (line.rstrip("\r\n") for line in sys.stdin)
             write = sys.stdout.write
-            for result in tagloop.predictions.classify(model, source, top):
+            workers = processes or min(4, os.cpu_count() or 1)
+            for result in tagloop.predictions.classify(model, source, top, processes=workers):
                 if "Error" in result:
                     failures += 1
                 if as_json:

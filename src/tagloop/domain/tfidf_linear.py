@@ -84,11 +84,11 @@ class TfidfLinearModel:
         self.coef = np.ascontiguousarray(coef, dtype=np.float32)
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.calibration = calibration
-        self._coef_t = self.coef.T
+        self._coef_t = np.ascontiguousarray(self.coef.T)  # (features × labels), float32, made once
 
     # ---- inference -------------------------------------------------------------------
     def decision(self, texts: Iterable[str]) -> np.ndarray:
-        features = self.vectorizer.transform(texts)
+        features = self.vectorizer.transform(texts).astype(np.float32)  # no per-call copy of the weights
         return np.asarray(features @ self._coef_t, dtype=np.float64) + self.intercept
 
     def scores(self, texts: Iterable[str]) -> np.ndarray:

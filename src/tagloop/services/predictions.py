@@ -14,6 +14,7 @@ from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
 from tagloop.services.catalog import resolve_version
 from tagloop.services.datasets import DatasetReader, ReadOptions
 from tagloop.services.models import ModelCache
+from tagloop.services.scoring import parallel_scorer
 from tagloop.settings import Settings
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository
@@ -36,6 +37,8 @@ class PredictionService:
         """Why ``text`` cannot be classified, or None."""
         if not text.strip():
             return InvalidRequest("empty text")
+        if len(text) * 4 <= self.settings.max_text_bytes:  # UTF-8 takes at most 4 bytes a character
+            return None
         size = len(text.encode("utf-8"))
         if size > self.settings.max_text_bytes:
             return LimitExceeded(
@@ -45,26 +48,35 @@ class PredictionService:
         return None
 
     def classify(
-        self, model: TextModel, texts: Iterable[str], top: int | None = None, chunk: int = 1_000
+        self,
+        model: TextModel,
+        texts: Iterable[str],
+        top: int | None = None,
+        chunk: int = 1_000,
+        processes: int = 1,
     ) -> Iterator[dict[str, Any]]:
         """Comprehend-shaped results, one per text in order, computed a chunk at a time.
 
         A text that cannot be classified (empty, too large) yields ``{"Error": {...}}`` in its
-        place, so outputs stay aligned with inputs.
+        place, so outputs stay aligned with inputs. With ``processes`` > 1, chunks are scored
+        by forked worker processes (feature extraction is pure Python and holds the GIL);
+        order is kept.
         """
-        for batch in chunks(texts, chunk):
-            problems = [self.text_problem(text) for text in batch]
-            valid = [text for text, problem in zip(batch, problems, strict=True) if problem is None]
-            results = iter(())
-            if valid:
-                scores = model.scores(valid)
-                picks = model.decide(scores)
+        batches = ((batch, [self.text_problem(text) for text in batch]) for batch in chunks(texts, chunk))
+
+        def valid(item: tuple[list[str], list[TagloopError | None]]) -> list[str]:
+            batch, problems = item
+            return [text for text, problem in zip(batch, problems, strict=True) if problem is None]
+
+        with parallel_scorer(model, processes) as score:
+            for (_, problems), scores in score(batches, valid):
+                picks = model.decide(scores) if len(scores) else []
                 results = (comprehend_result(model, s, p, top) for s, p in zip(scores, picks, strict=True))
-            for problem in problems:
-                if problem is None:
-                    yield next(results)
-                else:
-                    yield {"Error": {"Code": problem.aws_type, "Message": problem.message}}
+                for problem in problems:
+                    if problem is None:
+                        yield next(results)
+                    else:
+                        yield {"Error": {"Code": problem.aws_type, "Message": problem.message}}
 
     def evaluate(
         self,
