@@ -58,3 +58,13 @@ def test_the_model_cache_loads_once_and_checks_the_hash(trained, make_tagloop):
     fresh = make_tagloop()  # another process: nothing cached
     with pytest.raises(ArtifactCorrupt):
         fresh.predictions.model("desk")
+
+
+def test_forked_scoring_gives_the_same_results_in_order(trained, tickets):
+    tagloop, _, _ = trained
+    _, model = tagloop.predictions.model("desk")
+    texts = [text for _, text in tickets] + [""]
+    alone = list(tagloop.predictions.classify(model, texts, chunk=50, processes=1))
+    forked = list(tagloop.predictions.classify(model, texts, chunk=50, processes=2))
+    assert forked == alone
+    assert len(forked) == len(texts) and "Error" in forked[-1]
