@@ -65,21 +65,33 @@ def job(data_dir: Path, job_id: str, settings: Settings | None = None) -> dict:
         app.close()
 
 
-def test_training_survives_a_killed_worker(tmp_path):
+@pytest.fixture(params=["local", "procrastinate"])
+def crash_env(request, tmp_path) -> dict[str, str]:
+    """Environment for worker processes of each adapter (short leases so recovery is quick)."""
+    env = {"TAGLOOP_JOB_LEASE_SECONDS": "2", "TAGLOOP_JOBS": request.param}
+    if request.param == "procrastinate":
+        env["TAGLOOP_DATABASE_URL"] = request.getfixturevalue("procrastinate_db")
+    return env
+
+
+def test_training_survives_a_killed_worker(tmp_path, crash_env):
     kill_at = 0.1  # features extracted, some of the linear models fitted
     data_dir = tmp_path / "data"
     small = synthetic_csv(tmp_path / "small.csv", 300, seed=1)
     big = synthetic_csv(tmp_path / "big.csv", 25_000, seed=2)
-    env = {"TAGLOOP_JOB_LEASE_SECONDS": "2"}
+    env = crash_env
+    settings = Settings(data_dir=data_dir, database_url=env.get("TAGLOOP_DATABASE_URL"))
     first = json.loads(run(data_dir, "train", "crash", "--data", str(small), "--json", env=env))
     assert first["status"] == "TRAINED"
 
-    job_id = json.loads(run(data_dir, "train", "crash", "--data", str(big), "--background", "--json"))["id"]
+    job_id = json.loads(
+        run(data_dir, "train", "crash", "--data", str(big), "--background", "--json", env=env)
+    )["id"]
     worker = tagloop(data_dir, "worker", "--concurrency", "1", env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
-            state = job(data_dir, job_id)
+            state = job(data_dir, job_id, settings)
             if state["status"] == "IN_PROGRESS" and state["progress"] >= kill_at:
                 break
             assert state["status"] in ("SUBMITTED", "IN_PROGRESS"), state
@@ -88,32 +100,25 @@ def test_training_survives_a_killed_worker(tmp_path):
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
-    assert job(data_dir, job_id)["status"] == "IN_PROGRESS"  # nobody finished it
-    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json"))}
+    assert job(data_dir, job_id, settings)["status"] == "IN_PROGRESS"  # nobody finished it
+    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json", env=env))}
     assert versions["v1"]["status"] == "TRAINED"
     assert versions["v2"]["status"] == "TRAINING"
-    served = run(data_dir, "classify", "crash", "alpha1 alpha2 common1", "--json")
+    served = run(data_dir, "classify", "crash", "alpha1 alpha2 common1", "--json", env=env)
     assert json.loads(served)["Classes"][0]["Name"] == "ALPHA"  # v1 still serves
 
     time.sleep(2.5)  # the dead worker's lease runs out
-    out = run(data_dir, "worker", "--once", env=env)
-    assert out == ""
-    done = job(data_dir, job_id)
+    deadline = time.monotonic() + 120
+    while job(data_dir, job_id, settings)["status"] == "IN_PROGRESS":
+        assert run(data_dir, "worker", "--once", env=env) == ""
+        assert time.monotonic() < deadline, "the training did not complete after the crash"
+    done = job(data_dir, job_id, settings)
     assert done["status"] == "COMPLETED", done
     assert done["attempts"] == 2
-    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json"))}
+    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json", env=env))}
     assert versions["v2"]["status"] == "TRAINED"
     assert versions["v1"]["status"] == "TRAINED"
     assert versions["v2"]["metrics"]["Accuracy"] > 0.9
-
-
-@pytest.fixture(params=["local", "procrastinate"])
-def crash_env(request, tmp_path) -> dict[str, str]:
-    """Environment for worker processes of each adapter (short leases so recovery is quick)."""
-    env = {"TAGLOOP_JOB_LEASE_SECONDS": "2", "TAGLOOP_JOBS": request.param}
-    if request.param == "procrastinate":
-        env["TAGLOOP_DATABASE_URL"] = request.getfixturevalue("procrastinate_db")
-    return env
 
 
 def test_batch_survives_a_killed_worker(tmp_path, crash_env):
