@@ -36,7 +36,7 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 bench: $(DEV_STAMP)  ## print measured figures (reads ../shared/data)
-	$(BIN)/python benchmarks/train_eval.py
+	$(BIN)/python benchmarks/train_eval.py --repeats 3
 
 clean:
 	rm -rf $(VENV) tagloop-data .pytest_cache .ruff_cache
