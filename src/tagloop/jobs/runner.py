@@ -54,6 +54,7 @@ class JobRunner:
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.executed = 0
+        self._ended = threading.Condition()  # notified whenever a job run here ends
 
     def register(self, kind: JobKind) -> None:
         self.kinds[kind.kind] = kind
@@ -74,11 +75,14 @@ class JobRunner:
     def wait(self, job_id: str, timeout: float | None = None) -> str:
         """Block until the job reaches a final status (or ``timeout``); returns its status."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005  # jobs ending in this process wake us at once; others are polled, backing off
         while True:
             status = self.status(job_id)
             if JobStatus(status).is_final or (deadline is not None and time.monotonic() > deadline):
                 return status
-            time.sleep(0.05)
+            with self._ended:
+                self._ended.wait(pause)
+            pause = min(0.1, pause * 2)
 
     def start_heartbeat(self) -> None:
         with self._lock:
@@ -122,7 +126,9 @@ class JobRunner:
             )
             if ended and job.parent_id is not None:
                 self._settle_parent(session, job.parent_id)
-            return ended
+        with self._ended:
+            self._ended.notify_all()
+        return ended
 
     def request_stop(self, job_id: str) -> None:
         """Stop a job and its children: those not started stop at once, running ones soon."""
