@@ -80,11 +80,13 @@ def display_name(path: str, root: str) -> str:
 
 
 def line_shards(fs: Any, path: str, per_shard: int, name: str) -> list[dict[str, Any]]:
-    """Cut a file into shards of ``per_shard`` lines: byte ranges that start at a line start."""
+    """Cut a file into shards of ``per_shard`` lines: byte ranges that start at a line start.
+
+    Shards carry the file's full URL (with its protocol), so any worker can open it.
+    """
+    url = fs.unstrip_protocol(path)
     if path.endswith(COMPRESSED):
-        return [
-            {"path": path, "name": name, "start": 0, "end": None, "first_line": 0, "compression": "infer"}
-        ]
+        return [{"path": url, "name": name, "start": 0, "end": None, "first_line": 0, "compression": "infer"}]
     shards, start, offset, lines, first_line = [], 0, 0, 0, 0
     try:
         with fs.open(path, "rb") as handle:
@@ -99,14 +101,14 @@ def line_shards(fs: Any, path: str, per_shard: int, name: str) -> list[dict[str,
                     if lines - first_line == per_shard:
                         end = offset + position
                         shards.append(
-                            {"path": path, "name": name, "start": start, "end": end, "first_line": first_line}
+                            {"path": url, "name": name, "start": start, "end": end, "first_line": first_line}
                         )
                         start, first_line = end, lines
                 offset += len(block)
     except PermissionError as exc:
         raise InputUnreadable(f"input file {path} cannot be read: permission denied") from exc
     if offset > start:
-        shards.append({"path": path, "name": name, "start": start, "end": offset, "first_line": first_line})
+        shards.append({"path": url, "name": name, "start": start, "end": offset, "first_line": first_line})
     return shards
 
 
@@ -161,7 +163,7 @@ class BatchJob:
             step = payload["shard_documents"]
             shards = [
                 {
-                    "paths": files[i : i + step],
+                    "paths": [fs.unstrip_protocol(path) for path in files[i : i + step]],
                     "names": [display_name(path, root) for path in files[i : i + step]],
                 }
                 for i in range(0, len(files), step)
