@@ -35,8 +35,10 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(DEV_STAMP)  ## print measured figures (reads ../shared/data)
+bench: $(DEV_STAMP)  ## print measured figures (reads ../shared/data; jobs figures need PostgreSQL)
 	$(BIN)/python benchmarks/train_eval.py --repeats 3
+	$(BIN)/python benchmarks/jobs_overhead.py
+	$(BIN)/python benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) tagloop-data .pytest_cache .ruff_cache
