@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tagloop import __version__
-from tagloop.api import v1
+from tagloop.api import comprehend, v1
 from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
 from tagloop.errors import TagloopError
@@ -88,4 +88,5 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)
+    app.include_router(comprehend.router)
     return app

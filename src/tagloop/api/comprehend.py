@@ -1,0 +1,279 @@
+"""Amazon Comprehend-compatible API: `POST /` with `X-Amz-Target: Comprehend_20171127.<Operation>`.
+
+Requests are JSON 1.1 bodies signed with AWS Signature V4 by a tagloop key, so
+`boto3.client("comprehend", endpoint_url=...)` works unchanged. Errors come back in
+Comprehend's shape: ``{"__type": "...", "message": "..."}`` with AWS's status codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from tagloop.api.sigv4 import verify
+from tagloop.domain.records import Mode
+from tagloop.errors import InvalidRequest, LimitExceeded, NotFound, TagloopError
+from tagloop.services.training import TrainRequest
+
+router = APIRouter()
+TARGET_PREFIX = "Comprehend_20171127."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+
+
+class AccessDenied(TagloopError):
+    http_status = 400
+    aws_type = "AccessDeniedException"
+
+
+class UnknownOperation(TagloopError):
+    http_status = 400
+    aws_type = "UnknownOperationException"
+
+
+def _aws_response(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type=CONTENT_TYPE)
+
+
+def aws_error(exc: TagloopError) -> Response:
+    # AWS JSON services answer client errors with 400 (403 for signature problems)
+    status = exc.http_status if exc.http_status in (403, 500) else 400
+    return _aws_response({"__type": exc.aws_type, "message": exc.message}, status)
+
+
+class Arns:
+    def __init__(self, region: str, account: str) -> None:
+        self.prefix = f"arn:aws:comprehend:{region}:{account}"
+
+    def classifier(self, name: str, version: str | None = None) -> str:
+        suffix = f"/version/{version}" if version else ""
+        return f"{self.prefix}:document-classifier/{name}{suffix}"
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.prefix}:document-classifier-endpoint/{name}"
+
+    @staticmethod
+    def parse_classifier(arn: str) -> tuple[str, str | None]:
+        resource = arn.split(":", 5)[-1]
+        kind, _, rest = resource.partition("/")
+        if kind != "document-classifier" or not rest:
+            raise InvalidRequest(f"not a document classifier ARN: {arn!r}")
+        name, _, version = rest.partition("/version/")
+        return name, version or None
+
+    @staticmethod
+    def parse_endpoint(arn: str) -> str:
+        resource = arn.split(":", 5)[-1]
+        kind, _, name = resource.partition("/")
+        if kind != "document-classifier-endpoint" or not name:
+            raise InvalidRequest(f"not a document classifier endpoint ARN: {arn!r}")
+        return name
+
+
+def _epoch(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    start = int(base64.urlsafe_b64decode(body["NextToken"]).decode()) if body.get("NextToken") else 0
+    size = int(body.get("MaxResults") or 100)
+    if not 1 <= size <= 500:
+        raise InvalidRequest("MaxResults must be between 1 and 500")
+    chunk = items[start : start + size]
+    more = start + size < len(items)
+    return chunk, base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
+
+
+class ComprehendApi:
+    """One method per operation; each takes the request body and returns the response body."""
+
+    def __init__(self, tagloop: Any) -> None:
+        self.tagloop = tagloop
+        self.arns = Arns(tagloop.settings.aws_region, tagloop.settings.aws_account_id)
+
+    def ClassifyDocument(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - AWS operation names
+        text = body.get("Text")
+        if not isinstance(text, str) or not text:
+            raise InvalidRequest("Text is required")
+        limit = self.tagloop.settings.max_classify_bytes
+        if len(text.encode("utf-8")) > limit:
+            raise LimitExceeded(
+                f"Text is over the limit of {limit:,} bytes (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
+            )
+        name = Arns.parse_endpoint(str(body.get("EndpointArn", "")))
+        serving = self.tagloop.endpoints.serving(name)
+        result = next(self.tagloop.predictions.classify(serving.model, [text]))
+        if "Error" in result:
+            raise InvalidRequest(result["Error"]["Message"])
+        self.tagloop.prediction_log.record(name, serving.version_id, text, result)
+        return result
+
+    def _classifier_properties(self, name: str, version: dict[str, Any]) -> dict[str, Any]:
+        metrics = version.get("metrics") or {}
+        sources = (version.get("parameters") or {}).get("sources") or {}
+        properties: dict[str, Any] = {
+            "DocumentClassifierArn": self.arns.classifier(name, version["version"]),
+            "LanguageCode": "en",
+            "Status": version["status"],
+            "Message": version.get("message"),
+            "SubmitTime": _epoch(version.get("created_at")),
+            "EndTime": _epoch(version.get("ended_at")),
+            "TrainingStartTime": _epoch(version.get("started_at")),
+            "TrainingEndTime": _epoch(version.get("ended_at")),
+            "InputDataConfig": {"DataFormat": "COMPREHEND_CSV", "S3Uri": sources.get("train") or ""},
+            "Mode": version.get("mode"),
+            "VersionName": version["version"],
+        }
+        if sources.get("test"):
+            properties["InputDataConfig"]["TestS3Uri"] = sources["test"]
+        if metrics:
+            properties["ClassifierMetadata"] = {
+                "NumberOfLabels": len(version.get("labels") or []),
+                "NumberOfTrainedDocuments": (version.get("documents") or {}).get("train", 0),
+                "NumberOfTestDocuments": (version.get("documents") or {}).get("test", 0),
+                "EvaluationMetrics": metrics,
+            }
+        return {key: value for key, value in properties.items() if value is not None}
+
+    def _version(self, arn: str) -> tuple[str, dict[str, Any]]:
+        name, version = Arns.parse_classifier(arn)
+        versions = self.tagloop.catalog.versions(name)
+        if not versions:
+            raise NotFound(f"no document classifier {arn}")
+        if version is None:
+            return name, self.tagloop.catalog.version(name, versions[-1]["version"])
+        return name, self.tagloop.catalog.version(name, version)
+
+    def DescribeDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name, version = self._version(str(body.get("DocumentClassifierArn", "")))
+        return {"DocumentClassifierProperties": self._classifier_properties(name, version)}
+
+    def ListDocumentClassifiers(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        wanted = body.get("Filter") or {}
+        items = []
+        for classifier in self.tagloop.catalog.classifiers():
+            if wanted.get("DocumentClassifierName") not in (None, classifier["name"]):
+                continue
+            for version in self.tagloop.catalog.versions(classifier["name"]):
+                if wanted.get("Status") not in (None, version["status"]):
+                    continue
+                items.append(self._classifier_properties(classifier["name"], version))
+        page, token = _page(items, body)
+        return {"DocumentClassifierPropertiesList": page} | ({"NextToken": token} if token else {})
+
+    def CreateDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        config = body.get("InputDataConfig") or {}
+        if config.get("DataFormat", "COMPREHEND_CSV") != "COMPREHEND_CSV":
+            raise InvalidRequest("only DataFormat COMPREHEND_CSV is supported")
+        if not config.get("S3Uri"):
+            raise InvalidRequest("InputDataConfig.S3Uri is required")
+        request = TrainRequest(
+            classifier=str(body.get("DocumentClassifierName", "")),
+            data=config["S3Uri"],
+            test=config.get("TestS3Uri"),
+            mode=Mode.parse(body.get("Mode", "MULTI_CLASS")),
+            delimiter=config.get("LabelDelimiter") or "|",
+            version_name=body.get("VersionName"),
+            format="comprehend-csv",
+        )
+        submission = self.tagloop.training.submit(request)
+        summary = self.tagloop.training.summary(submission.version_id)
+        return {"DocumentClassifierArn": self.arns.classifier(summary["classifier"], summary["version"])}
+
+    def StopTrainingDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name, version = self._version(str(body.get("DocumentClassifierArn", "")))
+        for job in self.tagloop.jobs.list(limit=1000):
+            if job["classifier"] == name and job["version"] == version["version"] and job["kind"] == "train":
+                if job["status"] in ("SUBMITTED", "IN_PROGRESS"):
+                    self.tagloop.jobs.stop(job["id"])
+                return {}
+        raise NotFound(f"no training job for {body.get('DocumentClassifierArn')}")
+
+    def _endpoint_properties(self, endpoint: dict[str, Any]) -> dict[str, Any]:
+        model = self.arns.classifier(endpoint["classifier"], endpoint["version"])
+        return {
+            "EndpointArn": self.arns.endpoint(endpoint["name"]),
+            "Status": endpoint["status"],
+            "ModelArn": model,
+            "DesiredModelArn": model,
+            "DesiredInferenceUnits": endpoint["desired_inference_units"],
+            "CurrentInferenceUnits": endpoint["current_inference_units"],
+            "CreationTime": _epoch(endpoint["created_at"]),
+            "LastModifiedTime": _epoch(endpoint["updated_at"]),
+        }
+
+    def CreateEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name, version = Arns.parse_classifier(str(body.get("ModelArn", "")))
+        created = self.tagloop.endpoints.create(
+            str(body.get("EndpointName", "")), name, version, int(body.get("DesiredInferenceUnits") or 1)
+        )
+        return {"EndpointArn": self.arns.endpoint(created["name"]), "ModelArn": body["ModelArn"]}
+
+    def DescribeEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        endpoint = self.tagloop.endpoints.show(Arns.parse_endpoint(str(body.get("EndpointArn", ""))))
+        return {"EndpointProperties": self._endpoint_properties(endpoint)}
+
+    def UpdateEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name = Arns.parse_endpoint(str(body.get("EndpointArn", "")))
+        version = None
+        if body.get("DesiredModelArn"):
+            classifier, version = Arns.parse_classifier(body["DesiredModelArn"])
+            if classifier != self.tagloop.endpoints.show(name)["classifier"]:
+                raise InvalidRequest("DesiredModelArn must be a version of the endpoint's classifier")
+        units = body.get("DesiredInferenceUnits")
+        self.tagloop.endpoints.update(name, version, int(units) if units is not None else None)
+        return {"DesiredModelArn": body.get("DesiredModelArn")} if body.get("DesiredModelArn") else {}
+
+    def ListEndpoints(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        wanted = body.get("Filter") or {}
+        items = [
+            self._endpoint_properties(endpoint)
+            for endpoint in self.tagloop.endpoints.list()
+            if wanted.get("Status") in (None, endpoint["status"])
+        ]
+        page, token = _page(items, body)
+        return {"EndpointPropertiesList": page} | ({"NextToken": token} if token else {})
+
+    def DeleteEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        self.tagloop.endpoints.delete(Arns.parse_endpoint(str(body.get("EndpointArn", ""))))
+        return {}
+
+
+OPERATIONS: dict[str, Callable[[ComprehendApi, dict[str, Any]], dict[str, Any]]] = {
+    name: getattr(ComprehendApi, name)
+    for name in dir(ComprehendApi)
+    if name[0].isupper() and callable(getattr(ComprehendApi, name))
+}
+SCOPES = {"ClassifyDocument": "classify"}
+
+
+@router.post("/", include_in_schema=False)
+async def comprehend(request: Request) -> Response:
+    """Every Comprehend operation; authenticated by SigV4, scope checked per operation."""
+    tagloop = request.app.state.tagloop
+    raw = await request.body()
+    try:
+        target = request.headers.get("x-amz-target", "")
+        if not target.startswith(TARGET_PREFIX):
+            raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
+        operation = target.removeprefix(TARGET_PREFIX)
+        if tagloop.settings.auth:
+            headers = {key.lower(): value for key, value in request.headers.items()}
+            principal = verify(tagloop.keys, request.method, str(request.url), headers, raw)
+            scope = SCOPES.get(operation, "admin")
+            if not principal.allows(scope):
+                raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")
+        handler = OPERATIONS.get(operation)
+        if handler is None:
+            raise UnknownOperation(f"{operation} is not supported")
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
+        return _aws_response(handler(ComprehendApi(tagloop), body))
+    except TagloopError as exc:
+        return aws_error(exc)
