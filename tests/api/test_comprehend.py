@@ -189,3 +189,41 @@ def test_an_expired_signature_is_refused(server):
     assert response.status_code == 403
     response = httpx.post(f"{url}/", content=b"{}", headers={"X-Amz-Target": "Other.Op"})
     assert response.json()["__type"] == "UnknownOperationException"
+
+
+def test_batch_classification_jobs_with_boto3(server, tmp_path):
+    url, keys, data = server
+    admin = client(url, keys["admin"])
+    arn = admin.create_document_classifier(
+        DocumentClassifierName="batchdesk",
+        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+        InputDataConfig={"S3Uri": f"file://{data}"},
+        LanguageCode="en",
+    )["DocumentClassifierArn"]
+    assert wait_trained(admin, arn)["Status"] == "TRAINED"
+    source = tmp_path / "in.txt"
+    source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
+    started = admin.start_document_classification_job(
+        JobName="nightly",
+        DocumentClassifierArn=arn,
+        InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
+        OutputDataConfig={"S3Uri": str(tmp_path / "out")},
+        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+    )
+    assert started["JobStatus"] == "SUBMITTED"
+    deadline = time.monotonic() + 60
+    while True:
+        job = admin.describe_document_classification_job(JobId=started["JobId"])[
+            "DocumentClassificationJobProperties"
+        ]
+        if job["JobStatus"] in ("COMPLETED", "FAILED", "STOPPED"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["JobStatus"] == "COMPLETED", job
+    assert job["JobName"] == "nightly" and job["DocumentClassifierArn"] == arn
+    from pathlib import Path
+
+    assert (Path(job["OutputDataConfig"]["S3Uri"]) / "manifest.json").exists()
+    listed = admin.list_document_classification_jobs(Filter={"JobName": "nightly"})
+    assert [j["JobId"] for j in listed["DocumentClassificationJobPropertiesList"]] == [started["JobId"]]

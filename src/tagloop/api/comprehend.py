@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request, Response
 from tagloop.api.sigv4 import verify
 from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest, LimitExceeded, NotFound, TagloopError
+from tagloop.services.batch import BatchRequest
 from tagloop.services.training import TrainRequest
 
 router = APIRouter()
@@ -55,6 +56,9 @@ class Arns:
 
     def endpoint(self, name: str) -> str:
         return f"{self.prefix}:document-classifier-endpoint/{name}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:document-classification-job/{job_id}"
 
     @staticmethod
     def parse_classifier(arn: str) -> tuple[str, str | None]:
@@ -241,6 +245,63 @@ class ComprehendApi:
     def DeleteEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         self.tagloop.endpoints.delete(Arns.parse_endpoint(str(body.get("EndpointArn", ""))))
         return {}
+
+    def _job_properties(self, job: dict[str, Any]) -> dict[str, Any]:
+        payload = job.get("payload") or {}
+        properties = {
+            "JobId": job["id"],
+            "JobArn": self.arns.job(job["id"]),
+            "JobName": payload.get("name"),
+            "JobStatus": job["status"],
+            "Message": job.get("error"),
+            "SubmitTime": _epoch(job.get("created_at")),
+            "EndTime": _epoch(job.get("ended_at")),
+            "DocumentClassifierArn": self.arns.classifier(job["classifier"], job["version"]),
+            "InputDataConfig": {"S3Uri": payload.get("input"), "InputFormat": payload.get("input_format")},
+            "OutputDataConfig": {"S3Uri": payload.get("output_dir")},
+        }
+        return {key: value for key, value in properties.items() if value is not None}
+
+    def _batch_job(self, job_id: str) -> dict[str, Any]:
+        job = self.tagloop.jobs.show(str(job_id))
+        if job["kind"] != "batch":
+            raise NotFound(f"no document classification job {job_id!r}")
+        return job
+
+    def StartDocumentClassificationJob(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name, version = Arns.parse_classifier(str(body.get("DocumentClassifierArn", "")))
+        source = body.get("InputDataConfig") or {}
+        target = body.get("OutputDataConfig") or {}
+        if not source.get("S3Uri") or not target.get("S3Uri"):
+            raise InvalidRequest("InputDataConfig.S3Uri and OutputDataConfig.S3Uri are required")
+        request = BatchRequest(
+            classifier=name,
+            input=source["S3Uri"],
+            output=target["S3Uri"],
+            input_format=source.get("InputFormat") or "ONE_DOC_PER_LINE",
+            version=version,
+            name=body.get("JobName"),
+        )
+        job_id = self.tagloop.batch.submit(request)
+        return {"JobId": job_id, "JobArn": self.arns.job(job_id), "JobStatus": "SUBMITTED"}
+
+    def DescribeDocumentClassificationJob(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        return {
+            "DocumentClassificationJobProperties": self._job_properties(
+                self._batch_job(body.get("JobId", ""))
+            )
+        }
+
+    def ListDocumentClassificationJobs(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        wanted = body.get("Filter") or {}
+        items = [
+            self._job_properties(job)
+            for job in self.tagloop.jobs.list(limit=10_000, status=wanted.get("JobStatus"))
+            if job["kind"] == "batch"
+            and wanted.get("JobName") in (None, (job.get("payload") or {}).get("name"))
+        ]
+        page, token = _page(items, body)
+        return {"DocumentClassificationJobPropertiesList": page} | ({"NextToken": token} if token else {})
 
 
 OPERATIONS: dict[str, Callable[[ComprehendApi, dict[str, Any]], dict[str, Any]]] = {

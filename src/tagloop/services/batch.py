@@ -51,6 +51,7 @@ class BatchRequest:
     input_format: str = ONE_DOC_PER_LINE
     version: str | None = None
     shard_documents: int = 20_000
+    name: str | None = None
 
 
 def list_inputs(url: str) -> tuple[Any, list[str], str]:
@@ -139,6 +140,7 @@ class BatchService:
                 "output_dir": f"{request.output.rstrip('/')}/{job_id}",
                 "input_format": request.input_format,
                 "shard_documents": request.shard_documents,
+                "name": request.name,
             }
             return self.queue.enqueue(
                 session, BatchJob.kind, payload, id=job_id, classifier_id=classifier.id, version_id=version.id

@@ -24,6 +24,7 @@ def job_summary(row: JobRow, classifier: str | None = None, version: str | None 
         "classifier": classifier,
         "version": version,
         "result": row.result,
+        "payload": row.payload,
         "created_at": row.created_at.isoformat() if row.created_at else None,
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "ended_at": row.ended_at.isoformat() if row.ended_at else None,
