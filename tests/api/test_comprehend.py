@@ -120,8 +120,15 @@ def test_full_flow_with_boto3(server):
         LanguageCode="en",
     )["DocumentClassifierArn"]
     assert wait_trained(admin, second)["Status"] == "TRAINED"
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        admin.delete_document_classifier(DocumentClassifierArn=arn)  # served by the endpoint
+    assert error_code(caught) == "ResourceInUseException"
     admin.update_endpoint(EndpointArn=endpoint_arn, DesiredModelArn=second)
     assert admin.describe_endpoint(EndpointArn=endpoint_arn)["EndpointProperties"]["ModelArn"] == second
+    admin.delete_document_classifier(DocumentClassifierArn=arn)
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        admin.describe_document_classifier(DocumentClassifierArn=arn)
+    assert error_code(caught) == "ResourceNotFoundException"
     pages = admin.list_endpoints(MaxResults=1)
     assert len(pages["EndpointPropertiesList"]) == 1 and "NextToken" not in pages
     admin.delete_endpoint(EndpointArn=endpoint_arn)

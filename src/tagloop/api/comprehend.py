@@ -197,6 +197,11 @@ class ComprehendApi:
                 return {}
         raise NotFound(f"no training job for {body.get('DocumentClassifierArn')}")
 
+    def DeleteDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        name, version = self._version(str(body.get("DocumentClassifierArn", "")))
+        self.tagloop.training.delete_version(name, version["version"])
+        return {}
+
     def _endpoint_properties(self, endpoint: dict[str, Any]) -> dict[str, Any]:
         model = self.arns.classifier(endpoint["classifier"], endpoint["version"])
         return {

@@ -27,14 +27,19 @@ from tagloop.domain.models import Progress, predict
 from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
-from tagloop.errors import AlreadyExists, DatasetInvalid, ResourceInUse, Stopped, TagloopError
+from tagloop.errors import AlreadyExists, DatasetInvalid, NotFound, ResourceInUse, Stopped, TagloopError
 from tagloop.jobs.port import JobContext, JobQueue
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.settings import Settings
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import DocumentRepository, ModelVersionRepository
+from tagloop.storage.repositories import (
+    ClassifierRepository,
+    DocumentRepository,
+    EndpointRepository,
+    ModelVersionRepository,
+)
 from tagloop.storage.tables import ClassifierRow, utcnow
 
 
@@ -292,6 +297,27 @@ class TrainingService:
             raise
         report(1.0, "trained")
         return self.summary(version_id)
+
+    def delete_version(self, classifier: str, version: str) -> None:
+        """Delete a version and its files; refused while it trains or an endpoint serves it."""
+        with self.database.transaction() as session:
+            classifier_row = ClassifierRepository(session).get(classifier)
+            row = ModelVersionRepository(session).find(classifier_row.id, version)
+            if row is None:
+                raise NotFound(f"classifier {classifier!r} has no version {version!r}")
+            busy = (
+                VersionStatus.SUBMITTED.value,
+                VersionStatus.TRAINING.value,
+                VersionStatus.STOP_REQUESTED.value,
+            )
+            if row.status in busy:
+                raise ResourceInUse(f"version {version} is {row.status}: stop its training first")
+            serving = [e.name for e in EndpointRepository(session).list() if e.version_id == row.id]
+            if serving:
+                raise ResourceInUse(f"version {version} is served by endpoint(s) {', '.join(serving)}")
+            prefix = f"models/{row.classifier_id}/{row.id}"
+            session.delete(row)
+        self.artifacts.delete_prefix(prefix)
 
     def mark(self, version_id: int, status: VersionStatus, message: str) -> None:
         """Close a version that will not train (its job was stopped or gave up)."""
