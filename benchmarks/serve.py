@@ -1,0 +1,196 @@
+"""HTTP serving: single-document classify vs /healthz on the same server, and batch classify.
+
+Starts `tagloop serve` with 1 and 2 worker processes on a 20ng classifier and drives it with
+`wrk` (a separate C process; `apt-get install wrk`) at 32 and 64 connections: single-document
+classify of 20ng test texts (capped at 5,000 characters), and in the same run `/healthz`.
+Prints req/s, p50, p99, the classify/healthz ratio, non-2xx counts; then batch classify
+(`{"texts": [1,000 docs]}`) docs/s, and the equivalent Comprehend inference units (2 docs/s each).
+Targets: classify ≥ 50% of /healthz req/s; p99 ≤ 20 ms at 32 connections; batch ≥ 10,000 docs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+TAGLOOP = [sys.executable, "-m", "tagloop.cli"]
+LUA = """
+local bodies = {}
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, "/v1/endpoints/news/classify", nil, bodies[(counter %% #bodies) + 1])
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(data_dir: Path, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [*TAGLOOP, "--data-dir", str(data_dir), *args], capture_output=True, text=True, env=env
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"tagloop {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[str, float]:
+    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+
+    def millis(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match[1]), match[2]
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "p50": millis("50"),
+        "p99": millis("99"),
+        "bad": (int(non_2xx[1]) if non_2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", default="32,64")
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    with gzip.open(args.data_dir / "20ng_test.csv.gz", "rt", encoding="utf-8", newline="") as handle:
+        texts = [row[1][:5_000] for row in csv.reader(handle)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAGLOOP_")}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "data"
+        train = args.data_dir / "20ng_train.csv.gz"
+        run(
+            data,
+            env,
+            "train",
+            "news",
+            "--data",
+            str(train),
+            "--test",
+            str(args.data_dir / "20ng_test.csv.gz"),
+        )
+        run(data, env, "endpoints", "create", "news", "--classifier", "news")
+        secret = json.loads(
+            run(data, env, "keys", "create", "--name", "bench", "--scope", "classify", "--json")
+        )["secret"]
+        bodies = work / "bodies.jsonl"
+        bodies.write_text(
+            "\n".join(json.dumps({"text": text}) for text in texts[:2000]) + "\n", encoding="utf-8"
+        )
+        script = work / "classify.lua"
+        script.write_text(LUA % (bodies, secret), encoding="utf-8")
+        rows, batch_rates = [], {}
+        for workers in map(int, args.workers.split(",")):
+            port = free_port()
+            server = subprocess.Popen(
+                [*TAGLOOP, "--data-dir", str(data), "serve", "--port", str(port), "--workers", str(workers)],
+                env={**env, "TAGLOOP_LOG_PREDICTIONS": "true"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            base = f"http://127.0.0.1:{port}"
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise SystemExit("server did not start")
+                    time.sleep(0.2)
+                headers = {"Authorization": f"Bearer {secret}"}
+                for _ in range(4 * workers):  # load the model in every process
+                    httpx.post(
+                        f"{base}/v1/endpoints/news/classify", json={"text": "warm up"}, headers=headers
+                    )
+                for connections in map(int, args.connections.split(",")):
+                    classify = wrk(base, connections, args.seconds, script)
+                    health = wrk(f"{base}/healthz", connections, args.seconds, None)
+                    rows.append((workers, connections, classify, health))
+                batch = {"texts": texts[:1000]}
+                with httpx.Client(timeout=120, headers=headers) as client:
+                    client.post(f"{base}/v1/endpoints/news/classify", json=batch)
+                    started = time.perf_counter()
+                    for _ in range(10):
+                        response = client.post(f"{base}/v1/endpoints/news/classify", json=batch)
+                        assert response.status_code == 200, response.text
+                    batch_rates[workers] = 10_000 / (time.perf_counter() - started)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)
+    print(f"cores: {os.cpu_count()}, {args.seconds} s per run, wrk -t 2\n")
+    print(
+        "| workers | conn | classify req/s | p50 ms | p99 ms | healthz req/s | healthz p99 | ratio | failed |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, connections, classify, health in rows:
+        ratio = classify["rps"] / health["rps"]
+        failed = classify["bad"] + health["bad"]
+        latency = f"{classify['p50']:.1f} | {classify['p99']:.1f}"
+        print(
+            f"| {workers} | {connections} | {classify['rps']:,.0f} | {latency} "
+            f"| {health['rps']:,.0f} | {health['p99']:.1f} | {ratio:.0%} | {failed} |"
+        )
+    print("\n| workers | batch docs/s (texts: 1,000 per request) | inference units (2 docs/s) |")
+    print("|---:|---:|---:|")
+    for workers, rate in batch_rates.items():
+        print(f"| {workers} | {rate:,.0f} | {rate / 2:,.0f} |")
+    best = max(row[2]["rps"] for row in rows)
+    print(f"\nsingle-document classify at best {best:,.0f} req/s = {best / 2:,.0f} inference units")
+    print("\ntargets:")
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    for workers, connections, classify, health in rows:
+        ratio = classify["rps"] / health["rps"]
+        where = f"{workers} worker(s), {connections} conn"
+        print(f"- {where}: classify ≥ 50% of healthz: {ratio:.0%} → {verdict(ratio >= 0.5)}")
+        if connections == 32:
+            p99 = classify["p99"]
+            print(f"- {workers} worker(s), 32 conn: p99 ≤ 20 ms: {p99:.1f} ms → {verdict(p99 <= 20)}")
+    for workers, rate in batch_rates.items():
+        print(f"- {workers} worker(s): batch ≥ 10,000 docs/s: {rate:,.0f} → {verdict(rate >= 10_000)}")
+
+
+if __name__ == "__main__":
+    main()
