@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
 from tagloop.api import comprehend, v1
@@ -21,6 +22,46 @@ from tagloop.settings import Settings
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+class MeasureAndLimit:
+    """Pure ASGI middleware: refuses bodies over the limit (by Content-Length) and records
+    request counts and latency per route (cheaper than Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, max_body_bytes: Callable[[], int]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes()
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            response = _error(
+                413,
+                "LimitExceeded",
+                f"request body of {int(length):,} bytes is over the limit of {limit:,} "
+                "(setting TAGLOOP_MAX_BODY_BYTES)",
+            )
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None, start_workers: bool = True) -> FastAPI:
@@ -39,24 +80,9 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.state.tagloop = tagloop
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        limit = tagloop.settings.max_body_bytes
-        if length is not None and length.isdigit() and int(length) > limit:
-            return _error(
-                413,
-                "LimitExceeded",
-                f"request body of {int(length):,} bytes is over the limit of {limit:,} "
-                "(setting TAGLOOP_MAX_BODY_BYTES)",
-            )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(
+        MeasureAndLimit, metrics=metrics, max_body_bytes=lambda: tagloop.settings.max_body_bytes
+    )
 
     @app.exception_handler(TagloopError)
     async def tagloop_error(_: Request, exc: TagloopError) -> JSONResponse:
