@@ -544,7 +544,7 @@ def test_predict_streams_chunks(mc_model, ticket_docs):
     parts = list(predict(mc_model, iter(texts), chunk=10))
     assert [len(scores) for scores, _ in parts] == [10, 10, 5]
     all_scores = np.vstack([scores for scores, _ in parts])
-    np.testing.assert_allclose(all_scores, mc_model.scores(texts))
+    np.testing.assert_allclose(all_scores, mc_model.scores(texts), rtol=1e-5, atol=1e-9)  # float32 sums
     assert [p for _, picks in parts for p in picks] == mc_model.decide(mc_model.scores(texts))
 
 
@@ -570,3 +570,23 @@ def test_comprehend_result_multi_label(ml_model):
         ]
     }
     assert comprehend_result(ml_model, scores, [5, 3], top=1)["Labels"] == result["Labels"][:1]
+
+
+def test_the_single_document_fast_path_matches_scikit_learns_transform(tickets):
+    from tagloop.domain import tfidf_linear as recipe
+    from tagloop.domain.metrics import indicator
+    from tagloop.domain.records import Mode
+    from tagloop.domain.splitting import stratification_keys
+
+    labels = sorted({label for label, _ in tickets})
+    gold = [(label,) for label, _ in tickets]
+    texts = [text for _, text in tickets]
+    model = recipe.fit(
+        Mode.MULTI_CLASS, labels, texts, indicator(gold, labels), stratification_keys(gold), n_jobs=1
+    )
+    assert len(texts) > recipe.FAST_PATH_DOCUMENTS  # the batch goes through scikit-learn
+    batch = model.decision(texts)
+    one_by_one = np.vstack([model.decision([text]) for text in texts])
+    np.testing.assert_allclose(one_by_one, batch, atol=1e-5)
+    unknown_words_only = model.decision(["zzzqqq xxyyzz"])
+    np.testing.assert_allclose(unknown_words_only[0], model.intercept)
