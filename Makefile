@@ -39,6 +39,7 @@ bench: $(DEV_STAMP)  ## print measured figures (reads ../shared/data; jobs figur
 	$(BIN)/python benchmarks/train_eval.py --repeats 3
 	$(BIN)/python benchmarks/jobs_overhead.py
 	$(BIN)/python benchmarks/batch.py
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) tagloop-data .pytest_cache .ruff_cache
