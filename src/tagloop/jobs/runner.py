@@ -131,8 +131,11 @@ class JobRunner:
         return ended
 
     def request_stop(self, job_id: str) -> None:
-        """Stop a job and its children: those not started stop at once, running ones soon."""
-        stopped_now: list[JobRow] = []
+        """Stop a job and its children: those not started stop at once, running ones soon.
+
+        The status changes are conditional UPDATEs, so a worker claiming a child at the same
+        moment is never overwritten: the child is then asked to stop instead.
+        """
         with self.database.transaction() as session:
             jobs = JobRepository(session)
             row = jobs.lock(job_id)
@@ -140,24 +143,12 @@ class JobRunner:
                 raise NotFound(f"no job {job_id!r}")
             if JobStatus(row.status).is_final:
                 raise ResourceInUse(f"job {job_id} already ended ({row.status})")
-            children = jobs.children(job_id)
-            for target in [row, *children]:
-                if JobStatus(target.status).is_final:
-                    continue
-                if target.status == JobStatus.SUBMITTED.value and target.lease_owner is None:
-                    target.status = JobStatus.STOPPED.value
-                    target.ended_at = utcnow()
-                    target.error = "stopped on request before it started"
-                    stopped_now.append(target)
-                else:
-                    target.status = JobStatus.STOP_REQUESTED.value
-            session.flush()
-            if children:
+            parent_stopped = jobs.stop_family(job_id)
+            if jobs.has_children(job_id):
                 self._settle_parent(session, job_id)
-        for target in stopped_now:
-            kind = self.kinds.get(target.kind)
-            if kind is not None and target.parent_id is None:
-                kind.abandoned(dict(target.payload), JobStatus.STOPPED.value, target.error or "")
+            kind, payload = self.kinds.get(row.kind), dict(row.payload)
+        if parent_stopped and kind is not None:
+            kind.abandoned(payload, JobStatus.STOPPED.value, "stopped on request before it started")
 
     def _spawner(self, parent: JobRow) -> Callable[[str, list[dict[str, Any]]], list[str]]:
         def spawn(kind: str, payloads: list[dict[str, Any]]) -> list[str]:

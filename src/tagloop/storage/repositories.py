@@ -210,6 +210,31 @@ class JobRepository:
         query = select(JobRow).where(JobRow.id == job_id).with_for_update()
         return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
+    def stop_family(self, job_id: str) -> bool:
+        """Stop a job and its children: not-yet-claimed ones become STOPPED, claimed or running
+        ones STOP_REQUESTED. Conditional UPDATEs: a concurrent claim is never overwritten.
+        Returns whether the job itself was stopped outright."""
+        now = utcnow()
+        family = or_(JobRow.id == job_id, JobRow.parent_id == job_id)
+        unclaimed = and_(JobRow.status == JobStatus.SUBMITTED.value, JobRow.lease_owner.is_(None))
+        stopped = self.session.execute(
+            update(JobRow)
+            .where(family, unclaimed)
+            .values(
+                status=JobStatus.STOPPED.value, ended_at=now, error="stopped on request before it started"
+            )
+            .returning(JobRow.id)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+        stopped_ids = set(stopped)
+        self.session.execute(
+            update(JobRow)
+            .where(family, JobRow.status.in_([JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value]))
+            .values(status=JobStatus.STOP_REQUESTED.value)
+            .execution_options(synchronize_session=False)
+        )
+        return job_id in stopped_ids
+
     def children(self, parent_id: str) -> Sequence[JobRow]:
         query = select(JobRow).where(JobRow.parent_id == parent_id).order_by(JobRow.created_at, JobRow.id)
         return self.session.scalars(query.execution_options(populate_existing=True)).all()
