@@ -124,3 +124,38 @@ class Stopped(TagloopError):
 
     http_status = 409
     aws_type = "ResourceInUseException"
+
+
+class UnrecognizedClient(TagloopError):
+    """An access key that does not exist or was revoked (AWS Signature V4)."""
+
+    http_status = 400
+    aws_type = "UnrecognizedClientException"
+
+
+class InvalidSignature(TagloopError):
+    """A request signature that does not verify, or is too old."""
+
+    http_status = 403
+    aws_type = "InvalidSignatureException"
+
+
+class MissingAuthentication(TagloopError):
+    """A request with no credentials at all."""
+
+    http_status = 403
+    aws_type = "MissingAuthenticationTokenException"
+
+
+class AccessDenied(TagloopError):
+    """Valid credentials whose scope does not allow the operation."""
+
+    http_status = 400
+    aws_type = "AccessDeniedException"
+
+
+class UnknownOperation(TagloopError):
+    """An API operation tagloop does not know."""
+
+    http_status = 400
+    aws_type = "UnknownOperationException"

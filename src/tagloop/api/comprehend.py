@@ -17,23 +17,20 @@ from fastapi import APIRouter, Request, Response
 
 from tagloop.api.sigv4 import verify
 from tagloop.domain.records import Mode
-from tagloop.errors import InvalidRequest, LimitExceeded, NotFound, TagloopError
+from tagloop.errors import (
+    AccessDenied,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    TagloopError,
+    UnknownOperation,
+)
 from tagloop.services.batch import BatchRequest
 from tagloop.services.training import TrainRequest
 
 router = APIRouter()
 TARGET_PREFIX = "Comprehend_20171127."
 CONTENT_TYPE = "application/x-amz-json-1.1"
-
-
-class AccessDenied(TagloopError):
-    http_status = 400
-    aws_type = "AccessDeniedException"
-
-
-class UnknownOperation(TagloopError):
-    http_status = 400
-    aws_type = "UnknownOperationException"
 
 
 def _aws_response(payload: dict[str, Any], status: int = 200) -> Response:

@@ -16,7 +16,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tagloop.errors import TagloopError
+from tagloop.errors import InvalidSignature, MissingAuthentication, UnrecognizedClient
 from tagloop.services.keys import KeyService, Principal
 
 MAX_SKEW_SECONDS = 300
@@ -24,21 +24,6 @@ _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<akid>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
     r"/aws4_request,\s*SignedHeaders=(?P<signed>[^,]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
 )
-
-
-class UnrecognizedClient(TagloopError):
-    http_status = 400
-    aws_type = "UnrecognizedClientException"
-
-
-class InvalidSignature(TagloopError):
-    http_status = 403
-    aws_type = "InvalidSignatureException"
-
-
-class MissingAuthentication(TagloopError):
-    http_status = 403
-    aws_type = "MissingAuthenticationTokenException"
 
 
 def verify(
