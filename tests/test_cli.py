@@ -2,49 +2,117 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
-from tagloop.domain.metrics import METRIC_NAMES
+METRICS = [
+    "Accuracy",
+    "Precision",
+    "Recall",
+    "F1Score",
+    "MicroPrecision",
+    "MicroRecall",
+    "MicroF1Score",
+    "HammingLoss",
+]
+TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
+SCRIPT = Path(sys.executable).parent / "tagloop"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tagloop.cli"]
 
 
-def tagloop(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tagloop.cli", "--data-dir", str(data_dir), *args],
-        input=stdin,
-        capture_output=True,
+@dataclass
+class Started:
+    command: list[str]
+    process: subprocess.Popen[str]
+    stdin: str | None
+
+
+def start(
+    *args: str, data_dir: Path | None = None, stdin: str | None = None, env: dict[str, str] | None = None
+) -> Started:
+    """Start the console script with a clean TAGLOOP_* environment (see :func:`finish`).
+
+    Each process costs seconds of start-up, so independent commands are started together.
+    """
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TAGLOOP_")}
+    environment.update(env or {})
+    command = [*COMMAND, *(["--data-dir", str(data_dir)] if data_dir is not None else []), *args]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
+        env=environment,
     )
+    return Started(command, process, stdin)
+
+
+def finish(*started: Started) -> list[subprocess.CompletedProcess[str]]:
+    results = []
+    for item in started:
+        stdout, stderr = item.process.communicate(item.stdin, timeout=300)
+        results.append(subprocess.CompletedProcess(item.command, item.process.returncode, stdout, stderr))
+    return results
+
+
+def run(*args: str, **options) -> subprocess.CompletedProcess[str]:
+    return finish(start(*args, **options))[0]
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
     return result.stdout
+
+
+def refused(result: subprocess.CompletedProcess[str]) -> str:
+    """A user mistake: non-zero exit, a reason on stderr, no traceback, nothing on stdout."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert result.stdout == ""
+    return result.stderr
+
+
+def one_json_document(stdout: str):
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout
+    return json.loads(lines[0])
+
+
+def write_tickets(path: Path, rows) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    return path
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tickets):
-    """A data dir with the tickets classifier `desk` trained twice (v1, then `named`)."""
+    """A data dir with the tickets classifier `desk` trained twice (v1, v2)."""
     root = tmp_path_factory.mktemp("cli")
-    data = root / "tickets.csv"
-    import csv
-
-    with data.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(tickets)
-    first = json.loads(ok(tagloop(root / "data", "train", "desk", "--data", str(data), "--json")))
-    second = json.loads(
-        ok(tagloop(root / "data", "train", "desk", "--data", str(data), "--version-name", "named", "--json"))
-    )
-    return root, data, first, second
+    data = write_tickets(root / "tickets.csv", tickets)
+    env = {"TAGLOOP_DATA_DIR": str(root / "data")}
+    first = ok(run("train", "desk", "--data", str(data), "--json", env=env))
+    second = ok(run("train", "desk", "--data", str(data), "--json", data_dir=root / "data"))
+    return root / "data", data, first, second
 
 
 def test_train_prints_one_json_document(trained):
-    _, _, first, second = trained
+    data_dir, _, first_out, second_out = trained
+    assert (data_dir / "tagloop.db").exists()  # TAGLOOP_DATA_DIR and --data-dir: the same place
+    first, second = one_json_document(first_out), one_json_document(second_out)
     assert set(first) >= {
         "classifier",
         "version",
@@ -55,90 +123,226 @@ def test_train_prints_one_json_document(trained):
         "train_seconds",
     }
     assert (first["classifier"], first["version"], first["status"]) == ("desk", "v1", "TRAINED")
-    assert list(first["metrics"]) == list(METRIC_NAMES)
-    assert first["documents"] == {"train": 372, "test": 42}
-    assert first["labels"] == ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
-    assert second["version"] == "named"
+    assert (second["classifier"], second["version"], second["status"]) == ("desk", "v2", "TRAINED")
+    assert sorted(first["metrics"]) == sorted(METRICS)
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in first["metrics"].values())
+    assert first["documents"] == second["documents"] == {"train": 372, "test": 42}
+    assert first["labels"] == second["labels"] == TICKET_LABELS
+    assert isinstance(first["train_seconds"], float) and first["train_seconds"] > 0
+    assert first["metrics"] == second["metrics"]  # same data, same split, same seed
 
 
-def test_evaluate_classify_and_listings(trained):
-    root, data, first, _ = trained
-    evaluated = json.loads(
-        ok(tagloop(root / "data", "evaluate", "desk", "--data", str(data), "--version", "v1", "--json"))
-    )
-    assert list(evaluated["metrics"]) == list(METRIC_NAMES)
-    assert evaluated["documents"] == 414
-    assert evaluated["metrics"]["Accuracy"] > first["metrics"]["Accuracy"] - 0.2  # training data included
-
-    out = ok(tagloop(root / "data", "classify", "desk", "printer is jammed", "refund my invoice", "--json"))
-    results = [json.loads(line) for line in out.splitlines()]
-    assert [r["Classes"][0]["Name"] for r in results] == ["HARDWARE", "BILLING"]
-    scores = [c["Score"] for c in results[0]["Classes"]]
-    assert scores == sorted(scores, reverse=True)
-
-    stdin = "wifi keeps dropping\nmailbox is full\nreset my password please\n"
-    out = ok(
-        tagloop(root / "data", "classify", "desk", "--version", "v1", "--top", "2", "--json", stdin=stdin)
-    )
-    lines = [json.loads(line) for line in out.splitlines()]
-    assert len(lines) == 3
-    assert all(len(line["Classes"]) == 2 for line in lines)
-
-    classifiers = json.loads(ok(tagloop(root / "data", "classifiers", "--json")))
-    assert [(c["name"], c["versions"], c["latest_trained_version"]) for c in classifiers] == [
-        ("desk", 2, "named")
-    ]
-    versions = json.loads(ok(tagloop(root / "data", "versions", "desk", "--json")))
-    assert [v["version"] for v in versions] == ["v1", "named"]
-    full = json.loads(ok(tagloop(root / "data", "versions", "desk", "v1", "--json")))
-    assert full["confusion_matrix"]["labels"] == first["labels"]
-
-
-def test_multi_label_with_another_delimiter(tmp_path):
-    rows = []
+def test_version_name_and_multi_label_modes(tmp_path):
+    pipe_rows, semicolon_rows = [], []
     for i in range(40):
-        rows.append(f"NET;HW,the router {i} and the laptop dock {i} both fail")
-        rows.append(f"NET,the vpn tunnel {i} drops")
-        rows.append(f"HW,the keyboard {i} is broken")
-    data = tmp_path / "ml.csv"
-    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    args = ("train", "ml", "--data", str(data), "--mode", "multi-label", "--delimiter", ";", "--json")
-    result = json.loads(ok(tagloop(tmp_path / "data", *args)))
-    assert result["labels"] == ["HW", "NET"]
-    out = ok(tagloop(tmp_path / "data", "classify", "ml", "router and dock fail", "--json"))
-    assert {label["Name"] for label in json.loads(out)["Labels"]} == {"HW", "NET"}
+        pipe_rows += [
+            ["NET|HW", f"the router {i} and the laptop dock {i} both fail"],
+            ["NET", f"the vpn tunnel {i} drops"],
+            ["HW", f"the keyboard {i} is broken"],
+        ]
+        semicolon_rows += [[label.replace("|", ";"), text] for label, text in pipe_rows[-3:]]
+    pipe = write_tickets(tmp_path / "pipe.csv", pipe_rows)
+    semicolon = write_tickets(tmp_path / "semicolon.csv", semicolon_rows)
+    piped, semi = finish(
+        start(
+            "train",
+            "ml",
+            "--data",
+            str(pipe),
+            "--mode",
+            "multi-label",
+            "--version-name",
+            "first-try",
+            "--json",
+            data_dir=tmp_path / "pipe",
+        ),
+        start(
+            "train",
+            "ml",
+            "--data",
+            str(semicolon),
+            "--mode",
+            "multi-label",
+            "--delimiter",
+            ";",
+            "--json",
+            data_dir=tmp_path / "semicolon",
+        ),
+    )
+    result = one_json_document(ok(piped))
+    assert (result["version"], result["status"], result["labels"]) == ("first-try", "TRAINED", ["HW", "NET"])
+    assert sorted(result["metrics"]) == sorted(METRICS)
+    assert result["documents"]["train"] + result["documents"]["test"] == 120
+    result = one_json_document(ok(semi))
+    assert (result["version"], result["status"], result["labels"]) == ("v1", "TRAINED", ["HW", "NET"])
+    texts = ("router and dock fail", "keyboard broken")
+    for classified in finish(
+        *(
+            start("classify", "ml", *texts, "--json", data_dir=tmp_path / name)
+            for name in ("pipe", "semicolon")
+        )
+    ):
+        both, keyboard = [json.loads(line) for line in ok(classified).splitlines()]
+        assert {label["Name"] for label in both["Labels"]} == {"HW", "NET"}
+        assert keyboard["Labels"][0]["Name"] == "HW"
+        scores = [label["Score"] for label in both["Labels"]]
+        assert scores == sorted(scores, reverse=True)
 
 
-def test_a_malformed_file_is_refused_with_lines_and_nothing_written(tmp_path):
+def test_evaluate_and_classify(trained, tickets, tmp_path):
+    data_dir = trained[0]
+    test = write_tickets(tmp_path / "test.csv", tickets[-60:])
+    stdin = (
+        "wifi keeps dropping\n\nmy mailbox is full\nreset my password please\nthe laptop screen flickers\n"
+    )
+    evaluated, by_argument, by_line = finish(
+        start("evaluate", "desk", "--data", str(test), "--version", "v1", "--json", data_dir=data_dir),
+        start("classify", "desk", "printer is jammed", "refund my invoice", "--json", data_dir=data_dir),
+        start("classify", "desk", "--version", "v1", "--top", "2", "--json", data_dir=data_dir, stdin=stdin),
+    )
+    evaluation = one_json_document(ok(evaluated))
+    assert (evaluation["classifier"], evaluation["version"], evaluation["documents"]) == ("desk", "v1", 60)
+    assert sorted(evaluation["metrics"]) == sorted(METRICS)
+    assert all(0.0 <= v <= 1.0 for v in evaluation["metrics"].values())
+    assert set(evaluation["per_label"]) == set(TICKET_LABELS)
+
+    results = [json.loads(line) for line in ok(by_argument).splitlines()]
+    assert [r["Classes"][0]["Name"] for r in results] == ["HARDWARE", "BILLING"]
+    for result in results:
+        assert sorted(c["Name"] for c in result["Classes"]) == TICKET_LABELS
+        scores = [c["Score"] for c in result["Classes"]]
+        assert scores == sorted(scores, reverse=True)
+        assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+
+    assert by_line.returncode == 1  # one document could not be classified: said so, the rest printed
+    assert "1 document(s) could not be classified" in by_line.stderr
+    assert "Traceback" not in by_line.stderr
+    lines = [json.loads(line) for line in by_line.stdout.splitlines()]
+    assert len(lines) == 5  # one JSON line per input line, in order
+    assert lines[1] == {"Error": {"Code": "InvalidRequestException", "Message": "empty text"}}
+    assert [line["Classes"][0]["Name"] for i, line in enumerate(lines) if i != 1] == [
+        "NETWORK",
+        "EMAIL",
+        "ACCESS",
+        "HARDWARE",
+    ]
+    for line in lines[:1] + lines[2:]:
+        assert len(line["Classes"]) == 2
+        assert line["Classes"][0]["Score"] >= line["Classes"][1]["Score"]
+
+
+def test_listings(trained):
+    data_dir = trained[0]
+    classifiers, versions, full = finish(
+        start("classifiers", "--json", data_dir=data_dir),
+        start("versions", "desk", "--json", data_dir=data_dir),
+        start("versions", "desk", "v1", "--json", data_dir=data_dir),
+    )
+    classifiers = one_json_document(ok(classifiers))
+    assert [(c["name"], c["mode"], c["versions"], c["latest_trained_version"]) for c in classifiers] == [
+        ("desk", "MULTI_CLASS", 2, "v2")
+    ]
+    versions = one_json_document(ok(versions))
+    assert [(v["version"], v["status"]) for v in versions] == [("v1", "TRAINED"), ("v2", "TRAINED")]
+    assert all(sorted(v["metrics"]) == sorted(METRICS) for v in versions)
+    full = one_json_document(ok(full))
+    assert full["version"] == "v1"
+    assert full["confusion_matrix"]["labels"] == TICKET_LABELS
+    assert set(full["library_versions"]) >= {"python", "numpy", "scipy", "scikit-learn", "tagloop"}
+    assert len(full["artifact"]["sha256"]) == 64
+
+
+def test_user_mistakes_exit_nonzero_with_a_reason_and_write_nothing(tmp_path):
     data = tmp_path / "bad.csv"
-    data.write_text('NETWORK,vpn down\nHARDWARE,\n"broken,quote\nACCESS,fine\n', encoding="utf-8")
-    result = tagloop(tmp_path / "data", "train", "desk", "--data", str(data))
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert "line 2: empty text" in result.stderr
-    assert ":3: bad quoting" in result.stderr
-    assert json.loads(ok(tagloop(tmp_path / "data", "classifiers", "--json"))) == []
+    data.write_text('NETWORK,vpn down\nHARDWARE,\nEMAIL,mailbox full\n"broken,quote\nACCESS,fine\n')
+    malformed, unknown, missing, mode = finish(  # separate data dirs: nothing shared
+        start("train", "desk", "--data", str(data), data_dir=tmp_path / "a"),
+        start("classify", "nobody", "hello", data_dir=tmp_path / "b"),
+        start("train", "desk", "--data", str(tmp_path / "no-such.csv"), data_dir=tmp_path / "c"),
+        start("train", "desk", "--data", str(data), "--mode", "sideways", data_dir=tmp_path / "d"),
+    )
+    assert malformed.returncode == 1
+    stderr = refused(malformed)
+    assert "2 rows rejected" in stderr and "line 2: empty text" in stderr
+    assert f"{data}:2: empty text" in stderr
+    assert f"{data}:4: bad quoting" in stderr
+    for result, needle in (
+        (unknown, "no classifier named 'nobody'"),
+        (missing, "no such file"),
+        (mode, "unknown mode 'sideways'"),
+    ):
+        stderr = refused(result)
+        assert needle in stderr
+        assert len(stderr.strip().splitlines()) == 1
+    assert json.loads(ok(run("classifiers", "--json", data_dir=tmp_path / "a"))) == []
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (("classify", "nobody", "hello"), "no classifier named 'nobody'"),
-        (("train", "desk", "--data", "/no/such/file.csv"), "no such file"),
-        (("versions", "nobody"), "no classifier named"),
-        (("train", "desk", "--data", "x.csv", "--mode", "sideways"), "unknown mode"),
-    ],
-)
-def test_user_mistakes_exit_nonzero_with_one_line(tmp_path, args, needle):
-    result = tagloop(tmp_path / "data", *args)
-    assert result.returncode != 0
-    assert needle in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_a_broken_environment_is_one_line_not_a_traceback(tmp_path, tickets):
+    data = write_tickets(tmp_path / "tickets.csv", tickets)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    artifacts, database, setting = finish(
+        start(
+            "--artifacts-url",
+            str(tmp_path / "blocker" / "models"),
+            "train",
+            "desk",
+            "--data",
+            str(data),
+            data_dir=tmp_path / "a",
+        ),
+        start("--database-url", unreachable, "classifiers", data_dir=tmp_path / "b"),
+        start("classifiers", data_dir=tmp_path / "c", env={"TAGLOOP_MAX_TEXT_BYTES": "lots"}),
+    )
+    for result, needle in (
+        (artifacts, "Not a directory"),
+        (database, "cannot use the database"),
+        (setting, "invalid settings: max_text_bytes"),
+    ):
+        stderr = refused(result)
+        assert needle in stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 def test_db_upgrade_and_demo(tmp_path):
-    assert "schema at revision" in tagloop(tmp_path / "data", "db", "upgrade").stderr
-    created = json.loads(ok(tagloop(tmp_path / "data", "demo", "--json")))
-    assert created["classifier"] == "service-desk"
-    assert ok(tagloop(tmp_path / "data", "demo", "--json")).strip() == "null"  # already there
+    upgraded, created = finish(
+        start("db", "upgrade", data_dir=tmp_path / "upgraded"),
+        start("demo", "--json", data_dir=tmp_path / "demo"),
+    )
+    assert "database schema at revision 0004" in ok(upgraded) + upgraded.stderr
+    created = one_json_document(ok(created))
+    assert (created["classifier"], created["version"], created["status"]) == ("service-desk", "v1", "TRAINED")
+    assert created["labels"] == TICKET_LABELS
+    again, listed = finish(
+        start("demo", "--json", data_dir=tmp_path / "demo"),
+        start("classifiers", "--json", data_dir=tmp_path / "upgraded"),
+    )
+    assert ok(again).strip() == "null"  # already there
+    assert json.loads(ok(listed)) == []
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own, dropped at the end."""
+    base = make_url(postgres_url)
+    name = f"tagloop_cli_{uuid.uuid4().hex[:12]}"
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_server_database_needs_db_upgrade(fresh_postgres, tmp_path):
+    stderr = refused(
+        run("--database-url", fresh_postgres, "classifiers", "--json", data_dir=tmp_path / "data")
+    )
+    assert "run `tagloop db upgrade`" in stderr
+    result = run("--database-url", fresh_postgres, "db", "upgrade", data_dir=tmp_path / "data")
+    assert "database schema at revision 0004" in ok(result) + result.stderr
+    env = {"TAGLOOP_DATABASE_URL": fresh_postgres}
+    assert json.loads(ok(run("classifiers", "--json", data_dir=tmp_path / "data", env=env))) == []
+    assert not (tmp_path / "data" / "tagloop.db").exists()  # nothing went to the embedded database

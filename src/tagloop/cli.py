@@ -71,11 +71,37 @@ def _fail(exc: TagloopError) -> None:
     raise typer.Exit(1)
 
 
+def _environment_error(exc: Exception) -> TagloopError | None:
+    """The errors a user's environment causes (files, database, settings), as one-line errors."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return ConfigurationError(f"{exc.strerror or exc}{where}")
+    if isinstance(exc, OperationalError):
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return ConfigurationError(f"cannot use the database: {reason}")
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return ConfigurationError(f"invalid settings: {problems}")
+    return None
+
+
 def _guard(function: Callable[[], T]) -> T:
     try:
         return function()
     except TagloopError as exc:
         _fail(exc)
+        raise  # unreachable: _fail exits
+    except Exception as exc:
+        translated = _environment_error(exc)
+        if translated is None:
+            raise
+        _fail(translated)
         raise  # unreachable: _fail exits
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tagloop.domain.records import Mode
 from tagloop.errors import ArtifactCorrupt, NotFound, ResourceUnavailable
+from tagloop.services.models import ModelCache
 from tagloop.services.training import TrainRequest
+from tagloop.storage.artifacts import ArtifactStore
+from tagloop.storage.repositories import ClassifierRepository, ModelVersionRepository
+
+TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
 
 
 @pytest.fixture
@@ -17,26 +23,121 @@ def trained(make_tagloop, tickets, write_csv):
     return tagloop, result, test
 
 
-def test_results_stay_aligned_with_inputs(trained):
+@pytest.fixture
+def multi_label(make_tagloop, write_csv):
+    rows = []
+    for i in range(40):
+        rows.append(["NET|HW", f"the router {i} and the laptop dock {i} both fail"])
+        rows.append(["NET", f"the vpn tunnel {i} drops"])
+        rows.append(["HW", f"the keyboard {i} is broken"])
+    tagloop = make_tagloop()
+    tagloop.training.train(
+        TrainRequest(classifier="ml", data=str(write_csv(rows, "ml.csv")), mode=Mode.MULTI_LABEL)
+    )
+    return tagloop
+
+
+def version_rows(tagloop, classifier: str):
+    with tagloop.database.reading() as session:
+        row = ClassifierRepository(session).get(classifier)
+        return {v.name: v for v in ModelVersionRepository(session).list(row.id)}
+
+
+def test_multi_class_results_have_comprehend_shape(trained):
+    tagloop, result, _ = trained
+    name, model = tagloop.predictions.model("desk")
+    assert name == "v1"
+    texts = ["printer jammed", "refund please, I was billed twice", "wifi keeps dropping"]
+    results = list(tagloop.predictions.classify(model, texts))
+    assert [r["Classes"][0]["Name"] for r in results] == ["HARDWARE", "BILLING", "NETWORK"]
+    for item in results:
+        assert list(item) == ["Classes"]
+        classes = item["Classes"]
+        assert sorted(c["Name"] for c in classes) == result["labels"]
+        assert all(set(c) == {"Name", "Score"} and isinstance(c["Score"], float) for c in classes)
+        scores = [c["Score"] for c in classes]
+        assert scores == sorted(scores, reverse=True)
+        assert all(0.0 <= score <= 1.0 for score in scores)
+        assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+    top = list(tagloop.predictions.classify(model, texts, top=2))
+    assert [[c["Name"] for c in r["Classes"]] for r in top] == [
+        [c["Name"] for c in r["Classes"][:2]] for r in results
+    ]
+    assert [r["Classes"][0]["Score"] for r in top] == pytest.approx(
+        [r["Classes"][0]["Score"] for r in results]
+    )
+
+
+def test_multi_label_results_have_comprehend_shape(multi_label):
+    name, model = multi_label.predictions.model("ml")
+    assert name == "v1"
+    results = list(
+        multi_label.predictions.classify(
+            model, ["the router and the dock both fail", "vpn tunnel drops", "keyboard is broken"]
+        )
+    )
+    assert all(list(item) == ["Labels"] for item in results)
+    assert {label["Name"] for label in results[0]["Labels"]} == {"HW", "NET"}
+    assert results[1]["Labels"][0]["Name"] == "NET"
+    assert results[2]["Labels"][0]["Name"] == "HW"
+    for item in results:
+        scores = [label["Score"] for label in item["Labels"]]
+        assert scores and scores == sorted(scores, reverse=True)
+        assert all(0.0 <= score <= 1.0 for score in scores)
+    (best,) = list(multi_label.predictions.classify(model, ["the router and the dock both fail"], top=1))
+    assert best["Labels"] == results[0]["Labels"][:1]
+
+
+def test_results_stay_aligned_with_inputs(make_tagloop, trained):
     tagloop, _, _ = trained
     _, model = tagloop.predictions.model("desk")
-    texts = ["printer jammed", "", "x" * 1_000_001, "refund please", "   "]
+    texts = ["printer jammed", "", "x" * 1_000_001, "refund please", "   ", "vpn down"]
     results = list(tagloop.predictions.classify(model, texts, top=2, chunk=2))
-    assert len(results) == 5
+    assert len(results) == len(texts)
     assert results[0]["Classes"][0]["Name"] == "HARDWARE" and len(results[0]["Classes"]) == 2
-    assert results[1]["Error"]["Message"] == "empty text"
-    assert "TAGLOOP_MAX_TEXT_BYTES" in results[2]["Error"]["Message"]
+    assert results[1] == {"Error": {"Code": "InvalidRequestException", "Message": "empty text"}}
     assert results[2]["Error"]["Code"] == "TextSizeLimitExceededException"
+    assert "TAGLOOP_MAX_TEXT_BYTES" in results[2]["Error"]["Message"]
     assert results[3]["Classes"][0]["Name"] == "BILLING"
-    assert "Error" in results[4]
+    assert results[4]["Error"]["Message"] == "empty text"
+    assert results[5]["Classes"][0]["Name"] == "NETWORK"
+
+    small = make_tagloop(max_text_bytes=20)  # the limit is the setting, counted in UTF-8 bytes
+    _, model = small.predictions.model("desk")
+    texts = ["vpn down", "é" * 10, "é" * 10 + "x", "printer jammed"]
+    results = list(small.predictions.classify(model, texts))
+    assert ["Error" in r for r in results] == [False, False, True, False]
+    assert "21 bytes" in results[2]["Error"]["Message"]
+    assert list(small.predictions.classify(model, [])) == []
 
 
 def test_evaluate_matches_the_metrics_recorded_at_training(trained):
     tagloop, result, test = trained
     evaluated = tagloop.predictions.evaluate("desk", str(test), "v1")
+    assert evaluated["version"] == "v1"
     assert evaluated["metrics"] == pytest.approx(result["metrics"])
-    with pytest.raises(NotFound):
+    assert evaluated["documents"] == result["documents"]["test"] == 54
+    recorded = tagloop.catalog.version("desk", "v1")
+    assert set(evaluated["per_label"]) == set(recorded["per_label"]) == set(TICKET_LABELS)
+    for label, figures in recorded["per_label"].items():
+        assert evaluated["per_label"][label] == pytest.approx(figures)
+    assert evaluated["confusion_matrix"] == recorded["confusion_matrix"]
+    assert tagloop.predictions.evaluate("desk", str(test))["metrics"] == evaluated["metrics"]  # newest
+
+
+def test_evaluate_errors(trained, write_csv):
+    tagloop, _, test = trained
+    with pytest.raises(NotFound, match="no version 'v9'"):
         tagloop.predictions.evaluate("desk", str(test), "v9")
+    with pytest.raises(NotFound, match="no classifier named 'nobody'"):
+        tagloop.predictions.evaluate("nobody", str(test))
+    unknown = write_csv([["NETWORK", "vpn down"], ["FACILITIES", "the lift is broken"]], "unknown.csv")
+    evaluated = tagloop.predictions.evaluate("desk", str(unknown))
+    assert evaluated["documents"] == 2
+    assert "labels the model was not trained on: FACILITIES" in evaluated["warnings"]
+    tagloop.training.submit(TrainRequest(classifier="desk", data=str(test)))
+    with pytest.raises(ResourceUnavailable, match="SUBMITTED"):
+        tagloop.predictions.evaluate("desk", str(test), "v2")
 
 
 def test_no_trained_version_is_unavailable(make_tagloop, write_csv, tickets):
@@ -44,20 +145,63 @@ def test_no_trained_version_is_unavailable(make_tagloop, write_csv, tickets):
     tagloop.training.submit(TrainRequest(classifier="desk", data=str(write_csv([list(r) for r in tickets]))))
     with pytest.raises(ResourceUnavailable, match="no trained model version"):
         tagloop.predictions.model("desk")
+    with pytest.raises(ResourceUnavailable, match="SUBMITTED"):
+        tagloop.predictions.model("desk", "v1")
+    with pytest.raises(NotFound):
+        tagloop.predictions.model("nobody")
 
 
-def test_the_model_cache_loads_once_and_checks_the_hash(trained, make_tagloop):
+class CountingStore(ArtifactStore):
+    """A real local artifact store that counts the files it reads."""
+
+    reads = 0
+
+    def read_bytes(self, path: str, expected_sha256: str | None = None) -> bytes:
+        self.reads += 1
+        return super().read_bytes(path, expected_sha256)
+
+
+def test_the_model_cache_loads_each_version_once(trained, tickets, write_csv):
+    tagloop, _, test = trained
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(test)))
+    rows = version_rows(tagloop, "desk")
+    store = CountingStore(tagloop.artifacts.url)
+    cache = ModelCache(store, capacity=2)
+    first = cache.get(rows["v1"])
+    assert cache.get(rows["v1"]) is first and store.reads == 1
+    second = cache.get(rows["v2"])
+    assert second is not first and store.reads == 2 and len(cache) == 2
+    assert cache.get(rows["v1"]) is first and cache.get(rows["v2"]) is second and store.reads == 2
+    assert first.labels == TICKET_LABELS
+
+    small = ModelCache(store, capacity=1)
+    small.get(rows["v1"])
+    small.get(rows["v2"])  # evicts v1
+    small.get(rows["v1"])
+    assert store.reads == 5 and len(small) == 1
+
+    _, served = tagloop.predictions.model("desk")
+    assert tagloop.predictions.model("desk")[1] is served  # the service's own cache
+
+
+def test_the_model_cache_checks_the_hash(trained, make_tagloop):
     tagloop, _, _ = trained
-    _, first = tagloop.predictions.model("desk")
-    _, again = tagloop.predictions.model("desk")
-    assert first is again
     path = tagloop.catalog.version("desk", "v1")["artifact"]["path"]
     with open(path, "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00\x01\x02")
     fresh = make_tagloop()  # another process: nothing cached
-    with pytest.raises(ArtifactCorrupt):
+    with pytest.raises(ArtifactCorrupt, match="SHA-256"):
         fresh.predictions.model("desk")
+    with pytest.raises(ArtifactCorrupt):
+        ModelCache(fresh.artifacts).get(version_rows(fresh, "desk")["v1"])
+
+
+def test_a_version_without_a_model_file_is_unavailable(make_tagloop, write_csv, tickets):
+    tagloop = make_tagloop()
+    tagloop.training.submit(TrainRequest(classifier="desk", data=str(write_csv([list(r) for r in tickets]))))
+    with pytest.raises(ResourceUnavailable, match="no trained model"):
+        ModelCache(tagloop.artifacts).get(version_rows(tagloop, "desk")["v1"])
 
 
 def test_forked_scoring_gives_the_same_results_in_order(trained, tickets):

@@ -27,6 +27,8 @@ METRIC_NAMES = (
     "HammingLoss",
 )
 
+PER_LABEL_NAMES = ("precision", "recall", "f1", "support")
+
 
 @dataclass(frozen=True)
 class Evaluation:

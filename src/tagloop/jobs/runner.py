@@ -226,7 +226,12 @@ class JobRunner:
             kind.abandoned(dict(parent.payload), status.value, message or "")
 
     def execute(self, job: JobRow, local_progress: Progress | None, reraise: bool = False) -> None:
-        """Run a claimed job and record how it ended; ``reraise`` hands errors to the caller."""
+        """Run a claimed job and record how it ended.
+
+        ``reraise`` (a job run in the foreground, e.g. ``tagloop train``) hands errors to the
+        caller and does not queue the job again after an unexpected error: the user saw the
+        error and retries with ``tagloop jobs retry`` once its cause is fixed.
+        """
         with self._lock:
             self.executed += 1
         kind = self.kinds.get(job.kind)
@@ -282,9 +287,10 @@ class JobRunner:
             if reraise:
                 raise
         except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.kind)
             message = f"{type(exc).__name__}: {exc}"
-            if job.attempts < job.max_attempts:
+            if not reraise:  # a caller running the job in the foreground reports it itself
+                log.exception("job %s (%s) failed", job.id, job.kind)
+            if job.attempts < job.max_attempts and not reraise:  # foreground runs: `jobs retry`
                 with self.database.transaction() as session:
                     requeued = JobRepository(session).owned(
                         job.id,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tagloop.domain.metrics import METRIC_NAMES, PER_LABEL_NAMES
 from tagloop.domain.names import check_name
 from tagloop.domain.records import Mode, VersionStatus
 from tagloop.errors import InvalidRequest, NotFound, ResourceUnavailable
@@ -43,6 +45,15 @@ def resolve_version(session: Session, classifier: ClassifierRow, version: str | 
     return row
 
 
+def in_order(mapping: dict[str, Any] | None, order: Sequence[str]) -> dict[str, Any] | None:
+    """``mapping`` with its keys in ``order`` (others after, as stored): PostgreSQL's JSONB
+    keeps no key order, and users read metrics and labels in the order they were made."""
+    if mapping is None:
+        return None
+    rank = {key: position for position, key in enumerate(order)}
+    return dict(sorted(mapping.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
 def version_summary(classifier: ClassifierRow, row: ModelVersionRow) -> dict[str, Any]:
     return {
         "classifier": classifier.name,
@@ -52,10 +63,10 @@ def version_summary(classifier: ClassifierRow, row: ModelVersionRow) -> dict[str
         "message": row.message,
         "mode": classifier.mode,
         "recipe": row.recipe,
-        "metrics": row.metrics,
+        "metrics": in_order(row.metrics, METRIC_NAMES),
         "labels": row.labels,
         "documents": row.documents,
-        "label_counts": row.label_counts,
+        "label_counts": in_order(row.label_counts, row.labels),
         "data_fingerprint": row.data_fingerprint,
         "train_seconds": (row.timings or {}).get("total_seconds"),
         "timings": row.timings,
@@ -102,7 +113,15 @@ class Catalog:
                 raise NotFound(f"classifier {classifier!r} has no version {version!r}")
             summary = version_summary(row, found)
             summary.update(
-                per_label=found.per_label,
+                per_label=in_order(
+                    {
+                        label: in_order(figures, PER_LABEL_NAMES)
+                        for label, figures in (found.per_label or {}).items()
+                    },
+                    found.labels,
+                )
+                if found.per_label is not None
+                else None,
                 confusion_matrix=found.confusion_matrix,
                 parameters=found.parameters,
                 model=found.model_info,

@@ -200,13 +200,14 @@ class TrainingService:
     ) -> dict[str, Any]:
         """Train a SUBMITTED version; returns its summary (status TRAINED, or raises).
 
-        With ``resume`` (a retried job whose worker died), a version left TRAINING is
-        trained again from the start; the version that serves is never touched.
+        With ``resume`` (a retried job: its worker died, or an unexpected error such as
+        an unreachable artifact store ended the last attempt), a version left TRAINING or
+        IN_ERROR is trained again from the start; the version that serves is never touched.
         """
         report = progress or (lambda fraction, message: None)
         runnable = {VersionStatus.SUBMITTED.value}
         if resume:
-            runnable.add(VersionStatus.TRAINING.value)
+            runnable |= {VersionStatus.TRAINING.value, VersionStatus.IN_ERROR.value}
         with self.database.transaction() as session:
             versions = ModelVersionRepository(session)
             row = versions.get(version_id)
@@ -221,7 +222,9 @@ class TrainingService:
             elif row.status not in runnable:
                 raise ResourceInUse(f"version {row.name} is {row.status}, not SUBMITTED")
             else:
-                versions.set_status(version_id, VersionStatus.TRAINING.value, started_at=utcnow())
+                versions.set_status(
+                    version_id, VersionStatus.TRAINING.value, started_at=utcnow(), message=None, ended_at=None
+                )
             mode = Mode(session.get_one(ClassifierRow, row.classifier_id).mode)
             labels, params = list(row.labels), row.parameters
         if stop_requested:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -46,9 +49,27 @@ def ensure_current(database: Database, auto_upgrade: bool) -> None:
     if current == head:
         return
     if auto_upgrade:
-        upgrade(database)
+        with _upgrade_lock(database):
+            if current_revision(database) != head:  # another process may have upgraded meanwhile
+                upgrade(database)
         return
     raise ConfigurationError(
         f"the database schema is at {current or 'nothing'} and this tagloop needs {head}: "
         "run `tagloop db upgrade`"
     )
+
+
+@contextlib.contextmanager
+def _upgrade_lock(database: Database) -> Iterator[None]:
+    """Serialize automatic upgrades of one embedded database file across processes
+    (several ``tagloop`` commands or server workers starting at once on a new data dir)."""
+    path = database.engine.url.database
+    if database.dialect != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.upgrade-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -116,7 +117,16 @@ class ModelVersionRepository:
             )
             or 0
         ) + 1
-        row = ModelVersionRow(classifier_id=classifier_id, number=number, name=name or f"v{number}", **fields)
+        if name is None:  # v<number>, or the next v<k> a user has not taken by name already
+            taken = set(
+                self.session.scalars(
+                    select(ModelVersionRow.name).where(
+                        ModelVersionRow.classifier_id == classifier_id, ModelVersionRow.name.like("v%")
+                    )
+                )
+            )
+            name = next(f"v{k}" for k in itertools.count(number) if f"v{k}" not in taken)
+        row = ModelVersionRow(classifier_id=classifier_id, number=number, name=name, **fields)
         self.session.add(row)
         self.session.flush()
         return row
