@@ -59,7 +59,7 @@ def run(data_dir: Path, env: dict[str, str], *args: str) -> str:
 
 
 def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[str, float]:
-    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
+    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
     if script is not None:
         command += ["-s", str(script)]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
@@ -157,7 +157,7 @@ def main() -> None:
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=30)
-    print(f"cores: {os.cpu_count()}, {args.seconds} s per run, wrk -t 2\n")
+    print(f"cores: {os.cpu_count()}, {args.seconds} s per run, wrk -t 1\n")
     print(
         "| workers | conn | classify req/s | p50 ms | p99 ms | healthz req/s | healthz p99 | ratio | failed |"
     )

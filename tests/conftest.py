@@ -114,6 +114,12 @@ def tickets() -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in csv.reader(handle)]
 
 
+@pytest.fixture
+def tickets_csv(tickets: list[tuple[str, str]], write_csv: Callable[..., Path]) -> Path:
+    """The demo tickets written as a Comprehend CSV file."""
+    return write_csv([list(row) for row in tickets], "tickets.csv")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skipped test is a failure: every service the suite needs runs there."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

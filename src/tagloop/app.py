@@ -66,6 +66,7 @@ class Tagloop:
         self.queue.start()
 
     def close(self) -> None:
+        self.endpoints.stop_following()
         self.queue.shutdown()
         self.prediction_log.close()
         self.database.dispose()

@@ -649,12 +649,18 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Development only: no API keys (loopback hosts only).")
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (a line per request costs throughput; /metrics counts them anyway).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP server (and, on the local queue, the job workers)."""
     import ipaddress
 
-    import uvicorn
-
+    from tagloop.api.run import run_server
     from tagloop.demo import ensure_demo, ensure_first_admin_key
 
     if no_auth:
@@ -690,7 +696,7 @@ def serve(
     _guard(prepare)
     for key, value in State.overrides.items():
         os.environ[f"TAGLOOP_{key.upper()}"] = str(value)
-    uvicorn.run("tagloop.api.server:create_app", factory=True, host=host, port=port, workers=workers)
+    run_server(host, port, workers, access_log)
 
 
 def run() -> None:

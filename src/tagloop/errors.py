@@ -31,6 +31,12 @@ class InvalidRequest(TagloopError):
     aws_type = "InvalidRequestException"
 
 
+class InvalidBody(InvalidRequest):
+    """A request body that does not match its schema (422, as for any validated body)."""
+
+    http_status = 422
+
+
 class ConfigurationError(TagloopError):
     """A setting has a value tagloop cannot work with."""
 

@@ -61,11 +61,6 @@ def store(make_tagloop, database_url):
     return make_tagloop(database_url=database_url)
 
 
-@pytest.fixture
-def tickets_csv(tickets, write_csv):
-    return write_csv([list(row) for row in tickets], "tickets.csv")
-
-
 def row_counts(tagloop) -> dict[str, int]:
     """Rows in every tagloop table."""
     with tagloop.database.reading() as session:

@@ -20,11 +20,6 @@ from tagloop.storage.tables import ClassifierRow, ModelVersionRow
 TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
 
 
-@pytest.fixture
-def tickets_csv(tickets, write_csv):
-    return write_csv([list(row) for row in tickets], "tickets.csv")
-
-
 def split_documents(tagloop, version_id: int, split: Split) -> list[tuple[str, tuple[str, ...]]]:
     """(text, labels) of one split of a version's data, in id order."""
     with tagloop.database.reading() as session:

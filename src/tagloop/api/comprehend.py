@@ -1,6 +1,10 @@
-"""Amazon Comprehend-compatible API: `POST /` with `X-Amz-Target: Comprehend_20171127.<Operation>`.
+"""Amazon Comprehend-compatible API, in both protocols AWS SDKs speak to Comprehend:
 
-Requests are JSON 1.1 bodies signed with AWS Signature V4 by a tagloop key, so
+- JSON 1.1: `POST /` with `X-Amz-Target: Comprehend_20171127.<Operation>` (boto3 today);
+- Smithy RPC v2 CBOR: `POST /service/Comprehend_20171127/operation/<Operation>` with a CBOR
+  body and `smithy-protocol: rpc-v2-cbor` (the protocol newer SDKs move AWS services to).
+
+Requests are signed with AWS Signature V4 by a tagloop key, so
 `boto3.client("comprehend", endpoint_url=...)` works unchanged. Errors come back in
 Comprehend's shape: ``{"__type": "...", "message": "..."}`` with AWS's status codes.
 """
@@ -13,7 +17,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import cbor2
+from cbor2 import CBORTag
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.sigv4 import verify
 from tagloop.domain.records import Mode
@@ -29,7 +36,19 @@ from tagloop.services.batch import BatchRequest
 from tagloop.services.training import TrainRequest
 
 router = APIRouter()
-TARGET_PREFIX = "Comprehend_20171127."
+SERVICE = "Comprehend_20171127"
+TARGET_PREFIX = f"{SERVICE}."
+TIMESTAMPS = frozenset(
+    {
+        "SubmitTime",
+        "EndTime",
+        "TrainingStartTime",
+        "TrainingEndTime",
+        "CreationTime",
+        "LastModifiedTime",
+        "LatestVersionCreatedAt",
+    }
+)
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
@@ -165,6 +184,25 @@ class ComprehendApi:
                 items.append(self._classifier_properties(classifier["name"], version))
         page, token = _page(items, body)
         return {"DocumentClassifierPropertiesList": page} | ({"NextToken": token} if token else {})
+
+    def ListDocumentClassifierSummaries(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        items = []
+        for classifier in self.tagloop.catalog.classifiers():
+            versions = self.tagloop.catalog.versions(classifier["name"])
+            if not versions:
+                continue
+            latest = versions[-1]
+            items.append(
+                {
+                    "DocumentClassifierName": classifier["name"],
+                    "NumberOfVersions": len(versions),
+                    "LatestVersionCreatedAt": _epoch(latest.get("created_at")),
+                    "LatestVersionName": latest["version"],
+                    "LatestVersionStatus": latest["status"],
+                }
+            )
+        page, token = _page(items, body)
+        return {"DocumentClassifierSummariesList": page} | ({"NextToken": token} if token else {})
 
     def CreateDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         config = body.get("InputDataConfig") or {}
@@ -314,9 +352,38 @@ OPERATIONS: dict[str, Callable[[ComprehendApi, dict[str, Any]], dict[str, Any]]]
 SCOPES = {"ClassifyDocument": "classify"}
 
 
+def _authorize(tagloop: Any, request: Request, operation: str, raw: bytes) -> None:
+    if not tagloop.settings.auth:
+        return
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    principal = verify(tagloop.keys, request.method, str(request.url), headers, raw)
+    scope = SCOPES.get(operation, "admin")
+    if not principal.allows(scope):
+        raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")
+
+
+async def _call(tagloop: Any, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Run one operation: classification in the event loop when its endpoint is in memory,
+    everything else (database work, reading training files) on a worker thread."""
+    handler = OPERATIONS.get(operation)
+    if handler is None:
+        raise UnknownOperation(f"{operation} is not supported")
+    api = ComprehendApi(tagloop)
+    if operation == "ClassifyDocument" and _cached_endpoint(tagloop, body):
+        return handler(api, body)
+    return await run_in_threadpool(handler, api, body)
+
+
+def _cached_endpoint(tagloop: Any, body: dict[str, Any]) -> bool:
+    try:
+        return tagloop.endpoints.cached(Arns.parse_endpoint(str(body.get("EndpointArn", "")))) is not None
+    except InvalidRequest:
+        return False
+
+
 @router.post("/", include_in_schema=False)
 async def comprehend(request: Request) -> Response:
-    """Every Comprehend operation; authenticated by SigV4, scope checked per operation."""
+    """Every Comprehend operation in the JSON 1.1 protocol; SigV4, scope checked per operation."""
     tagloop = request.app.state.tagloop
     raw = await request.body()
     try:
@@ -324,19 +391,53 @@ async def comprehend(request: Request) -> Response:
         if not target.startswith(TARGET_PREFIX):
             raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
         operation = target.removeprefix(TARGET_PREFIX)
-        if tagloop.settings.auth:
-            headers = {key.lower(): value for key, value in request.headers.items()}
-            principal = verify(tagloop.keys, request.method, str(request.url), headers, raw)
-            scope = SCOPES.get(operation, "admin")
-            if not principal.allows(scope):
-                raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")
-        handler = OPERATIONS.get(operation)
-        if handler is None:
-            raise UnknownOperation(f"{operation} is not supported")
+        _authorize(tagloop, request, operation, raw)
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
-        return _aws_response(handler(ComprehendApi(tagloop), body))
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        return _aws_response(await _call(tagloop, operation, body))
     except TagloopError as exc:
         return aws_error(exc)
+
+
+@router.post(f"/service/{SERVICE}/operation/{{operation}}", include_in_schema=False)
+async def comprehend_cbor(operation: str, request: Request) -> Response:
+    """Every Comprehend operation in the Smithy RPC v2 CBOR protocol (newer AWS SDKs)."""
+    tagloop = request.app.state.tagloop
+    raw = await request.body()
+    try:
+        _authorize(tagloop, request, operation, raw)
+        try:
+            body = cbor2.loads(raw) if raw else {}
+        except (cbor2.CBORDecodeError, ValueError) as exc:
+            raise InvalidRequest(f"request body is not CBOR: {exc}") from exc
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a CBOR map")
+        return _cbor_response(_tag_timestamps(await _call(tagloop, operation, body)))
+    except TagloopError as exc:
+        status = exc.http_status if exc.http_status in (403, 500) else 400
+        return _cbor_response({"__type": exc.aws_type, "message": exc.message}, status)
+
+
+def _cbor_response(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(
+        cbor2.dumps(payload),
+        status_code=status,
+        media_type="application/cbor",
+        headers={"smithy-protocol": "rpc-v2-cbor"},
+    )
+
+
+def _tag_timestamps(value: Any) -> Any:
+    """Timestamps as CBOR epoch-based dates (tag 1), as the protocol encodes them."""
+    if isinstance(value, dict):
+        return {
+            key: CBORTag(1, item) if key in TIMESTAMPS and isinstance(item, float) else _tag_timestamps(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_tag_timestamps(item) for item in value]
+    return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -27,3 +29,19 @@ class ServerMetrics:
         self.models_loaded = Gauge(
             "tagloop_models_loaded", "Model versions loaded in this process", registry=self.registry
         )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """A labelled child, looked up once (``labels()`` costs microseconds on every call)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def predicted(self, endpoint: str, label: str) -> None:
+        self._child(self.predictions, endpoint, label).inc()
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._child(self.requests, method, route, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)

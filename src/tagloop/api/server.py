@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -60,19 +61,22 @@ class MeasureAndLimit:
             await self.app(scope, receive, record)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.request(scope["method"], route, status[0], time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None, start_workers: bool = True) -> FastAPI:
     """The ASGI app; with ``start_workers`` it also runs queued jobs in background threads."""
     tagloop = Tagloop(settings or Settings())
+    tagloop.prediction_log.use_process()  # keeps encoding and inserting off this process's GIL
     metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if start_workers:
             tagloop.start_workers()
+        tagloop.endpoints.follow()
+        gc.collect()
+        gc.freeze()  # the app's own long-lived objects: out of every later full collection
         yield
         tagloop.close()
 

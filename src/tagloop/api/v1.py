@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.auth import AdminScope, ClassifyScope
+from tagloop.api.direct import DirectRoute
 from tagloop.api.schemas import (
     BatchClassifyResponse,
-    Classification,
     ClassifyRequest,
     ClassifyResponse,
     EndpointCreate,
     EndpointUpdate,
     KeyCreate,
-    Score,
 )
-from tagloop.errors import LimitExceeded
+from tagloop.errors import InvalidBody, LimitExceeded
 
 router = APIRouter(prefix="/v1")
 INLINE_DOCUMENTS = 8  # classify this few in the event loop; more go to a worker thread
@@ -28,54 +28,99 @@ def _app(request: Request) -> Any:
     return request.app.state.tagloop
 
 
-def _classification(result: dict[str, Any], prediction_id: str | None) -> Classification:
-    if "Error" in result:
-        return Classification(error={"type": result["Error"]["Code"], "message": result["Error"]["Message"]})
-    scores = [
-        Score(name=entry["Name"], score=entry["Score"]) for entry in result.get("Classes") or result["Labels"]
-    ]
-    if "Classes" in result:
-        return Classification(classes=scores, prediction_id=prediction_id)
-    return Classification(labels=scores, prediction_id=prediction_id)
+def _texts(body: bytes) -> tuple[list[str], bool]:
+    """The texts of a classify body, and whether it sent one ``text`` (else ``texts``).
+
+    Parsed by hand rather than by a pydantic model: this is the hot path, and the schema
+    (``ClassifyRequest``) is still what the OpenAPI document shows.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidBody(f"body: not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise InvalidBody("body: send a JSON object with `text` or `texts`")
+    text, texts = payload.get("text"), payload.get("texts")
+    if (text is None) == (texts is None):
+        raise InvalidBody("body: send exactly one of `text` or `texts`")
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidBody("body.text: must be a string")
+        return [text], True
+    if not isinstance(texts, list) or not all(isinstance(item, str) for item in texts):
+        raise InvalidBody("body.texts: must be a list of strings")
+    return texts, False
 
 
-@router.post("/endpoints/{name}/classify", response_model=ClassifyResponse | BatchClassifyResponse)
-async def classify(name: str, body: ClassifyRequest, request: Request, _: ClassifyScope) -> Any:
-    tagloop = _app(request)
-    settings = tagloop.settings
-    texts = [body.text] if body.text is not None else list(body.texts or [])
+def _check_limits(texts: list[str], settings: Any) -> None:
     if len(texts) > settings.max_classify_documents:
         raise LimitExceeded(
             f"{len(texts):,} texts in one call, over the limit of {settings.max_classify_documents:,} "
             "(setting TAGLOOP_MAX_CLASSIFY_DOCUMENTS)"
         )
+    limit = settings.max_classify_bytes
     for text in texts:
-        size = len(text.encode("utf-8"))
-        if size > settings.max_classify_bytes:
+        if len(text) * 4 > limit and (size := len(text.encode("utf-8"))) > limit:  # encode only if needed
             raise LimitExceeded(
-                f"text is {size:,} bytes, over the limit of {settings.max_classify_bytes:,} "
-                "(setting TAGLOOP_MAX_CLASSIFY_BYTES)"
+                f"text is {size:,} bytes, over the limit of {limit:,} (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
             )
-    serving = tagloop.endpoints.serving(name)
 
-    def work() -> list[Classification]:
+
+def _classification(result: dict[str, Any], prediction_id: str | None) -> dict[str, Any]:
+    if "Error" in result:
+        return {"error": {"type": result["Error"]["Code"], "message": result["Error"]["Message"]}}
+    if "Classes" in result:
+        key, entries = "classes", result["Classes"]
+    else:
+        key, entries = "labels", result["Labels"]
+    scores = [{"name": entry["Name"], "score": entry["Score"]} for entry in entries]
+    return {key: scores, "prediction_id": prediction_id}
+
+
+CLASSIFY_DOCS = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}},
+    }
+}
+
+
+async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
+    """Classify one document (`text`) or up to the batch limit (`texts`) with the endpoint's model."""
+    tagloop = _app(request)
+    texts, single = _texts(await request.body())
+    _check_limits(texts, tagloop.settings)
+    serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
+    counter = request.app.state.metrics.predicted
+
+    def work() -> list[dict[str, Any]]:
         results = list(tagloop.predictions.classify(serving.model, texts))
-        metrics = request.app.state.metrics
+        record = tagloop.prediction_log.record
         output = []
         for text, result in zip(texts, results, strict=True):
             prediction_id = None
             if "Error" not in result:
-                prediction_id = tagloop.prediction_log.record(name, serving.version_id, text, result)
-                entries = result.get("Classes") or result.get("Labels") or []
+                prediction_id = record(name, serving.version_id, text, result)
+                entries = result.get("Classes") or result.get("Labels")
                 if entries:
-                    metrics.predictions.labels(name, entries[0]["Name"]).inc()
+                    counter(name, entries[0]["Name"])
             output.append(_classification(result, prediction_id))
         return output
 
     output = work() if len(texts) <= INLINE_DOCUMENTS else await run_in_threadpool(work)
-    if body.text is not None:
-        return ClassifyResponse(model_version=serving.version, endpoint=name, **output[0].model_dump())
-    return BatchClassifyResponse(model_version=serving.version, endpoint=name, results=output)
+    head = {"model_version": serving.version, "endpoint": name}
+    body = head | output[0] if single else head | {"results": output}
+    return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
+
+
+router.add_api_route(
+    "/endpoints/{name}/classify",
+    classify,
+    methods=["POST"],
+    response_model=ClassifyResponse | BatchClassifyResponse,
+    openapi_extra=CLASSIFY_DOCS,
+    route_class_override=DirectRoute,  # the hot path: no per-request dependency resolution
+)
 
 
 @router.get("/endpoints")

@@ -1,13 +1,16 @@
 """Endpoints: named pointers to one model version, re-pointed atomically and followed live.
 
-Every process resolves an endpoint through a small cache that it refreshes at most every
-``refresh_seconds`` (default 0.5 s), so a re-pointed endpoint serves the new version in
-every process (several ``--workers``, several machines on one database) within a second.
-A request already holding the old model finishes with it: nothing in flight fails.
+Every process resolves an endpoint through a small cache whose entries are at most
+``refresh_seconds`` (default 0.5 s) old; a server refreshes them from a background thread
+(:meth:`EndpointService.follow`), so requests never wait for the database or for a model
+to load, and a re-pointed endpoint serves the new version in every process (several
+``--workers``, several machines on one database) within a second. A request already
+holding the old model finishes with it: nothing in flight fails.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from typing import Any
 from tagloop.domain.models import TextModel
 from tagloop.domain.names import check_name
 from tagloop.domain.records import VersionStatus
-from tagloop.errors import AlreadyExists, InvalidRequest, NotFound, ResourceUnavailable
+from tagloop.errors import AlreadyExists, InvalidRequest, NotFound, ResourceUnavailable, TagloopError
 from tagloop.services.catalog import resolve_version
 from tagloop.services.models import ModelCache
 from tagloop.storage.database import Database
@@ -24,6 +27,7 @@ from tagloop.storage.repositories import ClassifierRepository, EndpointRepositor
 from tagloop.storage.tables import ClassifierRow, EndpointRow, ModelVersionRow, utcnow
 
 IN_SERVICE = "IN_SERVICE"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class EndpointService:
         self.refresh_seconds = refresh_seconds
         self._cache: dict[str, tuple[float, Serving]] = {}
         self._lock = threading.Lock()
+        self._follower: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ---- management ------------------------------------------------------------------
     def create(
@@ -120,13 +126,20 @@ class EndpointService:
         return endpoint_summary(row, classifier, version)
 
     # ---- serving ---------------------------------------------------------------------
-    def serving(self, name: str) -> Serving:
-        """The model ``name`` serves now (cached; refreshed from the database twice a second)."""
-        now = time.monotonic()
+    def cached(self, name: str) -> Serving | None:
+        """What ``name`` serves, if this process knows it and checked it within
+        ``refresh_seconds``; ``None`` means: ask :meth:`serving` (off the event loop)."""
+        entry = self._cache.get(name)
+        if entry is not None and time.monotonic() - entry[0] < self.refresh_seconds:
+            return entry[1]
+        return None
+
+    def serving(self, name: str, refresh: bool = False) -> Serving:
+        """The model ``name`` serves now (from memory if checked within ``refresh_seconds``)."""
+        if not refresh and (known := self.cached(name)) is not None:
+            return known
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and now - cached[0] < self.refresh_seconds:
-            return cached[1]
         with self.database.reading() as session:
             row = EndpointRepository(session).find(name)
             if row is None:
@@ -135,6 +148,7 @@ class EndpointService:
             version = ModelVersionRepository(session).get(row.version_id)
             classifier = session.get_one(ClassifierRow, row.classifier_id)
         if version.status != VersionStatus.TRAINED.value:
+            self._forget(name)
             raise ResourceUnavailable(
                 f"endpoint {name!r} points at version {version.name}, which is {version.status}"
             )
@@ -145,6 +159,33 @@ class EndpointService:
         with self._lock:
             self._cache[name] = (time.monotonic(), serving)
         return serving
+
+    def follow(self) -> None:
+        """Keep the endpoints this process serves fresh from a background thread, so requests
+        find them in memory and a new version's model is loaded before it is swapped in."""
+        with self._lock:
+            if self._follower is not None and self._follower.is_alive():
+                return
+            self._stopping.clear()
+            self._follower = threading.Thread(target=self._follow, name="tagloop-endpoints", daemon=True)
+            self._follower.start()
+
+    def _follow(self) -> None:
+        while not self._stopping.wait(self.refresh_seconds / 2):
+            for name in list(self._cache):
+                try:
+                    self.serving(name, refresh=True)
+                except TagloopError:
+                    pass  # gone or not servable: requests get the error from serving()
+                except Exception:
+                    log.exception("refreshing endpoint %s failed", name)
+
+    def stop_following(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.join(timeout=10)
 
     def _forget(self, name: str) -> None:
         with self._lock:

@@ -96,16 +96,28 @@ class KeyService:
         principal, _ = self._lookup("bearer:" + digest, lambda repo: repo.by_secret_hash(digest))
         return principal
 
+    def cached_bearer(self, secret: str) -> tuple[bool, Principal | None]:
+        """``(True, key or None)`` when the answer is in memory and fresh, else ``(False, None)``:
+        lets the server answer from memory in its event loop and query the database off it."""
+        hit = self._fresh("bearer:" + _digest(secret))
+        return (True, hit[0]) if hit is not None else (False, None)
+
     def by_access_key(self, access_key_id: str) -> tuple[Principal | None, str | None]:
         """The key and its secret (for checking a SigV4 signature), if active."""
         return self._lookup("akid:" + access_key_id, lambda repo: repo.by_access_key(access_key_id))
 
-    def _lookup(self, cache_key: str, find: Any) -> tuple[Principal | None, str | None]:
-        now = time.monotonic()
+    def _fresh(self, cache_key: str) -> tuple[Principal | None, str | None] | None:
         with self._lock:
             hit = self._cache.get(cache_key)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1], hit[2]
+        return None
+
+    def _lookup(self, cache_key: str, find: Any) -> tuple[Principal | None, str | None]:
+        hit = self._fresh(cache_key)
+        if hit is not None:
+            return hit
+        now = time.monotonic()
         with self.database.reading() as session:
             row = find(ApiKeyRepository(session))
             principal = secret = None

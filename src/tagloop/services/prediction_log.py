@@ -1,15 +1,25 @@
-"""Logging predictions without slowing requests: a background thread writes them in batches.
+"""Logging predictions without slowing requests: rows are written in batches, off the request.
 
 Each logged prediction gets its id at once (returned to the caller, for feedback); rows are
 written within about ``flush_seconds``. ``close`` writes what is pending.
+
+The writer is a thread of this process by default. A server moves it to a process of its
+own (:meth:`PredictionLog.use_process`): encoding and inserting a row costs about 50 µs of
+Python, which in a thread would hold the serving process's GIL (and stall its event loop)
+for as long. Ids are time-ordered (UUID version 7), so rows are appended to the end of the
+primary key index instead of landing at random places in it.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import multiprocessing
+import os
 import queue
+import signal
 import threading
-import uuid
+import time
 from typing import Any
 
 from tagloop.storage.database import Database
@@ -17,6 +27,76 @@ from tagloop.storage.repositories import PredictionRepository
 from tagloop.storage.tables import utcnow
 
 log = logging.getLogger(__name__)
+BATCH_ROWS = 1_000
+QUEUE_ROWS = 100_000
+
+
+def new_prediction_id() -> str:
+    """A UUID version 7 as 32 hex digits: 48 bits of Unix milliseconds, then random bits."""
+    millis = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | (random_bits >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | random_bits & (2**62 - 1)
+    return f"{value:032x}"
+
+
+def write_batches(source: Any, database: Database, flush_seconds: float) -> None:
+    """Write rows from ``source`` (a queue) until it yields ``None``: everything that arrives
+    within ``flush_seconds`` of the first pending row goes in one transaction (one commit per
+    row would cost more than the prediction itself)."""
+    closing = False
+    while not closing:
+        try:
+            item = source.get(timeout=flush_seconds)
+        except queue.Empty:
+            continue
+        batch: list[dict[str, Any]] = []
+        deadline = time.monotonic() + flush_seconds
+        while True:
+            if item is None:
+                closing = True
+                break
+            batch.append(item)
+            remaining = deadline - time.monotonic()
+            if len(batch) >= BATCH_ROWS or remaining <= 0:
+                break
+            try:
+                item = source.get(timeout=remaining)
+            except queue.Empty:
+                break
+        if batch:
+            try:
+                with database.transaction() as session:
+                    PredictionRepository(session).add_many(batch)
+            except Exception:
+                log.exception("writing %d logged predictions failed", len(batch))
+
+
+class _Unpacked:
+    """The rows of the lists a server process sends, one at a time, as ``write_batches`` reads."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.pending: list[dict[str, Any] | None] = []
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        if not self.pending:
+            if not self.connection.poll(timeout):
+                raise queue.Empty
+            try:
+                self.pending = list(reversed(self.connection.recv()))
+            except EOFError:  # the server process is gone: write what came, then stop
+                self.pending = [None]
+        return self.pending.pop()
+
+
+def _writer_process(database_url: str, connection: Any, flush_seconds: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server; it sends the sentinel
+    database = Database(database_url)
+    try:
+        write_batches(_Unpacked(connection), database, flush_seconds)
+    finally:
+        database.dispose()
 
 
 class PredictionLog:
@@ -24,15 +104,25 @@ class PredictionLog:
         self.database = database
         self.enabled = enabled
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
-        self._thread: threading.Thread | None = None
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=QUEUE_ROWS)
+        self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
+        # with a writer process: rows wait in a list; a thread sends each list in one message
+        self._in_process = False
+        self._buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._sender: Any = None
+        self._closing = threading.Event()
+
+    def use_process(self) -> None:
+        """Write from a separate process (call before the first ``record``)."""
+        self._in_process = True
 
     def record(self, endpoint: str, version_id: int, text: str, result: dict[str, Any]) -> str | None:
         """Queue one prediction for writing; returns its id (None when logging is off)."""
         if not self.enabled:
             return None
-        prediction_id = uuid.uuid4().hex
+        prediction_id = new_prediction_id()
         entries = result.get("Classes") or result.get("Labels") or []
         row = {
             "id": prediction_id,
@@ -43,50 +133,70 @@ class PredictionLog:
             "top_score": entries[0]["Score"] if entries else None,
             "created_at": utcnow(),
         }
-        self._ensure_writer()
+        if self._writer is None or not self._writer.is_alive():
+            self._start_writer()
+        if self._in_process:
+            if len(self._buffer) < QUEUE_ROWS:
+                self._buffer.append(row)  # deque appends and pops are atomic: no lock needed
+            else:
+                log.warning("prediction log buffer full: prediction %s not logged", prediction_id)
+            return prediction_id
         try:
             self._queue.put_nowait(row)
         except queue.Full:
             log.warning("prediction log queue full: prediction %s not logged", prediction_id)
         return prediction_id
 
-    def _ensure_writer(self) -> None:
+    def _start_writer(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._write, name="tagloop-prediction-log", daemon=True
+            if self._writer is not None and self._writer.is_alive():
+                return
+            if self._in_process:
+                target: Any = self._send
+                context = multiprocessing.get_context("spawn")
+                receiver, self._sender = context.Pipe(duplex=False)
+                self._process = context.Process(
+                    target=_writer_process,
+                    args=(self.database.url, receiver, self.flush_seconds),
+                    name="tagloop-prediction-log",
+                    daemon=True,
                 )
-                self._thread.start()
+                self._process.start()
+                receiver.close()
+                args: tuple[Any, ...] = ()
+            else:
+                target, args = write_batches, (self._queue, self.database, self.flush_seconds)
+            self._writer = threading.Thread(
+                target=target, args=args, name="tagloop-prediction-log", daemon=True
+            )
+            self._writer.start()
 
-    def _write(self) -> None:
-        closing = False
-        while not closing:
-            batch: list[dict[str, Any]] = []
+    def _send(self) -> None:
+        """Hand the buffered rows to the writer process every ``flush_seconds / 5``."""
+        while True:
+            closing = self._closing.wait(self.flush_seconds / 5)
+            rows = [self._buffer.popleft() for _ in range(len(self._buffer))]
             try:
-                item = self._queue.get(timeout=self.flush_seconds)
-            except queue.Empty:
-                continue
-            while True:
-                if item is None:
-                    closing = True
-                else:
-                    batch.append(item)
-                if closing or len(batch) >= 1_000:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                try:
-                    with self.database.transaction() as session:
-                        PredictionRepository(session).add_many(batch)
-                except Exception:
-                    log.exception("writing %d logged predictions failed", len(batch))
+                if rows:
+                    self._sender.send(rows)
+                if closing:
+                    self._sender.send([None])
+                    return
+            except OSError:
+                log.exception("the prediction log process is gone: %d predictions not logged", len(rows))
+                return
 
     def close(self) -> None:
         with self._lock:
-            thread = self._thread
-        if thread is not None and thread.is_alive():
+            writer, self._writer = self._writer, None
+            process, self._process = self._process, None
+        if writer is None or not writer.is_alive():
+            return
+        if process is None:
             self._queue.put(None)
-            thread.join(timeout=10)
+            writer.join(timeout=30)
+            return
+        self._closing.set()
+        writer.join(timeout=30)
+        process.join(timeout=30)
+        self._sender.close()

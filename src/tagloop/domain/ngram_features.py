@@ -1,0 +1,138 @@
+"""TF-IDF features of a fitted word n-gram vocabulary, computed with array operations.
+
+scikit-learn's ``TfidfVectorizer.transform`` builds every n-gram as a new Python string and
+looks it up in a dictionary of (here) hundreds of thousands of strings: about 0.25 ms per
+20 Newsgroups document, most of the serving time. This computes the same matrix (same
+tokens, counts, sublinear tf, idf and l2 norm) from token ids: one dictionary lookup per
+token, then every n-gram of a whole batch becomes one integer key found by binary search
+in a sorted array. It covers the vocabularies the default recipe fits: lowercased words of
+``(?u)\\b\\w\\w+\\b``, n-grams joined by one space, no stop words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+"""scikit-learn's default token pattern, which the recipe trains with."""
+WORD_RUNS = r"\w\w+"
+"""The same tokens, found faster: a left-to-right scan only ever starts a match at the start
+of a run of word characters and takes the whole run, so the ``\b`` checks never fail."""
+
+
+class NgramFeatures:
+    """Maps texts to l2-normalized TF-IDF rows over a fixed n-gram vocabulary."""
+
+    def __init__(self, vocabulary: Mapping[str, int], idf: np.ndarray, sublinear_tf: bool) -> None:
+        self.size = len(vocabulary)
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.sublinear_tf = sublinear_tf
+        self._tokenize = re.compile(WORD_RUNS).findall
+        grams: dict[int, tuple[list[tuple[str, ...]], list[int]]] = {}
+        tokens: dict[str, int] = {}
+        for term, column in vocabulary.items():
+            words = tuple(term.split(" "))
+            for word in words:
+                tokens.setdefault(word, len(tokens))
+            entry = grams.setdefault(len(words), ([], []))
+            entry[0].append(words)
+            entry[1].append(column)
+        self.tokens = tokens
+        self.radix = max(len(tokens), 1)
+        self.max_n = max(grams, default=1)
+        if self.radix**self.max_n >= 2**63:
+            raise ValueError(f"{self.max_n}-grams over {self.radix:,} words do not fit 64-bit keys")
+        self._keys: dict[int, np.ndarray] = {}
+        self._columns: dict[int, np.ndarray] = {}
+        self._unigram_columns = np.full(len(tokens) + 1, -1, dtype=np.int64)  # [-1]: unknown words
+        unigrams = grams.pop(1, ([], []))
+        self._unigram_columns[[tokens[words[0]] for words in unigrams[0]]] = unigrams[1]
+        for n, (word_tuples, columns) in grams.items():
+            ids = np.array([[tokens[w] for w in words] for words in word_tuples], dtype=np.int64)
+            keys = self._combine([ids[:, i] for i in range(n)])
+            order = np.argsort(keys, kind="stable")
+            self._keys[n] = keys[order]
+            self._columns[n] = np.asarray(columns, dtype=np.int64)[order]
+
+    def _combine(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        key = parts[0].astype(np.int64, copy=True)
+        for part in parts[1:]:
+            key *= self.radix
+            key += part
+        return key
+
+    def token_ids(self, text: str) -> list[int]:
+        get = self.tokens.get
+        return [get(token, -1) for token in self._tokenize(text.lower())]
+
+    def _grams(self, ids: np.ndarray, doc: np.ndarray | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Columns of the n-grams found in the vocabulary, and (with ``doc``) their documents."""
+        unigrams = self._unigram_columns[ids]
+        known = unigrams >= 0
+        found_columns = [unigrams[known]]
+        found_docs = [] if doc is None else [doc[known]]
+        for n, keys in self._keys.items():
+            span = len(ids) - n + 1
+            if span <= 0:
+                continue
+            parts = [ids[i : i + span] for i in range(n)]
+            valid = parts[0] >= 0
+            for part in parts[1:]:
+                valid &= part >= 0
+            if doc is not None and n > 1:  # an n-gram never spans two documents
+                valid &= doc[:span] == doc[n - 1 : n - 1 + span]
+            gram_keys = self._combine([part[valid] for part in parts])
+            order = np.argsort(gram_keys)  # sorted queries make the binary searches cache-friendly
+            gram_keys = gram_keys[order]
+            where = np.searchsorted(keys, gram_keys)
+            where[where == len(keys)] = 0
+            hit = keys[where] == gram_keys
+            found_columns.append(self._columns[n][where[hit]])
+            if doc is not None:
+                found_docs.append(doc[:span][valid][order][hit])
+        return found_docs, found_columns
+
+    def _weights(self, counts: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        weights = counts.astype(np.float64)
+        if self.sublinear_tf:
+            np.log(weights, out=weights)
+            weights += 1.0
+        weights *= self.idf[columns]
+        return weights
+
+    def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """One document's features as (columns, l2-normalized weights), without a matrix."""
+        ids = np.array(self.token_ids(text), dtype=np.int64)
+        _, found = self._grams(ids, None)
+        if not sum(len(part) for part in found):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        columns, counts = np.unique(np.concatenate(found), return_counts=True)
+        weights = self._weights(counts, columns)
+        weights /= np.sqrt(np.dot(weights, weights))
+        return columns, weights
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Documents × features, float64, each row l2-normalized (rows without features stay zero)."""
+        rows = len(texts)
+        flat: list[int] = []
+        lengths = np.zeros(rows, dtype=np.int64)
+        for row, text in enumerate(texts):
+            ids = self.token_ids(text)
+            lengths[row] = len(ids)
+            flat.extend(ids)
+        doc = np.repeat(np.arange(rows, dtype=np.int64), lengths)
+        found_docs, found_columns = self._grams(np.array(flat, dtype=np.int64), doc)
+        pairs, counts = np.unique(
+            np.concatenate(found_docs) * self.size + np.concatenate(found_columns), return_counts=True
+        )
+        docs, columns = np.divmod(pairs, self.size)
+        indptr = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(docs, minlength=rows), out=indptr[1:])
+        weights = self._weights(counts, columns)
+        norms = np.sqrt(np.bincount(docs, weights=weights**2, minlength=rows))
+        weights /= norms[docs]  # rows without features have no entries to divide
+        return sp.csr_matrix((weights, columns, indptr), shape=(rows, self.size))

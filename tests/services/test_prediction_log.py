@@ -1,0 +1,66 @@
+"""The prediction log: every recorded prediction is written, from a thread or a process."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from tagloop.services.prediction_log import PredictionLog, new_prediction_id
+from tagloop.services.training import TrainRequest
+from tagloop.storage.tables import ModelVersionRow, PredictionRow
+
+
+def test_ids_are_uuid7_in_time_order():
+    first = new_prediction_id()
+    ids = [new_prediction_id() for _ in range(1_000)]
+    assert all(len(i) == 32 and uuid.UUID(i).version == 7 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert uuid.UUID(first).variant == uuid.RFC_4122
+    assert first[:12] <= min(ids)[:12]  # the leading 48 bits are milliseconds
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_every_recorded_prediction_is_written(writer, make_tagloop, database_url, tickets_csv):
+    tagloop = make_tagloop(database_url=database_url)
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    with tagloop.database.reading() as session:
+        version_id = session.scalar(select(ModelVersionRow.id))
+    log = PredictionLog(tagloop.database, flush_seconds=0.05)
+    if writer == "process":
+        log.use_process()
+    _, model = tagloop.predictions.model("desk")
+    texts = [f"printer {i} is jammed" for i in range(300)]
+    results = list(tagloop.predictions.classify(model, texts))
+    recorded: list[str] = []
+
+    def record(part: range) -> None:
+        for i in part:
+            prediction_id = log.record("desk", version_id, texts[i], results[i])
+            assert prediction_id is not None
+            recorded.append(prediction_id)
+
+    threads = [threading.Thread(target=record, args=(range(k, 300, 3),)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    with tagloop.database.reading() as session:
+        rows = {row.id: row for row in session.scalars(select(PredictionRow))}
+    assert set(rows) == set(recorded)
+    for i, text in enumerate(texts[:5]):
+        (row,) = [r for r in rows.values() if r.text == text]
+        assert row.endpoint == "desk" and row.version_id == version_id
+        assert row.result == results[i]
+        assert row.top_score == results[i]["Classes"][0]["Score"]
+        assert row.created_at.tzinfo is not None
+
+
+def test_a_disabled_log_records_nothing(make_tagloop):
+    tagloop = make_tagloop()
+    log = PredictionLog(tagloop.database, enabled=False)
+    assert log.record("desk", 1, "text", {"Classes": []}) is None
+    log.close()
