@@ -6,7 +6,7 @@ from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
-from tagloop.services.endpoints import EndpointService
+from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.models import ModelCache
@@ -41,13 +41,16 @@ class Tagloop:
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
         self.batch = BatchService(self.database, self.queue, self.models, self.predictions)
-        self.endpoints = EndpointService(self.database, self.models, self.settings.endpoint_refresh_seconds)
+        self.endpoints = EndpointService(
+            self.database, self.models, self.queue, self.settings.endpoint_refresh_seconds
+        )
         self.keys = KeyService(
             self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
         )
         self.prediction_log = PredictionLog(self.database, self.settings.log_predictions)
         for kind in (
             TrainJob(self.training),
+            DeployJob(self.endpoints),
             BatchJob(),
             BatchShardJob(self.database, self.models, self.predictions),
         ):

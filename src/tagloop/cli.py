@@ -543,10 +543,19 @@ def endpoints_create(
     ] = 1,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an endpoint serving a trained version."""
+    """Create an endpoint serving a trained version (waits until its model is loaded)."""
     _run_and_print(
-        lambda t: t.endpoints.create(name, classifier, version, inference_units), as_json, ENDPOINT_COLUMNS
+        lambda t: _deployed(t, t.endpoints.create(name, classifier, version, inference_units)),
+        as_json,
+        ENDPOINT_COLUMNS,
     )
+
+
+def _deployed(tagloop: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """Run (or wait for) the endpoint's deploy job; the endpoint as it is afterwards."""
+    if summary.get("job_id"):
+        tagloop.queue.run_now(summary["job_id"])
+    return tagloop.endpoints.show(summary["name"])
 
 
 @endpoints_app.command("update")
@@ -556,8 +565,11 @@ def endpoints_update(
     inference_units: Annotated[int | None, typer.Option(help="New desired inference units.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Point an endpoint at another version (atomic; every server follows within a second)."""
-    _run_and_print(lambda t: t.endpoints.update(name, version, inference_units), as_json, ENDPOINT_COLUMNS)
+    """Move an endpoint to another version: once its model is loaded, every server switches
+    within a second; a model that cannot load leaves the current one serving."""
+    _run_and_print(
+        lambda t: _deployed(t, t.endpoints.update(name, version, inference_units)), as_json, ENDPOINT_COLUMNS
+    )
 
 
 @endpoints_app.command("delete")
@@ -680,7 +692,7 @@ def serve(
             if result:
                 stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")
             if tagloop.database.is_embedded and tagloop.endpoints.list() == [] and result:
-                tagloop.endpoints.create(result["classifier"], result["classifier"])
+                _deployed(tagloop, tagloop.endpoints.create(result["classifier"], result["classifier"]))
                 stderr.print(f"endpoint {result['classifier']} serves it")
             embedded = tagloop.database.is_embedded
             created = ensure_first_admin_key(tagloop) if embedded and not no_auth else None

@@ -1,7 +1,11 @@
-"""boto3's real `comprehend` client against a real tagloop server on a loopback port."""
+"""boto3's real `comprehend` client against a real tagloop server on a loopback port, in both
+protocols: JSON 1.1 (what boto3 sends for Comprehend today) and Smithy RPC v2 CBOR (what AWS
+moves services to; the same botocore client, given Comprehend's model with that protocol)."""
 
 from __future__ import annotations
 
+import copy
+import json
 import socket
 import threading
 import time
@@ -9,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import botocore.exceptions
+import botocore.session
+import cbor2
 import httpx
 import pytest
 import uvicorn
@@ -53,14 +59,44 @@ def server(tmp_path_factory, tickets):
     thread.join(timeout=10)
 
 
-def client(url: str, key: dict, secret: str | None = None):
-    return boto3.client(
-        "comprehend",
-        endpoint_url=url,
-        aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=secret or key["secret"],
-        region_name=REGION,
-    )
+@pytest.fixture(scope="module")
+def cbor_model_dir(tmp_path_factory):
+    """A botocore data path holding Comprehend's model switched to the CBOR protocol."""
+    loader = botocore.session.get_session().get_component("data_loader")
+    model = copy.deepcopy(loader.load_service_model("comprehend", "service-2"))
+    model["metadata"]["protocol"] = "smithy-rpc-v2-cbor"
+    model["metadata"]["protocols"] = ["smithy-rpc-v2-cbor"]
+    root = tmp_path_factory.mktemp("botocore-data")
+    folder = root / "comprehend" / model["metadata"]["apiVersion"]
+    folder.mkdir(parents=True)
+    (folder / "service-2.json").write_text(json.dumps(model), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(params=["json", "cbor"])
+def protocol(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_client(protocol, cbor_model_dir):
+    """``make_client(url, key, secret=None)``: a boto3 comprehend client speaking ``protocol``."""
+
+    def make(url: str, key: dict, secret: str | None = None):
+        session = botocore.session.get_session()
+        if protocol == "cbor":
+            session.get_component("data_loader").search_paths.insert(0, str(cbor_model_dir))
+        made = boto3.Session(botocore_session=session).client(
+            "comprehend",
+            endpoint_url=url,
+            aws_access_key_id=key["access_key_id"],
+            aws_secret_access_key=secret or key["secret"],
+            region_name=REGION,
+        )
+        assert made.meta.service_model.protocol == ("smithy-rpc-v2-cbor" if protocol == "cbor" else "json")
+        return made
+
+    return make
 
 
 def error_code(info: pytest.ExceptionInfo) -> str:
@@ -79,17 +115,30 @@ def wait_trained(comprehend, arn: str) -> dict:
         time.sleep(0.2)
 
 
-def test_full_flow_with_boto3(server):
+def wait_in_service(comprehend, arn: str) -> dict:
+    """Poll DescribeEndpoint as Comprehend clients do, until the endpoint is IN_SERVICE."""
+    deadline = time.monotonic() + 30
+    while True:
+        properties = comprehend.describe_endpoint(EndpointArn=arn)["EndpointProperties"]
+        if properties["Status"] == "IN_SERVICE":
+            return properties
+        assert properties["Status"] in ("CREATING", "UPDATING"), properties
+        assert time.monotonic() < deadline, properties
+        time.sleep(0.05)
+
+
+def test_full_flow_with_boto3(server, make_client, protocol):
     url, keys, data = server
-    admin = client(url, keys["admin"])
+    name = f"desk-{protocol}"
+    admin = make_client(url, keys["admin"])
     arn = admin.create_document_classifier(
-        DocumentClassifierName="desk",
+        DocumentClassifierName=name,
         DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
         InputDataConfig={"DataFormat": "COMPREHEND_CSV", "S3Uri": f"file://{data}"},
         LanguageCode="en",
         Mode="MULTI_CLASS",
     )["DocumentClassifierArn"]
-    assert arn == f"arn:aws:comprehend:{REGION}:{ACCOUNT}:document-classifier/desk/version/v1"
+    assert arn == f"arn:aws:comprehend:{REGION}:{ACCOUNT}:document-classifier/{name}/version/v1"
     properties = wait_trained(admin, arn)
     assert properties["Status"] == "TRAINED"
     metadata = properties["ClassifierMetadata"]
@@ -97,48 +146,63 @@ def test_full_flow_with_boto3(server):
     assert metadata["NumberOfTrainedDocuments"] + metadata["NumberOfTestDocuments"] == 414
     assert set(metadata["EvaluationMetrics"]) >= {"Accuracy", "F1Score", "MicroF1Score", "HammingLoss"}
     assert isinstance(properties["SubmitTime"], datetime)
-    listed = admin.list_document_classifiers(Filter={"Status": "TRAINED"})["DocumentClassifierPropertiesList"]
-    assert [p["DocumentClassifierArn"] for p in listed] == [arn]
+    listed = admin.list_document_classifiers(Filter={"Status": "TRAINED", "DocumentClassifierName": name})
+    assert [p["DocumentClassifierArn"] for p in listed["DocumentClassifierPropertiesList"]] == [arn]
 
-    endpoint_arn = admin.create_endpoint(EndpointName="desk", ModelArn=arn, DesiredInferenceUnits=2)[
+    endpoint_arn = admin.create_endpoint(EndpointName=name, ModelArn=arn, DesiredInferenceUnits=2)[
         "EndpointArn"
     ]
-    assert endpoint_arn == f"arn:aws:comprehend:{REGION}:{ACCOUNT}:document-classifier-endpoint/desk"
-    described = admin.describe_endpoint(EndpointArn=endpoint_arn)["EndpointProperties"]
-    assert (described["Status"], described["DesiredInferenceUnits"]) == ("IN_SERVICE", 2)
+    assert endpoint_arn == f"arn:aws:comprehend:{REGION}:{ACCOUNT}:document-classifier-endpoint/{name}"
+    described = wait_in_service(admin, endpoint_arn)
+    assert (described["ModelArn"], described["DesiredModelArn"]) == (arn, arn)
+    assert described["DesiredInferenceUnits"] == 2
 
-    classify = client(url, keys["classify"])
+    classify = make_client(url, keys["classify"])
     result = classify.classify_document(Text="the printer on floor 3 is jammed", EndpointArn=endpoint_arn)
     assert result["Classes"][0]["Name"] == "HARDWARE"
     assert abs(sum(c["Score"] for c in result["Classes"]) - 1) < 1e-6
 
     second = admin.create_document_classifier(
-        DocumentClassifierName="desk",
+        DocumentClassifierName=name,
         VersionName="second",
         DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
         InputDataConfig={"S3Uri": f"file://{data}"},
         LanguageCode="en",
     )["DocumentClassifierArn"]
     assert wait_trained(admin, second)["Status"] == "TRAINED"
+    summaries = {
+        summary["DocumentClassifierName"]: summary
+        for summary in admin.list_document_classifier_summaries()["DocumentClassifierSummariesList"]
+    }
+    assert summaries[name]["NumberOfVersions"] == 2
+    assert (summaries[name]["LatestVersionName"], summaries[name]["LatestVersionStatus"]) == (
+        "second",
+        "TRAINED",
+    )
+    assert isinstance(summaries[name]["LatestVersionCreatedAt"], datetime)
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         admin.delete_document_classifier(DocumentClassifierArn=arn)  # served by the endpoint
     assert error_code(caught) == "ResourceInUseException"
     admin.update_endpoint(EndpointArn=endpoint_arn, DesiredModelArn=second)
-    assert admin.describe_endpoint(EndpointArn=endpoint_arn)["EndpointProperties"]["ModelArn"] == second
+    assert (
+        admin.describe_endpoint(EndpointArn=endpoint_arn)["EndpointProperties"]["DesiredModelArn"] == second
+    )
+    assert wait_in_service(admin, endpoint_arn)["ModelArn"] == second
     admin.delete_document_classifier(DocumentClassifierArn=arn)
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         admin.describe_document_classifier(DocumentClassifierArn=arn)
     assert error_code(caught) == "ResourceNotFoundException"
     pages = admin.list_endpoints(MaxResults=1)
-    assert len(pages["EndpointPropertiesList"]) == 1 and "NextToken" not in pages
+    assert len(pages["EndpointPropertiesList"]) == 1
     admin.delete_endpoint(EndpointArn=endpoint_arn)
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         classify.classify_document(Text="hello", EndpointArn=endpoint_arn)
     assert error_code(caught) == "ResourceNotFoundException"
 
 
-def test_errors_in_comprehends_shape(server):
+def test_errors_in_comprehends_shape(server, make_client):
     url, keys, _ = server
+    client = make_client
     endpoint = f"arn:aws:comprehend:{REGION}:{ACCOUNT}:document-classifier-endpoint/nowhere"
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         client(url, keys["classify"], secret="wrong" * 8).classify_document(Text="hi", EndpointArn=endpoint)
@@ -198,11 +262,11 @@ def test_an_expired_signature_is_refused(server):
     assert response.json()["__type"] == "UnknownOperationException"
 
 
-def test_batch_classification_jobs_with_boto3(server, tmp_path):
+def test_batch_classification_jobs_with_boto3(server, tmp_path, make_client, protocol):
     url, keys, data = server
-    admin = client(url, keys["admin"])
+    admin = make_client(url, keys["admin"])
     arn = admin.create_document_classifier(
-        DocumentClassifierName="batchdesk",
+        DocumentClassifierName=f"batchdesk-{protocol}",
         DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
         InputDataConfig={"S3Uri": f"file://{data}"},
         LanguageCode="en",
@@ -211,7 +275,7 @@ def test_batch_classification_jobs_with_boto3(server, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
     started = admin.start_document_classification_job(
-        JobName="nightly",
+        JobName=f"nightly-{protocol}",
         DocumentClassifierArn=arn,
         InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
         OutputDataConfig={"S3Uri": str(tmp_path / "out")},
@@ -228,9 +292,20 @@ def test_batch_classification_jobs_with_boto3(server, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert job["JobStatus"] == "COMPLETED", job
-    assert job["JobName"] == "nightly" and job["DocumentClassifierArn"] == arn
+    assert job["JobName"] == f"nightly-{protocol}" and job["DocumentClassifierArn"] == arn
     from pathlib import Path
 
     assert (Path(job["OutputDataConfig"]["S3Uri"]) / "manifest.json").exists()
-    listed = admin.list_document_classification_jobs(Filter={"JobName": "nightly"})
+    listed = admin.list_document_classification_jobs(Filter={"JobName": f"nightly-{protocol}"})
     assert [j["JobId"] for j in listed["DocumentClassificationJobPropertiesList"]] == [started["JobId"]]
+
+
+def test_cbor_errors_come_back_in_cbor(server):
+    url, _, _ = server
+    base = f"{url}/service/Comprehend_20171127/operation"
+    headers = {"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"}
+    response = httpx.post(f"{base}/ListEndpoints", content=cbor2.dumps({}), headers=headers)
+    assert response.status_code == 403
+    assert response.headers["smithy-protocol"] == "rpc-v2-cbor"
+    assert response.headers["content-type"] == "application/cbor"
+    assert cbor2.loads(response.content)["__type"] == "MissingAuthenticationTokenException"

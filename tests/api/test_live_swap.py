@@ -30,7 +30,7 @@ def test_swap_under_load_fails_no_request(tmp_path, tickets, write_csv):
     data = write_csv([list(row) for row in tickets], "tickets.csv")
     tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
     tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
-    tagloop.endpoints.create("desk", "desk", "v1")
+    tagloop.queue.run_now(tagloop.endpoints.create("desk", "desk", "v1")["job_id"])  # load, verify, serve
     secret = tagloop.keys.create("load", "classify")["secret"]
     port = free_port()
     server = subprocess.Popen(
@@ -82,7 +82,7 @@ def test_swap_under_load_fails_no_request(tmp_path, tickets, write_csv):
             thread.start()
         for target in ["v2", "v1", "v2", "v1", "v2"]:
             time.sleep(0.6)
-            tagloop.endpoints.update("desk", target)
+            tagloop.queue.run_now(tagloop.endpoints.update("desk", target)["job_id"])
         time.sleep(1.2)  # every process follows within a second
         with lock:
             before = versions.copy()

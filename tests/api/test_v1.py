@@ -22,7 +22,7 @@ def served(tmp_path, tickets, write_csv):
     data = write_csv([list(row) for row in tickets], "tickets.csv")
     tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
     tagloop.training.train(TrainRequest(classifier="desk", data=str(data), version_name="second"))
-    tagloop.endpoints.create("desk", "desk", "v1")
+    tagloop.queue.run_now(tagloop.endpoints.create("desk", "desk", "v1")["job_id"])  # deploy
     keys = {
         scope: tagloop.keys.create(f"{scope} key", scope)["secret"]
         for scope in ("classify", "review", "admin")
@@ -151,11 +151,14 @@ def test_every_v1_route_declares_a_scope_and_refuses_anonymous_calls(served):
 
 
 def test_repointing_an_endpoint_is_followed_within_a_second(served):
-    client, _, keys = served
+    client, tagloop, keys = served
     url, body, headers = "/v1/endpoints/desk/classify", {"text": "wifi is down"}, bearer(keys["classify"])
     assert client.post(url, json=body, headers=headers).json()["model_version"] == "v1"
     response = client.patch("/v1/endpoints/desk", json={"version": "second"}, headers=bearer(keys["admin"]))
     assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["desired_version"]) == ("UPDATING", "second")
+    assert client.post(url, json=body, headers=headers).json()["model_version"] == "v1"  # until loaded
+    tagloop.queue.run_now(response.json()["job_id"])  # what a worker does: load, verify, switch
     deadline = time.monotonic() + 1.0
     while client.post(url, json=body, headers=headers).json()["model_version"] != "second":
         assert time.monotonic() < deadline, "the endpoint still serves v1 after a second"
@@ -163,11 +166,20 @@ def test_repointing_an_endpoint_is_followed_within_a_second(served):
 
 
 def test_endpoint_management(served):
-    client, _, keys = served
+    client, tagloop, keys = served
     admin = bearer(keys["admin"])
     created = client.post("/v1/endpoints", json={"name": "other", "classifier": "desk"}, headers=admin)
     assert created.status_code == 201, created.text
-    assert created.json()["version"] == "second"
+    assert (created.json()["version"], created.json()["status"]) == ("second", "CREATING")
+    classify = bearer(keys["classify"])
+    refused = client.post("/v1/endpoints/other/classify", json={"text": "vpn"}, headers=classify)
+    assert refused.status_code == 503  # never a 200 with an empty answer
+    assert refused.json()["error"]["type"] == "ResourceUnavailableException"
+    tagloop.queue.run_now(created.json()["job_id"])
+    assert client.get("/v1/endpoints/other", headers=admin).json()["status"] == "IN_SERVICE"
+    assert (
+        client.post("/v1/endpoints/other/classify", json={"text": "vpn"}, headers=classify).status_code == 200
+    )
     assert (
         client.post("/v1/endpoints", json={"name": "other", "classifier": "desk"}, headers=admin).status_code
         == 409

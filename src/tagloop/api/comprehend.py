@@ -238,17 +238,18 @@ class ComprehendApi:
         return {}
 
     def _endpoint_properties(self, endpoint: dict[str, Any]) -> dict[str, Any]:
-        model = self.arns.classifier(endpoint["classifier"], endpoint["version"])
-        return {
+        properties = {
             "EndpointArn": self.arns.endpoint(endpoint["name"]),
             "Status": endpoint["status"],
-            "ModelArn": model,
-            "DesiredModelArn": model,
+            "Message": endpoint["message"],
+            "ModelArn": self.arns.classifier(endpoint["classifier"], endpoint["version"]),
+            "DesiredModelArn": self.arns.classifier(endpoint["classifier"], endpoint["desired_version"]),
             "DesiredInferenceUnits": endpoint["desired_inference_units"],
             "CurrentInferenceUnits": endpoint["current_inference_units"],
             "CreationTime": _epoch(endpoint["created_at"]),
             "LastModifiedTime": _epoch(endpoint["updated_at"]),
         }
+        return {key: value for key, value in properties.items() if value is not None}
 
     def CreateEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name, version = Arns.parse_classifier(str(body.get("ModelArn", "")))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -35,8 +35,8 @@ def _texts(body: bytes) -> tuple[list[str], bool]:
     (``ClassifyRequest``) is still what the OpenAPI document shows.
     """
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise InvalidBody(f"body: not valid JSON ({exc})") from exc
     if not isinstance(payload, dict):
         raise InvalidBody("body: send a JSON object with `text` or `texts`")
@@ -110,7 +110,7 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
     output = work() if len(texts) <= INLINE_DOCUMENTS else await run_in_threadpool(work)
     head = {"model_version": serving.version, "endpoint": name}
     body = head | output[0] if single else head | {"results": output}
-    return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 router.add_api_route(

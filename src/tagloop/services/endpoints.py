@@ -19,14 +19,23 @@ from typing import Any
 from tagloop.domain.models import TextModel
 from tagloop.domain.names import check_name
 from tagloop.domain.records import VersionStatus
-from tagloop.errors import AlreadyExists, InvalidRequest, NotFound, ResourceUnavailable, TagloopError
+from tagloop.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    NotFound,
+    ResourceInUse,
+    ResourceUnavailable,
+    TagloopError,
+)
+from tagloop.jobs.port import JobContext, JobQueue
 from tagloop.services.catalog import resolve_version
 from tagloop.services.models import ModelCache
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, EndpointRepository, ModelVersionRepository
 from tagloop.storage.tables import ClassifierRow, EndpointRow, ModelVersionRow, utcnow
 
-IN_SERVICE = "IN_SERVICE"
+CREATING, IN_SERVICE, UPDATING, FAILED = "CREATING", "IN_SERVICE", "UPDATING", "FAILED"
+DEPLOY_JOB = "deploy"
 log = logging.getLogger(__name__)
 
 
@@ -41,13 +50,20 @@ class Serving:
     model: TextModel
 
 
-def endpoint_summary(row: EndpointRow, classifier: ClassifierRow, version: ModelVersionRow) -> dict[str, Any]:
+def endpoint_summary(
+    row: EndpointRow,
+    classifier: ClassifierRow,
+    version: ModelVersionRow,
+    desired: ModelVersionRow | None = None,
+) -> dict[str, Any]:
     return {
         "name": row.name,
         "classifier": classifier.name,
         "version": version.name,
+        "desired_version": (desired or version).name,
         "mode": classifier.mode,
         "status": row.status,
+        "message": row.message,
         "desired_inference_units": row.desired_inference_units,
         "current_inference_units": row.desired_inference_units,
         "created_at": row.created_at.isoformat(),
@@ -56,9 +72,12 @@ def endpoint_summary(row: EndpointRow, classifier: ClassifierRow, version: Model
 
 
 class EndpointService:
-    def __init__(self, database: Database, models: ModelCache, refresh_seconds: float = 0.5) -> None:
+    def __init__(
+        self, database: Database, models: ModelCache, queue: JobQueue, refresh_seconds: float = 0.5
+    ) -> None:
         self.database = database
         self.models = models
+        self.queue = queue
         self.refresh_seconds = refresh_seconds
         self._cache: dict[str, tuple[float, Serving]] = {}
         self._lock = threading.Lock()
@@ -66,6 +85,11 @@ class EndpointService:
         self._stopping = threading.Event()
 
     # ---- management ------------------------------------------------------------------
+    # An endpoint is CREATING until a deploy job has loaded and verified its model (then
+    # IN_SERVICE, or FAILED with a message); re-pointing makes it UPDATING while it goes on
+    # serving its current version, and the switch happens only once the new model loaded
+    # (a model that cannot load leaves the old one serving, with a message saying why).
+
     def create(
         self, name: str, classifier: str, version: str | None = None, inference_units: int = 1
     ) -> dict[str, Any]:
@@ -82,29 +106,82 @@ class EndpointService:
                 name=name,
                 classifier_id=classifier_row.id,
                 version_id=version_row.id,
+                desired_version_id=version_row.id,
                 desired_inference_units=inference_units,
-                status=IN_SERVICE,
+                status=CREATING,
             )
-            return endpoint_summary(row, classifier_row, version_row)
+            job_id = self._deploy(session, row, version_row)
+            return endpoint_summary(row, classifier_row, version_row) | {"job_id": job_id}
 
     def update(
         self, name: str, version: str | None = None, inference_units: int | None = None
     ) -> dict[str, Any]:
-        """Re-point ``name`` at ``version`` (default: the newest trained) in one UPDATE."""
+        """Move ``name`` to ``version`` (default: the newest trained) and/or change its units."""
+        if inference_units is not None and inference_units < 1:
+            raise InvalidRequest("desired inference units must be at least 1")
         with self.database.transaction() as session:
             row = EndpointRepository(session).get(name)
             classifier_row = session.get_one(ClassifierRow, row.classifier_id)
             version_row = resolve_version(session, classifier_row, version)
-            row.version_id = version_row.id
+            job_id = None
+            if row.status in (CREATING, UPDATING) and version_row.id != row.desired_version_id:
+                raise ResourceInUse(f"endpoint {name!r} is {row.status}: wait until it is IN_SERVICE")
+            if row.status == FAILED or version_row.id != row.version_id:
+                row.status = CREATING if row.status == FAILED else UPDATING
+                row.desired_version_id = version_row.id
+                row.message = None
+                job_id = self._deploy(session, row, version_row)
             if inference_units is not None:
-                if inference_units < 1:
-                    raise InvalidRequest("desired inference units must be at least 1")
                 row.desired_inference_units = inference_units
             row.updated_at = utcnow()
             session.flush()
-            summary = endpoint_summary(row, classifier_row, version_row)
+            summary = self._summary(session, row)
+        return summary | {"job_id": job_id}
+
+    def _deploy(self, session: Any, row: EndpointRow, version: ModelVersionRow) -> str:
+        return self.queue.enqueue(
+            session,
+            DEPLOY_JOB,
+            {"endpoint": row.name, "version_id": version.id},
+            classifier_id=row.classifier_id,
+            version_id=version.id,
+        )
+
+    def deploy(self, name: str, version_id: int) -> dict[str, Any]:
+        """Load and verify ``version_id``'s model, then make it what ``name`` serves (the
+        deploy job). Does nothing if the endpoint is gone or now wants another version."""
+        with self.database.reading() as session:
+            row = EndpointRepository(session).find(name)
+            if row is None or row.desired_version_id != version_id:
+                return {"endpoint": name, "status": "SUPERSEDED"}
+            version = ModelVersionRepository(session).get(version_id)
+        self.models.get(version, verify=True)  # reads the stored file, checks its hash, loads it
+        with self.database.transaction() as session:
+            row = EndpointRepository(session).find(name)
+            if row is None or row.desired_version_id != version_id:
+                return {"endpoint": name, "status": "SUPERSEDED"}
+            row.version_id = version_id
+            row.desired_version_id = None
+            row.status = IN_SERVICE
+            row.message = None
+            row.updated_at = utcnow()
         self._forget(name)
-        return summary
+        return {"endpoint": name, "version": version.name, "status": IN_SERVICE}
+
+    def deploy_failed(self, name: str, version_id: int, reason: str) -> None:
+        """A deployment that will not finish: a new endpoint is FAILED; an updated one goes on
+        serving its current version. Either way the message says why."""
+        with self.database.transaction() as session:
+            row = EndpointRepository(session).find(name)
+            if row is None or row.desired_version_id != version_id:
+                return
+            version = ModelVersionRepository(session).get(version_id)
+            if row.status == CREATING:
+                row.status, row.message = FAILED, f"deploying version {version.name} failed: {reason}"
+            else:
+                row.status, row.message = IN_SERVICE, f"updating to version {version.name} failed: {reason}"
+            row.desired_version_id = None
+            row.updated_at = utcnow()
 
     def delete(self, name: str) -> None:
         with self.database.transaction() as session:
@@ -122,8 +199,9 @@ class EndpointService:
     @staticmethod
     def _summary(session: Any, row: EndpointRow) -> dict[str, Any]:
         classifier = session.get_one(ClassifierRow, row.classifier_id)
-        version = ModelVersionRepository(session).get(row.version_id)
-        return endpoint_summary(row, classifier, version)
+        versions = ModelVersionRepository(session)
+        desired = versions.get(row.desired_version_id) if row.desired_version_id else None
+        return endpoint_summary(row, classifier, versions.get(row.version_id), desired)
 
     # ---- serving ---------------------------------------------------------------------
     def cached(self, name: str) -> Serving | None:
@@ -145,8 +223,13 @@ class EndpointService:
             if row is None:
                 self._forget(name)
                 raise NotFound(f"no endpoint named {name!r}")
+            status, message = row.status, row.message
             version = ModelVersionRepository(session).get(row.version_id)
             classifier = session.get_one(ClassifierRow, row.classifier_id)
+        if status in (CREATING, FAILED):
+            self._forget(name)
+            reason = f": {message}" if message else " (its model is being loaded)"
+            raise ResourceUnavailable(f"endpoint {name!r} is {status}{reason}")
         if version.status != VersionStatus.TRAINED.value:
             self._forget(name)
             raise ResourceUnavailable(
@@ -190,3 +273,28 @@ class EndpointService:
     def _forget(self, name: str) -> None:
         with self._lock:
             self._cache.pop(name, None)
+
+
+class DeployJob:
+    """The ``deploy`` job kind: loads an endpoint's new model and switches the endpoint to it."""
+
+    kind = DEPLOY_JOB
+
+    def __init__(self, endpoints: EndpointService) -> None:
+        self.endpoints = endpoints
+
+    def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        name, version_id = str(payload["endpoint"]), int(payload["version_id"])
+        try:
+            return self.endpoints.deploy(name, version_id)
+        except TagloopError as exc:  # will not get better by retrying: the artifact is bad
+            self.endpoints.deploy_failed(name, version_id, exc.message)
+            raise
+
+    def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
+        self.endpoints.deploy_failed(str(payload["endpoint"]), int(payload["version_id"]), message)
+
+    def children_finished(
+        self, payload: dict[str, Any], results: list[dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        raise NotImplementedError("deploy jobs have no children")

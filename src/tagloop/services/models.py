@@ -24,7 +24,9 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._models)
 
-    def get(self, version: ModelVersionRow) -> TextModel:
+    def get(self, version: ModelVersionRow, verify: bool = False) -> TextModel:
+        """The version's model, loaded once; with ``verify`` the stored file is read and its
+        hash checked even when the model is in memory (what other processes will load)."""
         if not version.artifact_path or not version.artifact_sha256:
             raise ResourceUnavailable(f"model version {version.name} has no trained model ({version.status})")
         key = (version.id, version.artifact_sha256)
@@ -32,8 +34,12 @@ class ModelCache:
             model = self._models.get(key)
             if model is not None:
                 self._models.move_to_end(key)
-                return model
-        model = load_model(self.artifacts.read_bytes(version.artifact_path, version.artifact_sha256))
+        if model is not None and not verify:
+            return model
+        stored = self.artifacts.read_bytes(version.artifact_path, version.artifact_sha256)
+        if model is not None:
+            return model
+        model = load_model(stored)
         # A model holds hundreds of thousands of objects that live as long as it is served:
         # leave them out of the garbage collector's full passes, which would otherwise scan
         # them again and again (a 50+ ms pause per pass, the serving latency's worst tail).

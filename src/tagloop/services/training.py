@@ -315,7 +315,11 @@ class TrainingService:
             )
             if row.status in busy:
                 raise ResourceInUse(f"version {version} is {row.status}: stop its training first")
-            serving = [e.name for e in EndpointRepository(session).list() if e.version_id == row.id]
+            serving = [
+                e.name
+                for e in EndpointRepository(session).list()
+                if row.id in (e.version_id, e.desired_version_id)
+            ]
             if serving:
                 raise ResourceInUse(f"version {version} is served by endpoint(s) {', '.join(serving)}")
             prefix = f"models/{row.classifier_id}/{row.id}"

@@ -169,8 +169,13 @@ class EndpointRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     classifier_id: Mapped[int] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"), index=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
+    desired_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT", name="fk_endpoints_desired_version_id")
+    )
+    """While CREATING or UPDATING: the version being deployed (``version_id`` serves meanwhile)."""
     desired_inference_units: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -1,0 +1,90 @@
+"""Endpoint deployments: CREATING → IN_SERVICE, UPDATING that switches only to a model that
+loads, FAILED with a reason; on the embedded database and on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tagloop.errors import ArtifactCorrupt, ResourceInUse, ResourceUnavailable
+from tagloop.services.training import TrainRequest
+
+
+@pytest.fixture
+def desk(make_tagloop, database_url, tickets_csv):
+    """The tickets classifier trained twice (v1, v2); the local queue has no worker running."""
+    tagloop = make_tagloop(database_url=database_url)
+    for _ in range(2):
+        tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    return tagloop
+
+
+def corrupt(tagloop, version: str) -> None:
+    """Damage the stored model file of ``version`` (local artifact store)."""
+    Path(tagloop.catalog.version("desk", version)["artifact"]["path"]).write_bytes(b"not a model")
+
+
+def test_an_endpoint_serves_once_its_model_is_loaded(desk):
+    created = desk.endpoints.create("help", "desk", "v1", inference_units=2)
+    assert (created["status"], created["version"], created["desired_version"]) == ("CREATING", "v1", "v1")
+    with pytest.raises(ResourceUnavailable, match="CREATING"):
+        desk.endpoints.serving("help")
+    assert desk.jobs.show(created["job_id"])["kind"] == "deploy"
+    desk.queue.run_now(created["job_id"])
+    shown = desk.endpoints.show("help")
+    assert (shown["status"], shown["version"], shown["message"]) == ("IN_SERVICE", "v1", None)
+    assert desk.endpoints.serving("help").version == "v1"
+
+
+def test_an_update_switches_only_after_the_new_model_loaded(desk):
+    desk.queue.run_now(desk.endpoints.create("help", "desk", "v1")["job_id"])
+    updating = desk.endpoints.update("help", "v2")
+    assert (updating["status"], updating["version"], updating["desired_version"]) == ("UPDATING", "v1", "v2")
+    assert desk.endpoints.serving("help", refresh=True).version == "v1"  # serves on while updating
+    with pytest.raises(ResourceInUse, match="UPDATING"):
+        desk.endpoints.update("help", "v1")  # one deployment at a time
+    desk.queue.run_now(updating["job_id"])
+    assert desk.endpoints.show("help")["status"] == "IN_SERVICE"
+    assert desk.endpoints.serving("help", refresh=True).version == "v2"
+    units_only = desk.endpoints.update("help", "v2", inference_units=3)
+    assert (units_only["status"], units_only["job_id"]) == ("IN_SERVICE", None)
+    assert units_only["desired_inference_units"] == 3
+
+
+def test_a_model_that_cannot_load_never_serves(desk):
+    desk.queue.run_now(desk.endpoints.create("help", "desk", "v1")["job_id"])
+    corrupt(desk, "v2")
+    updating = desk.endpoints.update("help", "v2")
+    with pytest.raises(ArtifactCorrupt):
+        desk.queue.run_now(updating["job_id"])
+    shown = desk.endpoints.show("help")
+    assert (shown["status"], shown["version"], shown["desired_version"]) == ("IN_SERVICE", "v1", "v1")
+    assert shown["message"].startswith("updating to version v2 failed: ")
+    assert desk.endpoints.serving("help", refresh=True).version == "v1"
+    assert desk.jobs.show(updating["job_id"])["status"] == "FAILED"
+
+
+def test_a_new_endpoint_whose_model_cannot_load_is_failed_until_fixed(desk):
+    corrupt(desk, "v1")
+    created = desk.endpoints.create("help", "desk", "v1")
+    with pytest.raises(ArtifactCorrupt):
+        desk.queue.run_now(created["job_id"])
+    shown = desk.endpoints.show("help")
+    assert shown["status"] == "FAILED" and shown["message"].startswith("deploying version v1 failed: ")
+    with pytest.raises(ResourceUnavailable, match="FAILED: deploying version v1 failed"):
+        desk.endpoints.serving("help")
+    again = desk.endpoints.update("help", "v2")
+    assert again["status"] == "CREATING"
+    desk.queue.run_now(again["job_id"])
+    assert desk.endpoints.serving("help").version == "v2"
+
+
+def test_versions_being_deployed_cannot_be_deleted_and_deleted_endpoints_are_not_deployed(desk):
+    created = desk.endpoints.create("help", "desk", "v1")
+    with pytest.raises(ResourceInUse, match="help"):
+        desk.training.delete_version("desk", "v1")
+    desk.endpoints.delete("help")
+    desk.queue.run_now(created["job_id"])
+    assert desk.jobs.show(created["job_id"])["result"]["status"] == "SUPERSEDED"
+    desk.training.delete_version("desk", "v1")
