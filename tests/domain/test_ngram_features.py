@@ -51,11 +51,8 @@ def test_the_same_matrix_as_scikit_learn(ngram_max, sublinear_tf):
     got = features.transform(unseen)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-12, atol=1e-12)
-    for row, text in enumerate(unseen):
-        columns, weights = features.one(text)
-        dense = np.zeros(expected.shape[1])
-        dense[columns] = weights
-        np.testing.assert_allclose(dense, expected[row].toarray().ravel(), rtol=1e-12, atol=1e-12)
+    for row, text in enumerate(unseen[:40]):  # alone, a text gets the row it got in the batch
+        np.testing.assert_array_equal(features.transform([text]).toarray(), got[row].toarray())
 
 
 def test_an_ngram_never_spans_two_documents():
@@ -73,8 +70,6 @@ def test_empty_inputs():
     features = NgramFeatures(vectorizer.vocabulary_, vectorizer.idf_, True)
     assert features.transform([]).shape == (0, len(vectorizer.vocabulary_))
     assert features.transform(["", "zzz"]).nnz == 0
-    columns, weights = features.one("")
-    assert len(columns) == len(weights) == 0
 
 
 def test_word_runs_find_exactly_the_tokens_of_the_training_pattern():

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
 from tagloop.api import comprehend, v1
+from tagloop.api.coalesce import Coalescer
 from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
 from tagloop.errors import TagloopError
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app = FastAPI(title="tagloop", version=__version__, lifespan=lifespan)
     app.state.tagloop = tagloop
     app.state.metrics = metrics
+    app.state.coalescer = Coalescer(tagloop.predictions.classify)
 
     app.add_middleware(
         MeasureAndLimit, metrics=metrics, max_body_bytes=lambda: tagloop.settings.max_body_bytes

@@ -93,8 +93,7 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
     serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
     counter = request.app.state.metrics.predicted
 
-    def work() -> list[dict[str, Any]]:
-        results = list(tagloop.predictions.classify(serving.model, texts))
+    def shaped(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         record = tagloop.prediction_log.record
         output = []
         for text, result in zip(texts, results, strict=True):
@@ -107,7 +106,12 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
             output.append(_classification(result, prediction_id))
         return output
 
-    output = work() if len(texts) <= INLINE_DOCUMENTS else await run_in_threadpool(work)
+    if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
+        output = shaped(await request.app.state.coalescer(serving.model, texts))
+    else:
+        output = await run_in_threadpool(
+            lambda: shaped(list(tagloop.predictions.classify(serving.model, texts)))
+        )
     head = {"model_version": serving.version, "endpoint": name}
     body = head | output[0] if single else head | {"results": output}
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")

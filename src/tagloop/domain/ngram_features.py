@@ -104,17 +104,6 @@ class NgramFeatures:
         weights *= self.idf[columns]
         return weights
 
-    def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """One document's features as (columns, l2-normalized weights), without a matrix."""
-        ids = np.array(self.token_ids(text), dtype=np.int64)
-        _, found = self._grams(ids, None)
-        if not sum(len(part) for part in found):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        columns, counts = np.unique(np.concatenate(found), return_counts=True)
-        weights = self._weights(counts, columns)
-        weights /= np.sqrt(np.dot(weights, weights))
-        return columns, weights
-
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Documents × features, float64, each row l2-normalized (rows without features stay zero)."""
         rows = len(texts)

@@ -43,8 +43,6 @@ from tagloop.errors import Stopped, TrainingFailed
 
 FORMAT_VERSION = 1
 MIN_CALIBRATION_DOCS = 10
-FAST_PATH_DOCUMENTS = 8
-"""Up to this many documents are scored one by one, without a sparse matrix."""
 SMALL_SET = 2_000
 
 
@@ -94,18 +92,11 @@ class TfidfLinearModel:
 
     # ---- inference -------------------------------------------------------------------
     def decision(self, texts: Iterable[str]) -> np.ndarray:
+        """Decision values, one row per text. Each row is computed on its own (a sparse row
+        times the weights), so a text's scores never depend on the batch it came in."""
         batch = texts if isinstance(texts, list) else list(texts)
-        if len(batch) <= FAST_PATH_DOCUMENTS:
-            return (
-                np.vstack([self._one(text) for text in batch]) if batch else np.zeros((0, len(self.labels)))
-            )
         features = self.features.transform(batch).astype(np.float32)  # no per-call copy of the weights
         return np.asarray(features @ self._coef_t, dtype=np.float64) + self.intercept
-
-    def _one(self, text: str) -> np.ndarray:
-        """One document's decision values without building a sparse matrix."""
-        columns, weights = self.features.one(text)
-        return weights.astype(np.float32) @ self._coef_t[columns] + self.intercept
 
     def scores(self, texts: Iterable[str]) -> np.ndarray:
         return calibrate(self.mode, self.decision(texts), self.calibration)

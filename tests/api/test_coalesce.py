@@ -1,0 +1,64 @@
+"""Requests that arrive together are scored as one batch, each getting its own results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tagloop.api.coalesce import Coalescer
+from tagloop.services.training import TrainRequest
+
+
+@pytest.fixture
+def desk(make_tagloop, tickets_csv):
+    tagloop = make_tagloop()
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    _, model = tagloop.predictions.model("desk")
+    return tagloop, model
+
+
+def test_requests_of_one_turn_share_a_batch_and_get_their_own_results(desk):
+    tagloop, model = desk
+    coalescer = Coalescer(tagloop.predictions.classify)
+    requests = [["the printer is jammed"], ["refund my invoice", "vpn drops"], [""], ["mailbox is full"]]
+
+    async def main():
+        return await asyncio.gather(*(coalescer(model, texts) for texts in requests))
+
+    answers = asyncio.run(main())
+    assert (coalescer.batches, coalescer.documents) == (1, 5)
+    for texts, answer in zip(requests, answers, strict=True):
+        assert answer == list(tagloop.predictions.classify(model, texts))  # same as scored alone
+    assert answers[0][0]["Classes"][0]["Name"] == "HARDWARE"
+    assert answers[2][0]["Error"]["Code"] == "InvalidRequestException"  # per text, not per batch
+
+
+def test_a_lone_request_and_later_turns_get_batches_of_their_own(desk):
+    tagloop, model = desk
+    coalescer = Coalescer(tagloop.predictions.classify, max_documents=2)
+
+    async def main():
+        first = await coalescer(model, ["wifi is down"])
+        rest = await asyncio.gather(*(coalescer(model, [f"printer {i}"]) for i in range(5)))
+        return first, rest
+
+    first, rest = asyncio.run(main())
+    assert first[0]["Classes"][0]["Name"] == "NETWORK"
+    assert len(rest) == 5 and coalescer.documents == 6
+    assert coalescer.batches == 1 + 3  # at most two documents a batch
+
+
+def test_a_failing_batch_fails_every_request_in_it(desk):
+    _, model = desk
+
+    def broken(model, texts):
+        raise RuntimeError("scoring failed")
+
+    coalescer = Coalescer(broken)
+
+    async def main():
+        return await asyncio.gather(*(coalescer(model, ["x"]) for _ in range(3)), return_exceptions=True)
+
+    errors = asyncio.run(main())
+    assert [str(error) for error in errors] == ["scoring failed"] * 3
