@@ -116,20 +116,26 @@ class ComprehendApi:
         self.arns = Arns(tagloop.settings.aws_region, tagloop.settings.aws_account_id)
 
     def ClassifyDocument(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - AWS operation names
+        text, serving = self.classify_request(body)
+        return self.classified(text, serving, next(self.tagloop.predictions.classify(serving.model, [text])))
+
+    def classify_request(self, body: dict[str, Any]) -> tuple[str, Any]:
+        """The text of a ClassifyDocument call, checked, and what its endpoint serves."""
         text = body.get("Text")
         if not isinstance(text, str) or not text:
             raise InvalidRequest("Text is required")
         limit = self.tagloop.settings.max_classify_bytes
-        if len(text.encode("utf-8")) > limit:
+        if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
             raise LimitExceeded(
                 f"Text is over the limit of {limit:,} bytes (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
             )
         name = Arns.parse_endpoint(str(body.get("EndpointArn", "")))
-        serving = self.tagloop.endpoints.serving(name)
-        result = next(self.tagloop.predictions.classify(serving.model, [text]))
+        return text, self.tagloop.endpoints.serving(name)
+
+    def classified(self, text: str, serving: Any, result: dict[str, Any]) -> dict[str, Any]:
         if "Error" in result:
             raise InvalidRequest(result["Error"]["Message"])
-        self.tagloop.prediction_log.record(name, serving.version_id, text, result)
+        self.tagloop.prediction_log.record(serving.endpoint, serving.version_id, text, result)
         return result
 
     def _classifier_properties(self, name: str, version: dict[str, Any]) -> dict[str, Any]:
@@ -363,15 +369,19 @@ def _authorize(tagloop: Any, request: Request, operation: str, raw: bytes) -> No
         raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")
 
 
-async def _call(tagloop: Any, operation: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one operation: classification in the event loop when its endpoint is in memory,
-    everything else (database work, reading training files) on a worker thread."""
+async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Run one operation: classification in the event loop, batched with the other requests
+    of this turn, when its endpoint is in memory; anything that may touch the database or
+    read files (everything else) on a worker thread."""
+    tagloop = request.app.state.tagloop
     handler = OPERATIONS.get(operation)
     if handler is None:
         raise UnknownOperation(f"{operation} is not supported")
     api = ComprehendApi(tagloop)
     if operation == "ClassifyDocument" and _cached_endpoint(tagloop, body):
-        return handler(api, body)
+        text, serving = api.classify_request(body)
+        (result,) = await request.app.state.coalescer(serving.model, [text])
+        return api.classified(text, serving, result)
     return await run_in_threadpool(handler, api, body)
 
 
@@ -399,7 +409,7 @@ async def comprehend(request: Request) -> Response:
             raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")
-        return _aws_response(await _call(tagloop, operation, body))
+        return _aws_response(await _call(request, operation, body))
     except TagloopError as exc:
         return aws_error(exc)
 
@@ -417,7 +427,7 @@ async def comprehend_cbor(operation: str, request: Request) -> Response:
             raise InvalidRequest(f"request body is not CBOR: {exc}") from exc
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a CBOR map")
-        return _cbor_response(_tag_timestamps(await _call(tagloop, operation, body)))
+        return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
     except TagloopError as exc:
         status = exc.http_status if exc.http_status in (403, 500) else 400
         return _cbor_response({"__type": exc.aws_type, "message": exc.message}, status)

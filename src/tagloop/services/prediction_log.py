@@ -20,7 +20,10 @@ import queue
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import PredictionRepository
@@ -77,9 +80,10 @@ class _Unpacked:
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self.pending: list[dict[str, Any] | None] = []
+        self.pending: list[tuple[Any, ...] | None] = []
 
     def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next row (``None`` at the end), or ``queue.Empty`` after ``timeout``."""
         if not self.pending:
             if not self.connection.poll(timeout):
                 raise queue.Empty
@@ -87,7 +91,19 @@ class _Unpacked:
                 self.pending = list(reversed(self.connection.recv()))
             except EOFError:  # the server process is gone: write what came, then stop
                 self.pending = [None]
-        return self.pending.pop()
+        packed = self.pending.pop()
+        if packed is None:
+            return None
+        prediction_id, endpoint, version_id, text, result, top_score, created = packed
+        return {
+            "id": prediction_id,
+            "endpoint": endpoint,
+            "version_id": version_id,
+            "text": text,
+            "result": orjson.loads(result),
+            "top_score": top_score,
+            "created_at": datetime.fromtimestamp(created, UTC),
+        }
 
 
 def _writer_process(database_url: str, connection: Any, flush_seconds: float) -> None:
@@ -109,7 +125,7 @@ class PredictionLog:
         self._lock = threading.Lock()
         # with a writer process: rows wait in a list; a thread sends each list in one message
         self._in_process = False
-        self._buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self._buffer: collections.deque[tuple[Any, ...]] = collections.deque()
         self._process: multiprocessing.process.BaseProcess | None = None
         self._sender: Any = None
         self._closing = threading.Event()
@@ -124,23 +140,33 @@ class PredictionLog:
             return None
         prediction_id = new_prediction_id()
         entries = result.get("Classes") or result.get("Labels") or []
+        top_score = entries[0]["Score"] if entries else None
+        if self._writer is None or not self._writer.is_alive():
+            self._start_writer()
+        if self._in_process:  # a flat tuple with the result as JSON: cheap to hand over
+            if len(self._buffer) < QUEUE_ROWS:  # deque appends and pops are atomic: no lock
+                packed = (
+                    prediction_id,
+                    endpoint,
+                    version_id,
+                    text,
+                    orjson.dumps(result),
+                    top_score,
+                    time.time(),
+                )
+                self._buffer.append(packed)
+            else:
+                log.warning("prediction log buffer full: prediction %s not logged", prediction_id)
+            return prediction_id
         row = {
             "id": prediction_id,
             "endpoint": endpoint,
             "version_id": version_id,
             "text": text,
             "result": result,
-            "top_score": entries[0]["Score"] if entries else None,
+            "top_score": top_score,
             "created_at": utcnow(),
         }
-        if self._writer is None or not self._writer.is_alive():
-            self._start_writer()
-        if self._in_process:
-            if len(self._buffer) < QUEUE_ROWS:
-                self._buffer.append(row)  # deque appends and pops are atomic: no lock needed
-            else:
-                log.warning("prediction log buffer full: prediction %s not logged", prediction_id)
-            return prediction_id
         try:
             self._queue.put_nowait(row)
         except queue.Full:
