@@ -90,6 +90,12 @@ class NotFound(TagloopError):
     aws_type = "ResourceNotFoundException"
 
 
+class JobNotFound(NotFound):
+    """No such job (Comprehend names this error apart from other missing resources)."""
+
+    aws_type = "JobNotFoundException"
+
+
 class AlreadyExists(TagloopError):
     """A resource with that name exists already."""
 

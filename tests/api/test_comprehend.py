@@ -298,6 +298,8 @@ def test_batch_classification_jobs_with_boto3(server, tmp_path, make_client, pro
     assert (Path(job["OutputDataConfig"]["S3Uri"]) / "manifest.json").exists()
     listed = admin.list_document_classification_jobs(Filter={"JobName": f"nightly-{protocol}"})
     assert [j["JobId"] for j in listed["DocumentClassificationJobPropertiesList"]] == [started["JobId"]]
+    finished = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": started["JobId"]})
+    assert (finished.status_code, finished.json()["__type"]) == (400, "InvalidRequestException")
 
 
 def test_cbor_errors_come_back_in_cbor(server):
@@ -309,3 +311,60 @@ def test_cbor_errors_come_back_in_cbor(server):
     assert response.headers["smithy-protocol"] == "rpc-v2-cbor"
     assert response.headers["content-type"] == "application/cbor"
     assert cbor2.loads(response.content)["__type"] == "MissingAuthenticationTokenException"
+
+
+def signed_call(url: str, key: dict, operation: str, body: dict) -> httpx.Response:
+    """A JSON 1.1 call signed like boto3 signs one, for an operation boto3's model lacks."""
+    request = AWSRequest(
+        method="POST",
+        url=f"{url}/",
+        data=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"Comprehend_20171127.{operation}",
+        },
+    )
+    SigV4Auth(Credentials(key["access_key_id"], key["secret"]), "comprehend", REGION).add_auth(request)
+    return httpx.post(f"{url}/", content=request.body, headers=dict(request.headers.items()))
+
+
+def test_stopping_classification_jobs(server, tmp_path, make_client, protocol):
+    """Comprehend itself has no StopDocumentClassificationJob (boto3's model lacks it); tagloop
+    takes it, in Comprehend's conventions, for batch jobs that should not run to the end."""
+    url, keys, data = server
+    admin = make_client(url, keys["admin"])
+    arn = admin.create_document_classifier(
+        DocumentClassifierName=f"stopdesk-{protocol}",
+        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+        InputDataConfig={"S3Uri": f"file://{data}"},
+        LanguageCode="en",
+    )["DocumentClassifierArn"]
+    assert wait_trained(admin, arn)["Status"] == "TRAINED"
+    source = tmp_path / "many.txt"
+    source.write_text("the printer on floor 3 is jammed again\n" * 200_000, encoding="utf-8")
+    job_id = admin.start_document_classification_job(
+        DocumentClassifierArn=arn,
+        InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
+        OutputDataConfig={"S3Uri": str(tmp_path / "out")},
+        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+    )["JobId"]
+    stopped = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": job_id})
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["JobId"] == job_id
+    assert stopped.json()["JobStatus"] in ("STOP_REQUESTED", "STOPPED")
+    deadline = time.monotonic() + 60
+    while True:
+        status = admin.describe_document_classification_job(JobId=job_id)[
+            "DocumentClassificationJobProperties"
+        ]["JobStatus"]
+        if status == "STOPPED":
+            break
+        assert status == "STOP_REQUESTED" and time.monotonic() < deadline, status
+        time.sleep(0.1)
+    again = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": job_id})
+    assert again.json()["JobStatus"] == "STOPPED"  # stopping twice is harmless
+    missing = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": "no-such-job"})
+    assert (missing.status_code, missing.json()["__type"]) == (400, "JobNotFoundException")
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        admin.describe_document_classification_job(JobId="no-such-job")
+    assert error_code(caught) == "JobNotFoundException"

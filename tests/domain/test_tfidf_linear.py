@@ -13,7 +13,15 @@ from scipy.special import softmax
 
 from tagloop.domain import tfidf_linear as tl
 from tagloop.domain.metrics import evaluate, indicator
-from tagloop.domain.models import chunks, comprehend_result, load_model, pack, predict, unpack
+from tagloop.domain.models import (
+    chunks,
+    comprehend_result,
+    comprehend_results,
+    load_model,
+    pack,
+    predict,
+    unpack,
+)
 from tagloop.domain.records import Mode
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.errors import ArtifactCorrupt, Stopped, TrainingFailed
@@ -570,6 +578,20 @@ def test_comprehend_result_multi_label(ml_model):
         ]
     }
     assert comprehend_result(ml_model, scores, [5, 3], top=1)["Labels"] == result["Labels"][:1]
+
+
+@pytest.mark.parametrize("which", ["mc", "ml"])
+def test_results_of_a_batch_are_the_results_of_each_row(which, mc_model, ml_model):
+    model = mc_model if which == "mc" else ml_model
+    scores = np.random.default_rng(7).random((50, len(model.labels)))
+    picks = model.decide(scores)
+    for top in (None, 2):
+        batch = comprehend_results(model, scores, picks, top)
+        assert batch == [
+            comprehend_result(model, row, pick, top) for row, pick in zip(scores, picks, strict=True)
+        ]
+        entries = batch[0].get("Classes") or batch[0]["Labels"]
+        assert all(type(entry["Score"]) is float for entry in entries)
 
 
 def test_a_texts_scores_do_not_depend_on_its_batch_and_match_scikit_learn(tickets):

@@ -27,6 +27,7 @@ from tagloop.domain.records import Mode
 from tagloop.errors import (
     AccessDenied,
     InvalidRequest,
+    JobNotFound,
     LimitExceeded,
     NotFound,
     TagloopError,
@@ -309,11 +310,22 @@ class ComprehendApi:
         }
         return {key: value for key, value in properties.items() if value is not None}
 
-    def _batch_job(self, job_id: str) -> dict[str, Any]:
-        job = self.tagloop.jobs.show(str(job_id))
-        if job["kind"] != "batch":
-            raise NotFound(f"no document classification job {job_id!r}")
+    def _batch_job(self, job_id: Any) -> dict[str, Any]:
+        try:
+            job = self.tagloop.jobs.show(str(job_id))
+        except NotFound:
+            job = None
+        if job is None or job["kind"] != "batch":
+            raise JobNotFound(f"no document classification job {job_id!r}")
         return job
+
+    def StopDocumentClassificationJob(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        job = self._batch_job(body.get("JobId", ""))
+        if job["status"] in ("COMPLETED", "FAILED"):
+            raise InvalidRequest(f"job {job['id']} is {job['status']}: only running jobs can be stopped")
+        if job["status"] != "STOPPED":
+            job = self.tagloop.jobs.stop(job["id"])
+        return {"JobId": job["id"], "JobStatus": job["status"]}
 
     def StartDocumentClassificationJob(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name, version = Arns.parse_classifier(str(body.get("DocumentClassifierArn", "")))

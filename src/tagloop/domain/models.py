@@ -102,8 +102,22 @@ def comprehend_result(
     Multi-class: ``{"Classes": [...]}`` with every class (or the ``top`` best) by score;
     multi-label: ``{"Labels": [...]}`` with the labels the model assigns, best first.
     """
+    return comprehend_results(model, np.asarray(scores)[None, :], [picks], top)[0]
+
+
+def comprehend_results(
+    model: TextModel, scores: np.ndarray, picks: Sequence[Sequence[int]], top: int | None = None
+) -> list[dict[str, Any]]:
+    """:func:`comprehend_result` for every row of ``scores`` at once (one sort, plain floats)."""
+    labels = model.labels
+    rows = scores.tolist()
     if model.mode is Mode.MULTI_CLASS:
-        order = np.argsort(-scores, kind="stable")[: top or None]
-        return {"Classes": [{"Name": model.labels[i], "Score": float(scores[i])} for i in order]}
-    chosen = list(picks)[: top or None]
-    return {"Labels": [{"Name": model.labels[i], "Score": float(scores[i])} for i in chosen]}
+        orders = np.argsort(-scores, axis=1, kind="stable")[:, : top or None].tolist()
+        return [
+            {"Classes": [{"Name": labels[i], "Score": row[i]} for i in order]}
+            for row, order in zip(rows, orders, strict=True)
+        ]
+    return [
+        {"Labels": [{"Name": labels[i], "Score": row[i]} for i in list(chosen)[: top or None]]}
+        for row, chosen in zip(rows, picks, strict=True)
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits
 from tagloop.domain.metrics import evaluate, label_universe
-from tagloop.domain.models import TextModel, chunks, comprehend_result, predict
+from tagloop.domain.models import TextModel, chunks, comprehend_results, predict
 from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
 from tagloop.services.catalog import resolve_version
@@ -71,7 +71,7 @@ class PredictionService:
         with parallel_scorer(model, processes) as score:
             for (_, problems), scores in score(batches, valid):
                 picks = model.decide(scores) if len(scores) else []
-                results = (comprehend_result(model, s, p, top) for s, p in zip(scores, picks, strict=True))
+                results = iter(comprehend_results(model, scores, picks, top))
                 for problem in problems:
                     if problem is None:
                         yield next(results)
