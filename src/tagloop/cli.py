@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
+import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -288,7 +289,7 @@ def classify(
                 if "Error" in result:
                     failures += 1
                 if as_json:
-                    write(json.dumps(result, ensure_ascii=False))
+                    write(orjson.dumps(result).decode())
                     write("\n")
                 else:
                     write(_human_result(result) + "\n")

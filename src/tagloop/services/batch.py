@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import orjson
 
 from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
@@ -211,7 +212,7 @@ class BatchShardJob:
             version = ModelVersionRepository(session).get(int(payload["version_id"]))
             model = self.models.get(version)
         names, texts = self._documents(payload)
-        lines: list[str] = []
+        lines: list[bytes] = []
         errors = 0
         chunk = 2_000
         for start in range(0, len(texts), chunk):
@@ -230,10 +231,10 @@ class BatchShardJob:
                     record["ErrorMessage"] = result["Error"]["Message"]
                 else:
                     record.update(result)
-                lines.append(json.dumps(record, ensure_ascii=False))
+                lines.append(orjson.dumps(record))  # UTF-8, unescaped, like ensure_ascii=False
             context.progress(min(0.99, (start + len(batch)) / max(1, len(texts))), "classifying")
         part = f"part-{int(payload['shard']):05d}.jsonl"
-        data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+        data = b"\n".join(lines) + b"\n" if lines else b""
         ArtifactStore(payload["output_dir"]).write_bytes(part, data)
         return {"part": part, "documents": len(lines), "errors": errors}
 

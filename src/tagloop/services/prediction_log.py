@@ -100,7 +100,7 @@ class _Unpacked:
             "endpoint": endpoint,
             "version_id": version_id,
             "text": text,
-            "result": orjson.loads(result),
+            "result": result.decode(),  # JSON text, stored as is
             "top_score": top_score,
             "created_at": datetime.fromtimestamp(created, UTC),
         }
