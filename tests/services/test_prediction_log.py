@@ -64,3 +64,24 @@ def test_a_disabled_log_records_nothing(make_tagloop):
     log = PredictionLog(tagloop.database, enabled=False)
     assert log.record("desk", 1, "text", {"Classes": []}) is None
     log.close()
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_row_that_cannot_be_written_does_not_lose_the_others(
+    writer, make_tagloop, database_url, tickets_csv
+):
+    tagloop = make_tagloop(database_url=database_url)
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    with tagloop.database.reading() as session:
+        version_id = session.scalar(select(ModelVersionRow.id))
+    log = PredictionLog(tagloop.database, flush_seconds=0.2)
+    if writer == "process":
+        log.use_process()
+    result = {"Classes": [{"Name": "HARDWARE", "Score": 1.0}]}
+    kept = [log.record("desk", version_id, f"text {i}", result) for i in range(3)]
+    log.record("desk", 999_999, "a version that does not exist", result)  # breaks the batch
+    kept += [log.record("desk", version_id, f"text {i}", result) for i in range(3, 6)]
+    log.close()
+    with tagloop.database.reading() as session:
+        written = set(session.scalars(select(PredictionRow.id)))
+    assert written == set(kept)

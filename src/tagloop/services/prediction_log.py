@@ -68,11 +68,23 @@ def write_batches(source: Any, database: Database, flush_seconds: float) -> None
             except queue.Empty:
                 break
         if batch:
-            try:
-                with database.transaction() as session:
-                    PredictionRepository(session).add_many(batch)
-            except Exception:
-                log.exception("writing %d logged predictions failed", len(batch))
+            _write(database, batch)
+
+
+def _write(database: Database, batch: list[dict[str, Any]]) -> None:
+    """One transaction for the batch; if it fails (say, a version deleted meanwhile), each row
+    on its own, so that one bad row does not lose the others."""
+    try:
+        with database.transaction() as session:
+            PredictionRepository(session).add_many(batch)
+        return
+    except Exception:
+        if len(batch) == 1:
+            log.exception("writing logged prediction %s failed", batch[0]["id"])
+            return
+        log.warning("writing %d logged predictions at once failed; writing them one by one", len(batch))
+    for row in batch:
+        _write(database, [row])
 
 
 class _Unpacked:
@@ -142,7 +154,10 @@ class PredictionLog:
         entries = result.get("Classes") or result.get("Labels") or []
         top_score = entries[0]["Score"] if entries else None
         if self._writer is None or not self._writer.is_alive():
-            self._start_writer()
+            try:
+                self._start_writer()
+            except Exception:  # logging must never fail the request: rows wait for the next try
+                log.exception("starting the prediction log writer failed")
         if self._in_process:  # a flat tuple with the result as JSON: cheap to hand over
             if len(self._buffer) < QUEUE_ROWS:  # deque appends and pops are atomic: no lock
                 packed = (
