@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
@@ -93,6 +94,10 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     @app.exception_handler(TagloopError)
     async def tagloop_error(_: Request, exc: TagloopError) -> JSONResponse:
         return _error(exc.http_status, exc.aws_type, exc.message)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # the client left before sending its body: no one to answer
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
