@@ -21,7 +21,7 @@ from tagloop.api.schemas import (
 from tagloop.errors import InvalidBody, LimitExceeded
 
 router = APIRouter(prefix="/v1")
-INLINE_DOCUMENTS = 8  # classify this few in the event loop; more go to a worker thread
+INLINE_DOCUMENTS = 8  # requests with this few texts are batched with the others of their event-loop turn
 
 
 def _app(request: Request) -> Any:
