@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__})
+        return JSONResponse({"status": "ok", "version": __version__, "process": os.getpid()})
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
