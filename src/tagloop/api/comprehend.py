@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.sigv4 import verify
+from tagloop.domain.limits import utf8_size_over
 from tagloop.domain.records import Mode
 from tagloop.errors import (
     AccessDenied,
@@ -57,10 +58,13 @@ def _aws_response(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type=CONTENT_TYPE)
 
 
+def aws_status(exc: TagloopError) -> int:
+    """AWS services answer client errors with 400 (403 for signature problems), both protocols."""
+    return exc.http_status if exc.http_status in (403, 500) else 400
+
+
 def aws_error(exc: TagloopError) -> Response:
-    # AWS JSON services answer client errors with 400 (403 for signature problems)
-    status = exc.http_status if exc.http_status in (403, 500) else 400
-    return _aws_response({"__type": exc.aws_type, "message": exc.message}, status)
+    return _aws_response({"__type": exc.aws_type, "message": exc.message}, aws_status(exc))
 
 
 class Arns:
@@ -126,7 +130,7 @@ class ComprehendApi:
         if not isinstance(text, str) or not text:
             raise InvalidRequest("Text is required")
         limit = self.tagloop.settings.max_classify_bytes
-        if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+        if utf8_size_over(text, limit) is not None:
             raise LimitExceeded(
                 f"Text is over the limit of {limit:,} bytes (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
             )
@@ -441,8 +445,7 @@ async def comprehend_cbor(operation: str, request: Request) -> Response:
             raise InvalidRequest("request body must be a CBOR map")
         return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
     except TagloopError as exc:
-        status = exc.http_status if exc.http_status in (403, 500) else 400
-        return _cbor_response({"__type": exc.aws_type, "message": exc.message}, status)
+        return _cbor_response({"__type": exc.aws_type, "message": exc.message}, aws_status(exc))
 
 
 def _cbor_response(payload: dict[str, Any], status: int = 200) -> Response:

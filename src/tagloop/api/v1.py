@@ -18,6 +18,7 @@ from tagloop.api.schemas import (
     EndpointUpdate,
     KeyCreate,
 )
+from tagloop.domain.limits import utf8_size_over
 from tagloop.errors import InvalidBody, LimitExceeded
 
 router = APIRouter(prefix="/v1")
@@ -60,7 +61,7 @@ def _check_limits(texts: list[str], settings: Any) -> None:
         )
     limit = settings.max_classify_bytes
     for text in texts:
-        if len(text) * 4 > limit and (size := len(text.encode("utf-8"))) > limit:  # encode only if needed
+        if (size := utf8_size_over(text, limit)) is not None:
             raise LimitExceeded(
                 f"text is {size:,} bytes, over the limit of {limit:,} (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
             )

@@ -24,3 +24,12 @@ class Limits:
             max_labels_multi_label=settings.max_labels_multi_label,
             min_docs_per_label=settings.min_docs_per_label,
         )
+
+
+def utf8_size_over(text: str, limit: int) -> int | None:
+    """The UTF-8 size of ``text`` if it is over ``limit`` bytes, else None. Encodes only when
+    the text could be over: UTF-8 takes at most 4 bytes a character."""
+    if len(text) * 4 <= limit:
+        return None
+    size = len(text.encode("utf-8"))
+    return size if size > limit else None

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tagloop.domain.formats import RawRow
-from tagloop.domain.limits import Limits
+from tagloop.domain.limits import Limits, utf8_size_over
 from tagloop.domain.records import LabelledText, Mode
 from tagloop.errors import DatasetInvalid, RowIssue
 
@@ -79,8 +79,8 @@ class DatasetValidator:
         text = raw.text.strip()
         if not text:
             return RowIssue(raw.line, "empty text")
-        size = len(text.encode("utf-8"))
-        if size > self.limits.max_text_bytes:
+        size = utf8_size_over(text, self.limits.max_text_bytes)
+        if size is not None:
             return RowIssue(
                 raw.line,
                 f"text is {size:,} bytes, over the limit of {self.limits.max_text_bytes:,} "

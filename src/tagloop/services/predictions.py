@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tagloop.domain.formats import FormatSpec
-from tagloop.domain.limits import Limits
+from tagloop.domain.limits import Limits, utf8_size_over
 from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.models import TextModel, chunks, comprehend_results, predict
 from tagloop.domain.records import Mode
@@ -37,10 +37,8 @@ class PredictionService:
         """Why ``text`` cannot be classified, or None."""
         if not text.strip():
             return InvalidRequest("empty text")
-        if len(text) * 4 <= self.settings.max_text_bytes:  # UTF-8 takes at most 4 bytes a character
-            return None
-        size = len(text.encode("utf-8"))
-        if size > self.settings.max_text_bytes:
+        size = utf8_size_over(text, self.settings.max_text_bytes)
+        if size is not None:
             return LimitExceeded(
                 f"text is {size:,} bytes, over the limit of {self.settings.max_text_bytes:,} "
                 "(setting TAGLOOP_MAX_TEXT_BYTES)"
