@@ -27,7 +27,6 @@ import orjson
 
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import PredictionRepository
-from tagloop.storage.tables import utcnow
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 1_000
@@ -43,8 +42,26 @@ def new_prediction_id() -> str:
     return f"{value:032x}"
 
 
+Packed = tuple[str, str, int, str, bytes, "float | None", float]
+"""A logged prediction as it travels to the writer: id, endpoint, version id, text, result as
+JSON, top score, Unix time. A flat tuple is cheap to queue and to hand to another process."""
+
+
+def _row(packed: Packed) -> dict[str, Any]:
+    prediction_id, endpoint, version_id, text, result, top_score, created = packed
+    return {
+        "id": prediction_id,
+        "endpoint": endpoint,
+        "version_id": version_id,
+        "text": text,
+        "result": result.decode(),  # JSON text, stored as is
+        "top_score": top_score,
+        "created_at": datetime.fromtimestamp(created, UTC),
+    }
+
+
 def write_batches(source: Any, database: Database, flush_seconds: float) -> None:
-    """Write rows from ``source`` (a queue) until it yields ``None``: everything that arrives
+    """Write packed rows from ``source`` (a queue) until it yields ``None``: everything that arrives
     within ``flush_seconds`` of the first pending row goes in one transaction (one commit per
     row would cost more than the prediction itself)."""
     closing = False
@@ -59,7 +76,7 @@ def write_batches(source: Any, database: Database, flush_seconds: float) -> None
             if item is None:
                 closing = True
                 break
-            batch.append(item)
+            batch.append(_row(item))
             remaining = deadline - time.monotonic()
             if len(batch) >= BATCH_ROWS or remaining <= 0:
                 break
@@ -92,9 +109,9 @@ class _Unpacked:
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self.pending: list[tuple[Any, ...] | None] = []
+        self.pending: list[Packed | None] = []
 
-    def get(self, timeout: float) -> dict[str, Any] | None:
+    def get(self, timeout: float) -> Packed | None:
         """The next row (``None`` at the end), or ``queue.Empty`` after ``timeout``."""
         if not self.pending:
             if not self.connection.poll(timeout):
@@ -103,19 +120,7 @@ class _Unpacked:
                 self.pending = list(reversed(self.connection.recv()))
             except EOFError:  # the server process is gone: write what came, then stop
                 self.pending = [None]
-        packed = self.pending.pop()
-        if packed is None:
-            return None
-        prediction_id, endpoint, version_id, text, result, top_score, created = packed
-        return {
-            "id": prediction_id,
-            "endpoint": endpoint,
-            "version_id": version_id,
-            "text": text,
-            "result": result.decode(),  # JSON text, stored as is
-            "top_score": top_score,
-            "created_at": datetime.fromtimestamp(created, UTC),
-        }
+        return self.pending.pop()
 
 
 def _writer_process(database_url: str, connection: Any, flush_seconds: float) -> None:
@@ -132,12 +137,12 @@ class PredictionLog:
         self.database = database
         self.enabled = enabled
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=QUEUE_ROWS)
+        self._queue: queue.Queue[Packed | None] = queue.Queue(maxsize=QUEUE_ROWS)
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
         # with a writer process: rows wait in a list; a thread sends each list in one message
         self._in_process = False
-        self._buffer: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._buffer: collections.deque[Packed] = collections.deque()
         self._process: multiprocessing.process.BaseProcess | None = None
         self._sender: Any = None
         self._closing = threading.Event()
@@ -158,32 +163,15 @@ class PredictionLog:
                 self._start_writer()
             except Exception:  # logging must never fail the request: rows wait for the next try
                 log.exception("starting the prediction log writer failed")
-        if self._in_process:  # a flat tuple with the result as JSON: cheap to hand over
+        packed = (prediction_id, endpoint, version_id, text, orjson.dumps(result), top_score, time.time())
+        if self._in_process:
             if len(self._buffer) < QUEUE_ROWS:  # deque appends and pops are atomic: no lock
-                packed = (
-                    prediction_id,
-                    endpoint,
-                    version_id,
-                    text,
-                    orjson.dumps(result),
-                    top_score,
-                    time.time(),
-                )
                 self._buffer.append(packed)
             else:
                 log.warning("prediction log buffer full: prediction %s not logged", prediction_id)
             return prediction_id
-        row = {
-            "id": prediction_id,
-            "endpoint": endpoint,
-            "version_id": version_id,
-            "text": text,
-            "result": result,
-            "top_score": top_score,
-            "created_at": utcnow(),
-        }
         try:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait(packed)
         except queue.Full:
             log.warning("prediction log queue full: prediction %s not logged", prediction_id)
         return prediction_id

@@ -374,21 +374,18 @@ class PredictionRepository:
         self.session = session
 
     def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows; a ``result`` given as ``str`` is JSON text already and stored as is
-        (no decode and encode again: the writer of a busy server inserts thousands a second)."""
-        encoded = [row for row in rows if isinstance(row["result"], str)]
-        plain = [row for row in rows if not isinstance(row["result"], str)]
-        if plain:
-            self.session.execute(insert(PredictionRow), plain)
-        if encoded:
-            table = PredictionRow.__table__
-            dialect = self.session.get_bind().dialect
-            text = bindparam("result", type_=Text)
-            if dialect.name == "postgresql":  # a text parameter cast to the column's JSONB
-                as_json: Any = cast(text, table.c.result.type.dialect_impl(dialect))
-            else:  # SQLite keeps JSON as text: store the text itself
-                as_json = type_coerce(text, Text)
-            self.session.execute(table.insert().values(result=as_json), encoded)
+        """Insert rows whose ``result`` is JSON text already, stored as is (no decode and encode
+        again: the writer of a busy server inserts thousands a second)."""
+        if not rows:
+            return
+        table = PredictionRow.__table__
+        dialect = self.session.get_bind().dialect
+        text = bindparam("result", type_=Text)
+        if dialect.name == "postgresql":  # a text parameter cast to the column's JSONB
+            as_json: Any = cast(text, table.c.result.type.dialect_impl(dialect))
+        else:  # SQLite keeps JSON as text: store the text itself
+            as_json = type_coerce(text, Text)
+        self.session.execute(table.insert().values(result=as_json), list(rows))
 
     def get(self, prediction_id: str) -> PredictionRow:
         row = self.session.get(PredictionRow, prediction_id)
