@@ -12,6 +12,7 @@ import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -25,11 +26,11 @@ POSTGRES_URL = os.environ.get("TAGLOOP_TEST_POSTGRES_URL", "postgresql://postgre
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database for this test session."""
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on the test server, dropped afterwards."""
     base = make_url(POSTGRES_URL)
-    name = f"tagloop_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
@@ -38,6 +39,20 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for this test session."""
+    with scratch_database("tagloop_test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (no schema at all), dropped at the end."""
+    with scratch_database("tagloop_fresh") as url:
+        yield url
 
 
 @pytest.fixture

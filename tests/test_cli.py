@@ -7,14 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 METRICS = [
     "Accuracy",
@@ -319,21 +315,6 @@ def test_db_upgrade_and_demo(tmp_path):
     )
     assert ok(again).strip() == "null"  # already there
     assert json.loads(ok(listed)) == []
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url) -> Iterator[str]:
-    """An empty PostgreSQL database of this test's own, dropped at the end."""
-    base = make_url(postgres_url)
-    name = f"tagloop_cli_{uuid.uuid4().hex[:12]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_server_database_needs_db_upgrade(fresh_postgres, tmp_path):

@@ -115,6 +115,18 @@ def wait_trained(comprehend, arn: str) -> dict:
         time.sleep(0.2)
 
 
+def trained_classifier(comprehend, name: str, data) -> str:
+    """The ARN of a classifier trained on ``data`` through the API (the test waits for it)."""
+    arn = comprehend.create_document_classifier(
+        DocumentClassifierName=name,
+        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+        InputDataConfig={"S3Uri": f"file://{data}"},
+        LanguageCode="en",
+    )["DocumentClassifierArn"]
+    assert wait_trained(comprehend, arn)["Status"] == "TRAINED"
+    return arn
+
+
 def wait_in_service(comprehend, arn: str) -> dict:
     """Poll DescribeEndpoint as Comprehend clients do, until the endpoint is IN_SERVICE."""
     deadline = time.monotonic() + 30
@@ -265,13 +277,7 @@ def test_an_expired_signature_is_refused(server):
 def test_batch_classification_jobs_with_boto3(server, tmp_path, make_client, protocol):
     url, keys, data = server
     admin = make_client(url, keys["admin"])
-    arn = admin.create_document_classifier(
-        DocumentClassifierName=f"batchdesk-{protocol}",
-        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
-        InputDataConfig={"S3Uri": f"file://{data}"},
-        LanguageCode="en",
-    )["DocumentClassifierArn"]
-    assert wait_trained(admin, arn)["Status"] == "TRAINED"
+    arn = trained_classifier(admin, f"batchdesk-{protocol}", data)
     source = tmp_path / "in.txt"
     source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
     started = admin.start_document_classification_job(
@@ -333,13 +339,7 @@ def test_stopping_classification_jobs(server, tmp_path, make_client, protocol):
     takes it, in Comprehend's conventions, for batch jobs that should not run to the end."""
     url, keys, data = server
     admin = make_client(url, keys["admin"])
-    arn = admin.create_document_classifier(
-        DocumentClassifierName=f"stopdesk-{protocol}",
-        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
-        InputDataConfig={"S3Uri": f"file://{data}"},
-        LanguageCode="en",
-    )["DocumentClassifierArn"]
-    assert wait_trained(admin, arn)["Status"] == "TRAINED"
+    arn = trained_classifier(admin, f"stopdesk-{protocol}", data)
     source = tmp_path / "many.txt"
     source.write_text("the printer on floor 3 is jammed again\n" * 200_000, encoding="utf-8")
     job_id = admin.start_document_classification_job(

@@ -8,18 +8,15 @@ behind the operator's back, the embedded one always is.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from tagloop.app import Tagloop
@@ -432,21 +429,6 @@ def test_deleting_a_version_and_a_classifier(store, tickets_csv):
 
 
 # ---- schema checks at start-up -------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url) -> Iterator[str]:
-    """An empty PostgreSQL database of this test's own, dropped at the end."""
-    base = make_url(postgres_url)
-    name = f"tagloop_fresh_{uuid.uuid4().hex[:12]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_an_out_of_date_server_schema_is_refused_not_migrated(fresh_postgres, tmp_path):

@@ -22,15 +22,31 @@ def test_ids_are_uuid7_in_time_order():
     assert first[:12] <= min(ids)[:12]  # the leading 48 bits are milliseconds
 
 
-@pytest.mark.parametrize("writer", ["thread", "process"])
-def test_every_recorded_prediction_is_written(writer, make_tagloop, database_url, tickets_csv):
+@pytest.fixture
+def desk(make_tagloop, database_url, tickets_csv):
+    """A trained classifier on each database, and the id of its version."""
     tagloop = make_tagloop(database_url=database_url)
     tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
     with tagloop.database.reading() as session:
-        version_id = session.scalar(select(ModelVersionRow.id))
-    log = PredictionLog(tagloop.database, flush_seconds=0.05)
-    if writer == "process":
-        log.use_process()
+        return tagloop, session.scalar(select(ModelVersionRow.id))
+
+
+@pytest.fixture(params=["thread", "process"])
+def make_log(request, desk):
+    """``make_log(flush_seconds)``: a prediction log writing from a thread or from a process."""
+
+    def make(flush_seconds: float) -> PredictionLog:
+        log = PredictionLog(desk[0].database, flush_seconds=flush_seconds)
+        if request.param == "process":
+            log.use_process()
+        return log
+
+    return make
+
+
+def test_every_recorded_prediction_is_written(desk, make_log):
+    tagloop, version_id = desk
+    log = make_log(0.05)
     _, model = tagloop.predictions.model("desk")
     texts = [f"printer {i} is jammed" for i in range(300)]
     results = list(tagloop.predictions.classify(model, texts))
@@ -66,17 +82,9 @@ def test_a_disabled_log_records_nothing(make_tagloop):
     log.close()
 
 
-@pytest.mark.parametrize("writer", ["thread", "process"])
-def test_a_row_that_cannot_be_written_does_not_lose_the_others(
-    writer, make_tagloop, database_url, tickets_csv
-):
-    tagloop = make_tagloop(database_url=database_url)
-    tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
-    with tagloop.database.reading() as session:
-        version_id = session.scalar(select(ModelVersionRow.id))
-    log = PredictionLog(tagloop.database, flush_seconds=0.2)
-    if writer == "process":
-        log.use_process()
+def test_a_row_that_cannot_be_written_does_not_lose_the_others(desk, make_log):
+    tagloop, version_id = desk
+    log = make_log(0.2)
     result = {"Classes": [{"Name": "HARDWARE", "Score": 1.0}]}
     kept = [log.record("desk", version_id, f"text {i}", result) for i in range(3)]
     log.record("desk", 999_999, "a version that does not exist", result)  # breaks the batch
