@@ -69,22 +69,20 @@ class NgramFeatures:
         get = self.tokens.get
         return [get(token, -1) for token in self._tokenize(text.lower())]
 
-    def _grams(self, ids: np.ndarray, doc: np.ndarray | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Columns of the n-grams found in the vocabulary, and (with ``doc``) their documents."""
+    def _grams(self, ids: np.ndarray, doc: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The documents and columns of the n-grams found in the vocabulary (``ids`` are the
+        token ids of every document in a row, ``doc`` the document of each)."""
         unigrams = self._unigram_columns[ids]
         known = unigrams >= 0
-        found_columns = [unigrams[known]]
-        found_docs = [] if doc is None else [doc[known]]
-        for n, keys in self._keys.items():
+        found_docs, found_columns = [doc[known]], [unigrams[known]]
+        for n, keys in self._keys.items():  # n > 1: unigrams are looked up directly above
             span = len(ids) - n + 1
             if span <= 0:
                 continue
             parts = [ids[i : i + span] for i in range(n)]
-            valid = parts[0] >= 0
-            for part in parts[1:]:
+            valid = doc[:span] == doc[n - 1 : n - 1 + span]  # an n-gram never spans two documents
+            for part in parts:
                 valid &= part >= 0
-            if doc is not None and n > 1:  # an n-gram never spans two documents
-                valid &= doc[:span] == doc[n - 1 : n - 1 + span]
             gram_keys = self._combine([part[valid] for part in parts])
             order = np.argsort(gram_keys)  # sorted queries make the binary searches cache-friendly
             gram_keys = gram_keys[order]
@@ -92,8 +90,7 @@ class NgramFeatures:
             where[where == len(keys)] = 0
             hit = keys[where] == gram_keys
             found_columns.append(self._columns[n][where[hit]])
-            if doc is not None:
-                found_docs.append(doc[:span][valid][order][hit])
+            found_docs.append(doc[:span][valid][order][hit])
         return found_docs, found_columns
 
     def _weights(self, counts: np.ndarray, columns: np.ndarray) -> np.ndarray:
