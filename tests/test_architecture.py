@@ -94,3 +94,43 @@ def test_ruff_clean():
         [ruff, "format", "--check", "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True
     )
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+def _requirement_names(requirements: list[str] | None) -> set[str]:
+    """Distribution names of requirements that apply without extras."""
+    from packaging.requirements import Requirement
+
+    names = set()
+    for line in requirements or []:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.add(_canonical(requirement.name))
+    return names
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def test_every_import_is_installed_by_the_runtime_dependencies():
+    """`make run` installs the package without extras: what src imports must come with it."""
+    import tomllib
+    from importlib import metadata
+
+    declared = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    installed, pending = set(), _requirement_names(declared)
+    while pending:  # the runtime dependencies and everything they require in turn
+        name = pending.pop()
+        installed.add(name)
+        pending |= _requirement_names(metadata.requires(name)) - installed
+    providers = metadata.packages_distributions()
+    missing = {}
+    for module, path in _modules():
+        for imported in _imports(path):
+            top = imported.split(".")[0]
+            if top == "tagloop" or top in sys.stdlib_module_names:
+                continue
+            dists = {_canonical(dist) for dist in providers.get(top, [])}
+            if not dists & installed:
+                missing.setdefault(top, module)
+    assert not missing, f"imported but not installed by [project].dependencies: {missing}"
