@@ -3,10 +3,10 @@
 scikit-learn's ``TfidfVectorizer.transform`` builds every n-gram as a new Python string and
 looks it up in a dictionary of (here) hundreds of thousands of strings: about 0.25 ms per
 20 Newsgroups document, most of the serving time. This computes the same matrix (same
-tokens, counts, sublinear tf, idf and l2 norm) from token ids: one dictionary lookup per
-token, then every n-gram of a whole batch becomes one integer key found by binary search
-in a sorted array. It covers the vocabularies the default recipe fits: lowercased words of
-``(?u)\\b\\w\\w+\\b``, n-grams joined by one space, no stop words.
+tokens, counts, sublinear tf, idf and l2 norm) from word ids (``word_ids``; small batches:
+``re`` and one dictionary lookup a word), then every n-gram of a whole batch becomes one
+integer key looked up in a ``KeyTable``. It covers the vocabularies the default recipe
+fits: lowercased words of ``(?u)\\b\\w\\w+\\b``, n-grams joined by one space, no stop words.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from tagloop.domain.key_table import KeyTable
+from tagloop.domain.word_ids import WORD_RUNS, WordIds
+
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 """scikit-learn's default token pattern, which the recipe trains with."""
-WORD_RUNS = r"\w\w+"
-"""The same tokens, found faster: a left-to-right scan only ever starts a match at the start
-of a run of word characters and takes the whole run, so the ``\b`` checks never fail."""
+ARRAY_TOKENIZING_CHARS = 1_000
+"""Batches of at least this many characters are tokenized by ``WordIds`` (whose fixed cost
+per call is about that of ``re`` on 1,000 characters), smaller ones by ``re``."""
 
 
 class NgramFeatures:
@@ -46,17 +49,14 @@ class NgramFeatures:
         self.max_n = max(grams, default=1)
         if self.radix**self.max_n >= 2**63:
             raise ValueError(f"{self.max_n}-grams over {self.radix:,} words do not fit 64-bit keys")
-        self._keys: dict[int, np.ndarray] = {}
-        self._columns: dict[int, np.ndarray] = {}
+        self._tables: dict[int, KeyTable] = {}
         self._unigram_columns = np.full(len(tokens) + 1, -1, dtype=np.int64)  # [-1]: unknown words
         unigrams = grams.pop(1, ([], []))
         self._unigram_columns[[tokens[words[0]] for words in unigrams[0]]] = unigrams[1]
         for n, (word_tuples, columns) in grams.items():
             ids = np.array([[tokens[w] for w in words] for words in word_tuples], dtype=np.int64)
-            keys = self._combine([ids[:, i] for i in range(n)])
-            order = np.argsort(keys, kind="stable")
-            self._keys[n] = keys[order]
-            self._columns[n] = np.asarray(columns, dtype=np.int64)[order]
+            self._tables[n] = KeyTable(self._combine([ids[:, i] for i in range(n)]), columns)
+        self._word_ids = WordIds(list(tokens))
 
     def _combine(self, parts: Sequence[np.ndarray]) -> np.ndarray:
         key = parts[0].astype(np.int64, copy=True)
@@ -65,9 +65,15 @@ class NgramFeatures:
             key += part
         return key
 
-    def token_ids(self, text: str) -> list[int]:
+    def _regex_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         get = self.tokens.get
-        return [get(token, -1) for token in self._tokenize(text.lower())]
+        flat: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        for row, text in enumerate(texts):
+            ids = [get(token, -1) for token in self._tokenize(text.lower())]
+            lengths[row] = len(ids)
+            flat.extend(ids)
+        return np.array(flat, dtype=np.int64), np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
 
     def _grams(self, ids: np.ndarray, doc: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The documents and columns of the n-grams found in the vocabulary (``ids`` are the
@@ -75,7 +81,7 @@ class NgramFeatures:
         unigrams = self._unigram_columns[ids]
         known = unigrams >= 0
         found_docs, found_columns = [doc[known]], [unigrams[known]]
-        for n, keys in self._keys.items():  # n > 1: unigrams are looked up directly above
+        for n, table in self._tables.items():  # n > 1: unigrams are looked up directly above
             span = len(ids) - n + 1
             if span <= 0:
                 continue
@@ -83,14 +89,10 @@ class NgramFeatures:
             valid = doc[:span] == doc[n - 1 : n - 1 + span]  # an n-gram never spans two documents
             for part in parts:
                 valid &= part >= 0
-            gram_keys = self._combine([part[valid] for part in parts])
-            order = np.argsort(gram_keys)  # sorted queries make the binary searches cache-friendly
-            gram_keys = gram_keys[order]
-            where = np.searchsorted(keys, gram_keys)
-            where[where == len(keys)] = 0
-            hit = keys[where] == gram_keys
-            found_columns.append(self._columns[n][where[hit]])
-            found_docs.append(doc[:span][valid][order][hit])
+            columns = table.get(self._combine([part[valid] for part in parts]))
+            hit = columns >= 0
+            found_columns.append(columns[hit])
+            found_docs.append(doc[:span][valid][hit])
         return found_docs, found_columns
 
     def _weights(self, counts: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -104,14 +106,11 @@ class NgramFeatures:
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Documents × features, float64, each row l2-normalized (rows without features stay zero)."""
         rows = len(texts)
-        flat: list[int] = []
-        lengths = np.zeros(rows, dtype=np.int64)
-        for row, text in enumerate(texts):
-            ids = self.token_ids(text)
-            lengths[row] = len(ids)
-            flat.extend(ids)
-        doc = np.repeat(np.arange(rows, dtype=np.int64), lengths)
-        found_docs, found_columns = self._grams(np.array(flat, dtype=np.int64), doc)
+        if sum(map(len, texts)) >= ARRAY_TOKENIZING_CHARS:
+            ids, doc = self._word_ids(texts)
+        else:
+            ids, doc = self._regex_ids(texts)
+        found_docs, found_columns = self._grams(ids, doc)
         pairs, counts = np.unique(
             np.concatenate(found_docs) * self.size + np.concatenate(found_columns), return_counts=True
         )
