@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import uuid
 
@@ -20,6 +21,21 @@ def test_ids_are_uuid7_in_time_order():
     assert len(set(ids)) == len(ids)
     assert uuid.UUID(first).variant == uuid.RFC_4122
     assert first[:12] <= min(ids)[:12]  # the leading 48 bits are milliseconds
+
+
+def _ids_from_a_forked_child(connection) -> None:
+    connection.send([new_prediction_id() for _ in range(100)])
+
+
+def test_a_forked_process_draws_other_ids_than_its_parent():
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_ids_from_a_forked_child, args=(sender,))
+    child.start()
+    theirs = receiver.recv()
+    child.join()
+    ours = [new_prediction_id() for _ in range(100)]
+    assert not {i[13:] for i in ours} & {i[13:] for i in theirs}  # random parts differ
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import random
 import signal
 import threading
 import time
@@ -33,10 +34,19 @@ BATCH_ROWS = 1_000
 QUEUE_ROWS = 100_000
 
 
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+
+
 def new_prediction_id() -> str:
-    """A UUID version 7 as 32 hex digits: 48 bits of Unix milliseconds, then random bits."""
+    """A UUID version 7 as 32 hex digits: 48 bits of Unix milliseconds, then random bits.
+
+    The random bits come from a generator seeded by the OS (again in a forked child), not
+    from ``os.urandom`` each time: that system call lets go of the GIL, and a batch of 1,000
+    predictions handed the GIL back and forth 1,000 times (9% of a batch request's time).
+    Prediction ids name predictions; they are not secrets (feedback needs a key)."""
     millis = time.time_ns() // 1_000_000
-    random_bits = int.from_bytes(os.urandom(10), "big")
+    random_bits = _random.getrandbits(80)
     value = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | (random_bits >> 68 & 0xFFF) << 64
     value |= 0b10 << 62 | random_bits & (2**62 - 1)
     return f"{value:032x}"
