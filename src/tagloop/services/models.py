@@ -20,6 +20,7 @@ class ModelCache:
         self.capacity = max(1, capacity)
         self._models: OrderedDict[tuple[int, str], TextModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[tuple[int, str], threading.Lock] = {}
 
     def __len__(self) -> int:
         return len(self._models)
@@ -30,22 +31,35 @@ class ModelCache:
         if not version.artifact_path or not version.artifact_sha256:
             raise ResourceUnavailable(f"model version {version.name} has no trained model ({version.status})")
         key = (version.id, version.artifact_sha256)
+        model = self._cached(key)
+        if model is not None:
+            if verify:
+                self.artifacts.read_bytes(version.artifact_path, version.artifact_sha256)
+            return model
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one thread loads a version; the others wait for it and share it
+            model = self._cached(key)
+            if model is not None:
+                return model
+            try:
+                model = load_model(self.artifacts.read_bytes(version.artifact_path, version.artifact_sha256))
+                # A model holds hundreds of thousands of objects that live as long as it is
+                # served: leave them out of the garbage collector's full passes, which would
+                # otherwise scan them again and again (a 50+ ms pause per pass).
+                gc.freeze()
+                with self._lock:
+                    self._models[key] = model
+                    while len(self._models) > self.capacity:
+                        self._models.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+        return model
+
+    def _cached(self, key: tuple[int, str]) -> TextModel | None:
         with self._lock:
             model = self._models.get(key)
             if model is not None:
                 self._models.move_to_end(key)
-        if model is not None and not verify:
             return model
-        stored = self.artifacts.read_bytes(version.artifact_path, version.artifact_sha256)
-        if model is not None:
-            return model
-        model = load_model(stored)
-        # A model holds hundreds of thousands of objects that live as long as it is served:
-        # leave them out of the garbage collector's full passes, which would otherwise scan
-        # them again and again (a 50+ ms pause per pass, the serving latency's worst tail).
-        gc.freeze()
-        with self._lock:
-            self._models[key] = model
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
-        return model
