@@ -20,9 +20,12 @@ Classify = Callable[[Any, list[str]], Iterable[dict[str, Any]]]
 
 
 class Coalescer:
-    def __init__(self, classify: Classify, max_documents: int = 256) -> None:
+    def __init__(
+        self, classify: Classify, max_documents: int = 256, observe: Callable[[int], None] | None = None
+    ) -> None:
         self.classify = classify
         self.max_documents = max_documents
+        self.observe = observe or (lambda documents: None)  # the size of each batch
         self._pending: dict[int, tuple[Any, list[tuple[list[str], asyncio.Future[list[Any]]]]]] = {}
         self.batches = 0
         self.documents = 0
@@ -49,6 +52,7 @@ class Coalescer:
         texts = [text for part, _ in waiting for text in part]
         self.batches += 1
         self.documents += len(texts)
+        self.observe(len(texts))
         try:
             results = list(self.classify(model, texts))
         except Exception as exc:  # every waiting request gets the error its own call would have

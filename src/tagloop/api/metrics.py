@@ -26,6 +26,12 @@ class ServerMetrics:
             ["endpoint", "label"],
             registry=self.registry,
         )
+        self.scored_together = Histogram(
+            "tagloop_scored_together_documents",
+            "Documents scored in one model call (small requests of one event-loop turn share a call)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+            registry=self.registry,
+        )
         self.models_loaded = Gauge(
             "tagloop_models_loaded", "Model versions loaded in this process", registry=self.registry
         )

@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app = FastAPI(title="tagloop", version=__version__, lifespan=lifespan)
     app.state.tagloop = tagloop
     app.state.metrics = metrics
-    app.state.coalescer = Coalescer(tagloop.predictions.classify)
+    app.state.coalescer = Coalescer(tagloop.predictions.classify, observe=metrics.scored_together.observe)
 
     app.add_middleware(
         MeasureAndLimit, metrics=metrics, max_body_bytes=lambda: tagloop.settings.max_body_bytes
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         return _error(422, "InvalidRequestException", details)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "process": os.getpid()})
 
     @app.get("/metrics", include_in_schema=False)

@@ -110,6 +110,7 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
     if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
         output = shaped(await request.app.state.coalescer(serving.model, texts))
     else:
+        request.app.state.metrics.scored_together.observe(len(texts))
         output = await run_in_threadpool(
             lambda: shaped(list(tagloop.predictions.classify(serving.model, texts)))
         )

@@ -4,7 +4,8 @@ Open addressing with linear probing, at most a quarter full, slots chosen by mul
 the key by an odd constant and keeping the top bits (Fibonacci hashing). A lookup of N keys
 is a handful of array operations over N plus a few over the keys that met another key in
 their first slot; sorting the queries and binary search (the alternative with numpy alone)
-costs about three times as much.
+costs about three times as much. Each round of probing costs several array operations
+however few keys are left, so the last few keys are found by binary search in a sorted copy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 
 ABSENT = -1
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_FEW = 2_048
+"""Probing stops once this few keys are still unresolved; a binary search finds those."""
 
 
 class DuplicateKeys(ValueError):
@@ -32,6 +35,8 @@ class KeyTable:
         self._mask = (1 << bits) - 1
         self._keys = np.zeros(1 << bits, dtype=np.uint64)
         self._ids = np.full(1 << bits, ABSENT, dtype=np.int64)
+        order = np.argsort(keys)
+        self._sorted_keys, self._sorted_ids = keys[order], ids[order]
         pending = np.arange(len(keys))
         probe = self._slots(keys)
         while len(pending):
@@ -55,11 +60,16 @@ class KeyTable:
         found = np.where(hit, ids, ABSENT)
         pending = np.flatnonzero(~hit & (ids != ABSENT))  # another key holds the slot: probe on
         probe = slots[pending]
-        while len(pending):
+        while len(pending) > _FEW:
             probe = (probe + 1) & self._mask
             ids = self._ids.take(probe)
             hit = self._keys.take(probe) == keys[pending]
             found[pending[hit]] = ids[hit]
             more = ~hit & (ids != ABSENT)
             pending, probe = pending[more], probe[more]
+        if len(pending):  # a few keys left: one binary search beats more rounds of probing
+            where = np.searchsorted(self._sorted_keys, keys[pending])
+            where[where == len(self._sorted_keys)] = 0
+            hit = self._sorted_keys[where] == keys[pending] if len(self._sorted_keys) else where < 0
+            found[pending[hit]] = self._sorted_ids[where[hit]]
         return found

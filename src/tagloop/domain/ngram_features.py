@@ -103,8 +103,9 @@ class NgramFeatures:
         weights *= self.idf[columns]
         return weights
 
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Documents × features, float64, each row l2-normalized (rows without features stay zero)."""
+    def transform(self, texts: Sequence[str], dtype: type = np.float64) -> sp.csr_matrix:
+        """Documents × features, each row l2-normalized (rows without features stay zero);
+        computed in float64 and stored as ``dtype``."""
         rows = len(texts)
         if sum(map(len, texts)) >= ARRAY_TOKENIZING_CHARS:
             ids, doc = self._word_ids(texts)
@@ -115,9 +116,11 @@ class NgramFeatures:
             np.concatenate(found_docs) * self.size + np.concatenate(found_columns), return_counts=True
         )
         docs, columns = np.divmod(pairs, self.size)
-        indptr = np.zeros(rows + 1, dtype=np.int64)
+        index = np.int32 if len(pairs) < 2**31 and self.size < 2**31 else np.int64  # scipy's own choice
+        indptr = np.zeros(rows + 1, dtype=index)
         np.cumsum(np.bincount(docs, minlength=rows), out=indptr[1:])
         weights = self._weights(counts, columns)
         norms = np.sqrt(np.bincount(docs, weights=weights**2, minlength=rows))
         weights /= norms[docs]  # rows without features have no entries to divide
-        return sp.csr_matrix((weights, columns, indptr), shape=(rows, self.size))
+        data = (weights.astype(dtype, copy=False), columns.astype(index), indptr)
+        return sp.csr_matrix(data, shape=(rows, self.size))  # index arrays as scipy keeps them: no copies
