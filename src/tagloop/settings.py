@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         100_000, gt=0, description="Largest text (UTF-8 bytes) per classify call."
     )
     max_classify_documents: int = Field(1_000, gt=0, description="Most texts in one classify call.")
+    classify_top_classes: int = Field(
+        3,
+        ge=0,
+        description="Classes per document in real-time answers of a multi-class model, best first "
+        "(Amazon Comprehend answers with 3); 0: all. The /v1 API's `top` overrides it per call.",
+    )
     max_body_bytes: int = Field(16_000_000, gt=0, description="Largest HTTP request body.")
     endpoint_refresh_seconds: float = Field(
         0.5, gt=0, description="How often a server re-reads where an endpoint points."

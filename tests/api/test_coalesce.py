@@ -34,6 +34,21 @@ def test_requests_of_one_turn_share_a_batch_and_get_their_own_results(desk):
     assert answers[2][0]["Error"]["Code"] == "InvalidRequestException"  # per text, not per batch
 
 
+def test_requests_asking_for_different_top_classes_get_them(desk):
+    tagloop, model = desk
+    coalescer = Coalescer(tagloop.predictions.classify)
+    tops = [None, 1, 2, 1, None]
+
+    async def main():
+        return await asyncio.gather(*(coalescer(model, ["the printer is jammed"], top) for top in tops))
+
+    answers = asyncio.run(main())
+    every = len(model.labels)
+    assert [len(answer[0]["Classes"]) for answer in answers] == [every, 1, 2, 1, every]
+    assert coalescer.batches == 3  # one model call for each number of classes asked for
+    assert answers[1][0]["Classes"] == answers[0][0]["Classes"][:1]
+
+
 def test_a_lone_request_and_later_turns_get_batches_of_their_own(desk):
     tagloop, model = desk
     coalescer = Coalescer(tagloop.predictions.classify, max_documents=2)
@@ -52,7 +67,7 @@ def test_a_lone_request_and_later_turns_get_batches_of_their_own(desk):
 def test_a_failing_batch_fails_every_request_in_it(desk):
     _, model = desk
 
-    def broken(model, texts):
+    def broken(model, texts, top):
         raise RuntimeError("scoring failed")
 
     coalescer = Coalescer(broken)

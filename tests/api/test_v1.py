@@ -47,8 +47,7 @@ def test_classify_one_text(served):
     assert body["model_version"] == "v1"
     assert body["endpoint"] == "desk"
     scores = [entry["score"] for entry in body["classes"]]
-    assert scores == sorted(scores, reverse=True)
-    assert abs(sum(scores) - 1) < 1e-6
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)  # the best 3 by default
     assert body["classes"][0]["name"] == "NETWORK"
     assert body["prediction_id"]
     tagloop.prediction_log.close()  # flush
@@ -58,6 +57,37 @@ def test_classify_one_text(served):
         logged = PredictionRepository(session).get(body["prediction_id"])
     assert logged.text == "my vpn keeps dropping"
     assert logged.endpoint == "desk"
+    assert [c["Name"] for c in logged.result["Classes"]] == [c["name"] for c in body["classes"]]
+
+
+@pytest.mark.parametrize(("top", "expected"), [(0, 6), (1, 1), (5, 5), (50, 6)])
+def test_classify_with_top(served, top, expected):
+    client, _, keys = served
+    every = client.post(
+        "/v1/endpoints/desk/classify",
+        json={"texts": ["my vpn keeps dropping"], "top": 0},
+        headers=bearer(keys["classify"]),
+    ).json()["results"][0]["classes"]
+    assert abs(sum(entry["score"] for entry in every) - 1) < 1e-6  # all classes: the whole distribution
+    text = "my vpn keeps dropping"
+    for body in ({"text": text, "top": top}, {"texts": [text], "top": top}):
+        response = client.post("/v1/endpoints/desk/classify", json=body, headers=bearer(keys["classify"]))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        classes = answer["classes"] if "text" in body else answer["results"][0]["classes"]
+        assert classes == every[:expected]
+
+
+@pytest.mark.parametrize("top", [-1, "3", 1.5, True])
+def test_classify_rejects_a_bad_top(served, top):
+    client, _, keys = served
+    response = client.post(
+        "/v1/endpoints/desk/classify",
+        json={"text": "my vpn keeps dropping", "top": top},
+        headers=bearer(keys["classify"]),
+    )
+    assert response.status_code == 422
+    assert "top" in response.json()["error"]["message"]
 
 
 def test_classify_many_texts(served):

@@ -234,3 +234,16 @@ def test_forked_scoring_gives_the_same_results_in_order(trained, tickets):
     forked = list(tagloop.predictions.classify(model, texts, chunk=50, processes=2))
     assert forked == alone
     assert len(forked) == len(texts) and "Error" in forked[-1]
+
+
+def test_real_time_answers_list_the_best_classes_the_setting_names(trained, make_tagloop):
+    tagloop, _, _ = trained
+    _, model = tagloop.predictions.model("desk")
+    assert tagloop.predictions.answer_top(model) == 3  # Amazon Comprehend's number
+    assert tagloop.predictions.answer_top(model, 1) == 1
+    assert tagloop.predictions.answer_top(model, 0) is None  # every class
+    every = make_tagloop(classify_top_classes=0)
+    assert every.predictions.answer_top(model) is None
+    (result,) = tagloop.predictions.classify(model, ["the printer is jammed"], 3)
+    (full,) = every.predictions.classify(model, ["the printer is jammed"], None)
+    assert result["Classes"] == full["Classes"][:3] and len(full["Classes"]) == len(model.labels)

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-Classify = Callable[[Any, list[str]], Iterable[dict[str, Any]]]
+Classify = Callable[[Any, list[str], "int | None"], Iterable[dict[str, Any]]]
 
 
 class Coalescer:
@@ -29,15 +29,18 @@ class Coalescer:
         self.classify = classify
         self.max_documents = max_documents
         self.observe = observe or (lambda documents: None)  # the size of each batch
-        self._pending: dict[int, tuple[Any, list[tuple[list[str], asyncio.Future[list[Any]]]]]] = {}
+        self._pending: dict[
+            tuple[int, int | None], tuple[Any, list[tuple[list[str], asyncio.Future[list[Any]]]]]
+        ] = {}
         self.batches = 0
         self.documents = 0
 
-    async def __call__(self, model: Any, texts: list[str]) -> list[dict[str, Any]]:
-        """The results for ``texts``, scored with whatever else arrived in this turn."""
+    async def __call__(self, model: Any, texts: list[str], top: int | None = None) -> list[dict[str, Any]]:
+        """The results for ``texts`` (``top`` classes each, None: all), scored with whatever
+        else arrived in this turn and asked for as many classes."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        key = id(model)
+        key = (id(model), top)
         entry = self._pending.get(key)
         if entry is None or sum(len(t) for t, _ in entry[1]) + len(texts) > self.max_documents:
             if entry is not None:
@@ -47,7 +50,7 @@ class Coalescer:
         entry[1].append((texts, future))
         return await future
 
-    def _flush(self, key: int) -> None:
+    def _flush(self, key: tuple[int, int | None]) -> None:
         entry = self._pending.pop(key, None)
         if entry is None:
             return
@@ -57,7 +60,7 @@ class Coalescer:
         self.documents += len(texts)
         self.observe(len(texts))
         try:
-            results = list(self.classify(model, texts))
+            results = list(self.classify(model, texts, key[1]))
         except Exception as exc:  # every waiting request gets the error its own call would have
             for _, future in waiting:
                 if not future.done():

@@ -122,7 +122,9 @@ class ComprehendApi:
 
     def ClassifyDocument(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - AWS operation names
         text, serving = self.classify_request(body)
-        return self.classified(text, serving, next(self.tagloop.predictions.classify(serving.model, [text])))
+        predictions = self.tagloop.predictions
+        top = predictions.answer_top(serving.model)
+        return self.classified(text, serving, next(predictions.classify(serving.model, [text], top)))
 
     def classify_request(self, body: dict[str, Any]) -> tuple[str, Any]:
         """The text of a ClassifyDocument call, checked, and what its endpoint serves."""
@@ -396,7 +398,8 @@ async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[
     api = ComprehendApi(tagloop)
     if operation == "ClassifyDocument" and _cached_endpoint(tagloop, body):
         text, serving = api.classify_request(body)
-        (result,) = await request.app.state.coalescer(serving.model, [text])
+        top = tagloop.predictions.answer_top(serving.model)
+        (result,) = await request.app.state.coalescer(serving.model, [text], top)
         return api.classified(text, serving, result)
     return await run_in_threadpool(handler, api, body)
 

@@ -10,6 +10,12 @@ from pydantic import BaseModel, Field, model_validator
 class ClassifyRequest(BaseModel):
     text: str | None = Field(None, description="One document.")
     texts: list[str] | None = Field(None, description="Several documents (up to the batch limit).")
+    top: int | None = Field(
+        None,
+        ge=0,
+        description="Classes per document, best first (0: all); default: the server's "
+        "TAGLOOP_CLASSIFY_TOP_CLASSES (3) for a multi-class model, every assigned label otherwise.",
+    )
 
     @model_validator(mode="after")
     def one_of(self) -> ClassifyRequest:

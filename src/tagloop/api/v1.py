@@ -29,8 +29,9 @@ def _app(request: Request) -> Any:
     return request.app.state.tagloop
 
 
-def _texts(body: bytes) -> tuple[list[str], bool]:
-    """The texts of a classify body, and whether it sent one ``text`` (else ``texts``).
+def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
+    """The texts of a classify body, whether it sent one ``text`` (else ``texts``), and the
+    ``top`` it asked for.
 
     Parsed by hand rather than by a pydantic model: this is the hot path, and the schema
     (``ClassifyRequest``) is still what the OpenAPI document shows.
@@ -41,16 +42,18 @@ def _texts(body: bytes) -> tuple[list[str], bool]:
         raise InvalidBody(f"body: not valid JSON ({exc})") from exc
     if not isinstance(payload, dict):
         raise InvalidBody("body: send a JSON object with `text` or `texts`")
-    text, texts = payload.get("text"), payload.get("texts")
+    text, texts, top = payload.get("text"), payload.get("texts"), payload.get("top")
+    if top is not None and (type(top) is not int or top < 0):
+        raise InvalidBody("body.top: must be a whole number, 0 or more (0: every class)")
     if (text is None) == (texts is None):
         raise InvalidBody("body: send exactly one of `text` or `texts`")
     if text is not None:
         if not isinstance(text, str):
             raise InvalidBody("body.text: must be a string")
-        return [text], True
+        return [text], True, top
     if not isinstance(texts, list) or not all(isinstance(item, str) for item in texts):
         raise InvalidBody("body.texts: must be a list of strings")
-    return texts, False
+    return texts, False, top
 
 
 def _check_limits(texts: list[str], settings: Any) -> None:
@@ -89,10 +92,11 @@ CLASSIFY_DOCS = {
 async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
     """Classify one document (`text`) or up to the batch limit (`texts`) with the endpoint's model."""
     tagloop = _app(request)
-    texts, single = _texts(await request.body())
+    texts, single, asked = _texts(await request.body())
     _check_limits(texts, tagloop.settings)
     serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
     counter = request.app.state.metrics.predicted
+    top = tagloop.predictions.answer_top(serving.model, asked)
 
     def shaped(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         record = tagloop.prediction_log.record
@@ -108,11 +112,11 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
         return output
 
     if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
-        output = shaped(await request.app.state.coalescer(serving.model, texts))
+        output = shaped(await request.app.state.coalescer(serving.model, texts, top))
     else:
         request.app.state.metrics.scored_together.observe(len(texts))
         output = await run_in_threadpool(
-            lambda: shaped(list(tagloop.predictions.classify(serving.model, texts)))
+            lambda: shaped(list(tagloop.predictions.classify(serving.model, texts, top)))
         )
     head = {"model_version": serving.version, "endpoint": name}
     body = head | output[0] if single else head | {"results": output}

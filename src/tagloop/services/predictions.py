@@ -33,6 +33,15 @@ class PredictionService:
             found = resolve_version(session, row, version)
         return found.name, self.models.get(found)
 
+    def answer_top(self, model: TextModel, requested: int | None = None) -> int | None:
+        """How many classes a real-time answer lists (None: all): ``requested`` (0: all) or,
+        for a multi-class model, the setting; a multi-label model lists every label it assigns."""
+        if requested is not None:
+            return requested or None
+        if model.mode is Mode.MULTI_CLASS:
+            return self.settings.classify_top_classes or None
+        return None
+
     def text_problem(self, text: str) -> TagloopError | None:
         """Why ``text`` cannot be classified, or None."""
         if not text.strip():
