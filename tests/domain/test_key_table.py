@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagloop.domain.key_table import ABSENT, DuplicateKeys, KeyTable
+from tagloop.domain import key_table
+from tagloop.domain.key_table import ABSENT, KeyTable, DuplicateKeys
 
 MULTIPLIER = 0x9E3779B97F4A7C15
 
@@ -42,5 +43,19 @@ def test_empty_table_and_empty_queries():
 
 
 def test_duplicate_keys_are_refused():
-    with pytest.raises(DuplicateKeys):
+    with pytest.raises(DuplicateKeys, match="duplicate"):
         KeyTable(np.array([3, 4, 3], dtype=np.uint64), np.array([0, 1, 2]))
+    table = KeyTable(np.array([0, 2**64 - 1], dtype=np.uint64), np.array([7, 8]))  # any 64-bit key
+    assert table.get(np.array([2**64 - 1, 0, 3], dtype=np.uint64)).tolist() == [8, 7, ABSENT]
+
+
+@pytest.mark.parametrize("few", [0, 5, 10_000])
+def test_probing_and_binary_search_find_the_same(monkeypatch, few):
+    monkeypatch.setattr(key_table, "_FEW", few)  # 0: probe to the end; 10,000: search at once
+    inverse = pow(MULTIPLIER, -1, 1 << 64)
+    crowded = [(((9 << 58) + i) * inverse) % (1 << 64) for i in range(60)]
+    keys = np.array(crowded + list(range(1, 3_000, 3)), dtype=np.uint64)
+    table = KeyTable(keys, np.arange(len(keys)))
+    queries = np.concatenate([keys, np.arange(0, 3_000, 3).astype(np.uint64)])  # none is 1 mod 3
+    expected = list(range(len(keys))) + [ABSENT] * 1_000
+    assert table.get(queries).tolist() == expected
