@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tagloop.domain import key_table
-from tagloop.domain.key_table import ABSENT, KeyTable, DuplicateKeys
+from tagloop.domain.key_table import ABSENT, DuplicateKeys, KeyTable
 
 MULTIPLIER = 0x9E3779B97F4A7C15
 
