@@ -22,6 +22,7 @@ from cbor2 import CBORTag
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from tagloop.api.direct import DirectRoute
 from tagloop.api.sigv4 import verify
 from tagloop.domain.limits import utf8_size_over
 from tagloop.domain.records import Mode
@@ -37,7 +38,7 @@ from tagloop.errors import (
 from tagloop.services.batch import BatchRequest
 from tagloop.services.training import TrainRequest
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)  # hot: answered ahead of the app's stack
 SERVICE = "Comprehend_20171127"
 TARGET_PREFIX = f"{SERVICE}."
 TIMESTAMPS = frozenset(

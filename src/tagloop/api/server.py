@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tagloop import __version__
 from tagloop.api import comprehend, v1
 from tagloop.api.coalesce import Coalescer
+from tagloop.api.direct import DirectApp
 from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
 from tagloop.errors import TagloopError
@@ -83,14 +84,13 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         yield
         tagloop.close()
 
-    app = FastAPI(title="tagloop", version=__version__, lifespan=lifespan)
+    app = DirectApp(title="tagloop", version=__version__, lifespan=lifespan)
     app.state.tagloop = tagloop
     app.state.metrics = metrics
     app.state.coalescer = Coalescer(tagloop.predictions.classify, observe=metrics.scored_together.observe)
 
-    app.add_middleware(
-        MeasureAndLimit, metrics=metrics, max_body_bytes=lambda: tagloop.settings.max_body_bytes
-    )
+    limits = {"metrics": metrics, "max_body_bytes": lambda: tagloop.settings.max_body_bytes}
+    app.add_middleware(MeasureAndLimit, **limits)
 
     @app.exception_handler(TagloopError)
     async def tagloop_error(_: Request, exc: TagloopError) -> JSONResponse:
@@ -127,4 +127,6 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
 
     app.include_router(v1.router)
     app.include_router(comprehend.router)
+    # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)
+    app.go_direct(lambda inner: MeasureAndLimit(inner, **limits), [v1.router, comprehend.router])
     return app
