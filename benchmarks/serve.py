@@ -10,6 +10,11 @@ at a given offered load is the figure a client sees); then batch classify (`{"te
 docs]}`) docs/s from one client and from two clients per worker, and the equivalent
 Comprehend inference units (2 docs/s each).
 Targets: classify ≥ 50% of /healthz req/s; p99 ≤ 20 ms at 32 connections; batch ≥ 10,000 docs/s.
+
+What the ratio compares: tagloop's /healthz is an ordinary (async) FastAPI route, through the
+app's routing and middleware stack; classify is a direct route that skips that stack
+(`tagloop.api.direct`). For the floor, the same run also measures a bare ASGI app under the
+same uvicorn set-up (`bare_asgi.py`, one process) and prints classify against it too.
 """
 
 from __future__ import annotations
@@ -98,6 +103,28 @@ def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[s
         "p99": millis("99"),
         "bad": (int(non_2xx[1]) if non_2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
     }
+
+
+def bare_floor(connections: int, seconds: int) -> dict[str, float]:
+    """wrk against a bare ASGI app (``bare_asgi.py``) under uvicorn with httptools and asyncio."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(ROOT / "benchmarks")]
+    command += ["--port", str(port), "--http", "httptools", "--loop", "asyncio", "--no-access-log"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the bare ASGI server did not start") from None
+                time.sleep(0.2)
+        return wrk(f"http://127.0.0.1:{port}/", connections, seconds, None)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def batch_throughput(base: str, headers: dict[str, str], body: bytes, clients: int, rounds: int) -> float:
@@ -204,6 +231,7 @@ def main() -> None:
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=30)
+    floor = {c: bare_floor(c, args.seconds) for c in map(int, args.connections.split(","))}
     print(f"cores: {os.cpu_count()}, {args.seconds} s per run, wrk -t 1\n")
     print(
         "| workers | conn | classify req/s | p50 ms | p99 ms | healthz req/s | healthz p99 | ratio | failed |"
@@ -230,6 +258,13 @@ def main() -> None:
     for workers, by_clients in batch_rates.items():
         for clients, rate in by_clients.items():
             print(f"| {workers} | {clients} | {rate:,.0f} | {rate / 2:,.0f} |")
+    print("\nthe floor: a bare ASGI app, same uvicorn set-up, one process (bare_asgi.py):\n")
+    print("| conn | bare req/s | bare p99 ms | classify (1 worker) / bare |")
+    print("|---:|---:|---:|---:|")
+    for connections, bare in floor.items():
+        one = next((row[2]["rps"] for row in rows if row[0] == 1 and row[1] == connections), None)
+        share = f"{one / bare['rps']:.0%}" if one else "-"
+        print(f"| {connections} | {bare['rps']:,.0f} | {bare['p99']:.1f} | {share} |")
     best = max(row[2]["rps"] for row in rows)
     print(f"\nsingle-document classify at best {best:,.0f} req/s = {best / 2:,.0f} inference units")
     print("\ntargets:")

@@ -94,7 +94,7 @@ class DirectApp(FastAPI):
     async def _handled(self, request: Request, exc: Exception) -> Response:
         for kind in type(exc).__mro__:
             handler = self.exception_handlers.get(kind)
-            if handler is not None and kind is not Exception:
+            if handler is not None:
                 return await handler(request, exc)
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(
