@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     classify_top_classes: int = Field(
         3,
         ge=0,
-        description="Classes per document in real-time answers of a multi-class model, best first "
-        "(Amazon Comprehend answers with 3); 0: all. The /v1 API's `top` overrides it per call.",
+        description="Classes per document in real-time answers and batch-job output of a multi-class "
+        "model, best first (Amazon Comprehend lists 3); 0: all. /v1 classify's `top` overrides it.",
     )
     max_body_bytes: int = Field(16_000_000, gt=0, description="Largest HTTP request body.")
     endpoint_refresh_seconds: float = Field(

@@ -9,8 +9,8 @@ dependencies that are coroutines taking the ``Request`` (the scope checks of
 ``DirectApp`` (the FastAPI app) answers requests for its direct routes before its own
 stack: each passes through the same ``outer`` middleware as every request (limits and
 metrics) and its errors through the app's exception handlers, but not through the seven
-layers of routing and middleware FastAPI and Starlette put around every route (about 120
-µs a request here, as much as scoring a document). Everything else goes the usual way.
+layers of routing and middleware FastAPI and Starlette put around every route (65-90 µs a
+classify request here: +30 % req/s). Everything else goes the usual way.
 """
 
 from __future__ import annotations

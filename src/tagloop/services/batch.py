@@ -212,6 +212,7 @@ class BatchShardJob:
             version = ModelVersionRepository(session).get(int(payload["version_id"]))
             model = self.models.get(version)
         names, texts = self._documents(payload)
+        top = self.predictions.answer_top(model)  # the best 3 classes a line, as Comprehend writes
         lines: list[bytes] = []
         errors = 0
         chunk = 2_000
@@ -220,7 +221,7 @@ class BatchShardJob:
                 raise Stopped("stopped on request")
             batch = texts[start : start + chunk]
             for (file, line), result in zip(
-                names[start : start + chunk], self.predictions.classify(model, batch), strict=True
+                names[start : start + chunk], self.predictions.classify(model, batch, top), strict=True
             ):
                 record: dict[str, Any] = {"File": file}
                 if line is not None:

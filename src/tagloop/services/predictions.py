@@ -34,8 +34,9 @@ class PredictionService:
         return found.name, self.models.get(found)
 
     def answer_top(self, model: TextModel, requested: int | None = None) -> int | None:
-        """How many classes a real-time answer lists (None: all): ``requested`` (0: all) or,
-        for a multi-class model, the setting; a multi-label model lists every label it assigns."""
+        """How many classes an API answer or batch-job line lists (None: all): ``requested``
+        (0: all) or, for a multi-class model, the setting; a multi-label model lists every
+        label it assigns."""
         if requested is not None:
             return requested or None
         if model.mode is Mode.MULTI_CLASS:
