@@ -28,15 +28,15 @@ class KeyTable:
     def __init__(self, keys: np.ndarray, ids: np.ndarray) -> None:
         keys = np.asarray(keys, dtype=np.uint64)
         ids = np.asarray(ids, dtype=np.int64)
-        if len(np.unique(keys)) != len(keys):
-            raise DuplicateKeys(f"{len(keys) - len(np.unique(keys))} duplicate keys")
+        order = np.argsort(keys)
+        self._sorted_keys, self._sorted_ids = keys[order], ids[order]
+        if (repeated := int(np.count_nonzero(self._sorted_keys[1:] == self._sorted_keys[:-1]))) > 0:
+            raise DuplicateKeys(f"{repeated} duplicate keys")
         bits = max(4, int(np.ceil(np.log2(max(len(keys), 1) * 4))))
         self._shift = np.uint64(64 - bits)
         self._mask = (1 << bits) - 1
         self._keys = np.zeros(1 << bits, dtype=np.uint64)
         self._ids = np.full(1 << bits, ABSENT, dtype=np.int64)
-        order = np.argsort(keys)
-        self._sorted_keys, self._sorted_ids = keys[order], ids[order]
         pending = np.arange(len(keys))
         probe = self._slots(keys)
         while len(pending):

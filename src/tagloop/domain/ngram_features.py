@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,27 +36,27 @@ class NgramFeatures:
         self.idf = np.asarray(idf, dtype=np.float64)
         self.sublinear_tf = sublinear_tf
         self._tokenize = re.compile(WORD_RUNS).findall
-        grams: dict[int, tuple[list[tuple[str, ...]], list[int]]] = {}
-        tokens: dict[str, int] = {}
-        for term, column in vocabulary.items():
-            words = tuple(term.split(" "))
-            for word in words:
-                tokens.setdefault(word, len(tokens))
-            entry = grams.setdefault(len(words), ([], []))
-            entry[0].append(words)
-            entry[1].append(column)
+        terms = list(vocabulary)
+        columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(terms))
+        words = " ".join(terms).split(" ")  # every word of every term, in order
+        tokens = {word: i for i, word in enumerate(dict.fromkeys(words))}
+        word_ids = np.fromiter(map(tokens.__getitem__, words), dtype=np.int64, count=len(words))
+        lengths = np.fromiter(map(str.count, terms, repeat(" ")), dtype=np.int64, count=len(terms)) + 1
+        starts = np.cumsum(lengths) - lengths  # where each term's words begin in word_ids
         self.tokens = tokens
         self.radix = max(len(tokens), 1)
-        self.max_n = max(grams, default=1)
+        self.max_n = int(lengths.max(initial=1))
         if self.radix**self.max_n >= 2**63:
             raise ValueError(f"{self.max_n}-grams over {self.radix:,} words do not fit 64-bit keys")
         self._tables: dict[int, KeyTable] = {}
         self._unigram_columns = np.full(len(tokens) + 1, -1, dtype=np.int64)  # [-1]: unknown words
-        unigrams = grams.pop(1, ([], []))
-        self._unigram_columns[[tokens[words[0]] for words in unigrams[0]]] = unigrams[1]
-        for n, (word_tuples, columns) in grams.items():
-            ids = np.array([[tokens[w] for w in words] for words in word_tuples], dtype=np.int64)
-            self._tables[n] = KeyTable(self._combine([ids[:, i] for i in range(n)]), columns)
+        unigrams = lengths == 1
+        self._unigram_columns[word_ids[starts[unigrams]]] = columns[unigrams]
+        for n in range(2, self.max_n + 1):
+            chosen = lengths == n
+            if chosen.any():
+                parts = [word_ids[starts[chosen] + i] for i in range(n)]
+                self._tables[n] = KeyTable(self._combine(parts), columns[chosen])
         self._word_ids = WordIds(list(tokens))
 
     def _combine(self, parts: Sequence[np.ndarray]) -> np.ndarray:
