@@ -134,3 +134,35 @@ def test_every_import_is_installed_by_the_runtime_dependencies():
             if not dists & installed:
                 missing.setdefault(top, module)
     assert not missing, f"imported but not installed by [project].dependencies: {missing}"
+
+
+SERVE_WITHOUT_SKLEARN = """
+import sys
+from pathlib import Path
+import tagloop.api.server  # the server and everything it imports at start
+from tagloop.domain.models import load_model
+model = load_model(Path(sys.argv[1]).read_bytes())
+print(model.labels[int(model.scores(["the printer is jammed again"])[0].argmax())])
+print(sorted(name for name in sys.modules if name == "sklearn" or name.startswith("sklearn.")))
+"""
+
+
+def test_serving_a_saved_model_never_imports_scikit_learn(tmp_path):
+    """scikit-learn takes about a second to import: only training and evaluation need it."""
+    import numpy as np
+
+    from tagloop.domain import tfidf_linear
+    from tagloop.domain.models import load_model
+    from tagloop.domain.records import Mode
+
+    texts = [f"the printer is jammed {i}" for i in range(20)] + [f"refund my invoice {i}" for i in range(20)]
+    truth = np.repeat(np.eye(2), 20, axis=0)
+    model = tfidf_linear.fit(Mode.MULTI_CLASS, ["HARDWARE", "BILLING"], texts, truth, ["H"] * 20 + ["B"] * 20)
+    path = tmp_path / "model.bin"
+    path.write_bytes(model.to_bytes())
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_SKLEARN, str(path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines() == ["HARDWARE", "[]"]
+    loaded = load_model(path.read_bytes())
+    assert loaded.vectorizer.vocabulary_ == model.vectorizer.vocabulary_  # still there on demand

@@ -6,13 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    hamming_loss,
-    multilabel_confusion_matrix,
-    precision_recall_fscore_support,
-)
 
 from tagloop.domain.records import Mode
 
@@ -70,6 +63,15 @@ def evaluate(
     Averages run over the labels that occur in the gold or the predicted sets, as
     scikit-learn's own functions do by default; ``per_label`` lists every label in ``labels``.
     """
+    # imported here: scikit-learn takes ~1 s to import, and serving or batch scoring never evaluates
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        hamming_loss,
+        multilabel_confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
     labels = list(labels)
     y_true = indicator(gold, labels)
     y_pred = indicator(predicted, labels)

@@ -19,27 +19,24 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import partial
-from typing import Any
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold
-from sklearn.svm import LinearSVC
 
 from tagloop.domain.models import Progress, pack
 from tagloop.domain.ngram_features import TOKEN_PATTERN, NgramFeatures
 from tagloop.domain.records import Mode
 from tagloop.domain.splitting import stratified_holdout
 from tagloop.errors import Stopped, TrainingFailed
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 FORMAT_VERSION = 1
 MIN_CALIBRATION_DOCS = 10
@@ -56,6 +53,8 @@ class TfidfLinearParams:
     seed: int = 0
 
     def vectorizer(self, **extra: Any) -> TfidfVectorizer:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         return TfidfVectorizer(
             sublinear_tf=self.sublinear_tf,
             ngram_range=(1, self.ngram_max),
@@ -75,7 +74,8 @@ class TfidfLinearModel:
         mode: Mode,
         labels: list[str],
         params: TfidfLinearParams,
-        vectorizer: TfidfVectorizer,
+        vocabulary: Mapping[str, int],
+        idf: np.ndarray,
         coef: np.ndarray,
         intercept: np.ndarray,
         calibration: dict[str, Any],
@@ -83,12 +83,21 @@ class TfidfLinearModel:
         self.mode = mode
         self.labels = labels
         self.params = params
-        self.vectorizer = vectorizer
+        self.vocabulary = vocabulary
+        self.idf = np.asarray(idf, dtype=np.float64)
         self.coef = np.ascontiguousarray(coef, dtype=np.float32)
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.calibration = calibration
         self._coef_t = np.ascontiguousarray(self.coef.T)  # (features × labels), float32, made once
-        self.features = NgramFeatures(vectorizer.vocabulary_, vectorizer.idf_, params.sublinear_tf)
+        self.features = NgramFeatures(vocabulary, self.idf, params.sublinear_tf)
+
+    @cached_property
+    def vectorizer(self) -> TfidfVectorizer:
+        """The fitted scikit-learn vectorizer these features equal (built on first use: serving
+        never imports scikit-learn, which takes about a second)."""
+        vectorizer = self.params.vectorizer(vocabulary=dict(self.vocabulary))
+        vectorizer.idf_ = self.idf
+        return vectorizer
 
     # ---- inference -------------------------------------------------------------------
     def decision(self, texts: Iterable[str]) -> np.ndarray:
@@ -116,13 +125,13 @@ class TfidfLinearModel:
         return {
             "recipe": self.recipe,
             "params": asdict(self.params),
-            "features": len(self.vectorizer.vocabulary_),
+            "features": len(self.vocabulary),
             "calibration": {k: v for k, v in self.calibration.items() if not isinstance(v, list)},
         }
 
     # ---- serialization ---------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        vocabulary = sorted(self.vectorizer.vocabulary_, key=self.vectorizer.vocabulary_.__getitem__)
+        vocabulary = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         meta = {
             "format": FORMAT_VERSION,
             "recipe": self.recipe,
@@ -132,20 +141,19 @@ class TfidfLinearModel:
             "calibration": self.calibration,
             "vocabulary": vocabulary,
         }
-        arrays = {"coef": self.coef, "intercept": self.intercept, "idf": self.vectorizer.idf_}
+        arrays = {"coef": self.coef, "intercept": self.intercept, "idf": self.idf}
         return pack(meta, arrays)
 
     @classmethod
     def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TfidfLinearModel:
         params = TfidfLinearParams(**meta["params"])
         vocabulary = {term: i for i, term in enumerate(meta["vocabulary"])}
-        vectorizer = params.vectorizer(vocabulary=vocabulary)
-        vectorizer.idf_ = arrays["idf"]
         return cls(
             Mode(meta["mode"]),
             list(meta["labels"]),
             params,
-            vectorizer,
+            vocabulary,
+            arrays["idf"],
             arrays["coef"],
             arrays["intercept"],
             meta["calibration"],
@@ -172,6 +180,8 @@ def fit_temperature(decision: np.ndarray, truth: np.ndarray) -> float:
     def loss(log_t: float) -> float:
         return float(-log_softmax(decision / np.exp(log_t), axis=1)[rows, truth].mean())
 
+    from scipy.optimize import minimize_scalar  # training only, like every scikit-learn import here
+
     result = minimize_scalar(loss, bounds=(-6.0, 4.0), method="bounded")
     return float(np.exp(result.x))
 
@@ -182,6 +192,8 @@ def fit_platt(decision: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     if positives in (0, len(truth)):
         rate = (positives + 0.5) / (len(truth) + 1.0)
         return 0.0, float(np.log(rate / (1.0 - rate)))
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=1e4)
     model.fit(decision.reshape(-1, 1), truth)
     return float(model.coef_[0, 0]), float(model.intercept_[0])
@@ -243,6 +255,8 @@ def calibration_folds(keys: list[str], fraction: float, seed: int) -> list[np.nd
     if n >= SMALL_SET:
         mask, _ = stratified_holdout(keys, fraction, seed, min_group=2)
         return [mask]
+    from sklearn.model_selection import KFold
+
     folds = []
     for _, held in KFold(n_splits=5, shuffle=True, random_state=seed).split(np.zeros(n)):
         mask = np.zeros(n, dtype=bool)
@@ -263,6 +277,8 @@ def _fit_binary(features: sp.csr_matrix, target: np.ndarray, params: TfidfLinear
     positives = int(target.sum())
     if positives == 0 or positives == len(target):
         return np.zeros((1, features.shape[1])), np.array([1.0 if positives else -1.0])
+    from sklearn.svm import LinearSVC
+
     svm = LinearSVC(C=params.C, random_state=params.seed, tol=tol)
     svm.fit(features, target)
     return svm.coef_[:1], svm.intercept_[:1]
@@ -282,6 +298,8 @@ def _fit_multiclass(
     if len(present) == 1:
         intercept[present[0]] = 1.0
         return coef, intercept
+    from sklearn.svm import LinearSVC
+
     svm = LinearSVC(C=params.C, random_state=params.seed, tol=tol)
     svm.fit(features, target)
     if len(present) == 2:  # liblinear returns one row, for the second class
@@ -348,6 +366,8 @@ def fit(
             raise Stopped("training stopped on request")
         results[(slot, label)] = work()
 
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
@@ -374,4 +394,6 @@ def fit(
         calibration = fit_calibration(mode, np.zeros((0, len(labels))), np.zeros((0, len(labels))))
     calibration["fit_seconds"] = round(time.perf_counter() - started, 3)
     report(1.0, "model fitted")
-    return TfidfLinearModel(mode, labels, params, vectorizer, coef, intercept, calibration)
+    return TfidfLinearModel(
+        mode, labels, params, vectorizer.vocabulary_, vectorizer.idf_, coef, intercept, calibration
+    )
