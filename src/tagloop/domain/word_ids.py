@@ -69,7 +69,7 @@ class WordIds:
         have = len(self._powers)
         if have >= size:
             return
-        size = max(size, 2 * have)
+        size = max(size, min(2 * have, CHUNK_CHARS + 1))  # a chunk's worth: 16 MB for both arrays
         powers = np.empty(size, dtype=np.uint64)
         inverse = np.empty(size, dtype=np.uint64)
         powers[:have], inverse[:have] = self._powers, self._inverse_powers
