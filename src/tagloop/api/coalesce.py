@@ -32,8 +32,6 @@ class Coalescer:
         self._pending: dict[
             tuple[int, int | None], tuple[Any, list[tuple[list[str], asyncio.Future[list[Any]]]]]
         ] = {}
-        self.batches = 0
-        self.documents = 0
 
     async def __call__(self, model: Any, texts: list[str], top: int | None = None) -> list[dict[str, Any]]:
         """The results for ``texts`` (``top`` classes each, None: all), scored with whatever
@@ -56,8 +54,6 @@ class Coalescer:
             return
         model, waiting = entry
         texts = [text for part, _ in waiting for text in part]
-        self.batches += 1
-        self.documents += len(texts)
         self.observe(len(texts))
         try:
             results = list(self.classify(model, texts, key[1]))
