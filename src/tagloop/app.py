@@ -9,7 +9,7 @@ from tagloop.services.catalog import Catalog
 from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
-from tagloop.services.models import ModelCache
+from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.secrets import SecretBox, load_or_create_key

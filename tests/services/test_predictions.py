@@ -9,7 +9,7 @@ import pytest
 
 from tagloop.domain.records import Mode
 from tagloop.errors import ArtifactCorrupt, NotFound, ResourceUnavailable
-from tagloop.services.models import ModelCache
+from tagloop.services.model_cache import ModelCache
 from tagloop.services.training import TrainRequest
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.repositories import ClassifierRepository, ModelVersionRepository

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from tagloop.domain.models import Progress
+from tagloop.domain.progress import Progress
 
 
 @dataclass(frozen=True)

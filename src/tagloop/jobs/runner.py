@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tagloop.domain.models import Progress
+from tagloop.domain.progress import Progress
 from tagloop.domain.records import JobStatus
 from tagloop.errors import NotFound, ResourceInUse, Stopped, TagloopError
 from tagloop.jobs.port import AwaitChildren, JobContext, JobKind

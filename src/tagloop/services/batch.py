@@ -27,7 +27,7 @@ import orjson
 from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
 from tagloop.services.catalog import resolve_version
-from tagloop.services.models import ModelCache
+from tagloop.services.model_cache import ModelCache
 from tagloop.services.predictions import PredictionService
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database

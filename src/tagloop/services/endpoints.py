@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tagloop.domain.models import TextModel
 from tagloop.domain.names import check_name
 from tagloop.domain.records import VersionStatus
 from tagloop.errors import (
@@ -28,8 +27,9 @@ from tagloop.errors import (
     TagloopError,
 )
 from tagloop.jobs.port import JobContext, JobQueue
+from tagloop.recipes.base import TextModel
 from tagloop.services.catalog import resolve_version
-from tagloop.services.models import ModelCache
+from tagloop.services.model_cache import ModelCache
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, EndpointRepository, ModelVersionRepository
 from tagloop.storage.tables import ClassifierRow, EndpointRow, ModelVersionRow, utcnow

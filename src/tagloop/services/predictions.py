@@ -8,12 +8,12 @@ from typing import Any
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits, utf8_size_over
 from tagloop.domain.metrics import evaluate, label_universe
-from tagloop.domain.models import TextModel, chunks, comprehend_results, predict
 from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
+from tagloop.recipes.base import TextModel, chunks, comprehend_results, predict
 from tagloop.services.catalog import resolve_version
 from tagloop.services.datasets import DatasetReader, ReadOptions
-from tagloop.services.models import ModelCache
+from tagloop.services.model_cache import ModelCache
 from tagloop.services.scoring import parallel_scorer
 from tagloop.settings import Settings
 from tagloop.storage.database import Database

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tagloop.domain.models import TextModel
+from tagloop.recipes.base import TextModel
 
 Item = TypeVar("Item")
 Scorer = Callable[[Iterable[Item], Callable[[Item], list[str]]], Iterator[tuple[Item, np.ndarray]]]

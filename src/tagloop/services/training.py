@@ -19,16 +19,16 @@ from importlib.metadata import version as package_version
 from typing import Any
 
 from tagloop import __version__
-from tagloop.domain import tfidf_linear
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits
 from tagloop.domain.metrics import evaluate, indicator, label_universe
-from tagloop.domain.models import Progress, predict
 from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.errors import AlreadyExists, DatasetInvalid, NotFound, ResourceInUse, Stopped, TagloopError
 from tagloop.jobs.port import JobContext, JobQueue
+from tagloop.recipes import tfidf_linear
+from tagloop.recipes.base import Progress, predict
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.settings import Settings

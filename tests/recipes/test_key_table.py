@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagloop.domain import key_table
-from tagloop.domain.key_table import ABSENT, DuplicateKeys, KeyTable
+from tagloop.recipes import key_table
+from tagloop.recipes.key_table import ABSENT, DuplicateKeys, KeyTable
 
 MULTIPLIER = 0x9E3779B97F4A7C15
 

@@ -1,4 +1,5 @@
-"""The default recipe (domain/tfidf_linear.py) and the model file contract (domain/models.py)."""
+"""The default recipe (recipes/tfidf_linear.py) and the model file contract (recipes/base.py,
+recipes/registry.py)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,20 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from tagloop.domain import tfidf_linear as tl
 from tagloop.domain.metrics import evaluate, indicator
-from tagloop.domain.models import (
+from tagloop.domain.records import Mode
+from tagloop.domain.splitting import stratification_keys, stratified_holdout
+from tagloop.errors import ArtifactCorrupt, Stopped, TrainingFailed
+from tagloop.recipes import tfidf_linear as tl
+from tagloop.recipes.base import (
     chunks,
     comprehend_result,
     comprehend_results,
-    load_model,
     pack,
     predict,
     unpack,
 )
-from tagloop.domain.records import Mode
-from tagloop.domain.splitting import stratification_keys, stratified_holdout
-from tagloop.errors import ArtifactCorrupt, Stopped, TrainingFailed
+from tagloop.recipes.registry import load_model
 
 MC = Mode.MULTI_CLASS
 ML = Mode.MULTI_LABEL
@@ -595,10 +596,10 @@ def test_results_of_a_batch_are_the_results_of_each_row(which, mc_model, ml_mode
 
 
 def test_a_texts_scores_do_not_depend_on_its_batch_and_match_scikit_learn(tickets):
-    from tagloop.domain import tfidf_linear as recipe
     from tagloop.domain.metrics import indicator
     from tagloop.domain.records import Mode
     from tagloop.domain.splitting import stratification_keys
+    from tagloop.recipes import tfidf_linear as recipe
 
     labels = sorted({label for label, _ in tickets})
     gold = [(label,) for label, _ in tickets]

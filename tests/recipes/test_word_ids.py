@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from tagloop.domain import word_ids as word_ids_module
-from tagloop.domain.word_ids import WORD_RUNS, WordIds, word_characters
+from tagloop.recipes import word_ids as word_ids_module
+from tagloop.recipes.word_ids import WORD_RUNS, WordIds, word_characters
 
 ALPHABET = "ab_9Z \t\n.,-'é\u0301²½東京ΣςIİ\u00a0\u200b!?\U0001f600\U00010400\ud800ǅ"
 VOCABULARY = ["ab", "a9", "__", "東京", "σς", "éé", "ǆǆ", "b²", "ab_9", "zz", "\U00010428\U00010428"]

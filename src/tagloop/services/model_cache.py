@@ -6,8 +6,9 @@ import gc
 import threading
 from collections import OrderedDict
 
-from tagloop.domain.models import TextModel, load_model
 from tagloop.errors import ResourceUnavailable
+from tagloop.recipes.base import TextModel
+from tagloop.recipes.registry import load_model
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.tables import ModelVersionRow
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tagloop.domain.ngram_features import TOKEN_PATTERN, WORD_RUNS, NgramFeatures
+from tagloop.recipes.ngram_features import TOKEN_PATTERN, WORD_RUNS, NgramFeatures
 
 WORDS = [
     *("printer", "vpn", "mailbox", "invoice", "refund", "password", "laptop", "wifi", "screen", "login"),

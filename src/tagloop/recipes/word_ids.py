@@ -23,7 +23,7 @@ from functools import cache
 
 import numpy as np
 
-from tagloop.domain.key_table import DuplicateKeys, KeyTable
+from tagloop.recipes.key_table import DuplicateKeys, KeyTable
 
 CHUNK_CHARS = 1 << 20
 """Texts are hashed in chunks of about this many characters (the prefix sums and the powers

@@ -1,4 +1,4 @@
-"""The contract every trained text model follows, and the registry of recipes.
+"""The contract every trained text model (every recipe) follows, and its safe file format.
 
 A model turns texts into a (documents × labels) matrix of calibrated scores and decides
 which labels each document gets. It serializes to bytes in a format that is safe to load
@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
 
+from tagloop.domain.progress import Progress
 from tagloop.domain.records import Mode
 from tagloop.errors import ArtifactCorrupt
 
-Progress = Callable[[float, str], None]
-"""Called with a fraction in [0, 1] and a short message while a model trains."""
+__all__ = ["Progress", "TextModel", "chunks", "pack", "predict", "unpack"]
 
 
 class TextModel(Protocol):
@@ -59,23 +59,6 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     except Exception as exc:  # zip, npy and JSON errors of a damaged file all land here
         raise ArtifactCorrupt(f"model file cannot be read: {type(exc).__name__}: {exc}") from exc
     return meta, arrays
-
-
-def load_model(data: bytes) -> TextModel:
-    """Rebuild a model of any registered recipe from :meth:`TextModel.to_bytes` output."""
-    from tagloop.domain.tfidf_linear import TfidfLinearModel
-
-    meta, arrays = unpack(data)
-    recipes: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], TextModel]] = {
-        TfidfLinearModel.recipe: TfidfLinearModel.from_parts,
-    }
-    build = recipes.get(meta.get("recipe", ""))
-    if build is None:
-        raise ArtifactCorrupt(f"unknown model recipe {meta.get('recipe')!r}")
-    try:
-        return build(meta, arrays)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactCorrupt(f"model file is incomplete: {type(exc).__name__}: {exc}") from exc
 
 
 def chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:

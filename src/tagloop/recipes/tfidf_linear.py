@@ -29,11 +29,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_softmax
 
-from tagloop.domain.models import Progress, pack
-from tagloop.domain.ngram_features import TOKEN_PATTERN, NgramFeatures
 from tagloop.domain.records import Mode
 from tagloop.domain.splitting import stratified_holdout
 from tagloop.errors import Stopped, TrainingFailed
+from tagloop.recipes.base import Progress, pack
+from tagloop.recipes.ngram_features import TOKEN_PATTERN, NgramFeatures
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer

@@ -18,8 +18,8 @@ from itertools import repeat
 import numpy as np
 import scipy.sparse as sp
 
-from tagloop.domain.key_table import KeyTable
-from tagloop.domain.word_ids import WORD_RUNS, WordIds
+from tagloop.recipes.key_table import KeyTable
+from tagloop.recipes.word_ids import WORD_RUNS, WordIds
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 """scikit-learn's default token pattern, which the recipe trains with."""
