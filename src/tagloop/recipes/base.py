@@ -58,6 +58,8 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
     except Exception as exc:  # zip, npy and JSON errors of a damaged file all land here
         raise ArtifactCorrupt(f"model file cannot be read: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactCorrupt(f"model file cannot be read: its metadata is a {type(meta).__name__}")
     return meta, arrays
 
 

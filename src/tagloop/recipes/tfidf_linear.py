@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +29,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_softmax
 
+from tagloop.domain.metrics import indicator
 from tagloop.domain.records import Mode
-from tagloop.domain.splitting import stratified_holdout
+from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.errors import Stopped, TrainingFailed
 from tagloop.recipes.base import Progress, pack
 from tagloop.recipes.ngram_features import TOKEN_PATTERN, NgramFeatures
@@ -396,4 +397,32 @@ def fit(
     report(1.0, "model fitted")
     return TfidfLinearModel(
         mode, labels, params, vectorizer.vocabulary_, vectorizer.idf_, coef, intercept, calibration
+    )
+
+
+def fit_labelled(
+    mode: Mode,
+    labels: list[str],
+    texts: Iterable[str],
+    label_sets: Sequence[tuple[str, ...]],
+    parameters: Mapping[str, Any],
+    *,
+    n_jobs: int = 2,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TfidfLinearModel:
+    """:func:`fit` as the registry calls every recipe: each document's labels, and parameters
+    as a model version records them (keys that are not :class:`TfidfLinearParams` are ignored)."""
+    names = {field.name for field in fields(TfidfLinearParams)}
+    params = TfidfLinearParams(**{key: value for key, value in parameters.items() if key in names})
+    return fit(
+        mode,
+        labels,
+        texts,
+        indicator(label_sets, labels),
+        stratification_keys(label_sets),
+        params,
+        n_jobs=n_jobs,
+        progress=progress,
+        should_stop=should_stop,
     )

@@ -21,7 +21,7 @@ from typing import Any
 from tagloop import __version__
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits
-from tagloop.domain.metrics import evaluate, indicator, label_universe
+from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
@@ -29,6 +29,7 @@ from tagloop.errors import AlreadyExists, DatasetInvalid, NotFound, ResourceInUs
 from tagloop.jobs.port import JobContext, JobQueue
 from tagloop.recipes import tfidf_linear
 from tagloop.recipes.base import Progress, predict
+from tagloop.recipes.registry import RECIPES
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.settings import Settings
@@ -232,21 +233,16 @@ class TrainingService:
         timings = dict(row.timings)
         started = time.perf_counter()
         try:
-            model_params = tfidf_linear.TfidfLinearParams(
-                **{k: params[k] for k in asdict(tfidf_linear.TfidfLinearParams()) if k in params}
-            )
             with self.database.reading() as session:
                 documents = DocumentRepository(session)
                 train_rows = documents.labels(row.train_dataset_id, Split.TRAIN)
                 gold_rows = documents.labels(row.test_dataset_id, Split.TEST)
-                train_label_sets = [labels_ for _, labels_ in train_rows]
-                model = tfidf_linear.fit(
+                model = RECIPES[row.recipe].fit(
                     mode,
                     labels,
                     documents.texts(row.train_dataset_id, Split.TRAIN),
-                    indicator(train_label_sets, labels),
-                    stratification_keys(train_label_sets),
-                    model_params,
+                    [labels_ for _, labels_ in train_rows],
+                    params,
                     n_jobs=self.settings.train_jobs,
                     progress=lambda fraction, message: report(0.9 * fraction, message),
                     should_stop=should_stop,
