@@ -23,7 +23,6 @@ from tagloop.app import Tagloop
 from tagloop.settings import Settings
 
 POSTGRES_URL = os.environ.get("TAGLOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @contextmanager

@@ -1,7 +1,9 @@
-"""Authentication (Bearer secrets now; AWS Signature V4 for the Comprehend API) and scopes.
+"""Authentication of the native API (``Authorization: Bearer <secret>``) and scopes.
 
-Every route declares the scope it needs with ``Depends(require("classify"))``; the test
-suite enumerates the routes so that a route without it fails.
+Every ``/v1`` route declares the scope it needs with ``Depends(require("classify"))``; the
+test suite enumerates the routes so that a route without it fails. The Comprehend API is
+authenticated by AWS Signature V4 instead (:mod:`tagloop.api.sigv4`, checked per operation
+in :mod:`tagloop.api.comprehend`).
 """
 
 from __future__ import annotations

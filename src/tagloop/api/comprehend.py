@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.direct import DirectRoute
 from tagloop.api.sigv4 import verify
-from tagloop.domain.limits import utf8_size_over
+from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode
 from tagloop.errors import (
     AccessDenied,
@@ -133,10 +133,8 @@ class ComprehendApi:
         if not isinstance(text, str) or not text:
             raise InvalidRequest("Text is required")
         limit = self.tagloop.settings.max_classify_bytes
-        if utf8_size_over(text, limit) is not None:
-            raise LimitExceeded(
-                f"Text is over the limit of {limit:,} bytes (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
-            )
+        if (size := utf8_size_over(text, limit)) is not None:
+            raise LimitExceeded(over_limit(f"Text is {size:,} bytes", limit, "max_classify_bytes"))
         name = Arns.parse_endpoint(str(body.get("EndpointArn", "")))
         return text, self.tagloop.endpoints.serving(name)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field, model_validator
 
 
@@ -62,6 +60,3 @@ class EndpointUpdate(BaseModel):
 class KeyCreate(BaseModel):
     name: str
     scope: str = "classify"
-
-
-Json = dict[str, Any]

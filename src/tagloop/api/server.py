@@ -21,6 +21,7 @@ from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectApp
 from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
+from tagloop.domain.limits import over_limit
 from tagloop.errors import TagloopError
 from tagloop.settings import Settings
 
@@ -48,8 +49,7 @@ class MeasureAndLimit:
             response = _error(
                 413,
                 "LimitExceeded",
-                f"request body of {int(length):,} bytes is over the limit of {limit:,} "
-                "(setting TAGLOOP_MAX_BODY_BYTES)",
+                over_limit(f"request body is {int(length):,} bytes", limit, "max_body_bytes"),
             )
             await response(scope, receive, send)
             return

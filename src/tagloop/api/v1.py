@@ -18,7 +18,7 @@ from tagloop.api.schemas import (
     EndpointUpdate,
     KeyCreate,
 )
-from tagloop.domain.limits import utf8_size_over
+from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.errors import InvalidBody, LimitExceeded
 
 router = APIRouter(prefix="/v1")
@@ -59,15 +59,14 @@ def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
 def _check_limits(texts: list[str], settings: Any) -> None:
     if len(texts) > settings.max_classify_documents:
         raise LimitExceeded(
-            f"{len(texts):,} texts in one call, over the limit of {settings.max_classify_documents:,} "
-            "(setting TAGLOOP_MAX_CLASSIFY_DOCUMENTS)"
+            over_limit(
+                f"{len(texts):,} texts in one call", settings.max_classify_documents, "max_classify_documents"
+            )
         )
     limit = settings.max_classify_bytes
     for text in texts:
         if (size := utf8_size_over(text, limit)) is not None:
-            raise LimitExceeded(
-                f"text is {size:,} bytes, over the limit of {limit:,} (setting TAGLOOP_MAX_CLASSIFY_BYTES)"
-            )
+            raise LimitExceeded(over_limit(f"text is {size:,} bytes", limit, "max_classify_bytes"))
 
 
 def _classification(result: dict[str, Any], prediction_id: str | None) -> dict[str, Any]:

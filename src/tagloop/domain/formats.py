@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from tagloop.domain.limits import Limits
 from tagloop.errors import InvalidRequest, RowIssue
 
 COMPREHEND_CSV = "comprehend-csv"
@@ -83,7 +84,7 @@ class FormatSpec:
 
 
 def read_rows(
-    stream: BinaryIO, spec: FormatSpec, max_field_chars: int = 1_000_000
+    stream: BinaryIO, spec: FormatSpec, max_field_chars: int = Limits.max_text_bytes
 ) -> Iterator[RawRow | RowIssue]:
     """Yield every record of ``stream`` (bytes) as a RawRow, or a RowIssue where it is malformed.
 

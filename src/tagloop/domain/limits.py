@@ -1,29 +1,45 @@
-"""Input limits, each named after the setting that changes it."""
+"""Input limits, each named after the setting that changes it, and the one wording of the
+message that refuses what is over one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from tagloop.settings import Settings
 
 
+def _default(setting: str) -> Any:
+    """The default of a setting: :class:`Settings` is the one place defaults are written."""
+    return Settings.model_fields[setting].default
+
+
 @dataclass(frozen=True)
 class Limits:
-    max_text_bytes: int = 1_000_000
-    max_label_chars: int = 5_000
-    max_labels_multi_class: int = 1_000
-    max_labels_multi_label: int = 100
-    min_docs_per_label: int = 10
+    """The limits datasets are checked against; each field is the setting of the same name."""
+
+    max_text_bytes: int = _default("max_text_bytes")
+    max_label_chars: int = _default("max_label_chars")
+    max_labels_multi_class: int = _default("max_labels_multi_class")
+    max_labels_multi_label: int = _default("max_labels_multi_label")
+    min_docs_per_label: int = _default("min_docs_per_label")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            max_text_bytes=settings.max_text_bytes,
-            max_label_chars=settings.max_label_chars,
-            max_labels_multi_class=settings.max_labels_multi_class,
-            max_labels_multi_label=settings.max_labels_multi_label,
-            min_docs_per_label=settings.min_docs_per_label,
-        )
+        return cls(**{field.name: getattr(settings, field.name) for field in fields(cls)})
+
+
+def over_limit(what: str, limit: int, setting: str) -> str:
+    """Why something is refused for its size: ``what`` it is (with its size), the limit, and
+    the setting (a :class:`Settings` field) that changes it.
+
+    >>> over_limit("text is 1,200 bytes", 1_000, "max_text_bytes")
+    'text is 1,200 bytes, over the limit of 1,000 (setting TAGLOOP_MAX_TEXT_BYTES)'
+    """
+    if setting not in Settings.model_fields:
+        raise ValueError(f"no setting named {setting!r}")
+    variable = f"{Settings.model_config.get('env_prefix', '')}{setting}".upper()
+    return f"{what}, over the limit of {limit:,} (setting {variable})"
 
 
 def utf8_size_over(text: str, limit: int) -> int | None:

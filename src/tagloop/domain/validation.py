@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tagloop.domain.formats import RawRow
-from tagloop.domain.limits import Limits, utf8_size_over
+from tagloop.domain.limits import Limits, over_limit, utf8_size_over
 from tagloop.domain.records import LabelledText, Mode
 from tagloop.errors import DatasetInvalid, RowIssue
 
@@ -82,9 +82,7 @@ class DatasetValidator:
         size = utf8_size_over(text, self.limits.max_text_bytes)
         if size is not None:
             return RowIssue(
-                raw.line,
-                f"text is {size:,} bytes, over the limit of {self.limits.max_text_bytes:,} "
-                "(setting TAGLOOP_MAX_TEXT_BYTES)",
+                raw.line, over_limit(f"text is {size:,} bytes", self.limits.max_text_bytes, "max_text_bytes")
             )
         labels = self._labels(raw)
         if isinstance(labels, str):
@@ -118,9 +116,8 @@ class DatasetValidator:
             return f"empty label in {raw.labels!r}"
         long = next((p for p in parts if len(p) > self.limits.max_label_chars), None)
         if long is not None:
-            return (
-                f"label of {len(long):,} characters, over the limit of {self.limits.max_label_chars:,} "
-                "(setting TAGLOOP_MAX_LABEL_CHARS)"
+            return over_limit(
+                f"label of {len(long):,} characters", self.limits.max_label_chars, "max_label_chars"
             )
         return tuple(dict.fromkeys(parts))
 
@@ -144,14 +141,13 @@ class DatasetValidator:
         if self._documents == 0 and not self.rejected:
             problems.append("no documents")
         limit, setting = (
-            (self.limits.max_labels_multi_class, "TAGLOOP_MAX_LABELS_MULTI_CLASS")
+            (self.limits.max_labels_multi_class, "max_labels_multi_class")
             if self.mode is Mode.MULTI_CLASS
-            else (self.limits.max_labels_multi_label, "TAGLOOP_MAX_LABELS_MULTI_LABEL")
+            else (self.limits.max_labels_multi_label, "max_labels_multi_label")
         )
         if len(self._counts) > limit:
             problems.append(
-                f"{len(self._counts):,} distinct labels, over the limit of {limit:,} for "
-                f"{self.mode.value} (setting {setting})"
+                over_limit(f"{len(self._counts):,} distinct labels in {self.mode.value} mode", limit, setting)
             )
         if self.rejected > len(self.issues):
             problems.append(f"{self.rejected - len(self.issues):,} more rejected rows not listed")

@@ -56,6 +56,11 @@ def endpoint_summary(
     version: ModelVersionRow,
     desired: ModelVersionRow | None = None,
 ) -> dict[str, Any]:
+    """An endpoint as the APIs and the CLI show it.
+
+    Inference units are only recorded: nothing is provisioned per endpoint (a server's
+    processes serve every endpoint), so the current units reported are the desired ones.
+    """
     return {
         "name": row.name,
         "classifier": classifier.name,
@@ -116,7 +121,8 @@ class EndpointService:
     def update(
         self, name: str, version: str | None = None, inference_units: int | None = None
     ) -> dict[str, Any]:
-        """Move ``name`` to ``version`` (default: the newest trained) and/or change its units."""
+        """Move ``name`` to ``version`` (default: the newest trained) and/or record new desired
+        inference units (recorded and reported, not provisioned: see :func:`endpoint_summary`)."""
         if inference_units is not None and inference_units < 1:
             raise InvalidRequest("desired inference units must be at least 1")
         with self.database.transaction() as session:

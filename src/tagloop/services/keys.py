@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import string
 import threading
@@ -127,7 +126,3 @@ class KeyService:
         with self._lock:
             self._cache[cache_key] = (now, principal, secret)
         return principal, secret
-
-    @staticmethod
-    def same(a: str, b: str) -> bool:
-        return hmac.compare_digest(a.encode(), b.encode())

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tagloop.domain.formats import FormatSpec
-from tagloop.domain.limits import Limits, utf8_size_over
+from tagloop.domain.limits import Limits, over_limit, utf8_size_over
 from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
@@ -50,8 +50,7 @@ class PredictionService:
         size = utf8_size_over(text, self.settings.max_text_bytes)
         if size is not None:
             return LimitExceeded(
-                f"text is {size:,} bytes, over the limit of {self.settings.max_text_bytes:,} "
-                "(setting TAGLOOP_MAX_TEXT_BYTES)"
+                over_limit(f"text is {size:,} bytes", self.settings.max_text_bytes, "max_text_bytes")
             )
         return None
 

@@ -165,10 +165,6 @@ class ModelVersionRepository:
         values = {"status": status, **fields}
         self.session.execute(update(ModelVersionRow).where(ModelVersionRow.id == version_id).values(**values))
 
-    @staticmethod
-    def now() -> Any:
-        return utcnow()
-
 
 _ACTIVE = (JobStatus.IN_PROGRESS.value, JobStatus.STOP_REQUESTED.value)
 

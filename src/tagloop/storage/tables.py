@@ -133,7 +133,9 @@ class ModelVersionRow(Base):
 
 
 class JobRow(Base):
-    """A long piece of work (training, batch classification, import) and its progress."""
+    """A long piece of work and its progress. ``kind`` names the job kind that runs it, as the
+    services register them: ``train``, ``deploy`` (an endpoint's new model), ``batch`` (batch
+    classification) and ``batch_shard`` (its children)."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
