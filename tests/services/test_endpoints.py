@@ -3,11 +3,14 @@ loads, FAILED with a reason; on the embedded database and on PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tagloop.errors import ArtifactCorrupt, ResourceInUse, ResourceUnavailable
+from tagloop.errors import ArtifactCorrupt, NotFound, ResourceInUse, ResourceUnavailable
 from tagloop.services.training import TrainRequest
 
 
@@ -88,3 +91,48 @@ def test_versions_being_deployed_cannot_be_deleted_and_deleted_endpoints_are_not
     desk.queue.run_now(created["job_id"])
     assert desk.jobs.show(created["job_id"])["result"]["status"] == "SUPERSEDED"
     desk.training.delete_version("desk", "v1")
+
+
+class PausedReads:
+    """The endpoint service's database, except that one thread's read pauses after it read
+    (before the service acts on it): lets a test order a slow, older read after a newer one."""
+
+    def __init__(self, database) -> None:
+        self.database = database
+        self.paused: threading.Thread | None = None
+        self.read = threading.Event()
+        self.resume = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.database, name)
+
+    @contextmanager
+    def reading(self) -> Iterator[object]:
+        with self.database.reading() as session:
+            yield session
+        if threading.current_thread() is self.paused:
+            self.read.set()
+            assert self.resume.wait(60), "never resumed"
+
+
+def test_a_process_that_serves_the_new_version_never_goes_back_to_the_old(desk):
+    """An older read of where the endpoint points (begun before the switch, finished after a
+    newer read) must not replace the newer answer in the process's cache."""
+    desk.queue.run_now(desk.endpoints.create("help", "desk", "v1")["job_id"])
+    assert desk.endpoints.serving("help").version == "v1"
+    database = desk.endpoints.database = PausedReads(desk.endpoints.database)
+    answers = []
+    database.paused = threading.Thread(
+        target=lambda: answers.append(desk.endpoints.serving("help", refresh=True))
+    )
+    database.paused.start()
+    assert database.read.wait(60)  # it read "v1" and is about to cache it
+    desk.queue.run_now(desk.endpoints.update("help", "v2")["job_id"])
+    assert desk.endpoints.serving("help", refresh=True).version == "v2"
+    database.resume.set()
+    database.paused.join()
+    assert answers[0].version in ("v1", "v2")  # began before the switch: either is right for it
+    assert desk.endpoints.serving("help").version == "v2"
+    desk.endpoints.delete("help")
+    with pytest.raises(NotFound):
+        desk.endpoints.serving("help")

@@ -84,7 +84,9 @@ class EndpointService:
         self.models = models
         self.queue = queue
         self.refresh_seconds = refresh_seconds
-        self._cache: dict[str, tuple[float, Serving]] = {}
+        self._cache: dict[str, tuple[float, int, Serving]] = {}  # name -> (checked at, read, serving)
+        self._reads = 0  # reads of where endpoints point, numbered in the order they began
+        self._forgotten: dict[str, int] = {}  # name -> the last read begun before it was forgotten
         self._lock = threading.Lock()
         self._follower: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -215,15 +217,22 @@ class EndpointService:
         ``refresh_seconds``; ``None`` means: ask :meth:`serving` (off the event loop)."""
         entry = self._cache.get(name)
         if entry is not None and time.monotonic() - entry[0] < self.refresh_seconds:
-            return entry[1]
+            return entry[2]
         return None
 
     def serving(self, name: str, refresh: bool = False) -> Serving:
-        """The model ``name`` serves now (from memory if checked within ``refresh_seconds``)."""
+        """The model ``name`` serves now (from memory if checked within ``refresh_seconds``).
+
+        Reads may overlap (the follower thread, requests finding an entry too old); the answer
+        of a read never replaces that of a read begun later, so a process that served a new
+        version never serves the one before it again.
+        """
         if not refresh and (known := self.cached(name)) is not None:
             return known
         with self._lock:
             cached = self._cache.get(name)
+            self._reads += 1
+            read = self._reads
         with self.database.reading() as session:
             row = EndpointRepository(session).find(name)
             if row is None:
@@ -241,12 +250,16 @@ class EndpointService:
             raise ResourceUnavailable(
                 f"endpoint {name!r} points at version {version.name}, which is {version.status}"
             )
-        current = cached[1] if cached is not None and cached[1].version_id == version.id else None
+        current = cached[2] if cached is not None and cached[2].version_id == version.id else None
         serving = current or Serving(
             name, classifier.name, version.name, version.id, self.models.get(version)
         )
         with self._lock:
-            self._cache[name] = (time.monotonic(), serving)
+            newest = self._cache.get(name)
+            if newest is not None and newest[1] > read:  # a later read answered first
+                return newest[2]
+            if read > self._forgotten.get(name, 0):
+                self._cache[name] = (time.monotonic(), read, serving)
         return serving
 
     def follow(self) -> None:
@@ -279,6 +292,7 @@ class EndpointService:
     def _forget(self, name: str) -> None:
         with self._lock:
             self._cache.pop(name, None)
+            self._forgotten[name] = self._reads  # what reads begun before now found is out of date
 
 
 class DeployJob:
