@@ -62,6 +62,13 @@ def _tagloop() -> Iterator[Any]:
         instance.close()
 
 
+# The CLI's error mapping: every TagloopError (and every translated library error) is one line
+# on stderr, "error: <message>", and this exit status (Typer's usage errors exit with 2); a
+# rejected file adds one line per rejected row. The CLI's user runs tagloop: the messages
+# may name paths and the database's reason, which the HTTP doors keep to the server's log.
+EXIT_STATUS = 1
+
+
 def _fail(exc: TagloopError) -> None:
     stderr.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
     if isinstance(exc, DatasetInvalid):
@@ -69,14 +76,18 @@ def _fail(exc: TagloopError) -> None:
             stderr.print(f"  {exc.source}:{issue.line}: {issue.reason}", markup=False, highlight=False)
         if len(exc.issues) > 50:
             stderr.print(f"  ... and {len(exc.issues) - 50} more", markup=False)
-    raise typer.Exit(1)
+    raise typer.Exit(EXIT_STATUS)
 
 
 def _environment_error(exc: Exception) -> TagloopError | None:
-    """The errors a user's environment causes (files, database, settings), as one-line errors."""
+    """The errors a user's environment causes (files, database, object store, settings), as
+    one-line errors."""
+    from botocore.exceptions import BotoCoreError, ClientError
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
+    if isinstance(exc, BotoCoreError | ClientError):  # before OSError: some are both
+        return ConfigurationError(f"cannot use the object store: {exc}")
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return ConfigurationError(f"{exc.strerror or exc}{where}")
@@ -299,7 +310,7 @@ def classify(
     failures = _guard(run)
     if failures:
         stderr.print(f"[red]error:[/red] {failures} document(s) could not be classified", markup=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_STATUS)
 
 
 def _human_result(result: dict[str, Any]) -> str:

@@ -1,8 +1,11 @@
 """The one exception tree of tagloop.
 
-Every error a user can cause or see is a :class:`TagloopError`. Each class knows the HTTP
-status and the Amazon Comprehend ``__type`` it maps to, so the CLI, the native API and the
-Comprehend-compatible API translate errors at their boundary without knowing every case.
+Every error a user can cause or see is a :class:`TagloopError`. A class says what went
+wrong, nothing about a wire: each door maps the tree to its own answer (``api/errors.py``:
+HTTP status and error type of the native API, status and ``__type`` of the Comprehend API;
+``domain/aws_errors.py``: the ``__type`` names, which the batch output uses too; ``cli.py``:
+one line on stderr and an exit status). Their lookups go by the class's MRO, so a subclass
+without a row of its own answers as its parent.
 """
 
 from __future__ import annotations
@@ -12,9 +15,6 @@ from dataclasses import dataclass
 
 class TagloopError(Exception):
     """Base of every error tagloop raises on purpose."""
-
-    http_status: int = 500
-    aws_type: str = "InternalServerException"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -27,21 +27,13 @@ class TagloopError(Exception):
 class InvalidRequest(TagloopError):
     """The request or its input is malformed; the caller must change it."""
 
-    http_status = 400
-    aws_type = "InvalidRequestException"
-
 
 class InvalidBody(InvalidRequest):
-    """A request body that does not match its schema (422, as for any validated body)."""
-
-    http_status = 422
+    """A request body that does not match its schema."""
 
 
 class ConfigurationError(TagloopError):
     """A setting has a value tagloop cannot work with."""
-
-    http_status = 500
-    aws_type = "InternalServerException"
 
 
 @dataclass(frozen=True)
@@ -79,95 +71,85 @@ class DatasetInvalid(InvalidRequest):
 class LimitExceeded(InvalidRequest):
     """An input is larger than a configured limit; the message names the setting."""
 
-    http_status = 413
-    aws_type = "TextSizeLimitExceededException"
+
+class RequestTooLarge(LimitExceeded):
+    """A request body over the limit on request bodies, refused before it is read."""
 
 
 class NotFound(TagloopError):
     """A named resource (classifier, version, dataset) does not exist."""
 
-    http_status = 404
-    aws_type = "ResourceNotFoundException"
-
 
 class JobNotFound(NotFound):
     """No such job (Comprehend names this error apart from other missing resources)."""
-
-    aws_type = "JobNotFoundException"
 
 
 class AlreadyExists(TagloopError):
     """A resource with that name exists already."""
 
-    http_status = 409
-    aws_type = "ResourceInUseException"
-
 
 class ResourceInUse(TagloopError):
     """The resource is busy or in a state that forbids the operation."""
-
-    http_status = 409
-    aws_type = "ResourceInUseException"
 
 
 class ResourceUnavailable(TagloopError):
     """The resource exists but cannot serve yet (e.g. a model still training)."""
 
-    http_status = 503
-    aws_type = "ResourceUnavailableException"
+
+class ServiceUnavailable(TagloopError):
+    """A service tagloop depends on (its database, its object store) cannot be reached now;
+    the same request may succeed later."""
+
+
+class StorageFailed(TagloopError):
+    """Reading or writing tagloop's own files failed (permission denied, disk full, a file
+    gone from under it): a fault of the installation, not of the request."""
 
 
 class ArtifactCorrupt(TagloopError):
     """A stored artifact does not match the hash recorded when it was written."""
 
-    http_status = 500
-    aws_type = "InternalServerException"
-
 
 class TrainingFailed(TagloopError):
     """Training could not produce a model from valid input (e.g. no usable features)."""
-
-    http_status = 400
-    aws_type = "InvalidRequestException"
 
 
 class Stopped(TagloopError):
     """Work was stopped on request before it finished."""
 
-    http_status = 409
-    aws_type = "ResourceInUseException"
+
+class AuthenticationFailed(TagloopError):
+    """The caller could not be identified: no credentials, or credentials that do not verify."""
 
 
-class UnrecognizedClient(TagloopError):
-    """An access key that does not exist or was revoked (AWS Signature V4)."""
-
-    http_status = 400
-    aws_type = "UnrecognizedClientException"
+class UnrecognizedClient(AuthenticationFailed):
+    """A key (bearer secret or SigV4 access key) that does not exist or was revoked."""
 
 
-class InvalidSignature(TagloopError):
+class InvalidSignature(AuthenticationFailed):
     """A request signature that does not verify, or is too old."""
 
-    http_status = 403
-    aws_type = "InvalidSignatureException"
 
-
-class MissingAuthentication(TagloopError):
-    """A request with no credentials at all."""
-
-    http_status = 403
-    aws_type = "MissingAuthenticationTokenException"
+class MissingAuthentication(AuthenticationFailed):
+    """A request with no credentials at all (or not in the form the door takes)."""
 
 
 class AccessDenied(TagloopError):
     """Valid credentials whose scope does not allow the operation."""
 
-    http_status = 400
-    aws_type = "AccessDeniedException"
-
 
 class UnknownOperation(TagloopError):
-    """An API operation tagloop does not know."""
+    """An API operation tagloop does not know (or, on the native API, a path it has no route for)."""
 
-    http_status = 400
-    aws_type = "UnknownOperationException"
+
+class MethodNotAllowed(UnknownOperation):
+    """A path tagloop has a route for, called with a method the route does not take."""
+
+    def __init__(self, message: str, allowed: str = "") -> None:
+        super().__init__(message)
+        self.allowed = allowed  # the methods the path takes ("GET, POST"), for an Allow header
+
+
+class Unexpected(TagloopError):
+    """A failure no one foresaw (a bug): the door answers only that it happened and logs the
+    traceback."""

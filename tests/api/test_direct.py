@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tagloop.api import errors as api_errors
 from tagloop.api.direct import DirectApp, DirectRoute
+from tagloop.domain.aws_errors import aws_type
 from tagloop.errors import InvalidRequest, TagloopError
 
 
@@ -53,7 +55,7 @@ def app_and_seen():
 
     @app.exception_handler(TagloopError)
     async def tagloop_error(_: Request, exc: TagloopError) -> JSONResponse:
-        return JSONResponse({"error": exc.aws_type}, status_code=exc.http_status)
+        return JSONResponse({"error": aws_type(exc)}, status_code=api_errors.answer(exc).status)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -109,3 +111,24 @@ def test_the_tagloop_app_answers_classify_and_the_comprehend_api_directly(tmp_pa
     paths = [route.path for route, _ in app._direct or []]
     cbor = "/service/Comprehend_20171127/operation/{operation}"
     assert paths == ["/v1/endpoints/{name}/classify", "/", cbor]
+
+
+def test_an_error_no_handler_takes_goes_to_the_apps_500_handler_and_is_logged(caplog):
+    hot = APIRouter(route_class=DirectRoute)
+
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("boom")
+
+    hot.add_api_route("/broken", broken, methods=["POST"])
+    app = DirectApp()
+
+    @app.exception_handler(500)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"answered": "by the 500 handler"}, status_code=500)
+
+    app.include_router(hot)
+    app.go_direct(lambda inner: inner, [hot])
+    with caplog.at_level(logging.ERROR, logger="tagloop.api.direct"):
+        response = TestClient(app, raise_server_exceptions=False).post("/broken")
+    assert (response.status_code, response.json()) == (500, {"answered": "by the 500 handler"})
+    assert "boom" in caplog.text and "Traceback" in caplog.text

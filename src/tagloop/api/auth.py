@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from tagloop.errors import AccessDenied, MissingAuthentication, UnrecognizedClient
 from tagloop.services.keys import Principal
 
 DEV_PRINCIPAL = Principal("no-auth", "no-auth (development mode)", "admin")
@@ -21,6 +22,9 @@ DEV_PRINCIPAL = Principal("no-auth", "no-auth (development mode)", "admin")
 
 def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks it holds ``scope``.
+
+    It raises the errors of ``tagloop.errors`` (the native API answers them with 401 for
+    missing or unknown credentials, 403 for a scope too narrow: see ``api/errors.py``).
 
     It is a coroutine so that FastAPI calls it in the event loop rather than handing it to
     a worker thread: keys are cached in memory, and looking one up costs microseconds.
@@ -33,14 +37,14 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         header = request.headers.get("authorization", "")
         kind, _, credential = header.partition(" ")
         if kind.lower() != "bearer" or not credential.strip():
-            raise HTTPException(401, "missing credentials: send Authorization: Bearer <secret>")
+            raise MissingAuthentication("missing credentials: send Authorization: Bearer <secret>")
         known, principal = tagloop.keys.cached_bearer(credential.strip())
         if not known:
             principal = await run_in_threadpool(tagloop.keys.by_bearer, credential.strip())
         if principal is None:
-            raise HTTPException(401, "invalid or revoked API key")
+            raise UnrecognizedClient("invalid or revoked API key")
         if not principal.allows(scope):
-            raise HTTPException(403, f"this key's scope is {principal.scope!r}; this call needs {scope!r}")
+            raise AccessDenied(f"this key's scope is {principal.scope!r}; this call needs {scope!r}")
         request.state.principal = principal
         return principal
 

@@ -6,7 +6,9 @@
 
 Requests are signed with AWS Signature V4 by a tagloop key, so
 `boto3.client("comprehend", endpoint_url=...)` works unchanged. Errors come back in
-Comprehend's shape: ``{"__type": "...", "message": "..."}`` with AWS's status codes.
+Comprehend's shape: ``{"__type": "...", "message": "..."}`` with AWS's status codes, in the
+request's protocol: the routes raise, and the app's exception handlers (``api/server.py``)
+answer through :func:`aws_error` for every path :func:`protocol_of` knows.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import cbor2
 from cbor2 import CBORTag
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from tagloop.api.direct import DirectRoute
+from tagloop.api.errors import comprehend_error
 from tagloop.api.sigv4 import verify
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode
@@ -59,13 +63,21 @@ def _aws_response(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type=CONTENT_TYPE)
 
 
-def aws_status(exc: TagloopError) -> int:
-    """AWS services answer client errors with 400 (403 for signature problems), both protocols."""
-    return exc.http_status if exc.http_status in (403, 500) else 400
+def protocol_of(scope: Scope) -> str | None:
+    """The protocol of the Comprehend API a request's path belongs to (``"json"``, ``"cbor"``),
+    ``None`` for the native API's paths: errors are answered in the door's own shape."""
+    path = scope.get("path", "")
+    if path == "/" and scope.get("method") == "POST":
+        return "json"
+    if path.startswith(f"/service/{SERVICE}/"):
+        return "cbor"
+    return None
 
 
-def aws_error(exc: TagloopError) -> Response:
-    return _aws_response({"__type": exc.aws_type, "message": exc.message}, aws_status(exc))
+def aws_error(exc: TagloopError, protocol: str = "json") -> Response:
+    """``exc`` in Comprehend's shape (``__type``, ``message``; AWS's status), in ``protocol``."""
+    payload, status = comprehend_error(exc)
+    return _cbor_response(payload, status) if protocol == "cbor" else _aws_response(payload, status)
 
 
 class Arns:
@@ -415,21 +427,18 @@ async def comprehend(request: Request) -> Response:
     """Every Comprehend operation in the JSON 1.1 protocol; SigV4, scope checked per operation."""
     tagloop = request.app.state.tagloop
     raw = await request.body()
+    target = request.headers.get("x-amz-target", "")
+    if not target.startswith(TARGET_PREFIX):
+        raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
+    operation = target.removeprefix(TARGET_PREFIX)
+    _authorize(tagloop, request, operation, raw)
     try:
-        target = request.headers.get("x-amz-target", "")
-        if not target.startswith(TARGET_PREFIX):
-            raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
-        operation = target.removeprefix(TARGET_PREFIX)
-        _authorize(tagloop, request, operation, raw)
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return _aws_response(await _call(request, operation, body))
-    except TagloopError as exc:
-        return aws_error(exc)
+        body = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return _aws_response(await _call(request, operation, body))
 
 
 @router.post(f"/service/{SERVICE}/operation/{{operation}}", include_in_schema=False)
@@ -437,17 +446,14 @@ async def comprehend_cbor(operation: str, request: Request) -> Response:
     """Every Comprehend operation in the Smithy RPC v2 CBOR protocol (newer AWS SDKs)."""
     tagloop = request.app.state.tagloop
     raw = await request.body()
+    _authorize(tagloop, request, operation, raw)
     try:
-        _authorize(tagloop, request, operation, raw)
-        try:
-            body = cbor2.loads(raw) if raw else {}
-        except (cbor2.CBORDecodeError, ValueError) as exc:
-            raise InvalidRequest(f"request body is not CBOR: {exc}") from exc
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a CBOR map")
-        return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
-    except TagloopError as exc:
-        return _cbor_response({"__type": exc.aws_type, "message": exc.message}, aws_status(exc))
+        body = cbor2.loads(raw) if raw else {}
+    except (cbor2.CBORDecodeError, ValueError) as exc:
+        raise InvalidRequest(f"request body is not CBOR: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a CBOR map")
+    return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
 
 
 def _cbor_response(payload: dict[str, Any], status: int = 200) -> Response:

@@ -8,22 +8,26 @@ dependencies that are coroutines taking the ``Request`` (the scope checks of
 
 ``DirectApp`` (the FastAPI app) answers requests for its direct routes before its own
 stack: each passes through the same ``outer`` middleware as every request (limits and
-metrics) and its errors through the app's exception handlers, but not through the seven
+metrics) and its errors through the app's exception handlers (by the error's MRO, the
+app's 500 handler for the rest), but not through the seven
 layers of routing and middleware FastAPI and Starlette put around every route (65-90 µs a
 classify request here: +30 % req/s). Everything else goes the usual way.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tagloop.api.errors import native_error
+from tagloop.errors import Unexpected
 
 log = logging.getLogger(__name__)
 _HANDLER = "tagloop.direct_handler"
@@ -93,10 +97,21 @@ class DirectApp(FastAPI):
 
     async def _handled(self, request: Request, exc: Exception) -> Response:
         for kind in type(exc).__mro__:
+            if kind is Exception:  # what no handler of its own takes: as Starlette treats it below
+                break
             handler = self.exception_handlers.get(kind)
             if handler is not None:
-                return await handler(request, exc)
+                return await _answer(handler, request, exc)
+        # Starlette gives such an error to the app's 500 handler and re-raises it for the server
+        # to log; here the request is answered, so it is logged here, with its traceback
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(
-            {"error": {"type": "InternalFailure", "message": "internal server error"}}, status_code=500
-        )
+        handler = self.exception_handlers.get(500) or self.exception_handlers.get(Exception)
+        if handler is not None:
+            return await _answer(handler, request, exc)
+        return native_error(Unexpected("internal server error"))
+
+
+async def _answer(handler: Callable[..., Any], request: Request, exc: Exception) -> Response:
+    """What an exception handler answers (Starlette takes coroutines and plain functions)."""
+    response = handler(request, exc)
+    return await response if inspect.isawaitable(response) else response

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,20 +21,27 @@ from tagloop import __version__
 from tagloop.api import comprehend, v1
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectApp
+from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
 from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
 from tagloop.domain.limits import over_limit
-from tagloop.errors import TagloopError
+from tagloop.errors import InvalidBody, RequestTooLarge, ServiceUnavailable, TagloopError, Unexpected
 from tagloop.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+def error_response(scope: Scope, error: TagloopError) -> Response:
+    """``error`` in the shape of the door the request's path belongs to: Comprehend's (JSON 1.1
+    or CBOR) for its paths, the native ``{"error": {...}}`` for every other path."""
+    protocol = comprehend.protocol_of(scope)
+    return native_error(error) if protocol is None else comprehend.aws_error(error, protocol)
 
 
 class MeasureAndLimit:
-    """Pure ASGI middleware: refuses bodies over the limit (by Content-Length) and records
-    request counts and latency per route (cheaper than Starlette's BaseHTTPMiddleware)."""
+    """Pure ASGI middleware: refuses bodies over the limit (by Content-Length, in the shape of
+    the request's door) and records request counts and latency per route (cheaper than
+    Starlette's BaseHTTPMiddleware)."""
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics, max_body_bytes: Callable[[], int]) -> None:
         self.app = app
@@ -46,12 +55,10 @@ class MeasureAndLimit:
         limit = self.max_body_bytes()
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            response = _error(
-                413,
-                "LimitExceeded",
-                over_limit(f"request body is {int(length):,} bytes", limit, "max_body_bytes"),
+            refused = RequestTooLarge(
+                over_limit(f"request body is {int(length):,} bytes", limit, "max_body_bytes")
             )
-            await response(scope, receive, send)
+            await error_response(scope, refused)(scope, receive, send)
             return
         started = time.perf_counter()
         status = [500]
@@ -92,29 +99,43 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     limits = {"metrics": metrics, "max_body_bytes": lambda: tagloop.settings.max_body_bytes}
     app.add_middleware(MeasureAndLimit, **limits)
 
+    # Every error is answered in the shape of its door (error_response); the table of
+    # statuses and types, and the translation of library errors, are in api/errors.py.
     @app.exception_handler(TagloopError)
-    async def tagloop_error(_: Request, exc: TagloopError) -> JSONResponse:
-        return _error(exc.http_status, exc.aws_type, exc.message)
+    async def tagloop_error(request: Request, exc: TagloopError) -> Response:
+        return error_response(request.scope, exc)
+
+    async def library_error(request: Request, exc: Exception) -> Response:
+        error = translate(exc)
+        where = f"{request.method} {request.url.path}"
+        if isinstance(error, ServiceUnavailable):
+            log.warning("%s: %s (%s: %s)", where, error.message, type(exc).__name__, exc)
+        else:  # a fault of the installation or a bug: the traceback is for the operator
+            log.error("%s: %s", where, error.message, exc_info=exc)
+        return error_response(request.scope, error)
+
+    for kind in LIBRARY_ERRORS:
+        app.add_exception_handler(kind, library_error)
+
+    @app.exception_handler(500)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # what no other handler takes; the server (or DirectApp) logs it with its traceback
+        return error_response(request.scope, Unexpected("internal server error"))
 
     @app.exception_handler(ClientDisconnect)
     async def gone(_: Request, exc: ClientDisconnect) -> Response:
         return Response(status_code=499)  # the client left before sending its body: no one to answer
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        kinds = {
-            401: "UnrecognizedClientException",
-            403: "AccessDeniedException",
-            404: "ResourceNotFoundException",
-        }
-        return _error(exc.status_code, kinds.get(exc.status_code, "HTTPException"), str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(request.scope, from_http_exception(exc, request.method, request.url.path))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         details = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
-        return _error(422, "InvalidRequestException", details)
+        return error_response(request.scope, InvalidBody(details))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

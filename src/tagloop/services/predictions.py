@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from tagloop.domain.aws_errors import aws_type
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits, over_limit, utf8_size_over
 from tagloop.domain.metrics import evaluate, label_universe
@@ -83,7 +84,7 @@ class PredictionService:
                     if problem is None:
                         yield next(results)
                     else:
-                        yield {"Error": {"Code": problem.aws_type, "Message": problem.message}}
+                        yield {"Error": {"Code": aws_type(problem), "Message": problem.message}}
 
     def evaluate(
         self,
