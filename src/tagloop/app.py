@@ -6,6 +6,7 @@ from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
+from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
@@ -34,13 +35,16 @@ class Tagloop:
         if check_schema:
             migrate.ensure_current(self.database, auto_upgrade=self.database.is_embedded)
         self.artifacts = ArtifactStore(self.settings.resolved_artifacts_url)
+        self.data_locations = DataLocations.from_settings(self.settings)  # what the network APIs may use
         self.models = ModelCache(self.artifacts, self.settings.model_cache_size)
         self.queue = self._queue()
         self.catalog = Catalog(self.database)
         self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
-        self.batch = BatchService(self.database, self.queue, self.models, self.predictions)
+        self.batch = BatchService(
+            self.database, self.queue, self.models, self.predictions, self.data_locations
+        )
         self.endpoints = EndpointService(
             self.database, self.models, self.queue, self.settings.endpoint_refresh_seconds
         )
@@ -51,8 +55,8 @@ class Tagloop:
         for kind in (
             TrainJob(self.training),
             DeployJob(self.endpoints),
-            BatchJob(),
-            BatchShardJob(self.database, self.models, self.predictions),
+            BatchJob(self.data_locations),
+            BatchShardJob(self.database, self.models, self.predictions, self.data_locations),
         ):
             self.queue.register(kind)
 

@@ -68,6 +68,17 @@ class DatasetInvalid(InvalidRequest):
         super().__init__(head)
 
 
+class LocationNotAllowed(InvalidRequest):
+    """A data location given through a network API that is outside the allowed data locations.
+
+    One message for every refusal (missing, existing, a folder, another protocol), so the
+    answer never tells whether a path exists.
+    """
+
+    http_status = 400
+    aws_type = "InvalidRequestException"
+
+
 class LimitExceeded(InvalidRequest):
     """An input is larger than a configured limit; the message names the setting."""
 

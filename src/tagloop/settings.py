@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     )
     artifacts_url: str | None = Field(
         None, description="fsspec URL for model files and outputs; default: a folder in the data dir."
+    )
+    allowed_data_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Where the network APIs may read training data and batch input and write batch "
+        "output, besides the artifact store: comma-separated folders and URL prefixes, e.g. "
+        "`s3://bucket/inbox/,file:///srv/tagloop/inbox/` (a plain path is a file:// folder). Any other "
+        "local path and any protocol not named here is refused; the CLI reads any path it is given.",
     )
 
     max_text_bytes: int = Field(1_000_000, gt=0, description="Largest document (UTF-8 bytes) accepted.")
@@ -67,6 +74,14 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A job whose worker stops renewing its lease this long is run again."
     )
     train_jobs: int = Field(2, ge=1, description="Threads used to fit the linear models.")
+
+    @field_validator("allowed_data_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        """``TAGLOOP_ALLOWED_DATA_URLS`` is a comma-separated list; blanks are ignored."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import botocore.exceptions
@@ -35,15 +37,32 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tickets):
-    """A tagloop server (with its job workers) on a free port, and keys of each scope."""
+def server_root(tmp_path_factory) -> Path:
+    """The server's folder: its data dir, and ``inbox/``, the one data location its APIs may use."""
     root = tmp_path_factory.mktemp("comprehend")
-    data = root / "tickets.csv"
+    (root / "inbox").mkdir()
+    return root
+
+
+@pytest.fixture
+def inbox(server_root) -> Path:
+    """A fresh folder of this test's own inside the server's allowed data location."""
+    return Path(tempfile.mkdtemp(dir=server_root / "inbox"))
+
+
+@pytest.fixture(scope="module")
+def server(server_root, tickets):
+    """A tagloop server (with its job workers) on a free port, and keys of each scope."""
+    root = server_root
+    data = root / "inbox" / "tickets.csv"
     import csv
 
     with data.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle, lineterminator="\n").writerows(tickets)
-    app = create_app(Settings(data_dir=root / "data", endpoint_refresh_seconds=0.2))
+    settings = Settings(
+        data_dir=root / "data", endpoint_refresh_seconds=0.2, allowed_data_urls=(f"file://{root}/inbox/",)
+    )
+    app = create_app(settings)
     tagloop = app.state.tagloop
     keys = {scope: tagloop.keys.create(scope, scope) for scope in ("classify", "admin")}
     port = free_port()
@@ -276,17 +295,17 @@ def test_an_expired_signature_is_refused(server):
     assert response.json()["__type"] == "UnknownOperationException"
 
 
-def test_batch_classification_jobs_with_boto3(server, tmp_path, make_client, protocol):
+def test_batch_classification_jobs_with_boto3(server, inbox, make_client, protocol):
     url, keys, data = server
     admin = make_client(url, keys["admin"])
     arn = trained_classifier(admin, f"batchdesk-{protocol}", data)
-    source = tmp_path / "in.txt"
+    source = inbox / "in.txt"
     source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
     started = admin.start_document_classification_job(
         JobName=f"nightly-{protocol}",
         DocumentClassifierArn=arn,
         InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
-        OutputDataConfig={"S3Uri": str(tmp_path / "out")},
+        OutputDataConfig={"S3Uri": str(inbox / "out")},
         DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
     )
     assert started["JobStatus"] == "SUBMITTED"
@@ -301,8 +320,6 @@ def test_batch_classification_jobs_with_boto3(server, tmp_path, make_client, pro
         time.sleep(0.1)
     assert job["JobStatus"] == "COMPLETED", job
     assert job["JobName"] == f"nightly-{protocol}" and job["DocumentClassifierArn"] == arn
-    from pathlib import Path
-
     assert (Path(job["OutputDataConfig"]["S3Uri"]) / "manifest.json").exists()
     listed = admin.list_document_classification_jobs(Filter={"JobName": f"nightly-{protocol}"})
     assert [j["JobId"] for j in listed["DocumentClassificationJobPropertiesList"]] == [started["JobId"]]
@@ -336,18 +353,18 @@ def signed_call(url: str, key: dict, operation: str, body: dict) -> httpx.Respon
     return httpx.post(f"{url}/", content=request.body, headers=dict(request.headers.items()))
 
 
-def test_stopping_classification_jobs(server, tmp_path, make_client, protocol):
+def test_stopping_classification_jobs(server, inbox, make_client, protocol):
     """Comprehend itself has no StopDocumentClassificationJob (boto3's model lacks it); tagloop
     takes it, in Comprehend's conventions, for batch jobs that should not run to the end."""
     url, keys, data = server
     admin = make_client(url, keys["admin"])
     arn = trained_classifier(admin, f"stopdesk-{protocol}", data)
-    source = tmp_path / "many.txt"
+    source = inbox / "many.txt"
     source.write_text("the printer on floor 3 is jammed again\n" * 200_000, encoding="utf-8")
     job_id = admin.start_document_classification_job(
         DocumentClassifierArn=arn,
         InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
-        OutputDataConfig={"S3Uri": str(tmp_path / "out")},
+        OutputDataConfig={"S3Uri": str(inbox / "out")},
         DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
     )["JobId"]
     stopped = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": job_id})
@@ -370,3 +387,221 @@ def test_stopping_classification_jobs(server, tmp_path, make_client, protocol):
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         admin.describe_document_classification_job(JobId="no-such-job")
     assert error_code(caught) == "JobNotFoundException"
+
+
+# ---- data locations: the API reads and writes only inside the allowlist (issue 11, findings 1-3) ----
+
+REFUSED = "{field} {url!r} is not in an allowed data location (setting TAGLOOP_ALLOWED_DATA_URLS)"
+
+
+@pytest.fixture(scope="module")
+def outside(server, server_root, tickets):
+    """Files and folders the server can read but its APIs must not reach, and links to them."""
+    url, _, _ = server
+    root = server_root
+    import csv
+
+    secret = root / "secret.csv"  # valid training data, outside the allowlist
+    with secret.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(tickets)
+    (root / "inbox2").mkdir()  # a sibling whose name starts with the allowed folder's
+    (root / "inbox2" / "tickets.csv").write_bytes(secret.read_bytes())
+    (root / "outside").mkdir()
+    links = root / "inbox" / "links"
+    links.mkdir()
+    (links / "secret.csv").symlink_to(secret)
+    (links / "passwd").symlink_to("/etc/passwd")
+    (links / "etc").symlink_to("/etc")
+    (links / "outside").symlink_to(root / "outside")
+    (links / "gone.csv").symlink_to(root / "no-such-file.csv")
+    return {"root": root, "server": url}
+
+
+def refused_locations(root: Path, server_url: str) -> list[str]:
+    """Every way of naming a location outside ``<root>/inbox/``: existing, missing and folders
+    alike, local paths, escapes and other protocols."""
+    inbox = root / "inbox"
+    return [
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "FILE:///etc/passwd",
+        "file://localhost/etc/passwd",
+        "/etc/shadow",
+        "/etc/no-such-file",
+        "/etc",
+        "/etc/",
+        str(root / "secret.csv"),
+        f"file://{root}/secret.csv",
+        f"{inbox}/../secret.csv",
+        f"file://{inbox}/../secret.csv",
+        f"{inbox}/../no-such-file.csv",
+        f"{inbox}/./../secret.csv",
+        f"{inbox}/links/secret.csv",  # a link inside the allowed folder, to a file outside
+        f"{inbox}/links/passwd",
+        f"{inbox}/links/etc/passwd",
+        f"{inbox}/links/gone.csv",
+        f"{root}/inbox2/tickets.csv",  # a sibling folder whose name starts with the allowed one's
+        f"file://{root}/inbox2/tickets.csv",
+        f"{root}/inbox2",
+        "inbox/tickets.csv",  # relative to wherever the server runs
+        "~/.ssh/id_rsa",
+        "ftp://127.0.0.1/tickets.csv",
+        f"{server_url}/healthz",
+        "https://example.com/tickets.csv",
+        "webhdfs://127.0.0.1:9870/tickets.csv",
+        "github://tagloop:tagloop@/README.md",
+        "data:text/plain;base64,QSxiCkIsYwo=",
+        f"zip://tickets.csv::file://{inbox}/tickets.zip",
+        f"simplecache::file://{inbox}/tickets.csv",
+        f"file://{inbox}/tickets.csv::",
+        "memory://tickets.csv",
+        "s3://bucket/tickets.csv",
+    ]
+
+
+def test_create_document_classifier_reads_only_allowed_locations(server, outside, make_client, protocol):
+    """Finding 1 and 3: a local path outside the allowlist, a link out of it, and every other
+    protocol are refused before anything is opened, each with the same message, whether the
+    target exists, is missing or is a folder."""
+    url, keys, data = server
+    admin = make_client(url, keys["admin"])
+    name = f"guarded-{protocol}"
+    for location in refused_locations(outside["root"], outside["server"]):
+        for field, config in (
+            ("InputDataConfig.S3Uri", {"S3Uri": location}),
+            ("InputDataConfig.TestS3Uri", {"S3Uri": f"file://{data}", "TestS3Uri": location}),
+        ):
+            with pytest.raises(botocore.exceptions.ClientError) as caught:
+                admin.create_document_classifier(
+                    DocumentClassifierName=name,
+                    DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+                    InputDataConfig=config,
+                    LanguageCode="en",
+                )
+            error = caught.value.response
+            assert error["ResponseMetadata"]["HTTPStatusCode"] == 400, location
+            assert error["Error"]["Code"] == "InvalidRequestException", location
+            assert error["Error"]["Message"] == REFUSED.format(field=field, url=location)
+    assert (
+        admin.list_document_classifiers(Filter={"DocumentClassifierName": name})[
+            "DocumentClassifierPropertiesList"
+        ]
+        == []
+    )
+
+
+def test_an_allowed_location_is_read_by_its_real_path(server, inbox, make_client, protocol):
+    """A link inside the allowed folder to a file inside it is fine; the version records (and
+    training read) the real path that was checked, not the link."""
+    url, keys, data = server
+    admin = make_client(url, keys["admin"])
+    (inbox / "latest.csv").symlink_to(data)
+    arn = admin.create_document_classifier(
+        DocumentClassifierName=f"linked-{protocol}",
+        DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+        InputDataConfig={"S3Uri": f"file://{inbox}/latest.csv"},
+        LanguageCode="en",
+    )["DocumentClassifierArn"]
+    properties = wait_trained(admin, arn)
+    assert properties["Status"] == "TRAINED"
+    assert properties["InputDataConfig"]["S3Uri"] == f"file://{data}"
+
+
+def test_rejected_rows_are_named_by_line_not_quoted(server, inbox):
+    """Errors about rejected rows give line numbers and reasons, and quote no more of a row than
+    the reason needs (a cut label), never the line."""
+    url, keys, _ = server
+    secret = "root:x:0:0:the quick brown fox jumps over the lazy dog:/root:/bin/bash|" + "s" * 200
+    source = inbox / "bad.csv"
+    source.write_text(f"{secret},some text\nBILLING,refund please\n", encoding="utf-8")
+    response = signed_call(
+        url,
+        keys["admin"],
+        "CreateDocumentClassifier",
+        {
+            "DocumentClassifierName": "quoting",
+            "DataAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+            "InputDataConfig": {"S3Uri": str(source)},
+            "LanguageCode": "en",
+        },
+    )
+    assert (response.status_code, response.json()["__type"]) == (400, "InvalidRequestException")
+    message = response.json()["message"]
+    assert "1 row rejected (line 1: label 'root:x:0:0:" in message
+    assert "multi-label delimiter" in message
+    assert secret not in message and "s" * 60 not in message
+    assert len(message) < 400
+
+
+def test_batch_jobs_read_and_write_only_allowed_locations(server, outside, inbox):
+    """Finding 2 and 3: StartDocumentClassificationJob reads its input and writes its output only
+    inside the allowlist; a refused output folder is left untouched."""
+    url, keys, data = server
+    admin = boto3.client(
+        "comprehend",
+        endpoint_url=url,
+        aws_access_key_id=keys["admin"]["access_key_id"],
+        aws_secret_access_key=keys["admin"]["secret"],
+        region_name=REGION,
+    )
+    arn = trained_classifier(admin, "guarded-batch", data)
+    root = outside["root"]
+    source = inbox / "in.txt"
+    source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
+    (inbox / "docs").mkdir()
+    (inbox / "docs" / "a.txt").write_text("printer jammed\n", encoding="utf-8")
+    (inbox / "docs" / "passwd.txt").symlink_to("/etc/passwd")  # a link in an allowed input folder
+
+    def start(input_url: str, output_url: str) -> httpx.Response:
+        return signed_call(
+            url,
+            keys["admin"],
+            "StartDocumentClassificationJob",
+            {
+                "DocumentClassifierArn": arn,
+                "InputDataConfig": {"S3Uri": input_url, "InputFormat": "ONE_DOC_PER_LINE"},
+                "OutputDataConfig": {"S3Uri": output_url},
+                "DataAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+            },
+        )
+
+    for location in refused_locations(root, outside["server"]):
+        refused = start(location, str(inbox / "out"))
+        assert (refused.status_code, refused.json()["__type"]) == (400, "InvalidRequestException")
+        assert refused.json()["message"] == REFUSED.format(field="InputDataConfig.S3Uri", url=location)
+    outputs = [
+        *refused_locations(root, outside["server"]),
+        str(root / "outside"),
+        f"{inbox}/../../outside",
+        f"{root}/inbox/links/outside",
+        f"{root}/inbox/links/outside/deeper",
+        "/tmp",
+        "/",
+    ]
+    for location in outputs:
+        refused = start(str(source), location)
+        assert (refused.status_code, refused.json()["__type"]) == (400, "InvalidRequestException")
+        assert refused.json()["message"] == REFUSED.format(field="OutputDataConfig.S3Uri", url=location)
+    assert list((root / "outside").iterdir()) == []
+    refused = start(str(inbox / "docs"), str(inbox / "out"))
+    assert refused.status_code == 400
+    assert refused.json()["message"] == REFUSED.format(
+        field="batch input", url=f"file://{inbox}/docs/passwd.txt"
+    )
+    jobs = admin.list_document_classification_jobs()["DocumentClassificationJobPropertiesList"]
+    assert [job for job in jobs if job["DocumentClassifierArn"] == arn] == []  # none was started
+
+    started = start(f"file://{source}", f"{inbox}/out/")
+    assert started.status_code == 200, started.text
+    job_id = started.json()["JobId"]
+    deadline = time.monotonic() + 60
+    while True:
+        job = admin.describe_document_classification_job(JobId=job_id)["DocumentClassificationJobProperties"]
+        if job["JobStatus"] in ("COMPLETED", "FAILED", "STOPPED"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["JobStatus"] == "COMPLETED", job
+    assert job["InputDataConfig"]["S3Uri"] == f"file://{source}"
+    assert job["OutputDataConfig"]["S3Uri"] == f"{inbox}/out/{job_id}"
+    assert (inbox / "out" / job_id / "manifest.json").exists()

@@ -10,7 +10,14 @@ import pytest
 from tagloop.domain.formats import JSONL, FormatSpec, RawRow, read_rows
 from tagloop.domain.limits import Limits
 from tagloop.domain.records import LabelledText, Mode
-from tagloop.domain.validation import MAX_ISSUES_KEPT, DatasetReport, DatasetValidator
+from tagloop.domain.validation import (
+    LISTED_LABELS,
+    MAX_ISSUES_KEPT,
+    QUOTED_CHARS,
+    DatasetReport,
+    DatasetValidator,
+    label_list,
+)
 from tagloop.errors import DatasetInvalid, InvalidRequest, RowIssue
 from tagloop.settings import Settings
 
@@ -314,6 +321,28 @@ def test_rare_multi_label_counts_each_label():
     assert report.warnings == [
         "1 label has fewer than 2 documents (setting TAGLOOP_MIN_DOCS_PER_LABEL): B (1)"
     ]
+
+
+def test_reasons_quote_a_cut_label_never_the_row():
+    """Errors go back to API callers: a reason names the line and quotes at most QUOTED_CHARS of
+    the field it is about."""
+    label = "root:x:0:0:root:/root:/bin/bash|" + "s" * 500
+    issue = only_issue(RawRow(3, "some text", label), MC)
+    assert issue.reason.startswith("label 'root:x:0:0:root:/root:/bin/bash|sss")
+    assert label not in issue.reason and "s" * QUOTED_CHARS not in issue.reason
+    issue = only_issue(RawRow(4, "text", "A||" + "s" * 500), ML)
+    assert issue.reason.startswith("empty label in 'A||sss") and len(issue.reason) < 100
+
+
+def test_rare_label_warnings_list_cut_labels_and_count_the_rest():
+    labels = [f"{i:02d}" + "L" * 200 for i in range(LISTED_LABELS + 5)]
+    raw = [RawRow(i, f"text {i}", label) for i, label in enumerate(labels, start=1)]
+    _, report = run(raw, MC, Limits(min_docs_per_label=2, max_label_chars=300))
+    (warning,) = report.warnings
+    assert warning.endswith(" and 5 more")
+    assert warning.count("(1)") == LISTED_LABELS
+    assert "L" * QUOTED_CHARS not in warning
+    assert label_list(["A", "B"], {"A": 1, "B": 2}) == "A (1), B (2)"
 
 
 # ---- fingerprint -------------------------------------------------------------------------------

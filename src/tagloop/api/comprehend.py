@@ -234,10 +234,17 @@ class ComprehendApi:
             raise InvalidRequest("only DataFormat COMPREHEND_CSV is supported")
         if not config.get("S3Uri"):
             raise InvalidRequest("InputDataConfig.S3Uri is required")
+        locations = self.tagloop.data_locations  # checked before anything is opened
+        data = locations.check(config["S3Uri"], "InputDataConfig.S3Uri")  # the URL training opens
+        test = (
+            locations.check(config["TestS3Uri"], "InputDataConfig.TestS3Uri")
+            if config.get("TestS3Uri")
+            else None
+        )
         request = TrainRequest(
             classifier=str(body.get("DocumentClassifierName", "")),
-            data=config["S3Uri"],
-            test=config.get("TestS3Uri"),
+            data=data,
+            test=test,
             mode=Mode.parse(body.get("Mode", "MULTI_CLASS")),
             delimiter=config.get("LabelDelimiter") or "|",
             version_name=body.get("VersionName"),
@@ -350,13 +357,15 @@ class ComprehendApi:
         target = body.get("OutputDataConfig") or {}
         if not source.get("S3Uri") or not target.get("S3Uri"):
             raise InvalidRequest("InputDataConfig.S3Uri and OutputDataConfig.S3Uri are required")
+        locations = self.tagloop.data_locations  # the job stores and uses the checked URLs
         request = BatchRequest(
             classifier=name,
-            input=source["S3Uri"],
-            output=target["S3Uri"],
+            input=locations.check(source["S3Uri"], "InputDataConfig.S3Uri"),
+            output=locations.check(target["S3Uri"], "OutputDataConfig.S3Uri"),
             input_format=source.get("InputFormat") or "ONE_DOC_PER_LINE",
             version=version,
             name=body.get("JobName"),
+            confined=True,
         )
         job_id = self.tagloop.batch.submit(request)
         return {"JobId": job_id, "JobArn": self.arns.job(job_id), "JobStatus": "SUBMITTED"}

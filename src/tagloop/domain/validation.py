@@ -1,4 +1,9 @@
-"""Semantic checks of input rows and the dataset report built while reading them."""
+"""Semantic checks of input rows and the dataset report built while reading them.
+
+Reasons and warnings name rows by line number and quote only what the reason is about (a
+label, cut to :data:`QUOTED_CHARS`), never a whole line: errors and version warnings go back
+to API callers, who get no more of a file than that.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,26 @@ from tagloop.domain.records import LabelledText, Mode
 from tagloop.errors import DatasetInvalid, RowIssue
 
 MAX_ISSUES_KEPT = 1_000
+QUOTED_CHARS = 60  # the most of a row's content a reason quotes
+LISTED_LABELS = 20  # labels named in one warning; the rest are counted
+
+
+def excerpt(value: object, limit: int = QUOTED_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters: enough to find the row, not its content."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def label_list(labels: Iterable[str], counts: dict[str, int] | None = None) -> str:
+    """Labels for a warning: the first :data:`LISTED_LABELS`, each cut, with counts if given."""
+    labels = list(labels)
+    shown = [
+        (label if len(label) <= QUOTED_CHARS else label[: QUOTED_CHARS - 1] + "…")
+        + (f" ({counts[label]})" if counts is not None else "")
+        for label in labels[:LISTED_LABELS]
+    ]
+    more = len(labels) - LISTED_LABELS
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
 
 
 @dataclass
@@ -100,7 +125,7 @@ class DatasetValidator:
             if self.mode is Mode.MULTI_CLASS:
                 if self.delimiter in value:
                     return (
-                        f"label {value!r} contains the multi-label delimiter {self.delimiter!r} "
+                        f"label {excerpt(value)} contains the multi-label delimiter {self.delimiter!r} "
                         "in multi-class mode (use --mode multi-label, or another --delimiter)"
                     )
                 parts = [value]
@@ -113,7 +138,7 @@ class DatasetValidator:
             if self.mode is Mode.MULTI_CLASS and len(parts) > 1:
                 return f"{len(parts)} labels given in multi-class mode (use --mode multi-label)"
         if any(not part for part in parts):
-            return f"empty label in {raw.labels!r}"
+            return f"empty label in {excerpt(raw.labels)}"
         long = next((p for p in parts if len(p) > self.limits.max_label_chars), None)
         if long is not None:
             return over_limit(
@@ -164,7 +189,7 @@ class DatasetValidator:
             report.warnings.append(
                 f"{len(rare)} label{'s have' if len(rare) > 1 else ' has'} fewer than "
                 f"{self.limits.min_docs_per_label} documents (setting TAGLOOP_MIN_DOCS_PER_LABEL): "
-                + ", ".join(f"{label} ({self._counts[label]})" for label in rare)
+                + label_list(rare, self._counts)
             )
         if self._duplicates:
             report.warnings.append(f"{self._duplicates:,} documents repeat an earlier text exactly")

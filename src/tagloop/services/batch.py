@@ -8,6 +8,11 @@ a shard redone after a crash replaces its part and every document appears exactl
 When all shards complete, ``manifest.json`` is written last: its presence marks a
 complete output. A failed or stopped job removes its parts.
 
+A job submitted through a network API is ``confined``: its input and output were checked
+against the allowed data locations (``services/data_locations.py``), and every file it lists,
+reads or writes later is confirmed again just before, so a link put in the way since the
+check refuses the job instead of leading outside the allowlist.
+
 Output lines follow Comprehend: ``{"File": ..., "Line": ..., "Classes": [...]}``
 (``Labels`` for multi-label; ``Line`` counts from 0 and is absent for one document per
 file); a document that cannot be classified gets ``ErrorCode`` and ``ErrorMessage``.
@@ -27,6 +32,7 @@ import orjson
 from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
 from tagloop.services.catalog import resolve_version
+from tagloop.services.data_locations import DataLocations
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.predictions import PredictionService
 from tagloop.storage.artifacts import ArtifactStore
@@ -53,6 +59,13 @@ class BatchRequest:
     version: str | None = None
     shard_documents: int = 20_000
     name: str | None = None
+    confined: bool = False  # through a network API: input/output checked; files confirmed on use
+
+
+def confirmed_inputs(fs: Any, files: list[str], locations: DataLocations) -> None:
+    """Refuse a confined job whose input lists a file outside the allowlist (or a link)."""
+    for path in files:
+        locations.confirm(fs.unstrip_protocol(path), "batch input")
 
 
 def list_inputs(url: str) -> tuple[Any, list[str], str]:
@@ -116,12 +129,18 @@ def line_shards(fs: Any, path: str, per_shard: int, name: str) -> list[dict[str,
 
 class BatchService:
     def __init__(
-        self, database: Database, queue: JobQueue, models: ModelCache, predictions: PredictionService
+        self,
+        database: Database,
+        queue: JobQueue,
+        models: ModelCache,
+        predictions: PredictionService,
+        locations: DataLocations | None = None,
     ) -> None:
         self.database = database
         self.queue = queue
         self.models = models
         self.predictions = predictions
+        self.locations = locations or DataLocations(())
 
     def submit(self, request: BatchRequest) -> str:
         """Check the request and enqueue the batch job; returns its id."""
@@ -129,7 +148,9 @@ class BatchService:
             raise InvalidRequest(f"input format must be one of {', '.join(INPUT_FORMATS)}")
         if request.shard_documents < 1:
             raise InvalidRequest("shard size must be at least 1 document")
-        list_inputs(request.input)  # fail now, with a clear message, if the input is not there
+        fs, files, _ = list_inputs(request.input)  # fail now, with a clear message, if it is not there
+        if request.confined:
+            confirmed_inputs(fs, files, self.locations)
         fsspec.core.url_to_fs(request.output)
         job_id = uuid.uuid4().hex
         with self.database.transaction() as session:
@@ -143,6 +164,8 @@ class BatchService:
                 "shard_documents": request.shard_documents,
                 "name": request.name,
             }
+            if request.confined:
+                payload["confined"] = True
             return self.queue.enqueue(
                 session, BatchJob.kind, payload, id=job_id, classifier_id=classifier.id, version_id=version.id
             )
@@ -153,8 +176,13 @@ class BatchJob:
 
     kind = "batch"
 
+    def __init__(self, locations: DataLocations) -> None:
+        self.locations = locations
+
     def run(self, context: JobContext, payload: dict[str, Any]) -> AwaitChildren:
         fs, files, root = list_inputs(payload["input"])
+        if payload.get("confined"):
+            confirmed_inputs(fs, files, self.locations)
         shards: list[dict[str, Any]] = []
         if payload["input_format"] == ONE_DOC_PER_LINE:
             for number, path in enumerate(files):
@@ -174,6 +202,8 @@ class BatchJob:
         if not shards:
             raise InputUnreadable(f"input {payload['input']} holds no documents")
         common = {key: payload[key] for key in ("version_id", "input_format", "output_dir")}
+        if payload.get("confined"):
+            common["confined"] = True
         context.spawn(BatchShardJob.kind, [{**common, **shard, "shard": i} for i, shard in enumerate(shards)])
         return AwaitChildren(len(shards))
 
@@ -189,11 +219,15 @@ class BatchJob:
             "input": payload["input"],
             "input_format": payload["input_format"],
         }
+        if payload.get("confined"):
+            self.locations.confirm(payload["output_dir"], "batch output")
         ArtifactStore(payload["output_dir"]).write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())
         return manifest
 
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
         """Remove the parts of a failed or stopped batch: nothing may pass for a complete output."""
+        if payload.get("confined") and not self.locations.allows_as_is(payload["output_dir"]):
+            return  # a link now leads elsewhere: delete nothing there
         ArtifactStore(payload["output_dir"]).delete_prefix("")
 
 
@@ -202,10 +236,13 @@ class BatchShardJob:
 
     kind = "batch_shard"
 
-    def __init__(self, database: Database, models: ModelCache, predictions: PredictionService) -> None:
+    def __init__(
+        self, database: Database, models: ModelCache, predictions: PredictionService, locations: DataLocations
+    ) -> None:
         self.database = database
         self.models = models
         self.predictions = predictions
+        self.locations = locations
 
     def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         with self.database.reading() as session:
@@ -236,12 +273,17 @@ class BatchShardJob:
             context.progress(min(0.99, (start + len(batch)) / max(1, len(texts))), "classifying")
         part = f"part-{int(payload['shard']):05d}.jsonl"
         data = b"\n".join(lines) + b"\n" if lines else b""
+        if payload.get("confined"):
+            self.locations.confirm(payload["output_dir"], "batch output")
         ArtifactStore(payload["output_dir"]).write_bytes(part, data)
         return {"part": part, "documents": len(lines), "errors": errors}
 
     def _documents(self, payload: dict[str, Any]) -> tuple[list[tuple[str, int | None]], list[str]]:
         names: list[tuple[str, int | None]] = []
         texts: list[str] = []
+        if payload.get("confined"):
+            for path in payload.get("paths") or [payload["path"]]:
+                self.locations.confirm(path, "batch input")
         try:
             if payload["input_format"] == ONE_DOC_PER_FILE:
                 for path, name in zip(payload["paths"], payload["names"], strict=True):

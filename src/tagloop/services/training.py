@@ -25,6 +25,7 @@ from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
+from tagloop.domain.validation import label_list
 from tagloop.errors import AlreadyExists, DatasetInvalid, NotFound, ResourceInUse, Stopped, TagloopError
 from tagloop.jobs.port import JobContext, JobQueue
 from tagloop.recipes import tfidf_linear
@@ -135,7 +136,7 @@ class TrainingService:
                 )
             unseen = sorted({label for _, labels in test_labels for label in labels} - set(label_counts))
             if unseen:
-                warnings.append(f"test labels with no training documents: {', '.join(unseen)}")
+                warnings.append(f"test labels with no training documents: {label_list(unseen)}")
             version = versions.add(
                 classifier.id,
                 request.version_name,
