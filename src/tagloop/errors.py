@@ -75,9 +75,6 @@ class LocationNotAllowed(InvalidRequest):
     answer never tells whether a path exists.
     """
 
-    http_status = 400
-    aws_type = "InvalidRequestException"
-
 
 class LimitExceeded(InvalidRequest):
     """An input is larger than a configured limit; the message names the setting."""

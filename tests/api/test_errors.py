@@ -29,6 +29,7 @@ PINNED = {
     "StorageFailed": (500, ISE, 500, ISE),
     "ServiceUnavailable": (503, "ServiceUnavailableException", 503, "ServiceUnavailableException"),
     "InvalidRequest": (400, IRE, 400, IRE),
+    "LocationNotAllowed": (400, IRE, 400, IRE),
     "InvalidBody": (422, IRE, 400, IRE),
     "DatasetInvalid": (400, IRE, 400, IRE),
     "InputUnreadable": (400, IRE, 400, IRE),  # services/batch.py
