@@ -115,7 +115,19 @@ class StorageFailed(TagloopError):
 
 
 class ArtifactCorrupt(TagloopError):
-    """A stored artifact does not match the hash recorded when it was written."""
+    """A stored artifact does not match the hash recorded when it was written, or cannot be read.
+
+    The message never says where the artifact is stored (it can reach API callers, e.g. in an
+    endpoint's message); ``location`` does, for the server's log.
+    """
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+class ArtifactMissing(ArtifactCorrupt):
+    """A stored artifact is gone from the artifact store (the store was damaged)."""
 
 
 class TrainingFailed(TagloopError):

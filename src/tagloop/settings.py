@@ -48,7 +48,12 @@ class Settings(BaseSettings):
         True, description="Require API keys; `tagloop serve --no-auth` (loopback only) turns it off."
     )
     aws_account_id: str = Field("123456789012", description="Account id in the ARNs of the Comprehend API.")
-    aws_region: str = Field("us-east-1", description="Region in the ARNs of the Comprehend API.")
+    aws_region: str = Field(
+        "us-east-1", description="Region in the ARNs of the Comprehend API and in its SigV4 signatures."
+    )
+    aws_any_region: bool = Field(
+        False, description="Accept SigV4 signatures scoped to any region, not only TAGLOOP_AWS_REGION."
+    )
     log_predictions: bool = Field(True, description="Keep every classify result with an id for feedback.")
     max_classify_bytes: int = Field(
         100_000, gt=0, description="Largest text (UTF-8 bytes) per classify call."

@@ -26,6 +26,7 @@ PINNED = {
     "Unexpected": (500, "InternalFailure", 500, ISE),
     "ConfigurationError": (500, ISE, 500, ISE),
     "ArtifactCorrupt": (500, ISE, 500, ISE),
+    "ArtifactMissing": (500, ISE, 500, ISE),
     "StorageFailed": (500, ISE, 500, ISE),
     "ServiceUnavailable": (503, "ServiceUnavailableException", 503, "ServiceUnavailableException"),
     "InvalidRequest": (400, IRE, 400, IRE),

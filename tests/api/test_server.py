@@ -5,13 +5,21 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import boto3
+import botocore.exceptions
 import httpx
+import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from tagloop.api.server import create_app
+from tagloop.app import Tagloop
+from tagloop.services.training import TrainRequest
+from tagloop.settings import Settings
 
 
 def test_healthz_in_process(settings):
@@ -83,3 +91,69 @@ def test_workers_each_listen_and_share_new_connections(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_a_damaged_model_answers_503_without_paths_after_a_restart(tmp_path, tickets_csv, caplog):
+    """Finding 8: a byte of a served model file flipped, the server restarted: classify
+    answered 500 with the file's absolute path while the endpoint said IN_SERVICE."""
+    settings = Settings(data_dir=tmp_path / "data")
+    first = Tagloop(settings)
+    try:
+        first.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+        first.queue.run_now(first.endpoints.create("help", "desk", "v1")["job_id"])
+        key = first.keys.create("admin", "admin")
+        path = Path(first.catalog.version("desk", "v1")["artifact"]["path"])
+    finally:
+        first.close()
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+
+    app = create_app(settings, start_workers=False)  # the restart
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        bearer = {"Authorization": f"Bearer {key['secret']}"}
+        message = (
+            "endpoint 'help' is FAILED: its model version v1 failed to load (file damaged); "
+            "see the server log"
+        )
+        for _ in range(2):  # the first request finds the damage, the second the FAILED endpoint
+            response = httpx.post(
+                f"{url}/v1/endpoints/help/classify", json={"text": "printer"}, headers=bearer
+            )
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == {"type": "ResourceUnavailableException", "message": message}
+        shown = httpx.get(f"{url}/v1/endpoints/help", headers=bearer).json()
+        assert shown["status"] == "FAILED" and "failed to load (file damaged)" in shown["message"]
+
+        comprehend = boto3.client(
+            "comprehend",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=key["access_key_id"],
+            aws_secret_access_key=key["secret"],
+        )
+        arn = "arn:aws:comprehend:us-east-1:123456789012:document-classifier-endpoint/help"
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            comprehend.classify_document(Text="printer", EndpointArn=arn)
+        assert caught.value.response["Error"] == {"Code": "ResourceUnavailableException", "Message": message}
+        described = comprehend.describe_endpoint(EndpointArn=arn)["EndpointProperties"]
+        assert described["Status"] == "FAILED" and described["Message"] == shown["message"]
+
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'tagloop_endpoint_failed{endpoint="help"} 1.0' in metrics
+        assert 'tagloop_model_load_failures_total{endpoint="help"} 1.0' in metrics
+        for answer in (response.text, str(caught.value.response), shown, described, metrics):
+            assert str(tmp_path) not in str(answer)
+        assert str(path) in caplog.text  # the path is for the server's log only
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

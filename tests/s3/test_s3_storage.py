@@ -11,7 +11,7 @@ import sys
 import fsspec
 import pytest
 
-from tagloop.errors import ArtifactCorrupt, InvalidRequest, NotFound
+from tagloop.errors import ArtifactCorrupt, ArtifactMissing, InvalidRequest
 from tagloop.services.batch import MANIFEST, BatchRequest
 from tagloop.services.training import TrainRequest
 from tagloop.storage.artifacts import ArtifactStore
@@ -35,7 +35,7 @@ def test_artifact_store_on_s3(bucket):
     s3().pipe_file(stored.path, b"tampered!!!")
     with pytest.raises(ArtifactCorrupt):
         store.read_bytes(stored.path, stored.sha256)
-    with pytest.raises(NotFound):
+    with pytest.raises(ArtifactMissing):
         store.read_bytes(store.path("models/2/model.npz"))
     store.delete_prefix("models")
     assert not s3().exists(f"{bucket}/artifacts/models/1/model.npz")

@@ -3,7 +3,9 @@ loads, FAILED with a reason; on the embedded database and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,3 +138,76 @@ def test_a_process_that_serves_the_new_version_never_goes_back_to_the_old(desk):
     desk.endpoints.delete("help")
     with pytest.raises(NotFound):
         desk.endpoints.serving("help")
+
+
+def flip_a_byte(path: Path) -> bytes:
+    """Flip one byte in the middle of ``path``; returns the original content."""
+    original = path.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    return original
+
+
+def test_a_model_file_damaged_while_serving_fails_the_endpoint_after_a_restart(
+    desk, make_tagloop, database_url, caplog
+):
+    """Finding 8: after a restart, classify answered a 500 naming the file while the endpoint
+    still said IN_SERVICE. Now the endpoint is FAILED for every process, with a message that
+    names no path (the log has it), until it is deployed again."""
+    desk.queue.run_now(desk.endpoints.create("help", "desk", "v1")["job_id"])
+    assert desk.endpoints.serving("help").version == "v1"
+    path = Path(desk.catalog.version("desk", "v1")["artifact"]["path"])
+    original = flip_a_byte(path)
+    restarted = make_tagloop(database_url=database_url)  # a new process: nothing loaded
+    with pytest.raises(ResourceUnavailable) as caught:
+        restarted.endpoints.serving("help")
+    message = "its model version v1 failed to load (file damaged); see the server log"
+    assert caught.value.message == f"endpoint 'help' is FAILED: {message}"
+    assert str(path.parent) not in caught.value.message and str(path) in caplog.text
+    shown = desk.endpoints.show("help")  # the other process sees it too
+    assert (shown["status"], shown["message"]) == ("FAILED", message)
+    with pytest.raises(ResourceUnavailable, match="FAILED"):
+        restarted.endpoints.serving("help", refresh=True)
+    assert restarted.endpoints.load_failures() == {"help": 1}  # FAILED: no second attempt
+    assert restarted.endpoints.failed() == {"help": message}
+
+    path.write_bytes(original)  # the file restored, the endpoint is deployed again
+    again = restarted.endpoints.update("help", "v1")
+    assert again["status"] == "CREATING"
+    restarted.queue.run_now(again["job_id"])
+    assert restarted.endpoints.serving("help").version == "v1"
+    assert restarted.endpoints.show("help")["status"] == "IN_SERVICE"
+    assert restarted.endpoints.failed() == {}
+
+
+def test_a_missing_model_file_fails_the_endpoint_until_it_is_re_pointed(desk, make_tagloop, database_url):
+    desk.queue.run_now(desk.endpoints.create("help", "desk", "v1")["job_id"])
+    path = Path(desk.catalog.version("desk", "v1")["artifact"]["path"])
+    path.unlink()
+    restarted = make_tagloop(database_url=database_url, endpoint_refresh_seconds=0.05)
+    with pytest.raises(ResourceUnavailable, match=r"failed to load \(file missing\)") as caught:
+        restarted.endpoints.serving("help")
+    assert str(path.parent) not in caught.value.message
+    assert desk.endpoints.show("help")["status"] == "FAILED"
+    restarted.endpoints.follow()
+    try:
+        assert restarted.endpoints.failed() == {"help": desk.endpoints.show("help")["message"]}
+        desk.queue.run_now(desk.endpoints.update("help", "v2")["job_id"])  # re-pointed elsewhere
+        deadline = time.monotonic() + 30
+        while restarted.endpoints.failed():  # the follower looks again: no longer FAILED
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert restarted.endpoints.serving("help").version == "v2"
+    finally:
+        restarted.endpoints.stop_following()
+
+
+def test_deployment_errors_name_no_paths(desk, tmp_path):
+    corrupt(desk, "v1")
+    created = desk.endpoints.create("help", "desk", "v1")
+    with pytest.raises(ArtifactCorrupt) as caught:
+        desk.queue.run_now(created["job_id"])
+    assert str(tmp_path) not in caught.value.message and caught.value.location
+    assert str(tmp_path) not in desk.endpoints.show("help")["message"]
+    assert str(tmp_path) not in json.dumps(desk.jobs.show(created["job_id"]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tagloop.errors import ArtifactCorrupt, NotFound
+from tagloop.errors import ArtifactCorrupt, ArtifactMissing
 from tagloop.storage.artifacts import ArtifactStore
 
 
@@ -89,19 +89,24 @@ def test_a_write_failing_midway_keeps_the_old_file(store, root):
 
 
 def test_tampered_truncated_and_missing_files_are_reported(store, root):
+    """The path is in the error's ``location`` (for the server's log), never in its message,
+    which may reach API callers."""
     stored = store.write_bytes("m.npz", b"model bytes")
     (root / "m.npz").write_bytes(b"model bytez")
-    with pytest.raises(ArtifactCorrupt, match="SHA-256"):
+    with pytest.raises(ArtifactCorrupt, match="SHA-256") as caught:
         store.read_bytes(stored.path, stored.sha256)
+    assert caught.value.location == stored.path and str(root) not in caught.value.message
     (root / "m.npz").write_bytes(b"model")
-    with pytest.raises(ArtifactCorrupt, match=r"m\.npz"):
+    with pytest.raises(ArtifactCorrupt) as caught:
         store.read_bytes(stored.path, stored.sha256)
+    assert caught.value.location == stored.path and "m.npz" not in caught.value.message
     assert store.read_bytes(stored.path) == b"model"  # no hash given: nothing to check
     (root / "m.npz").unlink()
     assert not store.exists(stored.path)
-    with pytest.raises(NotFound, match="missing"):
+    with pytest.raises(ArtifactMissing, match="missing") as caught:
         store.read_bytes(stored.path, stored.sha256)
-    with pytest.raises(NotFound):
+    assert caught.value.location == stored.path and str(root) not in caught.value.message
+    with pytest.raises(ArtifactMissing):
         store.read_bytes(store.path("never/written.npz"))
 
 

@@ -45,6 +45,7 @@ from tagloop.services.training import TrainRequest
 router = APIRouter(route_class=DirectRoute)  # hot: answered ahead of the app's stack
 SERVICE = "Comprehend_20171127"
 TARGET_PREFIX = f"{SERVICE}."
+SIGNING_NAME = "comprehend"  # the service a SigV4 credential scope must name
 TIMESTAMPS = frozenset(
     {
         "SubmitTime",
@@ -400,8 +401,10 @@ SCOPES = {"ClassifyDocument": "classify"}
 def _authorize(tagloop: Any, request: Request, operation: str, raw: bytes) -> None:
     if not tagloop.settings.auth:
         return
-    headers = {key.lower(): value for key, value in request.headers.items()}
-    principal = verify(tagloop.keys, request.method, str(request.url), headers, raw)
+    settings = tagloop.settings
+    region = None if settings.aws_any_region else settings.aws_region
+    headers = request.headers.items()  # repeated headers kept: SigV4 signs them joined
+    principal = verify(tagloop.keys, request.method, str(request.url), headers, raw, (SIGNING_NAME,), region)
     scope = SCOPES.get(operation, "admin")
     if not principal.allows(scope):
         raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")

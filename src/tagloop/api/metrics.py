@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class EndpointHealth(Protocol):
+    """What the metrics read from the endpoint service when scraped (no database access)."""
+
+    def failed(self) -> dict[str, str]: ...
+
+    def load_failures(self) -> dict[str, int]: ...
+
+
+class FailedEndpoints(Collector):
+    """``tagloop_endpoint_failed{endpoint}`` (1 while this process finds the endpoint FAILED,
+    e.g. its model file damaged; the reason is the endpoint's message) and
+    ``tagloop_model_load_failures_total{endpoint}``."""
+
+    def __init__(self, endpoints: EndpointHealth) -> None:
+        self.endpoints = endpoints
+
+    def collect(self) -> Iterator[Metric]:
+        failed = GaugeMetricFamily(
+            "tagloop_endpoint_failed",
+            "1 for an endpoint this process found FAILED (its message says why; e.g. a model file that "
+            "failed to load)",
+            labels=["endpoint"],
+        )
+        for name in sorted(self.endpoints.failed()):
+            failed.add_metric([name], 1)
+        yield failed
+        loads = CounterMetricFamily(
+            "tagloop_model_load_failures",
+            "Loads of an endpoint's model that failed in this process (file damaged or missing)",
+            labels=["endpoint"],
+        )
+        for name, count in sorted(self.endpoints.load_failures().items()):
+            loads.add_metric([name], count)
+        yield loads
 
 
 class ServerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, endpoints: EndpointHealth | None = None) -> None:
         self.registry = CollectorRegistry()
+        if endpoints is not None:
+            self.registry.register(FailedEndpoints(endpoints))
         self.requests = Counter(
             "tagloop_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )

@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     """The ASGI app; with ``start_workers`` it also runs queued jobs in background threads."""
     tagloop = Tagloop(settings or Settings())
     tagloop.prediction_log.use_process()  # keeps encoding and inserting off this process's GIL
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(tagloop.endpoints)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -20,6 +20,8 @@ from tagloop.domain.names import check_name
 from tagloop.domain.records import VersionStatus
 from tagloop.errors import (
     AlreadyExists,
+    ArtifactCorrupt,
+    ArtifactMissing,
     InvalidRequest,
     NotFound,
     ResourceInUse,
@@ -90,12 +92,16 @@ class EndpointService:
         self._lock = threading.Lock()
         self._follower: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._failed: dict[str, str] = {}  # endpoints found FAILED at their last look: message
+        self._load_failures: dict[str, int] = {}
 
     # ---- management ------------------------------------------------------------------
     # An endpoint is CREATING until a deploy job has loaded and verified its model (then
     # IN_SERVICE, or FAILED with a message); re-pointing makes it UPDATING while it goes on
     # serving its current version, and the switch happens only once the new model loaded
     # (a model that cannot load leaves the old one serving, with a message saying why).
+    # An endpoint whose serving model file is later found damaged or missing (a process
+    # starting up, say) becomes FAILED with a message; updating it deploys again.
 
     def create(
         self, name: str, classifier: str, version: str | None = None, inference_units: int = 1
@@ -184,7 +190,7 @@ class EndpointService:
             if row is None or row.desired_version_id != version_id:
                 return
             version = ModelVersionRepository(session).get(version_id)
-            if row.status == CREATING:
+            if row.status in (CREATING, FAILED):
                 row.status, row.message = FAILED, f"deploying version {version.name} failed: {reason}"
             else:
                 row.status, row.message = IN_SERVICE, f"updating to version {version.name} failed: {reason}"
@@ -195,6 +201,7 @@ class EndpointService:
         with self.database.transaction() as session:
             session.delete(EndpointRepository(session).get(name))
         self._forget(name)
+        self._note_failed(name, None)
 
     def list(self) -> list[dict[str, Any]]:
         with self.database.reading() as session:
@@ -237,12 +244,14 @@ class EndpointService:
             row = EndpointRepository(session).find(name)
             if row is None:
                 self._forget(name)
+                self._note_failed(name, None)
                 raise NotFound(f"no endpoint named {name!r}")
             status, message = row.status, row.message
             version = ModelVersionRepository(session).get(row.version_id)
             classifier = session.get_one(ClassifierRow, row.classifier_id)
         if status in (CREATING, FAILED):
             self._forget(name)
+            self._note_failed(name, (message or status) if status == FAILED else None)
             reason = f": {message}" if message else " (its model is being loaded)"
             raise ResourceUnavailable(f"endpoint {name!r} is {status}{reason}")
         if version.status != VersionStatus.TRAINED.value:
@@ -251,16 +260,57 @@ class EndpointService:
                 f"endpoint {name!r} points at version {version.name}, which is {version.status}"
             )
         current = cached[2] if cached is not None and cached[2].version_id == version.id else None
-        serving = current or Serving(
-            name, classifier.name, version.name, version.id, self.models.get(version)
-        )
+        serving = current
+        if serving is None:
+            try:
+                model = self.models.get(version)
+            except ArtifactCorrupt as exc:
+                message = self._load_failed(name, version, exc)
+                raise ResourceUnavailable(f"endpoint {name!r} is {FAILED}: {message}") from exc
+            serving = Serving(name, classifier.name, version.name, version.id, model)
         with self._lock:
             newest = self._cache.get(name)
             if newest is not None and newest[1] > read:  # a later read answered first
                 return newest[2]
             if read > self._forgotten.get(name, 0):
                 self._cache[name] = (time.monotonic(), read, serving)
+        self._note_failed(name, None)
         return serving
+
+    def _load_failed(self, name: str, version: ModelVersionRow, exc: ArtifactCorrupt) -> str:
+        """The endpoint's model file is damaged or gone: mark the endpoint FAILED for every
+        process (until it is updated, e.g. to the same version once the file is restored) with
+        a message that names no path (the log has it, from the model cache)."""
+        reason = "file missing" if isinstance(exc, ArtifactMissing) else "file damaged"
+        message = f"its model version {version.name} failed to load ({reason}); see the server log"
+        log.error("endpoint %s is FAILED: model version %s failed to load: %s", name, version.name, exc)
+        with self.database.transaction() as session:
+            row = EndpointRepository(session).find(name)
+            if row is not None and row.version_id == version.id and row.status != FAILED:
+                row.status, row.message = FAILED, message
+                row.updated_at = utcnow()
+        with self._lock:
+            self._load_failures[name] = self._load_failures.get(name, 0) + 1
+        self._note_failed(name, message)
+        return message
+
+    def _note_failed(self, name: str, message: str | None) -> None:
+        with self._lock:
+            if message is None:
+                self._failed.pop(name, None)
+            else:
+                self._failed[name] = message
+
+    def failed(self) -> dict[str, str]:
+        """The endpoints this process found FAILED when it last looked (name: message); the
+        follower keeps looking, so one that serves again leaves the list."""
+        with self._lock:
+            return dict(self._failed)
+
+    def load_failures(self) -> dict[str, int]:
+        """How many times this process failed to load an endpoint's model, per endpoint."""
+        with self._lock:
+            return dict(self._load_failures)
 
     def follow(self) -> None:
         """Keep the endpoints this process serves fresh from a background thread, so requests
@@ -274,7 +324,9 @@ class EndpointService:
 
     def _follow(self) -> None:
         while not self._stopping.wait(self.refresh_seconds / 2):
-            for name in list(self._cache):
+            with self._lock:
+                names = [*self._cache, *(name for name in self._failed if name not in self._cache)]
+            for name in names:
                 try:
                     self.serving(name, refresh=True)
                 except TagloopError:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections import OrderedDict
 
-from tagloop.errors import ResourceUnavailable
+from tagloop.errors import ArtifactCorrupt, ResourceUnavailable
 from tagloop.recipes.base import TextModel
 from tagloop.recipes.registry import load_model
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.tables import ModelVersionRow
+
+log = logging.getLogger(__name__)
 
 
 class ModelCache:
@@ -28,7 +31,20 @@ class ModelCache:
 
     def get(self, version: ModelVersionRow, verify: bool = False) -> TextModel:
         """The version's model, loaded once; with ``verify`` the stored file is read and its
-        hash checked even when the model is in memory (what other processes will load)."""
+        hash checked even when the model is in memory (what other processes will load).
+
+        A model file that is damaged or missing raises :class:`ArtifactCorrupt` (or
+        :class:`ArtifactMissing`) without its path, which goes to the log."""
+        try:
+            return self._get(version, verify)
+        except ArtifactCorrupt as exc:
+            where = exc.location or version.artifact_path
+            log.error(
+                "model version %s (id %s) at %s cannot be loaded: %s", version.name, version.id, where, exc
+            )
+            raise
+
+    def _get(self, version: ModelVersionRow, verify: bool) -> TextModel:
         if not version.artifact_path or not version.artifact_sha256:
             raise ResourceUnavailable(f"model version {version.name} has no trained model ({version.status})")
         key = (version.id, version.artifact_sha256)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from tagloop.errors import ArtifactCorrupt, NotFound
+from tagloop.errors import ArtifactCorrupt, ArtifactMissing
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,18 @@ class ArtifactStore:
         return StoredArtifact(target, hashlib.sha256(data).hexdigest(), len(data))
 
     def read_bytes(self, path: str, expected_sha256: str | None = None) -> bytes:
-        """Read an artifact by the path :meth:`write_bytes` returned, checking its hash."""
+        """Read an artifact by the path :meth:`write_bytes` returned, checking its hash.
+
+        The errors' messages leave the path out (they may reach API callers); it is in their
+        ``location``, for the server's log."""
         try:
             data = self.fs.cat_file(path)
         except FileNotFoundError as exc:
-            raise NotFound(f"artifact {path} is missing from {self.url}") from exc
+            raise ArtifactMissing("the stored file is missing from the artifact store", path) from exc
         if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
-            raise ArtifactCorrupt(f"artifact {path} does not match the SHA-256 recorded when it was written")
+            raise ArtifactCorrupt(
+                "the stored file does not match the SHA-256 recorded when it was written", path
+            )
         return data
 
     def exists(self, path: str) -> bool:
