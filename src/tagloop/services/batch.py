@@ -27,6 +27,7 @@ import orjson
 from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
 from tagloop.services.catalog import resolve_version
+from tagloop.services.datasets import DAMAGED_STREAM_ERRORS, damaged_compressed_file
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.predictions import PredictionService
 from tagloop.storage.artifacts import ArtifactStore
@@ -242,6 +243,7 @@ class BatchShardJob:
     def _documents(self, payload: dict[str, Any]) -> tuple[list[tuple[str, int | None]], list[str]]:
         names: list[tuple[str, int | None]] = []
         texts: list[str] = []
+        path, name = payload.get("path", ""), payload.get("name", "")
         try:
             if payload["input_format"] == ONE_DOC_PER_FILE:
                 for path, name in zip(payload["paths"], payload["names"], strict=True):
@@ -261,6 +263,11 @@ class BatchShardJob:
             ) from exc
         except PermissionError as exc:
             raise InputUnreadable(f"input file cannot be read: permission denied ({exc.filename})") from exc
+        except (*DAMAGED_STREAM_ERRORS, OSError) as exc:
+            reason = damaged_compressed_file(path, exc)
+            if reason is None:
+                raise
+            raise InputUnreadable(f"{name}: {reason}") from exc
         name = payload["name"]
         for offset, line in enumerate(raw.split(b"\n")):
             number = payload["first_line"] + offset
