@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
 
 import pytest
 
 from tagloop.app import Tagloop
 from tagloop.errors import ConfigurationError
 from tagloop.jobs.local import LocalJobQueue
+from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 from tagloop.storage import migrate
 
@@ -60,3 +63,29 @@ def test_processes_starting_at_once_on_a_new_data_dir_upgrade_it_once(tmp_path):
         assert set(revisions) == {migrate.head_revision(tagloop.database)}
     finally:
         tagloop.close()
+
+
+def test_a_fresh_data_dir_is_readable_by_its_user_only(tmp_path, tickets, write_csv):
+    """The data dir holds training texts, predictions and keys: 0700 folders, 0600 files,
+    whatever the umask (here the usual 022, which made them 0755 and 0644)."""
+    data = write_csv([list(row) for row in tickets], "tickets.csv")
+    previous = os.umask(0o022)
+    try:
+        tagloop = Tagloop(Settings(data_dir=tmp_path / "nested" / "data"))
+        try:
+            tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
+            tagloop.keys.create("app", "classify")
+            wal_and_shm = [tmp_path / "nested" / "data" / f"tagloop.db-{end}" for end in ("wal", "shm")]
+            assert all(path.exists() for path in wal_and_shm)  # checked while the database is open
+            modes = {
+                str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode)
+                for path in [tmp_path / "nested", *sorted((tmp_path / "nested").rglob("*"))]
+            }
+        finally:
+            tagloop.close()
+    finally:
+        os.umask(previous)
+    assert {"nested/data/tagloop.db", "nested/data/secret.key", "nested/data/artifacts"} <= set(modes)
+    assert any(name.endswith("model.npz") for name in modes)
+    loose = {name: oct(mode) for name, mode in modes.items() if mode & 0o077}
+    assert not loose, f"readable by others: {loose}"

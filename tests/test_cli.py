@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -319,3 +320,14 @@ def test_a_server_database_needs_db_upgrade(fresh_postgres, tmp_path):
     env = {"TAGLOOP_DATABASE_URL": fresh_postgres}
     assert json.loads(ok(run("classifiers", "--json", data_dir=tmp_path / "data", env=env))) == []
     assert not (tmp_path / "data" / "tagloop.db").exists()  # nothing went to the embedded database
+
+
+def test_a_truncated_gz_is_one_line_naming_the_file(tmp_path, tickets):
+    """Was `Aborted.` alone: click takes an EOFError for Ctrl-D."""
+    whole = write_tickets(tmp_path / "tickets.csv", tickets).read_bytes()
+    compressed = gzip.compress(whole)
+    data = tmp_path / "data.csv.gz"
+    data.write_bytes(compressed[: len(compressed) // 2])
+    stderr = refused(run("train", "desk", "--data", str(data), data_dir=tmp_path / "data"))
+    assert stderr.startswith(f"error: {data}: compressed file is truncated or damaged ("), stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr

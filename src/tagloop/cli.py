@@ -598,7 +598,7 @@ def endpoints_list(as_json: JsonOption = False) -> None:
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="What the key is for.")],
+    name: Annotated[str, typer.Option(help="What the key is for: letters, digits, hyphens (1-63).")],
     scope: Annotated[str, typer.Option(help="classify, review or admin.")] = "classify",
     as_json: JsonOption = False,
 ) -> None:
@@ -682,20 +682,15 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP server (and, on the local queue, the job workers)."""
-    import ipaddress
-
+    from tagloop.api.local_only import check_bind
     from tagloop.api.run import run_server
     from tagloop.demo import ensure_demo, ensure_first_admin_key
 
     if no_auth:
-        address = "127.0.0.1" if host == "localhost" else host
-        try:
-            loopback = ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            _fail(ConfigurationError("--no-auth is only allowed on a loopback host (127.0.0.1, ::1)"))
         State.overrides["auth"] = False
+    settings = _guard(_settings)
+    if not settings.auth:  # --no-auth and TAGLOOP_AUTH=false alike: loopback only
+        _guard(lambda: check_bind(host))
 
     def prepare() -> None:
         """Migrate the embedded DB (or check the schema) once, before server processes start."""
@@ -707,12 +702,13 @@ def serve(
                 _deployed(tagloop, tagloop.endpoints.create(result["classifier"], result["classifier"]))
                 stderr.print(f"endpoint {result['classifier']} serves it")
             embedded = tagloop.database.is_embedded
-            created = ensure_first_admin_key(tagloop) if embedded and not no_auth else None
+            created = ensure_first_admin_key(tagloop) if embedded and settings.auth else None
             if created:
+                _announce_admin_key(created, host, port)
+            if not settings.auth:
                 stderr.print(
-                    f"created the first admin API key (saved to {created['file']}, mode 0600; shown once):\n"
-                    f"  access key id: {created['access_key_id']}\n  secret:        {created['secret']}\n"
-                    f"  try: curl -H 'Authorization: Bearer {created['secret']}' http://{host}:{port}/v1/endpoints",
+                    "authentication is off (development): only requests from this machine to "
+                    f"127.0.0.1, localhost or [::1] on port {port} are answered",
                     markup=False,
                     highlight=False,
                 )
@@ -721,6 +717,22 @@ def serve(
     for key, value in State.overrides.items():
         os.environ[f"TAGLOOP_{key.upper()}"] = str(value)
     run_server(host, port, workers, access_log)
+
+
+def _announce_admin_key(created: dict[str, Any], host: str, port: int) -> None:
+    """Say where the first admin key's secret is, never the secret: a server's log is often a file."""
+    import shlex
+
+    file = shlex.quote(str(Path(created["file"]).resolve()))
+    where = f"[{host}]" if ":" in host else host
+    stderr.print(
+        f"created the first admin API key {created['access_key_id']}; its secret is in {file} "
+        "(mode 0600), never in this log. Try:\n"
+        f"  SECRET=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"secret\"])' {file})\n"
+        f'  curl -H "Authorization: Bearer $SECRET" http://{where}:{port}/v1/endpoints',
+        markup=False,
+        highlight=False,
+    )
 
 
 def run() -> None:

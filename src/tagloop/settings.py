@@ -45,7 +45,20 @@ class Settings(BaseSettings):
         None, description="Encrypts API secrets at rest; default: a 0600 key file in the data dir."
     )
     auth: bool = Field(
-        True, description="Require API keys; `tagloop serve --no-auth` (loopback only) turns it off."
+        True,
+        description="Require API keys. Off (`false`, or `tagloop serve --no-auth`) is for development: "
+        "the server then listens on loopback hosts only and answers only same-origin requests to "
+        "127.0.0.1, localhost or [::1].",
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token that opens /metrics (what Prometheus sends); unset: /metrics needs "
+        "an admin API key (open when auth is off).",
+    )
+    api_docs: bool = Field(
+        True,
+        description="Serve /docs, /redoc and /openapi.json without credentials (they describe the "
+        "API and hold no data); false: not served.",
     )
     aws_account_id: str = Field("123456789012", description="Account id in the ARNs of the Comprehend API.")
     aws_region: str = Field(

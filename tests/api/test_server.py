@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -36,9 +38,11 @@ def _free_port() -> int:
 
 
 def test_serve_command_answers_on_loopback(tmp_path):
+    """A fresh install: the first admin key's secret goes to a 0600 file, never to the log."""
     port = _free_port()
+    data_dir = tmp_path / "data"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tagloop.cli", "--data-dir", str(tmp_path), "serve", "--port", str(port)],
+        [sys.executable, "-m", "tagloop.cli", "--data-dir", str(data_dir), "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -53,10 +57,21 @@ def test_serve_command_answers_on_loopback(tmp_path):
                 assert time.monotonic() < deadline, "server did not start within 30 s"
                 time.sleep(0.2)
         assert response.status_code == 200
-        assert (tmp_path / "tagloop.db").exists()
+        assert (data_dir / "tagloop.db").exists()
+        key = json.loads((data_dir / "admin-key.json").read_text())
+        endpoints = httpx.get(
+            f"http://127.0.0.1:{port}/v1/endpoints", headers={"Authorization": f"Bearer {key['secret']}"}
+        )
+        assert endpoints.status_code == 200
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        _, log = process.communicate(timeout=10)
+    log = log.decode()
+    assert key["secret"] not in log
+    assert f"its secret is in {(data_dir / 'admin-key.json').resolve()}" in log
+    assert key["access_key_id"] in log
+    for path in (data_dir, data_dir / "admin-key.json", data_dir / "tagloop.db"):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
 def _listening_sockets(port: int) -> int:
@@ -148,7 +163,7 @@ def test_a_damaged_model_answers_503_without_paths_after_a_restart(tmp_path, tic
         described = comprehend.describe_endpoint(EndpointArn=arn)["EndpointProperties"]
         assert described["Status"] == "FAILED" and described["Message"] == shown["message"]
 
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", headers=bearer).text
         assert 'tagloop_endpoint_failed{endpoint="help"} 1.0' in metrics
         assert 'tagloop_model_load_failures_total{endpoint="help"} 1.0' in metrics
         for answer in (response.text, str(caught.value.response), shown, described, metrics):
@@ -157,3 +172,43 @@ def test_a_damaged_model_answers_503_without_paths_after_a_restart(tmp_path, tic
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_metrics_need_the_metrics_token_or_an_admin_key(tmp_path):
+    """/metrics names endpoints and labels: not for anyone; /healthz stays open."""
+    app = create_app(
+        Settings(data_dir=tmp_path / "data", metrics_token="prometheus-token"), start_workers=False
+    )
+    tagloop = app.state.tagloop
+    admin, classify = (tagloop.keys.create(scope, scope)["secret"] for scope in ("admin", "classify"))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        anonymous = client.get("/metrics")
+        assert anonymous.status_code == 401
+        assert "TAGLOOP_METRICS_TOKEN" in anonymous.json()["error"]["message"]
+        assert "tagloop_requests" not in anonymous.text
+        for secret, status in (("not-the-token", 401), (classify, 403)):
+            assert client.get("/metrics", headers={"Authorization": f"Bearer {secret}"}).status_code == status
+        for secret in ("prometheus-token", admin):
+            scraped = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+            assert scraped.status_code == 200
+            assert 'tagloop_requests_total{method="GET",route="/healthz",status="200"} 1.0' in scraped.text
+
+
+def test_without_a_metrics_token_an_admin_key_reads_metrics(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path / "data"), start_workers=False)
+    admin = app.state.tagloop.keys.create("admin", "admin")["secret"]
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+
+
+@pytest.mark.parametrize("docs", [True, False])
+def test_api_docs_are_public_unless_turned_off(tmp_path, docs):
+    app = create_app(Settings(data_dir=tmp_path / "data", api_docs=docs), start_workers=False)
+    with TestClient(app) as client:
+        statuses = {path: client.get(path).status_code for path in ("/openapi.json", "/docs", "/redoc")}
+        assert statuses == dict.fromkeys(statuses, 200 if docs else 404)
+        if docs:
+            assert "/v1/keys" in client.get("/openapi.json").json()["paths"]

@@ -24,7 +24,7 @@ def served(tmp_path, tickets, write_csv):
     tagloop.training.train(TrainRequest(classifier="desk", data=str(data), version_name="second"))
     tagloop.queue.run_now(tagloop.endpoints.create("desk", "desk", "v1")["job_id"])  # deploy
     keys = {
-        scope: tagloop.keys.create(f"{scope} key", scope)["secret"]
+        scope: tagloop.keys.create(f"{scope}-key", scope)["secret"]
         for scope in ("classify", "review", "admin")
     }
     with TestClient(app) as client:
@@ -222,8 +222,19 @@ def test_endpoint_management(served):
 def test_metrics_are_exposed(served):
     client, _, keys = served
     client.post("/v1/endpoints/desk/classify", json={"text": "vpn"}, headers=bearer(keys["classify"]))
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=bearer(keys["admin"])).text
     assert 'tagloop_requests_total{method="POST",route="/v1/endpoints/{name}/classify",status="200"}' in text
     assert "tagloop_request_seconds_bucket" in text
     assert 'tagloop_predictions_total{endpoint="desk",label="NETWORK"}' in text
     assert "tagloop_models_loaded 1.0" in text
+
+
+def test_a_key_name_outside_the_name_rules_is_a_400(served):
+    client, tagloop, keys = served
+    for name in ("nul\x00inside", "x" * 100_000):
+        response = client.post(
+            "/v1/keys", json={"name": name, "scope": "classify"}, headers=bearer(keys["admin"])
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["message"].startswith("invalid key name")
+    assert len(tagloop.keys.list()) == 3

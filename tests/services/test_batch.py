@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
@@ -149,4 +150,15 @@ def test_an_unreadable_input_file_fails_the_job_clearly(trained, tmp_path):
     job = run_batch(trained, request)
     assert job["status"] == "FAILED"
     assert "b.txt cannot be opened" in job["error"]
+    assert not (tmp_path / "out" / job["id"]).exists()
+
+
+def test_a_truncated_compressed_input_fails_the_job_naming_the_file(trained, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    whole = gzip.compress(("\n".join(f"printer {i} is jammed again" for i in range(2000)) + "\n").encode())
+    (source / "a.txt.gz").write_bytes(whole[: len(whole) // 2])
+    job = run_batch(trained, BatchRequest("desk", str(source), str(tmp_path / "out")))
+    assert job["status"] == "FAILED"
+    assert "a.txt.gz: compressed file is truncated or damaged (" in job["error"]
     assert not (tmp_path / "out" / job["id"]).exists()

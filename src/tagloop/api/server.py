@@ -22,7 +22,8 @@ from tagloop.api import comprehend, v1
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectApp
 from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
-from tagloop.api.metrics import ServerMetrics
+from tagloop.api.local_only import LocalOnly
+from tagloop.api.metrics import ServerMetrics, check_scrape
 from tagloop.app import Tagloop
 from tagloop.domain.limits import over_limit
 from tagloop.errors import InvalidBody, RequestTooLarge, ServiceUnavailable, TagloopError, Unexpected
@@ -91,12 +92,23 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         yield
         tagloop.close()
 
-    app = DirectApp(title="tagloop", version=__version__, lifespan=lifespan)
+    docs = tagloop.settings.api_docs  # TAGLOOP_API_DOCS: false serves no schema and no docs pages
+    app = DirectApp(
+        title="tagloop",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.tagloop = tagloop
     app.state.metrics = metrics
     app.state.coalescer = Coalescer(tagloop.predictions.classify, observe=metrics.scored_together.observe)
 
     limits = {"metrics": metrics, "max_body_bytes": lambda: tagloop.settings.max_body_bytes}
+    local_only = not tagloop.settings.auth  # no API keys: answer this machine's own requests only
+    if local_only:
+        app.add_middleware(LocalOnly)
     app.add_middleware(MeasureAndLimit, **limits)
 
     # Every error is answered in the shape of its door (error_response); the table of
@@ -142,12 +154,16 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         return JSONResponse({"status": "ok", "version": __version__, "process": os.getpid()})
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        await check_scrape(request)  # TAGLOOP_METRICS_TOKEN or an admin key (open without auth)
         metrics.models_loaded.set(len(tagloop.models))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)
     app.include_router(comprehend.router)
     # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)
-    app.go_direct(lambda inner: MeasureAndLimit(inner, **limits), [v1.router, comprehend.router])
+    app.go_direct(
+        lambda inner: MeasureAndLimit(LocalOnly(inner) if local_only else inner, **limits),
+        [v1.router, comprehend.router],
+    )
     return app

@@ -31,9 +31,10 @@ def ensure_first_admin_key(tagloop: Any) -> dict[str, Any] | None:
     """On a fresh embedded install, create an admin key and save it to a 0600 file."""
     if tagloop.keys.list():
         return None
-    created = tagloop.keys.create("first admin key", "admin")
+    created = tagloop.keys.create("first-admin-key", "admin")
     path = tagloop.settings.data_dir / ADMIN_KEY_FILE
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when an older file was there with a looser mode
     with os.fdopen(descriptor, "w") as handle:
         json.dump({"access_key_id": created["access_key_id"], "secret": created["secret"]}, handle)
     return created | {"file": str(path)}

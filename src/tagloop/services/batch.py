@@ -33,6 +33,7 @@ from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
 from tagloop.services.catalog import resolve_version
 from tagloop.services.data_locations import DataLocations
+from tagloop.services.datasets import DAMAGED_STREAM_ERRORS, damaged_compressed_file
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.predictions import PredictionService
 from tagloop.storage.artifacts import ArtifactStore
@@ -281,9 +282,10 @@ class BatchShardJob:
     def _documents(self, payload: dict[str, Any]) -> tuple[list[tuple[str, int | None]], list[str]]:
         names: list[tuple[str, int | None]] = []
         texts: list[str] = []
+        path, name = payload.get("path", ""), payload.get("name", "")
         if payload.get("confined"):
-            for path in payload.get("paths") or [payload["path"]]:
-                self.locations.confirm(path, "batch input")
+            for checked in payload.get("paths") or [payload["path"]]:
+                self.locations.confirm(checked, "batch input")
         try:
             if payload["input_format"] == ONE_DOC_PER_FILE:
                 for path, name in zip(payload["paths"], payload["names"], strict=True):
@@ -303,6 +305,11 @@ class BatchShardJob:
             ) from exc
         except PermissionError as exc:
             raise InputUnreadable(f"input file cannot be read: permission denied ({exc.filename})") from exc
+        except (*DAMAGED_STREAM_ERRORS, OSError) as exc:
+            reason = damaged_compressed_file(path, exc)
+            if reason is None:
+                raise
+            raise InputUnreadable(f"{name}: {reason}") from exc
         name = payload["name"]
         for offset, line in enumerate(raw.split(b"\n")):
             number = payload["first_line"] + offset

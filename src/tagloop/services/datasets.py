@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
+import gzip
+import lzma
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import fsspec
+from fsspec.utils import infer_compression
 from sqlalchemy.orm import Session
 
 from tagloop.domain.formats import FormatSpec, read_rows
 from tagloop.domain.limits import Limits
 from tagloop.domain.records import LabelledText, Mode, Origin, Split
 from tagloop.domain.validation import DatasetReport, DatasetValidator
-from tagloop.errors import InvalidRequest
+from tagloop.errors import DatasetInvalid, InvalidRequest
 from tagloop.storage.repositories import DatasetRepository, DocumentRepository
 from tagloop.storage.tables import ClassifierRow, DatasetRow
 
 INSERT_BATCH = 2_000
 
 
+# what the decompressors raise on a truncated or corrupt stream (bz2 raises a bare OSError)
+DAMAGED_STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, zipfile.BadZipFile)
+
+
+def damaged_compressed_file(source: str, exc: BaseException) -> str | None:
+    """The reason to give when ``exc``, raised while reading ``source``, says that the file is
+    compressed and truncated or damaged; None when it says something else."""
+    if infer_compression(source) is None:
+        return None
+    bare_os_error = type(exc) is OSError and exc.errno is None  # bz2: "Invalid data stream"
+    if not (isinstance(exc, DAMAGED_STREAM_ERRORS) or bare_os_error):
+        return None
+    detail = str(exc).strip() or type(exc).__name__
+    return f"compressed file is truncated or damaged ({detail})"
+
+
 @contextmanager
 def open_source(source: str) -> Iterator[BinaryIO]:
-    """Open a local path or fsspec URL for binary reading; ``.gz``/``.bz2`` are decompressed."""
+    """Open a local path or fsspec URL for binary reading; ``.gz``/``.bz2``/``.xz`` are
+    decompressed, and a truncated or damaged one is refused, naming the file."""
     try:
         with fsspec.open(source, "rb", compression="infer") as handle:
             yield handle
@@ -33,6 +55,11 @@ def open_source(source: str) -> Iterator[BinaryIO]:
         raise InvalidRequest(f"cannot read {source}: it is a folder, not a file") from exc
     except PermissionError as exc:
         raise InvalidRequest(f"cannot read {source}: permission denied") from exc
+    except (*DAMAGED_STREAM_ERRORS, OSError) as exc:
+        reason = damaged_compressed_file(source, exc)
+        if reason is None:
+            raise
+        raise DatasetInvalid(source, [], [reason]) from exc
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tagloop.domain.names import check_name
 from tagloop.errors import InvalidRequest, NotFound
 from tagloop.services.secrets import SecretBox
 from tagloop.storage.database import Database
@@ -58,6 +59,7 @@ class KeyService:
         self._lock = threading.Lock()
 
     def create(self, name: str, scope: str) -> dict[str, Any]:
+        check_name("key", name)  # as for every other name: no NUL, no megabytes, no spaces
         if scope not in SCOPES:
             raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}")
         access_key_id = "TL" + "".join(secrets.choice(_ALPHABET) for _ in range(18))

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from tagloop.errors import ConfigurationError
+from tagloop.storage.private import open_private, private_folder
 
 KEY_FILE = "secret.key"
 
@@ -27,9 +28,9 @@ def load_or_create_key(configured: str | None, data_dir: Path) -> Fernet:
         return Fernet(_fernet_key(configured))
     path = data_dir / KEY_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(data_dir)
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            descriptor = open_private(path, os.O_WRONLY | os.O_EXCL)
         except FileExistsError:
             pass  # another process created it first
         else:

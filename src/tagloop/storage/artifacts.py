@@ -3,6 +3,8 @@
 Writes are atomic: on a local disk the bytes go to a temporary name in the same folder,
 are flushed to disk and then renamed over the target; on object stores a single PUT
 already replaces the object whole. A crash therefore never leaves half a model behind.
+Local folders are created 0700 and files 0600: models hold what was learnt from training
+texts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from tagloop.errors import ArtifactCorrupt, ArtifactMissing
+from tagloop.errors import ArtifactCorrupt, ArtifactMissing, NotFound
+from tagloop.storage.private import open_private, private_folder
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,10 @@ class ArtifactStore:
         target = self.path(key)
         parent = target.rsplit("/", 1)[0]
         if self.is_local:
-            os.makedirs(parent, exist_ok=True)
+            private_folder(parent)  # 0700 folders, 0600 files: models hold the training vocabulary
             temporary = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
             try:
-                with open(temporary, "wb") as handle:
+                with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_EXCL), "wb") as handle:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())

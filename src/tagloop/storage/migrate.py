@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from alembic.script import ScriptDirectory
 
 from tagloop.errors import ConfigurationError
 from tagloop.storage.database import Database
+from tagloop.storage.private import open_private
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -67,7 +69,7 @@ def _upgrade_lock(database: Database) -> Iterator[None]:
     if database.dialect != "sqlite" or not path or path == ":memory:":
         yield
         return
-    with open(f"{path}.upgrade-lock", "a+b") as lock:
+    with os.fdopen(open_private(f"{path}.upgrade-lock", os.O_RDWR | os.O_APPEND), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
