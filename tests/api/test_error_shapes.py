@@ -222,7 +222,8 @@ def test_an_unreachable_database_is_a_503_in_each_doors_shape(fresh_postgres, tm
     settings = Settings(data_dir=tmp_path / "data", database_url=fresh_postgres, auth=False)
     app = create_app(settings, start_workers=False)
     try:
-        client = TestClient(app)  # no lifespan: no background thread queries the database
+        # no lifespan: no background thread queries the database; a loopback client (no-auth mode)
+        client = TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000))
         assert client.get("/v1/endpoints").json() == []
         url = make_url(fresh_postgres)
         admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from tagloop.errors import ArtifactCorrupt, ArtifactMissing, NotFound
+from tagloop.errors import ArtifactCorrupt, ArtifactMissing
 from tagloop.storage.private import open_private, private_folder
 
 
