@@ -10,7 +10,7 @@ import lzma
 
 import pytest
 
-from tagloop.errors import DatasetInvalid
+from tagloop.errors import DatasetInvalid, InvalidRequest
 from tagloop.services.training import TrainRequest
 
 
@@ -49,7 +49,7 @@ def test_training_on_a_damaged_compressed_file_names_the_file(make_tagloop, tick
         tagloop.training.train(TrainRequest(classifier="desk", data=str(source)))
     message = raised.value.message
     assert message.startswith(f"{source}: compressed file is truncated or damaged ("), message
-    assert raised.value.http_status == 400  # the caller's file, not a server fault
+    assert isinstance(raised.value, InvalidRequest)  # the caller's file, not a server fault
     assert tagloop.catalog.classifiers() == []  # nothing of the file was kept
 
 

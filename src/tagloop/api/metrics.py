@@ -56,6 +56,7 @@ class FailedEndpoints(Collector):
             loads.add_metric([name], count)
         yield loads
 
+
 _ADMIN = require("admin")
 
 
