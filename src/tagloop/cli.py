@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 import orjson
 import typer
@@ -21,6 +21,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tagloop.errors import ConfigurationError, DatasetInvalid, TagloopError
+
+if TYPE_CHECKING:
+    from tagloop.domain.predictions import Prediction
 
 app = typer.Typer(
     name="tagloop",
@@ -290,20 +293,27 @@ def classify(
     """Classify texts given as arguments, or stdin one document per line."""
 
     def run() -> int:
+        from tagloop.domain import comprehend
+
         failures = 0
         with _tagloop() as tagloop:
             _, model = tagloop.predictions.model(classifier, version)
             source = texts if texts else (line.rstrip("\r\n") for line in sys.stdin)
             write = sys.stdout.write
             workers = processes or min(4, os.cpu_count() or 1)
-            for result in tagloop.predictions.classify(model, source, top, processes=workers):
-                if "Error" in result:
+            for prediction in tagloop.predictions.classify(model, source, top, processes=workers):
+                if prediction.error is not None:
                     failures += 1
-                if as_json:
-                    write(orjson.dumps(result).decode())
+                if as_json:  # as Comprehend answers, and an AWS SDK reports an error
+                    document = (
+                        comprehend.client_error(prediction.error)
+                        if prediction.error is not None
+                        else comprehend.result(prediction)
+                    )
+                    write(orjson.dumps(document).decode())
                     write("\n")
                 else:
-                    write(_human_result(result) + "\n")
+                    write(_human_result(prediction) + "\n")
             sys.stdout.flush()
         return failures
 
@@ -313,11 +323,11 @@ def classify(
         raise typer.Exit(EXIT_STATUS)
 
 
-def _human_result(result: dict[str, Any]) -> str:
-    if "Error" in result:
-        return f"ERROR\t{result['Error']['Message']}"
-    entries = result.get("Classes") or result.get("Labels") or []
-    return "\t".join(f"{entry['Name']}:{entry['Score']:.3f}" for entry in entries[:3])
+def _human_result(prediction: Prediction) -> str:
+    if prediction.error is not None:
+        return f"ERROR\t{prediction.error.message}"
+    shown = zip(prediction.labels[:3], prediction.scores[:3], strict=True)
+    return "\t".join(f"{name}:{score:.3f}" for name, score in shown)
 
 
 @app.command()

@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from tagloop.api.coalesce import Coalescer
+from tagloop.domain.predictions import Prediction
+from tagloop.errors import InvalidRequest
 from tagloop.services.training import TrainRequest
+
+
+def said(predictions: list[Prediction]) -> list[tuple[object, ...]]:
+    """What predictions say, comparable (two errors of one kind and message are the same)."""
+    return [(p.labels, p.scores, p.mode, type(p.error), p.error and p.error.message) for p in predictions]
 
 
 @pytest.fixture
@@ -30,9 +37,10 @@ def test_requests_of_one_turn_share_a_batch_and_get_their_own_results(desk):
     answers = asyncio.run(main())
     assert batches == [5]  # one model call for all five documents
     for texts, answer in zip(requests, answers, strict=True):
-        assert answer == list(tagloop.predictions.classify(model, texts))  # same as scored alone
-    assert answers[0][0]["Classes"][0]["Name"] == "HARDWARE"
-    assert answers[2][0]["Error"]["Code"] == "InvalidRequestException"  # per text, not per batch
+        alone = list(tagloop.predictions.classify(model, texts))
+        assert said(answer) == said(alone)  # same as scored alone
+    assert answers[0][0].labels[0] == "HARDWARE"
+    assert type(answers[2][0].error) is InvalidRequest  # per text, not per batch
 
 
 def test_requests_asking_for_different_top_classes_get_them(desk):
@@ -46,9 +54,10 @@ def test_requests_asking_for_different_top_classes_get_them(desk):
 
     answers = asyncio.run(main())
     every = len(model.labels)
-    assert [len(answer[0]["Classes"]) for answer in answers] == [every, 1, 2, 1, every]
+    assert [len(answer[0].labels) for answer in answers] == [every, 1, 2, 1, every]
     assert len(batches) == 3  # one model call for each number of classes asked for
-    assert answers[1][0]["Classes"] == answers[0][0]["Classes"][:1]
+    assert answers[1][0].labels == answers[0][0].labels[:1]
+    assert answers[1][0].scores == answers[0][0].scores[:1]
 
 
 def test_a_lone_request_and_later_turns_get_batches_of_their_own(desk):
@@ -62,7 +71,7 @@ def test_a_lone_request_and_later_turns_get_batches_of_their_own(desk):
         return first, rest
 
     first, rest = asyncio.run(main())
-    assert first[0]["Classes"][0]["Name"] == "NETWORK"
+    assert first[0].labels[0] == "NETWORK"
     assert len(rest) == 5 and sum(batches) == 6
     assert batches == [1, 2, 2, 1]  # the lone request, then at most two documents a batch
 

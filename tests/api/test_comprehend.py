@@ -23,9 +23,14 @@ import uvicorn
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tagloop.api.server import create_app
+from tagloop.domain.records import Mode
+from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
+from tagloop.storage.tables import PredictionRow
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -605,3 +610,44 @@ def test_batch_jobs_read_and_write_only_allowed_locations(server, outside, inbox
     assert job["InputDataConfig"]["S3Uri"] == f"file://{source}"
     assert job["OutputDataConfig"]["S3Uri"] == f"{inbox}/out/{job_id}"
     assert (inbox / "out" / job_id / "manifest.json").exists()
+
+
+def test_classify_document_resolves_an_endpoint_not_in_memory_then_scores_as_usual(tmp_path, write_csv):
+    """One ClassifyDocument path: an endpoint this process does not know yet is resolved on a
+    worker thread, then the text is scored through the coalescer, as for an endpoint in memory;
+    a multi-label model answers ``Labels``, and the prediction is logged as it answers."""
+    rows = []
+    for i in range(40):
+        rows.append(["NET|HW", f"the router {i} and the laptop dock {i} both fail"])
+        rows.append(["NET", f"the vpn tunnel {i} drops"])
+        rows.append(["HW", f"the keyboard {i} is broken"])
+    settings = Settings(data_dir=tmp_path / "data", auth=False)
+    trainer = create_app(settings, start_workers=False).state.tagloop
+    trainer.training.train(TrainRequest(classifier="ml", data=str(write_csv(rows)), mode=Mode.MULTI_LABEL))
+    trainer.queue.run_now(trainer.endpoints.create("ml", "ml", "v1")["job_id"])
+    trainer.close()
+    app = create_app(settings, start_workers=False)  # another server process: knows no endpoint yet
+    tagloop = app.state.tagloop
+    batches: list[int] = []
+    app.state.coalescer.observe = batches.append
+    arn = f"arn:aws:comprehend:{REGION}:{ACCOUNT}:document-classifier-endpoint/ml"
+    headers = {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "Comprehend_20171127.ClassifyDocument",
+    }
+    body = json.dumps({"Text": "the router and the dock both fail", "EndpointArn": arn})
+    with TestClient(app) as client:
+        assert tagloop.endpoints.cached("ml") is None
+        first = client.post("/", content=body, headers=headers)
+        assert first.status_code == 200, first.text
+        assert tagloop.endpoints.cached("ml") is not None
+        second = client.post("/", content=body, headers=headers)
+        assert second.status_code == 200, second.text
+        tagloop.prediction_log.close()  # flush
+        with tagloop.database.reading() as session:
+            results = [row.result for row in session.scalars(select(PredictionRow))]
+    assert first.json() == second.json()
+    assert list(first.json()) == ["Labels"]
+    assert {label["Name"] for label in first.json()["Labels"]} == {"HW", "NET"}
+    assert batches == [1, 1]  # both scored through the coalescer
+    assert results == [first.json(), second.json()]

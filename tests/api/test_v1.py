@@ -9,6 +9,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tagloop.api.server import create_app
+from tagloop.domain.records import Mode
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 
@@ -100,6 +101,30 @@ def test_classify_many_texts(served):
     results = response.json()["results"]
     assert [r["classes"][0]["name"] for r in results[:2]] == ["HARDWARE", "BILLING"]
     assert results[2]["error"]["type"] == "InvalidRequestException"
+
+
+def test_a_multi_label_endpoint_answers_labels(tmp_path, write_csv):
+    rows = []
+    for i in range(40):
+        rows.append(["NET|HW", f"the router {i} and the laptop dock {i} both fail"])
+        rows.append(["NET", f"the vpn tunnel {i} drops"])
+        rows.append(["HW", f"the keyboard {i} is broken"])
+    app = create_app(Settings(data_dir=tmp_path / "data", auth=False), start_workers=False)
+    tagloop = app.state.tagloop
+    tagloop.training.train(TrainRequest(classifier="ml", data=str(write_csv(rows)), mode=Mode.MULTI_LABEL))
+    tagloop.queue.run_now(tagloop.endpoints.create("ml", "ml", "v1")["job_id"])
+    text = "the router and the dock both fail"
+    with TestClient(app) as client:
+        one = client.post("/v1/endpoints/ml/classify", json={"text": text}).json()
+        many = client.post(
+            "/v1/endpoints/ml/classify", json={"texts": [text] * 9 + [""]}
+        ).json()  # in a thread
+    assert set(one) == {"model_version", "endpoint", "labels", "prediction_id"}
+    assert {entry["name"] for entry in one["labels"]} == {"HW", "NET"}
+    assert all(set(entry) == {"name", "score"} for entry in one["labels"])
+    for result in many["results"][:9]:
+        assert result["labels"] == one["labels"] and result["prediction_id"]
+    assert many["results"][9] == {"error": {"type": "InvalidRequestException", "message": "empty text"}}
 
 
 @pytest.mark.parametrize(

@@ -17,14 +17,7 @@ from tagloop.domain.records import Mode
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.errors import ArtifactCorrupt, Stopped, TrainingFailed
 from tagloop.recipes import tfidf_linear as tl
-from tagloop.recipes.base import (
-    chunks,
-    comprehend_result,
-    comprehend_results,
-    pack,
-    predict,
-    unpack,
-)
+from tagloop.recipes.base import chunks, pack, predict, unpack
 from tagloop.recipes.registry import load_model
 
 MC = Mode.MULTI_CLASS
@@ -554,44 +547,6 @@ def test_predict_streams_chunks(mc_model, ticket_docs):
     all_scores = np.vstack([scores for scores, _ in parts])
     np.testing.assert_allclose(all_scores, mc_model.scores(texts), rtol=1e-5, atol=1e-9)  # float32 sums
     assert [p for _, picks in parts for p in picks] == mc_model.decide(mc_model.scores(texts))
-
-
-def test_comprehend_result_multi_class(mc_model):
-    scores = mc_model.scores(["The printer on floor 3 is jammed and shows an error"])[0]
-    result = comprehend_result(mc_model, scores, [int(scores.argmax())])
-    classes = result["Classes"]
-    assert [c["Name"] for c in classes] == [mc_model.labels[i] for i in np.argsort(-scores, kind="stable")]
-    assert [c["Score"] for c in classes] == sorted((c["Score"] for c in classes), reverse=True)
-    assert sum(c["Score"] for c in classes) == pytest.approx(1.0)
-    top = comprehend_result(mc_model, scores, [], top=2)
-    assert top["Classes"] == classes[:2]
-    json.dumps(result)
-
-
-def test_comprehend_result_multi_label(ml_model):
-    scores = np.linspace(0.1, 0.9, len(ml_model.labels))
-    result = comprehend_result(ml_model, scores, [5, 3])
-    assert result == {
-        "Labels": [
-            {"Name": ml_model.labels[5], "Score": float(scores[5])},
-            {"Name": ml_model.labels[3], "Score": float(scores[3])},
-        ]
-    }
-    assert comprehend_result(ml_model, scores, [5, 3], top=1)["Labels"] == result["Labels"][:1]
-
-
-@pytest.mark.parametrize("which", ["mc", "ml"])
-def test_results_of_a_batch_are_the_results_of_each_row(which, mc_model, ml_model):
-    model = mc_model if which == "mc" else ml_model
-    scores = np.random.default_rng(7).random((50, len(model.labels)))
-    picks = model.decide(scores)
-    for top in (None, 2):
-        batch = comprehend_results(model, scores, picks, top)
-        assert batch == [
-            comprehend_result(model, row, pick, top) for row, pick in zip(scores, picks, strict=True)
-        ]
-        entries = batch[0].get("Classes") or batch[0]["Labels"]
-        assert all(type(entry["Score"]) is float for entry in entries)
 
 
 def test_a_texts_scores_do_not_depend_on_its_batch_and_match_scikit_learn(tickets):

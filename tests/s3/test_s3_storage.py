@@ -53,7 +53,7 @@ def test_training_from_s3_with_artifacts_on_s3_and_metadata_on_postgres(
     assert path.startswith(f"{bucket}/models/") and s3().exists(path)
     fresh = make_tagloop(**settings)  # another process: loads the model from S3
     _, model = fresh.predictions.model("desk")
-    assert next(fresh.predictions.classify(model, ["printer jammed"]))["Classes"][0]["Name"] == "HARDWARE"
+    assert next(fresh.predictions.classify(model, ["printer jammed"])).labels[0] == "HARDWARE"
 
 
 def test_batch_with_input_and_output_on_s3(bucket, make_tagloop, postgres_db, tickets, write_csv):

@@ -58,11 +58,9 @@ def test_one_doc_per_line_every_document_exactly_once(trained, tickets, tmp_path
     scores = [entry["Score"] for entry in first["Classes"]]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)  # the best 3, as Comprehend
     direct = next(trained.predictions.classify(trained.predictions.model("desk")[1], [texts[0]]))
-    assert abs(sum(c["Score"] for c in direct["Classes"]) - 1) < 1e-6  # all classes: sum to 1
-    assert [c["Name"] for c in first["Classes"]] == [c["Name"] for c in direct["Classes"][:3]]
-    assert [c["Score"] for c in first["Classes"]] == pytest.approx(
-        [c["Score"] for c in direct["Classes"][:3]], rel=1e-5
-    )
+    assert abs(sum(direct.scores) - 1) < 1e-6  # all classes: sum to 1
+    assert [c["Name"] for c in first["Classes"]] == direct.labels[:3]
+    assert [c["Score"] for c in first["Classes"]] == pytest.approx(direct.scores[:3], rel=1e-5)
 
 
 def test_one_doc_per_file(trained, tmp_path):

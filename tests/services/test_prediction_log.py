@@ -9,6 +9,9 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from tagloop.domain import comprehend
+from tagloop.domain.predictions import Prediction
+from tagloop.domain.records import Mode
 from tagloop.services.prediction_log import PredictionLog, new_prediction_id
 from tagloop.services.training import TrainRequest
 from tagloop.storage.tables import ModelVersionRow, PredictionRow
@@ -86,22 +89,22 @@ def test_every_recorded_prediction_is_written(desk, make_log):
     for i, text in enumerate(texts[:5]):
         (row,) = [r for r in rows.values() if r.text == text]
         assert row.endpoint == "desk" and row.version_id == version_id
-        assert row.result == results[i]
-        assert row.top_score == results[i]["Classes"][0]["Score"]
+        assert row.result == comprehend.result(results[i])  # as ClassifyDocument answers
+        assert row.top_score == results[i].scores[0]
         assert row.created_at.tzinfo is not None
 
 
 def test_a_disabled_log_records_nothing(make_tagloop):
     tagloop = make_tagloop()
     log = PredictionLog(tagloop.database, enabled=False)
-    assert log.record("desk", 1, "text", {"Classes": []}) is None
+    assert log.record("desk", 1, "text", Prediction([], [], Mode.MULTI_CLASS)) is None
     log.close()
 
 
 def test_a_row_that_cannot_be_written_does_not_lose_the_others(desk, make_log):
     tagloop, version_id = desk
     log = make_log(0.2)
-    result = {"Classes": [{"Name": "HARDWARE", "Score": 1.0}]}
+    result = Prediction(["HARDWARE"], [1.0], Mode.MULTI_CLASS)
     kept = [log.record("desk", version_id, f"text {i}", result) for i in range(3)]
     log.record("desk", 999_999, "a version that does not exist", result)  # breaks the batch
     kept += [log.record("desk", version_id, f"text {i}", result) for i in range(3, 6)]

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tagloop.domain.records import Mode
-from tagloop.errors import ArtifactCorrupt, NotFound, ResourceUnavailable
+from tagloop.errors import ArtifactCorrupt, InvalidRequest, LimitExceeded, NotFound, ResourceUnavailable
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.training import TrainRequest
 from tagloop.storage.artifacts import ArtifactStore
@@ -46,32 +46,26 @@ def version_rows(tagloop, classifier: str):
         return {v.name: v for v in ModelVersionRepository(session).list(row.id)}
 
 
-def test_multi_class_results_have_comprehend_shape(trained):
+def test_multi_class_predictions_rank_every_class(trained):
     tagloop, result, _ = trained
     name, model = tagloop.predictions.model("desk")
     assert name == "v1"
     texts = ["printer jammed", "refund please, I was billed twice", "wifi keeps dropping"]
     results = list(tagloop.predictions.classify(model, texts))
-    assert [r["Classes"][0]["Name"] for r in results] == ["HARDWARE", "BILLING", "NETWORK"]
+    assert [r.labels[0] for r in results] == ["HARDWARE", "BILLING", "NETWORK"]
     for item in results:
-        assert list(item) == ["Classes"]
-        classes = item["Classes"]
-        assert sorted(c["Name"] for c in classes) == result["labels"]
-        assert all(set(c) == {"Name", "Score"} and isinstance(c["Score"], float) for c in classes)
-        scores = [c["Score"] for c in classes]
-        assert scores == sorted(scores, reverse=True)
-        assert all(0.0 <= score <= 1.0 for score in scores)
-        assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+        assert item.mode is Mode.MULTI_CLASS and item.error is None
+        assert sorted(item.labels) == result["labels"]
+        assert all(type(score) is float for score in item.scores)
+        assert item.scores == sorted(item.scores, reverse=True)
+        assert all(0.0 <= score <= 1.0 for score in item.scores)
+        assert sum(item.scores) == pytest.approx(1.0, abs=1e-5)
     top = list(tagloop.predictions.classify(model, texts, top=2))
-    assert [[c["Name"] for c in r["Classes"]] for r in top] == [
-        [c["Name"] for c in r["Classes"][:2]] for r in results
-    ]
-    assert [r["Classes"][0]["Score"] for r in top] == pytest.approx(
-        [r["Classes"][0]["Score"] for r in results]
-    )
+    assert [r.labels for r in top] == [r.labels[:2] for r in results]
+    assert [r.scores[0] for r in top] == pytest.approx([r.scores[0] for r in results])
 
 
-def test_multi_label_results_have_comprehend_shape(multi_label):
+def test_multi_label_predictions_list_the_assigned_labels(multi_label):
     name, model = multi_label.predictions.model("ml")
     assert name == "v1"
     results = list(
@@ -79,16 +73,15 @@ def test_multi_label_results_have_comprehend_shape(multi_label):
             model, ["the router and the dock both fail", "vpn tunnel drops", "keyboard is broken"]
         )
     )
-    assert all(list(item) == ["Labels"] for item in results)
-    assert {label["Name"] for label in results[0]["Labels"]} == {"HW", "NET"}
-    assert results[1]["Labels"][0]["Name"] == "NET"
-    assert results[2]["Labels"][0]["Name"] == "HW"
+    assert all(item.mode is Mode.MULTI_LABEL and item.error is None for item in results)
+    assert set(results[0].labels) == {"HW", "NET"}
+    assert results[1].labels[0] == "NET"
+    assert results[2].labels[0] == "HW"
     for item in results:
-        scores = [label["Score"] for label in item["Labels"]]
-        assert scores and scores == sorted(scores, reverse=True)
-        assert all(0.0 <= score <= 1.0 for score in scores)
+        assert item.scores and item.scores == sorted(item.scores, reverse=True)
+        assert all(0.0 <= score <= 1.0 for score in item.scores)
     (best,) = list(multi_label.predictions.classify(model, ["the router and the dock both fail"], top=1))
-    assert best["Labels"] == results[0]["Labels"][:1]
+    assert best.labels == results[0].labels[:1] and best.scores == results[0].scores[:1]
 
 
 def test_results_stay_aligned_with_inputs(make_tagloop, trained):
@@ -97,20 +90,21 @@ def test_results_stay_aligned_with_inputs(make_tagloop, trained):
     texts = ["printer jammed", "", "x" * 1_000_001, "refund please", "   ", "vpn down"]
     results = list(tagloop.predictions.classify(model, texts, top=2, chunk=2))
     assert len(results) == len(texts)
-    assert results[0]["Classes"][0]["Name"] == "HARDWARE" and len(results[0]["Classes"]) == 2
-    assert results[1] == {"Error": {"Code": "InvalidRequestException", "Message": "empty text"}}
-    assert results[2]["Error"]["Code"] == "TextSizeLimitExceededException"
-    assert "TAGLOOP_MAX_TEXT_BYTES" in results[2]["Error"]["Message"]
-    assert results[3]["Classes"][0]["Name"] == "BILLING"
-    assert results[4]["Error"]["Message"] == "empty text"
-    assert results[5]["Classes"][0]["Name"] == "NETWORK"
+    assert results[0].labels[0] == "HARDWARE" and len(results[0].labels) == 2
+    assert type(results[1].error) is InvalidRequest and results[1].error.message == "empty text"
+    assert results[1].labels == [] and results[1].scores == [] and results[1].mode is Mode.MULTI_CLASS
+    assert type(results[2].error) is LimitExceeded
+    assert "TAGLOOP_MAX_TEXT_BYTES" in results[2].error.message
+    assert results[3].labels[0] == "BILLING"
+    assert results[4].error.message == "empty text"
+    assert results[5].labels[0] == "NETWORK"
 
     small = make_tagloop(max_text_bytes=20)  # the limit is the setting, counted in UTF-8 bytes
     _, model = small.predictions.model("desk")
     texts = ["vpn down", "é" * 10, "é" * 10 + "x", "printer jammed"]
     results = list(small.predictions.classify(model, texts))
-    assert ["Error" in r for r in results] == [False, False, True, False]
-    assert "21 bytes" in results[2]["Error"]["Message"]
+    assert [r.error is not None for r in results] == [False, False, True, False]
+    assert "21 bytes" in results[2].error.message
     assert list(small.predictions.classify(model, [])) == []
 
 
@@ -232,8 +226,9 @@ def test_forked_scoring_gives_the_same_results_in_order(trained, tickets):
     texts = [text for _, text in tickets] + [""]
     alone = list(tagloop.predictions.classify(model, texts, chunk=50, processes=1))
     forked = list(tagloop.predictions.classify(model, texts, chunk=50, processes=2))
-    assert forked == alone
-    assert len(forked) == len(texts) and "Error" in forked[-1]
+    assert forked[:-1] == alone[:-1]
+    assert len(forked) == len(texts) and forked[-1].error is not None
+    assert forked[-1].error.message == alone[-1].error.message == "empty text"
 
 
 def test_real_time_answers_list_the_best_classes_the_setting_names(trained, make_tagloop):
@@ -246,4 +241,5 @@ def test_real_time_answers_list_the_best_classes_the_setting_names(trained, make
     assert every.predictions.answer_top(model) is None
     (result,) = tagloop.predictions.classify(model, ["the printer is jammed"], 3)
     (full,) = every.predictions.classify(model, ["the printer is jammed"], None)
-    assert result["Classes"] == full["Classes"][:3] and len(full["Classes"]) == len(model.labels)
+    assert result.labels == full.labels[:3] and len(full.labels) == len(model.labels)
+    assert result.scores == full.scores[:3]

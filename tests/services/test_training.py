@@ -115,7 +115,7 @@ def test_a_crash_inside_run_leaves_in_error_and_the_trained_version_serving(
     assert model_files(tagloop) == files_before
     name, model = tagloop.predictions.model("desk")
     assert name == "v1"
-    assert next(tagloop.predictions.classify(model, ["printer jammed"]))["Classes"][0]["Name"] == "HARDWARE"
+    assert next(tagloop.predictions.classify(model, ["printer jammed"])).labels[0] == "HARDWARE"
     assert tagloop.catalog.classifiers()[0]["latest_trained_version"] == "v1"
     with pytest.raises(ResourceInUse, match="IN_ERROR"):
         tagloop.training.run(submission.version_id)

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
-Classify = Callable[[Any, list[str], "int | None"], Iterable[dict[str, Any]]]
+from tagloop.domain.predictions import Prediction
+from tagloop.recipes.base import TextModel
+
+Classify = Callable[[TextModel, list[str], "int | None"], Iterable[Prediction]]
+"""Scores texts with a model, one prediction per text in order, ``top`` labels each (None: all)."""
 
 
 class Coalescer:
@@ -30,14 +33,14 @@ class Coalescer:
         self.max_documents = max_documents
         self.observe = observe or (lambda documents: None)  # the size of each batch
         self._pending: dict[
-            tuple[int, int | None], tuple[Any, list[tuple[list[str], asyncio.Future[list[Any]]]]]
+            tuple[int, int | None], tuple[TextModel, list[tuple[list[str], asyncio.Future[list[Prediction]]]]]
         ] = {}
 
-    async def __call__(self, model: Any, texts: list[str], top: int | None = None) -> list[dict[str, Any]]:
-        """The results for ``texts`` (``top`` classes each, None: all), scored with whatever
+    async def __call__(self, model: TextModel, texts: list[str], top: int | None = None) -> list[Prediction]:
+        """The predictions for ``texts`` (``top`` classes each, None: all), scored with whatever
         else arrived in this turn and asked for as many classes."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
+        future: asyncio.Future[list[Prediction]] = loop.create_future()
         key = (id(model), top)
         entry = self._pending.get(key)
         if entry is None or sum(len(t) for t, _ in entry[1]) + len(texts) > self.max_documents:
@@ -67,7 +70,7 @@ class Coalescer:
                 future.set_result(chunk)
 
 
-def _split(results: list[Any], sizes: list[int]) -> Iterator[list[Any]]:
+def _split(results: list[Prediction], sizes: list[int]) -> Iterator[list[Prediction]]:
     start = 0
     for size in sizes:
         yield results[start : start + size]

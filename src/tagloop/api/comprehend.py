@@ -14,8 +14,9 @@ answer through :func:`aws_error` for every path :func:`protocol_of` knows.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +26,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
+from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectRoute
 from tagloop.api.errors import comprehend_error
 from tagloop.api.sigv4 import verify
+from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode
 from tagloop.errors import (
@@ -128,34 +131,41 @@ def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[
 
 
 class ComprehendApi:
-    """One method per operation; each takes the request body and returns the response body."""
+    """One method per operation; each takes the request body and returns the response body.
 
-    def __init__(self, tagloop: Any) -> None:
+    ClassifyDocument is a coroutine, run on the event loop; the others may touch the database
+    or read files and are called on a worker thread.
+    """
+
+    def __init__(self, tagloop: Any, coalescer: Coalescer) -> None:
         self.tagloop = tagloop
+        self.coalescer = coalescer
         self.arns = Arns(tagloop.settings.aws_region, tagloop.settings.aws_account_id)
 
-    def ClassifyDocument(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - AWS operation names
-        text, serving = self.classify_request(body)
-        predictions = self.tagloop.predictions
-        top = predictions.answer_top(serving.model)
-        return self.classified(text, serving, next(predictions.classify(serving.model, [text], top)))
+    async def ClassifyDocument(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - AWS operation names
+        """Classify one text with its endpoint's model, scored together with the other requests
+        of this loop turn. The endpoint comes from memory; only when this process does not know
+        it (or checked it too long ago) is it resolved on a worker thread, which may read the
+        database or load the model."""
+        text, name = self._classify_request(body)
+        endpoints = self.tagloop.endpoints
+        serving = endpoints.cached(name) or await run_in_threadpool(endpoints.serving, name)
+        top = self.tagloop.predictions.answer_top(serving.model)
+        (prediction,) = await self.coalescer(serving.model, [text], top)
+        if prediction.error is not None:
+            raise InvalidRequest(prediction.error.message)
+        self.tagloop.prediction_log.record(serving.endpoint, serving.version_id, text, prediction)
+        return comprehend_result(prediction)
 
-    def classify_request(self, body: dict[str, Any]) -> tuple[str, Any]:
-        """The text of a ClassifyDocument call, checked, and what its endpoint serves."""
+    def _classify_request(self, body: dict[str, Any]) -> tuple[str, str]:
+        """The text of a ClassifyDocument call, checked, and the name of its endpoint."""
         text = body.get("Text")
         if not isinstance(text, str) or not text:
             raise InvalidRequest("Text is required")
         limit = self.tagloop.settings.max_classify_bytes
         if (size := utf8_size_over(text, limit)) is not None:
             raise LimitExceeded(over_limit(f"Text is {size:,} bytes", limit, "max_classify_bytes"))
-        name = Arns.parse_endpoint(str(body.get("EndpointArn", "")))
-        return text, self.tagloop.endpoints.serving(name)
-
-    def classified(self, text: str, serving: Any, result: dict[str, Any]) -> dict[str, Any]:
-        if "Error" in result:
-            raise InvalidRequest(result["Error"]["Message"])
-        self.tagloop.prediction_log.record(serving.endpoint, serving.version_id, text, result)
-        return result
+        return text, Arns.parse_endpoint(str(body.get("EndpointArn", "")))
 
     def _classifier_properties(self, name: str, version: dict[str, Any]) -> dict[str, Any]:
         metrics = version.get("metrics") or {}
@@ -393,8 +403,17 @@ class ComprehendApi:
 OPERATIONS: dict[str, Callable[[ComprehendApi, dict[str, Any]], dict[str, Any]]] = {
     name: getattr(ComprehendApi, name)
     for name in dir(ComprehendApi)
-    if name[0].isupper() and callable(getattr(ComprehendApi, name))
+    if name[0].isupper()
+    and callable(getattr(ComprehendApi, name))
+    and not inspect.iscoroutinefunction(getattr(ComprehendApi, name))
 }
+"""The operations called on a worker thread."""
+COROUTINES: dict[str, Callable[[ComprehendApi, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    name: getattr(ComprehendApi, name)
+    for name in dir(ComprehendApi)
+    if name[0].isupper() and inspect.iscoroutinefunction(getattr(ComprehendApi, name))
+}
+"""The operations run on the event loop (ClassifyDocument, the hot path)."""
 SCOPES = {"ClassifyDocument": "classify"}
 
 
@@ -411,27 +430,17 @@ def _authorize(tagloop: Any, request: Request, operation: str, raw: bytes) -> No
 
 
 async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one operation: classification in the event loop, batched with the other requests
-    of this turn, when its endpoint is in memory; anything that may touch the database or
-    read files (everything else) on a worker thread."""
-    tagloop = request.app.state.tagloop
+    """Run one operation: ClassifyDocument on the event loop (it goes to a worker thread only
+    to resolve an endpoint this process does not have in memory); anything else, which may
+    touch the database or read files, on a worker thread."""
+    api = ComprehendApi(request.app.state.tagloop, request.app.state.coalescer)
+    coroutine = COROUTINES.get(operation)
+    if coroutine is not None:
+        return await coroutine(api, body)
     handler = OPERATIONS.get(operation)
     if handler is None:
         raise UnknownOperation(f"{operation} is not supported")
-    api = ComprehendApi(tagloop)
-    if operation == "ClassifyDocument" and _cached_endpoint(tagloop, body):
-        text, serving = api.classify_request(body)
-        top = tagloop.predictions.answer_top(serving.model)
-        (result,) = await request.app.state.coalescer(serving.model, [text], top)
-        return api.classified(text, serving, result)
     return await run_in_threadpool(handler, api, body)
-
-
-def _cached_endpoint(tagloop: Any, body: dict[str, Any]) -> bool:
-    try:
-        return tagloop.endpoints.cached(Arns.parse_endpoint(str(body.get("EndpointArn", "")))) is not None
-    except InvalidRequest:
-        return False
 
 
 @router.post("/", include_in_schema=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import islice
 from typing import Any, Protocol
 
@@ -77,32 +77,3 @@ def predict(
     for batch in chunks(texts, chunk):
         scores = model.scores(batch)
         yield scores, model.decide(scores)
-
-
-def comprehend_result(
-    model: TextModel, scores: np.ndarray, picks: Sequence[int], top: int | None = None
-) -> dict[str, Any]:
-    """One document's result as Comprehend's ClassifyDocument returns it.
-
-    Multi-class: ``{"Classes": [...]}`` with every class (or the ``top`` best) by score;
-    multi-label: ``{"Labels": [...]}`` with the labels the model assigns, best first.
-    """
-    return comprehend_results(model, np.asarray(scores)[None, :], [picks], top)[0]
-
-
-def comprehend_results(
-    model: TextModel, scores: np.ndarray, picks: Sequence[Sequence[int]], top: int | None = None
-) -> list[dict[str, Any]]:
-    """:func:`comprehend_result` for every row of ``scores`` at once (one sort, plain floats)."""
-    labels = model.labels
-    rows = scores.tolist()
-    if model.mode is Mode.MULTI_CLASS:
-        orders = np.argsort(-scores, axis=1, kind="stable")[:, : top or None].tolist()
-        return [
-            {"Classes": [{"Name": labels[i], "Score": row[i]} for i in order]}
-            for row, order in zip(rows, orders, strict=True)
-        ]
-    return [
-        {"Labels": [{"Name": labels[i], "Score": row[i]} for i in list(chosen)[: top or None]]}
-        for row, chosen in zip(rows, picks, strict=True)
-    ]

@@ -13,9 +13,9 @@ against the allowed data locations (``services/data_locations.py``), and every f
 reads or writes later is confirmed again just before, so a link put in the way since the
 check refuses the job instead of leading outside the allowlist.
 
-Output lines follow Comprehend: ``{"File": ..., "Line": ..., "Classes": [...]}``
-(``Labels`` for multi-label; ``Line`` counts from 0 and is absent for one document per
-file); a document that cannot be classified gets ``ErrorCode`` and ``ErrorMessage``.
+Output lines follow Comprehend (``domain/comprehend.py``): ``{"File": ..., "Line": ...,
+"Classes": [...]}`` (``Labels`` for multi-label; ``Line`` counts from 0 and is absent for one
+document per file); a document that cannot be classified gets ``ErrorCode`` and ``ErrorMessage``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 import fsspec
 import orjson
 
+from tagloop.domain import comprehend
 from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
 from tagloop.services.catalog import resolve_version
@@ -258,19 +259,13 @@ class BatchShardJob:
             if context.should_stop():
                 raise Stopped("stopped on request")
             batch = texts[start : start + chunk]
-            for (file, line), result in zip(
+            for (file, line), prediction in zip(
                 names[start : start + chunk], self.predictions.classify(model, batch, top), strict=True
             ):
-                record: dict[str, Any] = {"File": file}
-                if line is not None:
-                    record["Line"] = line
-                if "Error" in result:
+                if prediction.error is not None:
                     errors += 1
-                    record["ErrorCode"] = result["Error"]["Code"]
-                    record["ErrorMessage"] = result["Error"]["Message"]
-                else:
-                    record.update(result)
-                lines.append(orjson.dumps(record))  # UTF-8, unescaped, like ensure_ascii=False
+                line_record = comprehend.output_line(prediction, file, line)
+                lines.append(orjson.dumps(line_record))  # UTF-8, unescaped, like ensure_ascii=False
             context.progress(min(0.99, (start + len(batch)) / max(1, len(texts))), "classifying")
         part = f"part-{int(payload['shard']):05d}.jsonl"
         data = b"\n".join(lines) + b"\n" if lines else b""

@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from tagloop.domain import comprehend
+from tagloop.domain.predictions import Prediction
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import PredictionRepository
 
@@ -54,7 +56,8 @@ def new_prediction_id() -> str:
 
 Packed = tuple[str, str, int, str, bytes, "float | None", float]
 """A logged prediction as it travels to the writer: id, endpoint, version id, text, result as
-JSON, top score, Unix time. A flat tuple is cheap to queue and to hand to another process."""
+JSON (as Comprehend's ClassifyDocument answers it), top score, Unix time. A flat tuple is
+cheap to queue and to hand to another process."""
 
 
 def _row(packed: Packed) -> dict[str, Any]:
@@ -165,19 +168,21 @@ class PredictionLog:
         """Write from a separate process (call before the first ``record``)."""
         self._in_process = True
 
-    def record(self, endpoint: str, version_id: int, text: str, result: dict[str, Any]) -> str | None:
-        """Queue one prediction for writing; returns its id (None when logging is off)."""
+    def record(self, endpoint: str, version_id: int, text: str, prediction: Prediction) -> str | None:
+        """Queue one prediction of a classified text for writing; returns its id (None when
+        logging is off). The row keeps the result as Comprehend's ClassifyDocument answers it."""
         if not self.enabled:
             return None
         prediction_id = new_prediction_id()
-        entries = result.get("Classes") or result.get("Labels") or []
-        top_score = entries[0]["Score"] if entries else None
+        scores = prediction.scores
+        top_score = scores[0] if scores else None
+        result = orjson.dumps(comprehend.result(prediction))
         if self._writer is None or not self._writer.is_alive():
             try:
                 self._start_writer()
             except Exception:  # logging must never fail the request: rows wait for the next try
                 log.exception("starting the prediction log writer failed")
-        packed = (prediction_id, endpoint, version_id, text, orjson.dumps(result), top_score, time.time())
+        packed = (prediction_id, endpoint, version_id, text, result, top_score, time.time())
         if self._in_process:
             if len(self._buffer) < QUEUE_ROWS:  # deque appends and pops are atomic: no lock
                 self._buffer.append(packed)

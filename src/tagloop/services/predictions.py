@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tagloop.domain.aws_errors import aws_type
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits, over_limit, utf8_size_over
 from tagloop.domain.metrics import evaluate, label_universe
+from tagloop.domain.predictions import Prediction, ranked
 from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
-from tagloop.recipes.base import TextModel, chunks, comprehend_results, predict
+from tagloop.recipes.base import TextModel, chunks, predict
 from tagloop.services.catalog import resolve_version
 from tagloop.services.datasets import DatasetReader, ReadOptions
 from tagloop.services.model_cache import ModelCache
@@ -62,13 +62,14 @@ class PredictionService:
         top: int | None = None,
         chunk: int = 1_000,
         processes: int = 1,
-    ) -> Iterator[dict[str, Any]]:
-        """Comprehend-shaped results, one per text in order, computed a chunk at a time.
+    ) -> Iterator[Prediction]:
+        """One prediction per text, in order, computed a chunk at a time; ``top`` limits the
+        labels each lists (None: all).
 
-        A text that cannot be classified (empty, too large) yields ``{"Error": {...}}`` in its
-        place, so outputs stay aligned with inputs. With ``processes`` > 1, chunks are scored
-        by forked worker processes (feature extraction is pure Python and holds the GIL);
-        order is kept.
+        A text that cannot be classified (empty, too large) gets a prediction with its
+        ``error`` in its place, so outputs stay aligned with inputs. With ``processes`` > 1,
+        chunks are scored by forked worker processes (feature extraction is pure Python and
+        holds the GIL); order is kept.
         """
         batches = ((batch, [self.text_problem(text) for text in batch]) for batch in chunks(texts, chunk))
 
@@ -76,15 +77,16 @@ class PredictionService:
             batch, problems = item
             return [text for text, problem in zip(batch, problems, strict=True) if problem is None]
 
+        labels, mode = model.labels, model.mode
         with parallel_scorer(model, processes) as score:
             for (_, problems), scores in score(batches, valid):
                 picks = model.decide(scores) if len(scores) else []
-                results = iter(comprehend_results(model, scores, picks, top))
+                predictions = iter(ranked(labels, mode, scores, picks, top))
                 for problem in problems:
                     if problem is None:
-                        yield next(results)
+                        yield next(predictions)
                     else:
-                        yield {"Error": {"Code": aws_type(problem), "Message": problem.message}}
+                        yield Prediction.failed(mode, problem)
 
     def evaluate(
         self,
