@@ -636,7 +636,9 @@ def test_classify_document_resolves_an_endpoint_not_in_memory_then_scores_as_usu
         "X-Amz-Target": "Comprehend_20171127.ClassifyDocument",
     }
     body = json.dumps({"Text": "the router and the dock both fail", "EndpointArn": arn})
-    with TestClient(app) as client:
+    with TestClient(
+        app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000)
+    ) as client:  # no-auth: loopback
         assert tagloop.endpoints.cached("ml") is None
         first = client.post("/", content=body, headers=headers)
         assert first.status_code == 200, first.text

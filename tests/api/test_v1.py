@@ -114,7 +114,9 @@ def test_a_multi_label_endpoint_answers_labels(tmp_path, write_csv):
     tagloop.training.train(TrainRequest(classifier="ml", data=str(write_csv(rows)), mode=Mode.MULTI_LABEL))
     tagloop.queue.run_now(tagloop.endpoints.create("ml", "ml", "v1")["job_id"])
     text = "the router and the dock both fail"
-    with TestClient(app) as client:
+    with TestClient(
+        app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000)
+    ) as client:  # no-auth: loopback
         one = client.post("/v1/endpoints/ml/classify", json={"text": text}).json()
         many = client.post(
             "/v1/endpoints/ml/classify", json={"texts": [text] * 9 + [""]}
