@@ -25,7 +25,7 @@ import fsspec
 import orjson
 
 from tagloop.errors import InvalidRequest, Stopped
-from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
+from tagloop.jobs.port import AwaitChildren, JobContext, JobKindBase, JobQueue
 from tagloop.services.catalog import resolve_version
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.predictions import PredictionService
@@ -148,7 +148,7 @@ class BatchService:
             )
 
 
-class BatchJob:
+class BatchJob(JobKindBase):
     """Plans the shards of a batch classification and spawns them."""
 
     kind = "batch"
@@ -197,7 +197,7 @@ class BatchJob:
         ArtifactStore(payload["output_dir"]).delete_prefix("")
 
 
-class BatchShardJob:
+class BatchShardJob(JobKindBase):
     """Classifies one shard and writes its part file atomically."""
 
     kind = "batch_shard"

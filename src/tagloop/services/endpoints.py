@@ -26,7 +26,7 @@ from tagloop.errors import (
     ResourceUnavailable,
     TagloopError,
 )
-from tagloop.jobs.port import JobContext, JobQueue
+from tagloop.jobs.port import JobContext, JobKindBase, JobQueue
 from tagloop.recipes.base import TextModel
 from tagloop.services.catalog import resolve_version
 from tagloop.services.model_cache import ModelCache
@@ -275,7 +275,7 @@ class EndpointService:
             self._cache.pop(name, None)
 
 
-class DeployJob:
+class DeployJob(JobKindBase):
     """The ``deploy`` job kind: loads an endpoint's new model and switches the endpoint to it."""
 
     kind = DEPLOY_JOB

@@ -136,7 +136,11 @@ class JobRow(Base):
     """A long piece of work (training, batch classification, import) and its progress."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_kind_created", "kind", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -151,7 +155,9 @@ class JobRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="SET NULL"))
-    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), index=True
+    )
     parent_id: Mapped[str | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE", name="fk_jobs_parent_id"), index=True
     )
