@@ -329,15 +329,21 @@ class TrainingService:
 
 class TrainJob(JobKindBase):
     """The ``train`` job kind: trains one model version, and the one writer of that version's
-    status from submission on::
+    status once ``submit`` has recorded it SUBMITTED:
 
-        SUBMITTED ──▶ TRAINING ──▶ TRAINED
-            │            ├──────▶ IN_ERROR    (an error; or its job gave up)
-            │            └──────▶ STOPPED     (stopped while it trained)
-            └──▶ STOP_REQUESTED ──▶ STOPPED   (its job was asked to stop)
-        IN_ERROR, STOPPED ──▶ SUBMITTED       (its job was retried)
+    ====================================  ==============  ===========================================
+    from                                  to              when
+    ====================================  ==============  ===========================================
+    SUBMITTED                             TRAINING        its job runs (:meth:`train`)
+    TRAINING                              TRAINED         the model is stored
+    SUBMITTED, TRAINING                   STOP_REQUESTED  its running job is asked to stop
+    SUBMITTED, TRAINING, STOP_REQUESTED   STOPPED         its job stops, or never ran (:meth:`abandoned`)
+    SUBMITTED, TRAINING, STOP_REQUESTED   IN_ERROR        an error, or its job gave up
+    IN_ERROR, STOPPED                     SUBMITTED       its job is retried (:meth:`retried`)
+    TRAINING, IN_ERROR                    TRAINING        a later attempt of its job (``resume``)
+    ====================================  ==============  ===========================================
 
-    Each move is a conditional UPDATE (``ModelVersionRepository.transition``), so a stop
+    The hooks' moves are conditional UPDATEs (``ModelVersionRepository.transition``): a stop
     request crossing the end of a training never overwrites the status it ended with.
     """
 

@@ -276,8 +276,8 @@ class JobRepository:
 
         Optionally only those of one status, one kind, or whose payload's ``name`` is ``name``;
         ``before`` (the ``created_at`` and ``id`` of the last job of a page) gives the next page.
-        Indexes on ``(created_at, id)`` and ``(kind, created_at, id)`` keep a page a short index
-        scan however many jobs there are.
+        Indexes on ``(parent_id, created_at, id)`` and ``(kind, created_at, id)`` make a page a
+        short index scan however many jobs there are.
         """
         query = (
             select(JobRow)

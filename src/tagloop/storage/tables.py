@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -138,8 +139,18 @@ class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
-        Index("ix_jobs_created", "created_at", "id"),
+        # in creation order: a job's children; the top-level jobs (parent_id IS NULL: SQLite uses
+        # the first index, PostgreSQL the second); the jobs of a kind; of a version and kind
+        Index("ix_jobs_parent_created", "parent_id", "created_at", "id"),
+        Index(
+            "ix_jobs_top_created",
+            "created_at",
+            "id",
+            postgresql_where=text("parent_id IS NULL"),
+            sqlite_where=text("parent_id IS NULL"),
+        ),
         Index("ix_jobs_kind_created", "kind", "created_at", "id"),
+        Index("ix_jobs_version_created", "version_id", "kind", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -155,11 +166,9 @@ class JobRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="SET NULL"))
-    version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="SET NULL"), index=True
-    )
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     parent_id: Mapped[str | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_jobs_parent_id"), index=True
+        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_jobs_parent_id")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
