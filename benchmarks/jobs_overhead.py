@@ -21,11 +21,12 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from tagloop.app import Tagloop
+from tagloop.jobs.port import JobKindBase
 from tagloop.settings import Settings
 from tagloop.storage import migrate
 
 
-class NoopJob:
+class NoopJob(JobKindBase):
     kind = "noop"
 
     def run(self, context: Any, payload: dict[str, Any]) -> None:

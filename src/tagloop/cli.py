@@ -399,8 +399,6 @@ def batch(
     as_json: JsonOption = False,
 ) -> None:
     """Classify a large input in parallel shards (Comprehend's StartDocumentClassificationJob)."""
-    import time
-
     from tagloop.services.batch import BatchRequest
 
     def run() -> dict[str, Any]:
@@ -411,12 +409,7 @@ def batch(
                 return tagloop.jobs.show(job_id)
             tagloop.start_workers()
             with _progress() as progress:
-                while True:
-                    job = tagloop.jobs.show(job_id)
-                    progress(job["progress"], job["progress_message"] or job["status"].lower())
-                    if job["status"] in ("COMPLETED", "FAILED", "STOPPED"):
-                        break
-                    time.sleep(0.2)
+                job = tagloop.jobs.wait(job_id, progress=progress)
             if job["status"] != "COMPLETED":
                 raise TagloopError(f"batch job {job_id} {job['status']}: {job['error']}")
             return job

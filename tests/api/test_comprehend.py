@@ -10,6 +10,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,13 +25,16 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
+from tagloop.api.coalesce import Coalescer
+from tagloop.api.comprehend import ComprehendApi
 from tagloop.api.server import create_app
 from tagloop.domain.records import Mode
+from tagloop.errors import InvalidRequest
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
-from tagloop.storage.tables import PredictionRow
+from tagloop.storage.tables import JobRow, PredictionRow, utcnow
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -330,6 +334,34 @@ def test_batch_classification_jobs_with_boto3(server, inbox, make_client, protoc
     assert [j["JobId"] for j in listed["DocumentClassificationJobPropertiesList"]] == [started["JobId"]]
     finished = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": started["JobId"]})
     assert (finished.status_code, finished.json()["__type"]) == (400, "InvalidRequestException")
+
+
+def test_classification_jobs_page_through_boto3s_paginator(server, server_root, make_client, protocol):
+    url, keys, data = server
+    admin = make_client(url, keys["admin"])
+    arn = trained_classifier(admin, f"pagedesk-{protocol}", data)
+    tmp_path = server_root / "inbox" / f"paged-{protocol}"  # inside the allowed data locations
+    tmp_path.mkdir()
+    source = tmp_path / "in.txt"
+    source.write_text("printer jammed\n", encoding="utf-8")
+    started = [
+        admin.start_document_classification_job(
+            JobName=f"paged-{protocol}",
+            DocumentClassifierArn=arn,
+            InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
+            OutputDataConfig={"S3Uri": str(tmp_path / "out")},
+            DataAccessRoleArn=f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+        )["JobId"]
+        for _ in range(3)
+    ]
+    pages = list(
+        admin.get_paginator("list_document_classification_jobs").paginate(
+            Filter={"JobName": f"paged-{protocol}"}, PaginationConfig={"PageSize": 2}
+        )
+    )
+    assert [len(page["DocumentClassificationJobPropertiesList"]) for page in pages] == [2, 1]
+    listed = [job["JobId"] for page in pages for job in page["DocumentClassificationJobPropertiesList"]]
+    assert listed == started[::-1]  # newest first, each once, the NextToken carried by boto3
 
 
 def test_cbor_errors_come_back_in_cbor(server):
@@ -653,3 +685,85 @@ def test_classify_document_resolves_an_endpoint_not_in_memory_then_scores_as_usu
     assert {label["Name"] for label in first.json()["Labels"]} == {"HW", "NET"}
     assert batches == [1, 1]  # both scored through the coalescer
     assert results == [first.json(), second.json()]
+
+
+# ---- operations called in process, on each database -----------------------------------------
+
+
+def add_newer_jobs(tagloop, count: int) -> None:
+    """``count`` finished jobs of another kind, all newer than every job so far."""
+    rows = [
+        dict(id=uuid.uuid4().hex, kind="other", status="COMPLETED", payload={}, created_at=utcnow())
+        for _ in range(count)
+    ]
+    with tagloop.database.transaction() as session:
+        session.execute(insert(JobRow), rows)
+
+
+def test_stop_training_finds_the_job_of_its_version_past_a_thousand_newer_jobs(
+    make_tagloop, database_url, tickets_csv
+):
+    tagloop = make_tagloop(database_url=database_url, allowed_data_urls=(f"file://{tickets_csv.parent}/",))
+    api = ComprehendApi(tagloop, Coalescer(tagloop.predictions.classify))
+    arn = api.CreateDocumentClassifier(
+        {"DocumentClassifierName": "desk", "InputDataConfig": {"S3Uri": str(tickets_csv)}}
+    )["DocumentClassifierArn"]
+    add_newer_jobs(tagloop, 1_001)
+    unversioned = arn.split("/version/")[0]  # the classifier's newest version
+    assert api.StopTrainingDocumentClassifier({"DocumentClassifierArn": unversioned}) == {}
+    described = api.DescribeDocumentClassifier({"DocumentClassifierArn": arn})
+    assert described["DocumentClassifierProperties"]["Status"] == "STOPPED"
+    assert api.StopTrainingDocumentClassifier({"DocumentClassifierArn": arn}) == {}  # harmless again
+
+
+def test_classification_jobs_are_listed_a_page_at_a_time(make_tagloop, database_url, tickets_csv, tmp_path):
+    tagloop = make_tagloop(database_url=database_url, allowed_data_urls=(f"file://{tmp_path}/",))
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    api = ComprehendApi(tagloop, Coalescer(tagloop.predictions.classify))
+    arn = api.arns.classifier("desk", "v1")
+    source = tmp_path / "in.txt"
+    source.write_text("printer jammed\n", encoding="utf-8")
+
+    def start(name: str) -> str:
+        return api.StartDocumentClassificationJob(
+            {
+                "JobName": name,
+                "DocumentClassifierArn": arn,
+                "InputDataConfig": {"S3Uri": str(source)},
+                "OutputDataConfig": {"S3Uri": str(tmp_path / "out")},
+            }
+        )["JobId"]
+
+    nightly = [start("nightly") for _ in range(5)]
+    weekly = [start("weekly") for _ in range(2)]
+    for job_id in nightly[:2]:
+        tagloop.jobs.stop(job_id)
+    assert tagloop.queue.run_until_idle() >= 5  # the others run: their shards are jobs too
+
+    def listed(size: int, **wanted: str) -> list[str]:
+        ids: list[str] = []
+        body: dict = {"MaxResults": size} | ({"Filter": wanted} if wanted else {})
+        while True:
+            answer = api.ListDocumentClassificationJobs(body)
+            page = answer["DocumentClassificationJobPropertiesList"]
+            assert 1 <= len(page) <= size or ids == [] == page
+            ids += [job["JobId"] for job in page]
+            if "NextToken" not in answer:
+                return ids
+            body = body | {"NextToken": answer["NextToken"]}
+
+    everything = (nightly + weekly)[::-1]
+    assert listed(2) == listed(100) == everything
+    assert listed(3, JobName="nightly") == nightly[::-1]
+    assert listed(1, JobStatus="STOPPED") == nightly[1::-1]
+    assert listed(2, JobName="nightly", JobStatus="COMPLETED") == nightly[:1:-1]
+    assert listed(2, JobName="monthly") == []
+    jobs = {job_id: api.DescribeDocumentClassificationJob({"JobId": job_id}) for job_id in everything}
+    first = api.ListDocumentClassificationJobs({"MaxResults": 1})["DocumentClassificationJobPropertiesList"]
+    assert first == [jobs[everything[0]]["DocumentClassificationJobProperties"]]
+    for body, message in (
+        ({"MaxResults": 501}, "MaxResults"),
+        ({"NextToken": "bm90IGEgdG9rZW4="}, "page token"),
+    ):
+        with pytest.raises(InvalidRequest, match=message):
+            api.ListDocumentClassificationJobs(body)

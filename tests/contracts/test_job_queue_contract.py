@@ -15,11 +15,11 @@ import pytest
 
 from tagloop.domain.records import JobStatus
 from tagloop.errors import InvalidRequest, Stopped
-from tagloop.jobs.port import JobContext
+from tagloop.jobs.port import JobContext, JobKindBase
 from tagloop.storage.repositories import JobRepository
 
 
-class RecordingKind:
+class RecordingKind(JobKindBase):
     """A job kind whose behaviour the payload chooses; it records every execution."""
 
     kind = "test"

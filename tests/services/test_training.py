@@ -5,17 +5,18 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from tagloop.domain.records import Mode, Split, VersionStatus
-from tagloop.errors import DatasetInvalid, ResourceInUse, Stopped
+from tagloop.errors import DatasetInvalid, NotFound, ResourceInUse, Stopped
 from tagloop.services.training import TrainRequest
-from tagloop.storage.repositories import DocumentRepository
-from tagloop.storage.tables import ClassifierRow, ModelVersionRow
+from tagloop.storage.repositories import DocumentRepository, JobRepository
+from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow, utcnow
 
 TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
 
@@ -172,6 +173,66 @@ def test_should_stop_stops_a_running_training(make_tagloop, tickets_csv):
     assert tagloop.training.summary(third.version_id)["status"] == VersionStatus.STOPPED
     assert model_files(tagloop) == files  # nothing saved for the stopped versions
     assert tagloop.predictions.model("desk")[0] == "v1"
+
+
+def add_newer_jobs(tagloop, count: int) -> None:
+    """``count`` finished jobs of another kind, all newer than every job so far."""
+    rows = [
+        dict(id=uuid.uuid4().hex, kind="other", status="COMPLETED", payload={}, created_at=utcnow())
+        for _ in range(count)
+    ]
+    with tagloop.database.transaction() as session:
+        session.execute(insert(JobRow), rows)
+
+
+def test_stopping_a_version_finds_its_job_however_many_jobs_came_after(
+    make_tagloop, database_url, tickets_csv
+):
+    tagloop = make_tagloop(database_url=database_url)
+    submission = tagloop.training.submit(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    add_newer_jobs(tagloop, 1_001)
+    assert submission.job_id not in {job["id"] for job in tagloop.jobs.list(limit=1_000)}
+    assert tagloop.training.stop("desk", "v1") == submission.job_id
+    assert tagloop.jobs.show(submission.job_id)["status"] == "STOPPED"
+    assert tagloop.training.summary(submission.version_id)["status"] == VersionStatus.STOPPED
+    assert tagloop.training.stop("desk", "v1") == submission.job_id  # ended already: nothing to do
+    with pytest.raises(NotFound, match="no version 'v9'"):
+        tagloop.training.stop("desk", "v9")
+
+
+def test_a_running_training_asked_to_stop_shows_stop_requested_then_stopped(
+    make_tagloop, database_url, tickets_csv
+):
+    tagloop = make_tagloop(database_url=database_url)
+    submission = tagloop.training.submit(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    with tagloop.database.transaction() as session:  # a worker elsewhere has claimed the job
+        assert JobRepository(session).claim("elsewhere", lease_seconds=60).id == submission.job_id
+    assert tagloop.jobs.stop(submission.job_id)["status"] == "STOP_REQUESTED"
+    assert tagloop.training.summary(submission.version_id)["status"] == VersionStatus.STOP_REQUESTED
+    with pytest.raises(Stopped):  # what the worker then runs stops before fitting anything
+        tagloop.training.run(submission.version_id)
+    stopped = tagloop.training.summary(submission.version_id)
+    assert stopped["status"] == VersionStatus.STOPPED and stopped["message"] == "training stopped on request"
+    assert model_files(tagloop) == []
+
+
+def test_a_retried_training_job_submits_its_version_again_and_trains_it(
+    make_tagloop, database_url, tickets_csv
+):
+    tagloop = make_tagloop(database_url=database_url)
+    submission = tagloop.training.submit(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    tagloop.jobs.stop(submission.job_id)
+    assert tagloop.training.summary(submission.version_id)["status"] == VersionStatus.STOPPED
+    assert tagloop.jobs.retry(submission.job_id)["status"] == "SUBMITTED"
+    again = tagloop.training.summary(submission.version_id)
+    assert again["status"] == VersionStatus.SUBMITTED
+    assert again["message"] is None and again["ended_at"] is None
+    tagloop.queue.run_now(submission.job_id)
+    assert tagloop.jobs.show(submission.job_id)["status"] == "COMPLETED"
+    assert tagloop.training.summary(submission.version_id)["status"] == VersionStatus.TRAINED
+    with pytest.raises(ResourceInUse, match="only FAILED or STOPPED jobs can be retried"):
+        tagloop.jobs.retry(submission.job_id)
+    assert tagloop.training.summary(submission.version_id)["status"] == VersionStatus.TRAINED
 
 
 # ---- test split -----------------------------------------------------------------------------

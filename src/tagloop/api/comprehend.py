@@ -42,7 +42,7 @@ from tagloop.errors import (
     TagloopError,
     UnknownOperation,
 )
-from tagloop.services.batch import BatchRequest
+from tagloop.services.batch import BatchJob, BatchRequest
 from tagloop.services.training import TrainRequest
 
 router = APIRouter(route_class=DirectRoute)  # hot: answered ahead of the app's stack
@@ -120,11 +120,16 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso).timestamp() if iso else None
 
 
-def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    start = int(base64.urlsafe_b64decode(body["NextToken"]).decode()) if body.get("NextToken") else 0
+def _page_size(body: dict[str, Any]) -> int:
     size = int(body.get("MaxResults") or 100)
     if not 1 <= size <= 500:
         raise InvalidRequest("MaxResults must be between 1 and 500")
+    return size
+
+
+def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    start = int(base64.urlsafe_b64decode(body["NextToken"]).decode()) if body.get("NextToken") else 0
+    size = _page_size(body)
     chunk = items[start : start + size]
     more = start + size < len(items)
     return chunk, base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
@@ -267,12 +272,8 @@ class ComprehendApi:
 
     def StopTrainingDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name, version = self._version(str(body.get("DocumentClassifierArn", "")))
-        for job in self.tagloop.jobs.list(limit=1000):
-            if job["classifier"] == name and job["version"] == version["version"] and job["kind"] == "train":
-                if job["status"] in ("SUBMITTED", "IN_PROGRESS"):
-                    self.tagloop.jobs.stop(job["id"])
-                return {}
-        raise NotFound(f"no training job for {body.get('DocumentClassifierArn')}")
+        self.tagloop.training.stop(name, version["version"])
+        return {}
 
     def DeleteDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name, version = self._version(str(body.get("DocumentClassifierArn", "")))
@@ -390,13 +391,14 @@ class ComprehendApi:
 
     def ListDocumentClassificationJobs(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         wanted = body.get("Filter") or {}
-        items = [
-            self._job_properties(job)
-            for job in self.tagloop.jobs.list(limit=10_000, status=wanted.get("JobStatus"))
-            if job["kind"] == "batch"
-            and wanted.get("JobName") in (None, (job.get("payload") or {}).get("name"))
-        ]
-        page, token = _page(items, body)
+        jobs, token = self.tagloop.jobs.page(
+            BatchJob.kind,
+            status=wanted.get("JobStatus"),
+            name=wanted.get("JobName"),
+            limit=_page_size(body),
+            after=body.get("NextToken") or None,
+        )
+        page = [self._job_properties(job) for job in jobs]
         return {"DocumentClassificationJobPropertiesList": page} | ({"NextToken": token} if token else {})
 
 

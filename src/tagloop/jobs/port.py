@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from tagloop.domain.progress import Progress
+from tagloop.storage.tables import JobRow
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,25 @@ class AwaitChildren:
 
 
 class JobKind(Protocol):
-    """One kind of job (e.g. ``train``): how to run it and how to close it if it never ran."""
+    """One kind of job (e.g. ``train``): how to run it, and what happens to the records it works
+    on (e.g. a training job's model version) when its job is stopped, retried or abandoned.
+
+    The runner calls these hooks whatever the kind; :class:`JobKindBase` gives a kind the
+    ones it has nothing to do in.
+    """
 
     kind: str
 
     def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
         """Do the work; raise Stopped when ``context.should_stop()``; return a result."""
+        ...
+
+    def stop_requested(self, session: Session, job: JobRow) -> None:
+        """The job, claimed or running, was asked to stop (in the transaction that asks it)."""
+        ...
+
+    def retried(self, session: Session, job: JobRow) -> None:
+        """The FAILED or STOPPED job was put back to SUBMITTED (in the transaction that does it)."""
         ...
 
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
@@ -59,6 +73,27 @@ class JobKind(Protocol):
         ...
 
 
+class JobKindBase:
+    """A job kind's hooks for when nothing else changes with its job: stopping, retrying or
+    abandoning it touches no other record, and it spawns no children."""
+
+    kind: str
+
+    def stop_requested(self, session: Session, job: JobRow) -> None:
+        return None
+
+    def retried(self, session: Session, job: JobRow) -> None:
+        return None
+
+    def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
+        return None
+
+    def children_finished(
+        self, payload: dict[str, Any], results: list[dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        raise NotImplementedError(f"{self.kind} jobs have no children")
+
+
 class JobQueue(Protocol):
     name: str
 
@@ -70,8 +105,9 @@ class JobQueue(Protocol):
         """Record a job in ``session``'s transaction; it runs once that commits."""
         ...
 
-    def requeue(self, session: Session, job_id: str) -> None:
-        """Schedule a job put back to SUBMITTED in ``session`` (retry); runs once it commits."""
+    def retry(self, session: Session, job_id: str) -> None:
+        """Put a FAILED or STOPPED job back to SUBMITTED in ``session``, its attempts starting
+        over (its kind's ``retried`` runs in that transaction); it runs once that commits."""
         ...
 
     def run_now(self, job_id: str, progress: Progress | None = None) -> None:
@@ -83,7 +119,8 @@ class JobQueue(Protocol):
         ...
 
     def request_stop(self, job_id: str) -> None:
-        """Stop a job and its children: at once if not started, within seconds if running."""
+        """Stop a job and its children: at once if not started, within seconds if running
+        (its kind's ``abandoned`` or ``stop_requested`` says what that does to its records)."""
         ...
 
     def run_until_idle(self) -> int:

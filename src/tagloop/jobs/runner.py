@@ -143,12 +143,29 @@ class JobRunner:
                 raise NotFound(f"no job {job_id!r}")
             if JobStatus(row.status).is_final:
                 raise ResourceInUse(f"job {job_id} already ended ({row.status})")
+            kind, payload = self.kinds.get(row.kind), dict(row.payload)
             parent_stopped = jobs.stop_family(job_id)
+            if not parent_stopped and kind is not None:
+                kind.stop_requested(session, row)
             if jobs.has_children(job_id):
                 self._settle_parent(session, job_id)
-            kind, payload = self.kinds.get(row.kind), dict(row.payload)
         if parent_stopped and kind is not None:
             kind.abandoned(payload, JobStatus.STOPPED.value, "stopped on request before it started")
+
+    def retry(self, session: Session, job_id: str) -> None:
+        """Put a FAILED or STOPPED job back to SUBMITTED (attempts start over) in ``session``;
+        its kind hears of it in the same transaction, and it is scheduled once that commits."""
+        jobs = JobRepository(session)
+        row = jobs.lock(job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        if row.status not in (JobStatus.FAILED.value, JobStatus.STOPPED.value):
+            raise ResourceInUse(f"job {job_id} is {row.status}; only FAILED or STOPPED jobs can be retried")
+        jobs.resubmit(row)
+        kind = self.kinds.get(row.kind)
+        if kind is not None:
+            kind.retried(session, row)
+        self.on_requeue(session, job_id)
 
     def _spawner(self, parent: JobRow) -> Callable[[str, list[dict[str, Any]]], list[str]]:
         def spawn(kind: str, payloads: list[dict[str, Any]]) -> list[str]:
@@ -387,3 +404,6 @@ class RunnerQueue:
 
     def request_stop(self, job_id: str) -> None:
         self.runner.request_stop(job_id)
+
+    def retry(self, session: Session, job_id: str) -> None:
+        self.runner.retry(session, job_id)

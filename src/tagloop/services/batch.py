@@ -31,7 +31,7 @@ import orjson
 
 from tagloop.domain import comprehend
 from tagloop.errors import InvalidRequest, Stopped
-from tagloop.jobs.port import AwaitChildren, JobContext, JobQueue
+from tagloop.jobs.port import AwaitChildren, JobContext, JobKindBase, JobQueue
 from tagloop.services.catalog import resolve_version
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.datasets import DAMAGED_STREAM_ERRORS, damaged_compressed_file
@@ -173,7 +173,7 @@ class BatchService:
             )
 
 
-class BatchJob:
+class BatchJob(JobKindBase):
     """Plans the shards of a batch classification and spawns them."""
 
     kind = "batch"
@@ -233,7 +233,7 @@ class BatchJob:
         ArtifactStore(payload["output_dir"]).delete_prefix("")
 
 
-class BatchShardJob:
+class BatchShardJob(JobKindBase):
     """Classifies one shard and writes its part file atomically."""
 
     kind = "batch_shard"

@@ -28,7 +28,7 @@ from tagloop.errors import (
     ResourceUnavailable,
     TagloopError,
 )
-from tagloop.jobs.port import JobContext, JobQueue
+from tagloop.jobs.port import JobContext, JobKindBase, JobQueue
 from tagloop.recipes.base import TextModel
 from tagloop.services.catalog import resolve_version
 from tagloop.services.model_cache import ModelCache
@@ -347,7 +347,7 @@ class EndpointService:
             self._forgotten[name] = self._reads  # what reads begun before now found is out of date
 
 
-class DeployJob:
+class DeployJob(JobKindBase):
     """The ``deploy`` job kind: loads an endpoint's new model and switches the endpoint to it."""
 
     kind = DEPLOY_JOB

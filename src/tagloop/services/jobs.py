@@ -1,14 +1,28 @@
-"""Job records users can see and act on: list, show, stop, retry, wait."""
+"""Job records users can see and act on: list, page, show, stop, retry, wait.
+
+What a job's stop or retry does to the records it works on (a training job's model version)
+is its kind's business (:class:`~tagloop.jobs.port.JobKind` hooks, called by the queue).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from tagloop.domain.records import JobStatus, VersionStatus
-from tagloop.errors import ResourceInUse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tagloop.domain.progress import Progress
+from tagloop.domain.records import JobStatus
+from tagloop.errors import InvalidRequest
 from tagloop.jobs.port import JobQueue
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import JobRepository, ModelVersionRepository
+from tagloop.storage.repositories import JobRepository
 from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow
 
 
@@ -31,19 +45,73 @@ def job_summary(row: JobRow, classifier: str | None = None, version: str | None 
     }
 
 
+def _page_token(row: JobRow) -> str:
+    """An opaque token for the page after ``row``: its place in the newest-first order."""
+    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), row.id]).encode()).decode()
+
+
+def _after(token: str) -> tuple[datetime, str]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(created_at), str(job_id)
+    except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
+        raise InvalidRequest("the page token is not one this service gave") from exc
+
+
 class JobService:
     def __init__(self, database: Database, queue: JobQueue) -> None:
         self.database = database
         self.queue = queue
 
-    def _summary(self, session: Any, row: JobRow) -> dict[str, Any]:
-        classifier = session.get(ClassifierRow, row.classifier_id) if row.classifier_id else None
-        version = session.get(ModelVersionRow, row.version_id) if row.version_id else None
-        return job_summary(row, classifier.name if classifier else None, version.name if version else None)
+    def _summary(self, session: Session, row: JobRow) -> dict[str, Any]:
+        return self._summaries(session, [row])[0]
+
+    @staticmethod
+    def _summaries(session: Session, rows: Sequence[JobRow]) -> list[dict[str, Any]]:
+        """Summaries of ``rows`` with their classifier and version names (two queries in all)."""
+
+        def names(table: type[ClassifierRow] | type[ModelVersionRow], ids: set[int | None]) -> dict[int, str]:
+            ids.discard(None)
+            if not ids:
+                return {}
+            query = select(table.id, table.name).where(table.id.in_(ids))
+            return {id_: name for id_, name in session.execute(query)}
+
+        classifiers = names(ClassifierRow, {row.classifier_id for row in rows})
+        versions = names(ModelVersionRow, {row.version_id for row in rows})
+        return [
+            job_summary(
+                row,
+                classifiers.get(row.classifier_id) if row.classifier_id is not None else None,
+                versions.get(row.version_id) if row.version_id is not None else None,
+            )
+            for row in rows
+        ]
 
     def list(self, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
         with self.database.reading() as session:
-            return [self._summary(session, row) for row in JobRepository(session).list(limit, status)]
+            return self._summaries(session, JobRepository(session).list(limit, status))
+
+    def page(
+        self,
+        kind: str,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the top-level jobs of ``kind``, newest first, optionally of one status or
+        one payload ``name``; and the token of the next page (None on the last one).
+
+        Pages are read in SQL, keyed on the last job listed: jobs submitted meanwhile never
+        shift a page, and a page costs the same however deep it is.
+        """
+        before = _after(after) if after else None
+        with self.database.reading() as session:
+            rows = JobRepository(session).list(limit + 1, status, kind=kind, name=name, before=before)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return self._summaries(session, rows), _page_token(rows[-1]) if more else None
 
     def show(self, job_id: str) -> dict[str, Any]:
         with self.database.reading() as session:
@@ -52,36 +120,34 @@ class JobService:
     def stop(self, job_id: str) -> dict[str, Any]:
         """Ask a job to stop: one not started stops at once, a running one within seconds."""
         self.queue.request_stop(job_id)
-        with self.database.transaction() as session:
-            row = JobRepository(session).get(job_id)
-            if row.version_id is not None and row.status == JobStatus.STOP_REQUESTED.value:
-                version = ModelVersionRepository(session).get(row.version_id)
-                if version.status in (VersionStatus.SUBMITTED.value, VersionStatus.TRAINING.value):
-                    version.status = VersionStatus.STOP_REQUESTED.value
-            session.flush()
-            return self._summary(session, row)
+        return self.show(job_id)
 
     def retry(self, job_id: str) -> dict[str, Any]:
         """Queue a FAILED or STOPPED job again (its attempts start over)."""
         with self.database.transaction() as session:
-            row = JobRepository(session).get(job_id)
-            if row.status not in (JobStatus.FAILED.value, JobStatus.STOPPED.value):
-                raise ResourceInUse(
-                    f"job {job_id} is {row.status}; only FAILED or STOPPED jobs can be retried"
-                )
-            row.status = JobStatus.SUBMITTED.value
-            row.attempts = 0
-            row.lease_owner = None
-            row.lease_expires_at = None
-            row.ended_at = None
-            row.progress = 0.0
-            row.progress_message = None
-            if row.version_id is not None:
-                version = ModelVersionRepository(session).get(row.version_id)
-                if version.status in (VersionStatus.IN_ERROR.value, VersionStatus.STOPPED.value):
-                    version.status = VersionStatus.SUBMITTED.value
-                    version.message = None
-                    version.ended_at = None
-            session.flush()
-            self.queue.requeue(session, row.id)
-            return self._summary(session, row)
+            self.queue.retry(session, job_id)
+            return self._summary(session, JobRepository(session).get(job_id))
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        poll: float = 0.2,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """The job's summary once it has ended (COMPLETED, FAILED or STOPPED), or as it stands
+        when ``timeout`` seconds have passed (its status then says it has not ended).
+
+        ``progress`` hears the job's progress every ``poll`` seconds meanwhile, and once more at
+        the end. Something must run the job: workers of this process (``start_workers``) or a
+        ``tagloop worker``; a job ending in this process wakes the wait at once.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.show(job_id)
+            if progress is not None:
+                progress(job["progress"], job["progress_message"] or job["status"].lower())
+            left = None if deadline is None else deadline - time.monotonic()
+            if JobStatus(job["status"]).is_final or (left is not None and left <= 0):
+                return job
+            self.queue.wait(job_id, poll if left is None else min(poll, left))

@@ -1,10 +1,12 @@
 """Training a model version: import, split, fit, evaluate, store — each step atomic.
 
-``submit`` imports the data and records the version as SUBMITTED in one transaction (a
-bad file leaves nothing behind); ``run`` trains it, moving the version through
-TRAINING to TRAINED, or to IN_ERROR / STOPPED. The model file is written under a
-temporary name and renamed before the version row points at it, so a crash at any
-moment leaves either no model or a whole one, and never changes another version.
+``submit`` imports the data, records the version as SUBMITTED and enqueues its ``train``
+job in one transaction (a bad file leaves nothing behind). :class:`TrainJob` runs that job
+and is the one writer of the version's status from then on (TRAINING, then TRAINED, or
+IN_ERROR / STOPPED; stops and retries of its job included); ``TrainingService.fit`` does the
+work. The model file is written under a temporary name and renamed before the version row
+points at it, so a crash at any moment leaves either no model or a whole one, and never
+changes another version.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as package_version
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from tagloop import __version__
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits
 from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.names import check_name
-from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
+from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.domain.validation import label_list
 from tagloop.errors import AlreadyExists, DatasetInvalid, NotFound, ResourceInUse, Stopped, TagloopError
-from tagloop.jobs.port import JobContext, JobQueue
+from tagloop.jobs.port import JobContext, JobKindBase, JobQueue
 from tagloop.recipes import tfidf_linear
 from tagloop.recipes.base import Progress, predict
 from tagloop.recipes.registry import RECIPES
@@ -40,9 +44,10 @@ from tagloop.storage.repositories import (
     ClassifierRepository,
     DocumentRepository,
     EndpointRepository,
+    JobRepository,
     ModelVersionRepository,
 )
-from tagloop.storage.tables import ClassifierRow, utcnow
+from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -200,103 +205,86 @@ class TrainingService:
         should_stop: Callable[[], bool] | None = None,
         resume: bool = False,
     ) -> dict[str, Any]:
-        """Train a SUBMITTED version; returns its summary (status TRAINED, or raises).
+        """Train a SUBMITTED version in this thread, its status moving as its job moves it
+        (see :class:`TrainJob`); returns its summary (status TRAINED, or raises)."""
+        return TrainJob(self).train(version_id, progress, should_stop, resume)
 
-        With ``resume`` (a retried job: its worker died, or an unexpected error such as
-        an unreachable artifact store ended the last attempt), a version left TRAINING or
-        IN_ERROR is trained again from the start; the version that serves is never touched.
-        """
-        report = progress or (lambda fraction, message: None)
-        runnable = {VersionStatus.SUBMITTED.value}
-        if resume:
-            runnable |= {VersionStatus.TRAINING.value, VersionStatus.IN_ERROR.value}
-        with self.database.transaction() as session:
-            versions = ModelVersionRepository(session)
-            row = versions.get(version_id)
-            stop_requested = row.status == VersionStatus.STOP_REQUESTED.value
-            if stop_requested:
-                versions.set_status(
-                    version_id,
-                    VersionStatus.STOPPED.value,
-                    message="training stopped on request",
-                    ended_at=utcnow(),
-                )
-            elif row.status not in runnable:
-                raise ResourceInUse(f"version {row.name} is {row.status}, not SUBMITTED")
-            else:
-                versions.set_status(
-                    version_id, VersionStatus.TRAINING.value, started_at=utcnow(), message=None, ended_at=None
-                )
-            mode = Mode(session.get_one(ClassifierRow, row.classifier_id).mode)
-            labels, params = list(row.labels), row.parameters
-        if stop_requested:
-            raise Stopped("training stopped on request")
+    def fit(
+        self,
+        row: ModelVersionRow,
+        mode: Mode,
+        report: Progress,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Fit a version's model, evaluate it and store its files; returns the columns that
+        record it (metrics, artifact, timings, warnings). Changes no status: its job does."""
+        version_id, labels, params = row.id, list(row.labels), row.parameters
         timings = dict(row.timings)
         started = time.perf_counter()
-        try:
-            with self.database.reading() as session:
-                documents = DocumentRepository(session)
-                train_rows = documents.labels(row.train_dataset_id, Split.TRAIN)
-                gold_rows = documents.labels(row.test_dataset_id, Split.TEST)
-                model = RECIPES[row.recipe].fit(
-                    mode,
-                    labels,
-                    documents.texts(row.train_dataset_id, Split.TRAIN),
-                    [labels_ for _, labels_ in train_rows],
-                    params,
-                    n_jobs=self.settings.train_jobs,
-                    progress=lambda fraction, message: report(0.9 * fraction, message),
-                    should_stop=should_stop,
-                )
-                fitted = time.perf_counter()
-                timings["fit_seconds"] = round(fitted - started, 3)
-                report(0.9, "evaluating on the test set")
-                predicted: list[list[str]] = []
-                for _, picks in predict(model, documents.texts(row.test_dataset_id, Split.TEST)):
-                    predicted.extend([labels[i] for i in doc] for doc in picks)
-            gold = [labels_ for _, labels_ in gold_rows]
-            evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted) if gold else None
-            timings["evaluate_seconds"] = round(time.perf_counter() - fitted, 3)
-            if should_stop is not None and should_stop():
-                raise Stopped("training stopped on request")
-            report(0.97, "saving the model")
-            saving = time.perf_counter()
-            prefix = f"models/{row.classifier_id}/{version_id}"
-            stored = self.artifacts.write_bytes(f"{prefix}/model.npz", model.to_bytes())
-            if evaluation is not None:
-                self.artifacts.write_bytes(
-                    f"{prefix}/confusion_matrix.json", json.dumps(evaluation.confusion_matrix).encode()
-                )
-            timings["save_seconds"] = round(time.perf_counter() - saving, 3)
-            timings["train_seconds"] = round(time.perf_counter() - started, 3)
-            timings["total_seconds"] = round(timings["train_seconds"] + timings.get("import_seconds", 0.0), 3)
-            extra_warnings = [] if evaluation else ["no test documents: metrics were not computed"]
-            with self.database.transaction() as session:
-                ModelVersionRepository(session).set_status(
-                    version_id,
-                    VersionStatus.TRAINED.value,
-                    metrics=evaluation.metrics if evaluation else None,
-                    per_label=evaluation.per_label if evaluation else None,
-                    confusion_matrix=evaluation.confusion_matrix if evaluation else None,
-                    model_info=model.describe(),
-                    artifact_path=stored.path,
-                    artifact_sha256=stored.sha256,
-                    artifact_bytes=stored.size,
-                    timings=timings,
-                    warnings=list(row.warnings) + extra_warnings,
-                    ended_at=utcnow(),
-                )
-        except Stopped:
-            self._finish(version_id, VersionStatus.STOPPED, "training stopped on request")
-            raise
-        except TagloopError as exc:
-            self._finish(version_id, VersionStatus.IN_ERROR, exc.message)
-            raise
-        except Exception as exc:
-            self._finish(version_id, VersionStatus.IN_ERROR, f"internal error: {type(exc).__name__}: {exc}")
-            raise
-        report(1.0, "trained")
-        return self.summary(version_id)
+        with self.database.reading() as session:
+            documents = DocumentRepository(session)
+            train_rows = documents.labels(row.train_dataset_id, Split.TRAIN)
+            gold_rows = documents.labels(row.test_dataset_id, Split.TEST)
+            model = RECIPES[row.recipe].fit(
+                mode,
+                labels,
+                documents.texts(row.train_dataset_id, Split.TRAIN),
+                [labels_ for _, labels_ in train_rows],
+                params,
+                n_jobs=self.settings.train_jobs,
+                progress=lambda fraction, message: report(0.9 * fraction, message),
+                should_stop=should_stop,
+            )
+            fitted = time.perf_counter()
+            timings["fit_seconds"] = round(fitted - started, 3)
+            report(0.9, "evaluating on the test set")
+            predicted: list[list[str]] = []
+            for _, picks in predict(model, documents.texts(row.test_dataset_id, Split.TEST)):
+                predicted.extend([labels[i] for i in doc] for doc in picks)
+        gold = [labels_ for _, labels_ in gold_rows]
+        evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted) if gold else None
+        timings["evaluate_seconds"] = round(time.perf_counter() - fitted, 3)
+        if should_stop is not None and should_stop():
+            raise Stopped("training stopped on request")
+        report(0.97, "saving the model")
+        saving = time.perf_counter()
+        prefix = f"models/{row.classifier_id}/{version_id}"
+        stored = self.artifacts.write_bytes(f"{prefix}/model.npz", model.to_bytes())
+        if evaluation is not None:
+            self.artifacts.write_bytes(
+                f"{prefix}/confusion_matrix.json", json.dumps(evaluation.confusion_matrix).encode()
+            )
+        timings["save_seconds"] = round(time.perf_counter() - saving, 3)
+        timings["train_seconds"] = round(time.perf_counter() - started, 3)
+        timings["total_seconds"] = round(timings["train_seconds"] + timings.get("import_seconds", 0.0), 3)
+        extra_warnings = [] if evaluation else ["no test documents: metrics were not computed"]
+        return {
+            "metrics": evaluation.metrics if evaluation else None,
+            "per_label": evaluation.per_label if evaluation else None,
+            "confusion_matrix": evaluation.confusion_matrix if evaluation else None,
+            "model_info": model.describe(),
+            "artifact_path": stored.path,
+            "artifact_sha256": stored.sha256,
+            "artifact_bytes": stored.size,
+            "timings": timings,
+            "warnings": list(row.warnings) + extra_warnings,
+        }
+
+    def stop(self, classifier: str, version: str) -> str:
+        """Stop a version's training (its newest ``train`` job) if it is still to run or
+        running; returns that job's id."""
+        with self.database.reading() as session:
+            classifier_row = ClassifierRepository(session).get(classifier)
+            row = ModelVersionRepository(session).find(classifier_row.id, version)
+            if row is None:
+                raise NotFound(f"classifier {classifier!r} has no version {version!r}")
+            job = JobRepository(session).for_version(row.id, TrainJob.kind)
+            if job is None:
+                raise NotFound(f"version {version} of classifier {classifier!r} has no training job")
+            job_id, status = job.id, job.status
+        if status in (JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value):
+            self.queue.request_stop(job_id)
+        return job_id
 
     def delete_version(self, classifier: str, version: str) -> None:
         """Delete a version and its files; refused while it trains or an endpoint serves it."""
@@ -323,24 +311,6 @@ class TrainingService:
             session.delete(row)
         self.artifacts.delete_prefix(prefix)
 
-    def mark(self, version_id: int, status: VersionStatus, message: str) -> None:
-        """Close a version that will not train (its job was stopped or gave up)."""
-        with self.database.transaction() as session:
-            row = ModelVersionRepository(session).get(version_id)
-            if row.status in (
-                VersionStatus.TRAINED.value,
-                VersionStatus.IN_ERROR.value,
-                VersionStatus.STOPPED.value,
-            ):
-                return
-        self._finish(version_id, status, message)
-
-    def _finish(self, version_id: int, status: VersionStatus, message: str) -> None:
-        with self.database.transaction() as session:
-            ModelVersionRepository(session).set_status(
-                version_id, status.value, message=message, ended_at=utcnow()
-            )
-
     def summary(self, version_id: int) -> dict[str, Any]:
         with self.database.reading() as session:
             row = ModelVersionRepository(session).get(version_id)
@@ -354,25 +324,134 @@ class TrainingService:
         return self.summary(submission.version_id) | {"job_id": submission.job_id}
 
 
-class TrainJob:
-    """The ``train`` job kind: trains one model version."""
+class TrainJob(JobKindBase):
+    """The ``train`` job kind: trains one model version, and the one writer of that version's
+    status once ``submit`` has recorded it SUBMITTED:
+
+    ====================================  ==============  ===========================================
+    from                                  to              when
+    ====================================  ==============  ===========================================
+    SUBMITTED                             TRAINING        its job runs (:meth:`train`)
+    TRAINING                              TRAINED         the model is stored
+    SUBMITTED, TRAINING                   STOP_REQUESTED  its running job is asked to stop
+    SUBMITTED, TRAINING, STOP_REQUESTED   STOPPED         its job stops, or never ran (:meth:`abandoned`)
+    SUBMITTED, TRAINING, STOP_REQUESTED   IN_ERROR        an error, or its job gave up
+    IN_ERROR, STOPPED                     SUBMITTED       its job is retried (:meth:`retried`)
+    TRAINING, IN_ERROR                    TRAINING        a later attempt of its job (``resume``)
+    ====================================  ==============  ===========================================
+
+    The hooks' moves are conditional UPDATEs (``ModelVersionRepository.transition``): a stop
+    request crossing the end of a training never overwrites the status it ended with.
+    """
 
     kind = "train"
+    RUNNING = (VersionStatus.SUBMITTED.value, VersionStatus.TRAINING.value)
+    NOT_ENDED = (*RUNNING, VersionStatus.STOP_REQUESTED.value)
 
     def __init__(self, training: TrainingService) -> None:
         self.training = training
+        self.database = training.database
 
+    # ---- the job-kind hooks ------------------------------------------------------------
     def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
-        summary = self.training.run(
+        summary = self.train(
             int(payload["version_id"]), context.progress, context.should_stop, resume=context.attempt > 1
         )
         return {key: summary[key] for key in ("classifier", "version", "status", "metrics")}
 
-    def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
-        version_status = VersionStatus.STOPPED if status == "STOPPED" else VersionStatus.IN_ERROR
-        self.training.mark(int(payload["version_id"]), version_status, message)
+    def stop_requested(self, session: Session, job: JobRow) -> None:
+        ModelVersionRepository(session).transition(
+            int(job.payload["version_id"]), VersionStatus.STOP_REQUESTED.value, when=self.RUNNING
+        )
 
-    def children_finished(
-        self, payload: dict[str, Any], results: list[dict[str, Any] | None]
+    def retried(self, session: Session, job: JobRow) -> None:
+        ModelVersionRepository(session).transition(
+            int(job.payload["version_id"]),
+            VersionStatus.SUBMITTED.value,
+            when=(VersionStatus.IN_ERROR.value, VersionStatus.STOPPED.value),
+            message=None,
+            ended_at=None,
+        )
+
+    def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
+        """Close a version that will not train (its job was stopped or gave up)."""
+        version_status = VersionStatus.STOPPED if status == "STOPPED" else VersionStatus.IN_ERROR
+        with self.database.transaction() as session:
+            ModelVersionRepository(session).transition(
+                int(payload["version_id"]),
+                version_status.value,
+                when=self.NOT_ENDED,
+                message=message,
+                ended_at=utcnow(),
+            )
+
+    # ---- training a version ------------------------------------------------------------
+    def train(
+        self,
+        version_id: int,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        raise NotImplementedError("training jobs have no children")
+        """Train a SUBMITTED version; returns its summary (status TRAINED, or raises).
+
+        With ``resume`` (a retried job: its worker died, or an unexpected error such as
+        an unreachable artifact store ended the last attempt), a version left TRAINING or
+        IN_ERROR is trained again from the start; the version that serves is never touched.
+        """
+        report = progress or (lambda fraction, message: None)
+        row, mode = self._start(version_id, resume)
+        try:
+            recorded = self.training.fit(row, mode, report, should_stop)
+            with self.database.transaction() as session:
+                ModelVersionRepository(session).set_status(
+                    version_id, VersionStatus.TRAINED.value, **recorded, ended_at=utcnow()
+                )
+        except Stopped:
+            self._end(version_id, VersionStatus.STOPPED, "training stopped on request")
+            raise
+        except TagloopError as exc:
+            self._end(version_id, VersionStatus.IN_ERROR, exc.message)
+            raise
+        except Exception as exc:
+            self._end(version_id, VersionStatus.IN_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        report(1.0, "trained")
+        return self.training.summary(version_id)
+
+    def _start(self, version_id: int, resume: bool) -> tuple[ModelVersionRow, Mode]:
+        """Move the version to TRAINING (or, if its job was asked to stop, to STOPPED and raise)."""
+        runnable = [VersionStatus.SUBMITTED.value]
+        if resume:
+            runnable += [VersionStatus.TRAINING.value, VersionStatus.IN_ERROR.value]
+        with self.database.transaction() as session:
+            versions = ModelVersionRepository(session)
+            row = versions.get(version_id)
+            started = versions.transition(
+                version_id,
+                VersionStatus.TRAINING.value,
+                when=runnable,
+                started_at=utcnow(),
+                message=None,
+                ended_at=None,
+            )
+            stopped = not started and versions.transition(
+                version_id,
+                VersionStatus.STOPPED.value,
+                when=(VersionStatus.STOP_REQUESTED.value,),
+                message="training stopped on request",
+                ended_at=utcnow(),
+            )
+            if not (started or stopped):
+                session.refresh(row)
+                raise ResourceInUse(f"version {row.name} is {row.status}, not SUBMITTED")
+            mode = Mode(session.get_one(ClassifierRow, row.classifier_id).mode)
+        if stopped:
+            raise Stopped("training stopped on request")
+        return row, mode
+
+    def _end(self, version_id: int, status: VersionStatus, message: str) -> None:
+        with self.database.transaction() as session:
+            ModelVersionRepository(session).set_status(
+                version_id, status.value, message=message, ended_at=utcnow()
+            )

@@ -161,6 +161,16 @@ class ModelVersionRepository:
         )
         return self.session.scalar(query)
 
+    def transition(self, version_id: int, status: str, when: Sequence[str], **fields: Any) -> bool:
+        """Set a version's status (and ``fields``) only if it is in one of ``when``: a conditional
+        UPDATE, so a concurrent change is never overwritten; False if it was not."""
+        result = self.session.execute(
+            update(ModelVersionRow)
+            .where(ModelVersionRow.id == version_id, ModelVersionRow.status.in_(list(when)))
+            .values(status=status, **fields)
+        )
+        return bool(result.rowcount == 1)
+
     def set_status(self, version_id: int, status: str, **fields: Any) -> None:
         values = {"status": status, **fields}
         self.session.execute(update(ModelVersionRow).where(ModelVersionRow.id == version_id).values(**values))
@@ -250,14 +260,61 @@ class JobRepository:
             self.session.scalar(select(JobRow.id).where(JobRow.parent_id == parent_id).limit(1)) is not None
         )
 
-    def list(self, limit: int = 100, status: str | None = None) -> Sequence[JobRow]:
-        """Top-level jobs, newest first (the parts of a sharded job are listed with it)."""
+    def list(
+        self,
+        limit: int = 100,
+        status: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> Sequence[JobRow]:
+        """Top-level jobs, newest first (the parts of a sharded job are listed with it).
+
+        Optionally only those of one status, one kind, or whose payload's ``name`` is ``name``;
+        ``before`` (the ``created_at`` and ``id`` of the last job of a page) gives the next page.
+        Indexes on ``(parent_id, created_at, id)`` and ``(kind, created_at, id)`` make a page a
+        short index scan however many jobs there are.
+        """
         query = (
-            select(JobRow).where(JobRow.parent_id.is_(None)).order_by(JobRow.created_at.desc()).limit(limit)
+            select(JobRow)
+            .where(JobRow.parent_id.is_(None))
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(limit)
         )
         if status is not None:
             query = query.where(JobRow.status == status)
+        if kind is not None:
+            query = query.where(JobRow.kind == kind)
+        if name is not None:
+            query = query.where(JobRow.payload["name"].as_string() == name)
+        if before is not None:
+            created_at, job_id = before
+            # the first term alone bounds the index scan; the second leaves out what was listed
+            query = query.where(
+                JobRow.created_at <= created_at, or_(JobRow.created_at < created_at, JobRow.id < job_id)
+            )
         return self.session.scalars(query).all()
+
+    def for_version(self, version_id: int, kind: str) -> JobRow | None:
+        """The newest job of ``kind`` working on a model version (e.g. the one training it)."""
+        query = (
+            select(JobRow)
+            .where(JobRow.version_id == version_id, JobRow.kind == kind)
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(1)
+        )
+        return self.session.scalar(query)
+
+    def resubmit(self, row: JobRow) -> None:
+        """Put a job back to SUBMITTED with its attempts starting over (a retry)."""
+        row.status = JobStatus.SUBMITTED.value
+        row.attempts = 0
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.ended_at = None
+        row.progress = 0.0
+        row.progress_message = None
+        self.session.flush()
 
     @staticmethod
     def _claimable(now: datetime) -> Any:

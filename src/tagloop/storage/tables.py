@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -138,7 +139,21 @@ class JobRow(Base):
     classification) and ``batch_shard`` (its children)."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        # in creation order: a job's children; the top-level jobs (parent_id IS NULL: SQLite uses
+        # the first index, PostgreSQL the second); the jobs of a kind; of a version and kind
+        Index("ix_jobs_parent_created", "parent_id", "created_at", "id"),
+        Index(
+            "ix_jobs_top_created",
+            "created_at",
+            "id",
+            postgresql_where=text("parent_id IS NULL"),
+            sqlite_where=text("parent_id IS NULL"),
+        ),
+        Index("ix_jobs_kind_created", "kind", "created_at", "id"),
+        Index("ix_jobs_version_created", "version_id", "kind", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -155,7 +170,7 @@ class JobRow(Base):
     classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="SET NULL"))
     version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
     parent_id: Mapped[str | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_jobs_parent_id"), index=True
+        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_jobs_parent_id")
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
