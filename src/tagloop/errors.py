@@ -37,6 +37,21 @@ class InvalidBody(InvalidRequest):
     http_status = 422
 
 
+class ValidationFailed(InvalidRequest):
+    """A request member breaks its API model: type, required, length, range, enum or pattern
+    (the Comprehend API's own checks, answered as AWS answers them)."""
+
+    http_status = 400
+    aws_type = "ValidationException"
+
+
+class UnreadableBody(InvalidRequest):
+    """A request body that cannot be decoded at all (not UTF-8 JSON, not CBOR, too deeply nested)."""
+
+    http_status = 400
+    aws_type = "SerializationException"
+
+
 class ConfigurationError(TagloopError):
     """A setting has a value tagloop cannot work with."""
 

@@ -12,16 +12,21 @@ Comprehend's shape: ``{"__type": "...", "message": "..."}`` with AWS's status co
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import cbor2
+import orjson
 from cbor2 import CBORTag
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from tagloop.api.comprehend_input import validate
 from tagloop.api.direct import DirectRoute
 from tagloop.api.sigv4 import verify
 from tagloop.domain.limits import utf8_size_over
@@ -34,10 +39,12 @@ from tagloop.errors import (
     NotFound,
     TagloopError,
     UnknownOperation,
+    UnreadableBody,
 )
 from tagloop.services.batch import BatchRequest
 from tagloop.services.training import TrainRequest
 
+log = logging.getLogger(__name__)
 router = APIRouter(route_class=DirectRoute)  # hot: answered ahead of the app's stack
 SERVICE = "Comprehend_20171127"
 TARGET_PREFIX = f"{SERVICE}."
@@ -53,6 +60,7 @@ TIMESTAMPS = frozenset(
     }
 )
 CONTENT_TYPE = "application/x-amz-json-1.1"
+INTERNAL_FAILURE = {"__type": "InternalFailure", "message": "internal server error"}
 
 
 def _aws_response(payload: dict[str, Any], status: int = 200) -> Response:
@@ -104,8 +112,24 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso).timestamp() if iso else None
 
 
+_TOKEN = re.compile(r"[0-9]{1,18}")
+
+
+def _start(token: str | None) -> int:
+    """Where the page a NextToken of ours points at starts; any other token is refused."""
+    if token is None:
+        return 0
+    try:
+        decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+    except (binascii.Error, ValueError):
+        decoded = ""
+    if _TOKEN.fullmatch(decoded) is None:
+        raise InvalidRequest("Invalid NextToken")
+    return int(decoded)
+
+
 def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    start = int(base64.urlsafe_b64decode(body["NextToken"]).decode()) if body.get("NextToken") else 0
+    start = _start(body.get("NextToken"))
     size = int(body.get("MaxResults") or 100)
     if not 1 <= size <= 500:
         raise InvalidRequest("MaxResults must be between 1 and 500")
@@ -396,6 +420,7 @@ async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[
     handler = OPERATIONS.get(operation)
     if handler is None:
         raise UnknownOperation(f"{operation} is not supported")
+    validate(operation, body)  # Comprehend's own model: types, required members, ranges, enums, patterns
     api = ComprehendApi(tagloop)
     if operation == "ClassifyDocument" and _cached_endpoint(tagloop, body):
         text, serving = api.classify_request(body)
@@ -424,14 +449,17 @@ async def comprehend(request: Request) -> Response:
         operation = target.removeprefix(TARGET_PREFIX)
         _authorize(tagloop, request, operation, raw)
         try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
+            body = orjson.loads(raw or b"{}")  # UTF-8 only, no NaN, no lone surrogates, nesting bounded
+        except orjson.JSONDecodeError as exc:
+            raise UnreadableBody(f"request body is not JSON: {exc}") from exc
         if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
+            raise UnreadableBody("request body must be a JSON object")
         return _aws_response(await _call(request, operation, body))
     except TagloopError as exc:
         return aws_error(exc)
+    except Exception:  # answered in the protocol's shape, like every other error
+        log.exception("unhandled error in Comprehend %s", request.headers.get("x-amz-target", ""))
+        return _aws_response(INTERNAL_FAILURE, 500)
 
 
 @router.post(f"/service/{SERVICE}/operation/{{operation}}", include_in_schema=False)
@@ -444,12 +472,15 @@ async def comprehend_cbor(operation: str, request: Request) -> Response:
         try:
             body = cbor2.loads(raw) if raw else {}
         except (cbor2.CBORDecodeError, ValueError) as exc:
-            raise InvalidRequest(f"request body is not CBOR: {exc}") from exc
+            raise UnreadableBody(f"request body is not CBOR: {exc}") from exc
         if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a CBOR map")
+            raise UnreadableBody("request body must be a CBOR map")
         return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
     except TagloopError as exc:
         return _cbor_response({"__type": exc.aws_type, "message": exc.message}, aws_status(exc))
+    except Exception:  # the protocol answers every error in CBOR, unexpected ones too
+        log.exception("unhandled error in Comprehend %s (CBOR)", operation)
+        return _cbor_response(INTERNAL_FAILURE, 500)
 
 
 def _cbor_response(payload: dict[str, Any], status: int = 200) -> Response:

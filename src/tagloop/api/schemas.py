@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from tagloop.domain.limits import MAX_INFERENCE_UNITS
+from tagloop.domain.names import MAX_NAME, NAME_PATTERN
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
+InferenceUnits = Annotated[int, Field(ge=1, le=MAX_INFERENCE_UNITS)]
+KeyName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class ClassifyRequest(BaseModel):
@@ -48,20 +55,20 @@ class BatchClassifyResponse(BaseModel):
 
 
 class EndpointCreate(BaseModel):
-    name: str
-    classifier: str
-    version: str | None = None
-    desired_inference_units: int = 1
+    name: Name
+    classifier: Name
+    version: Name | None = None
+    desired_inference_units: InferenceUnits = 1
 
 
 class EndpointUpdate(BaseModel):
-    version: str | None = None
-    desired_inference_units: int | None = None
+    version: Name | None = None
+    desired_inference_units: InferenceUnits | None = None
 
 
 class KeyCreate(BaseModel):
-    name: str
-    scope: str = "classify"
+    name: KeyName = Field(description="A label for people: 1-128 characters, no control characters.")
+    scope: Annotated[str, StringConstraints(max_length=32)] = "classify"
 
 
 Json = dict[str, Any]

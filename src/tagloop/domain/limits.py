@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from tagloop.settings import Settings
 
+MAX_INFERENCE_UNITS = 1000  # an endpoint's units are recorded, not provisioned: a bound, not a quota
+
 
 @dataclass(frozen=True)
 class Limits:
