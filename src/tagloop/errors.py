@@ -32,6 +32,15 @@ class InvalidBody(InvalidRequest):
     """A request body that does not match its schema."""
 
 
+class ValidationFailed(InvalidRequest):
+    """A request member breaks its API model: type, required, length, range, enum or pattern
+    (the Comprehend API's own checks, answered as AWS answers them)."""
+
+
+class UnreadableBody(InvalidRequest):
+    """A request body that cannot be decoded at all (not UTF-8 JSON, not CBOR, too deeply nested)."""
+
+
 class ConfigurationError(TagloopError):
     """A setting has a value tagloop cannot work with."""
 

@@ -31,6 +31,8 @@ PINNED = {
     "ServiceUnavailable": (503, "ServiceUnavailableException", 503, "ServiceUnavailableException"),
     "InvalidRequest": (400, IRE, 400, IRE),
     "LocationNotAllowed": (400, IRE, 400, IRE),
+    "ValidationFailed": (400, "ValidationException", 400, "ValidationException"),
+    "UnreadableBody": (400, "SerializationException", 400, "SerializationException"),
     "InvalidBody": (422, IRE, 400, IRE),
     "DatasetInvalid": (400, IRE, 400, IRE),
     "InputUnreadable": (400, IRE, 400, IRE),  # services/batch.py

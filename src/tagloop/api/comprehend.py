@@ -14,19 +14,23 @@ answer through :func:`aws_error` for every path :func:`protocol_of` knows.
 from __future__ import annotations
 
 import base64
+import binascii
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import cbor2
+import orjson
 from cbor2 import CBORTag
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from tagloop.api.coalesce import Coalescer
+from tagloop.api.comprehend_input import validate
 from tagloop.api.direct import DirectRoute
 from tagloop.api.errors import comprehend_error
 from tagloop.api.sigv4 import verify
@@ -41,6 +45,7 @@ from tagloop.errors import (
     NotFound,
     TagloopError,
     UnknownOperation,
+    UnreadableBody,
 )
 from tagloop.services.batch import BatchJob, BatchRequest
 from tagloop.services.training import TrainRequest
@@ -120,6 +125,22 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso).timestamp() if iso else None
 
 
+_TOKEN = re.compile(r"[0-9]{1,18}")
+
+
+def _start(token: str | None) -> int:
+    """Where the page a NextToken of ours points at starts; any other token is refused."""
+    if token is None:
+        return 0
+    try:
+        decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+    except (binascii.Error, ValueError):
+        decoded = ""
+    if _TOKEN.fullmatch(decoded) is None:
+        raise InvalidRequest("Invalid NextToken")
+    return int(decoded)
+
+
 def _page_size(body: dict[str, Any]) -> int:
     size = int(body.get("MaxResults") or 100)
     if not 1 <= size <= 500:
@@ -128,7 +149,7 @@ def _page_size(body: dict[str, Any]) -> int:
 
 
 def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    start = int(base64.urlsafe_b64decode(body["NextToken"]).decode()) if body.get("NextToken") else 0
+    start = _start(body.get("NextToken"))
     size = _page_size(body)
     chunk = items[start : start + size]
     more = start + size < len(items)
@@ -442,6 +463,7 @@ async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[
     handler = OPERATIONS.get(operation)
     if handler is None:
         raise UnknownOperation(f"{operation} is not supported")
+    validate(operation, body)  # Comprehend's own model: types, required members, ranges, enums, patterns
     return await run_in_threadpool(handler, api, body)
 
 
@@ -456,11 +478,11 @@ async def comprehend(request: Request) -> Response:
     operation = target.removeprefix(TARGET_PREFIX)
     _authorize(tagloop, request, operation, raw)
     try:
-        body = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not JSON: {exc.msg}") from exc
+        body = orjson.loads(raw or b"{}")  # UTF-8 only, no NaN, no lone surrogates, nesting bounded
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableBody(f"request body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
+        raise UnreadableBody("request body must be a JSON object")
     return _aws_response(await _call(request, operation, body))
 
 
@@ -473,9 +495,9 @@ async def comprehend_cbor(operation: str, request: Request) -> Response:
     try:
         body = cbor2.loads(raw) if raw else {}
     except (cbor2.CBORDecodeError, ValueError) as exc:
-        raise InvalidRequest(f"request body is not CBOR: {exc}") from exc
+        raise UnreadableBody(f"request body is not CBOR: {exc}") from exc
     if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a CBOR map")
+        raise UnreadableBody("request body must be a CBOR map")
     return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
 
 

@@ -48,6 +48,8 @@ from tagloop.errors import (
     TrainingFailed,
     Unexpected,
     UnknownOperation,
+    UnreadableBody,
+    ValidationFailed,
 )
 
 
@@ -67,6 +69,8 @@ ANSWERS: dict[type[TagloopError], Answer] = {
     ServiceUnavailable: Answer(503, "ServiceUnavailableException", 503),
     InvalidRequest: Answer(400, "InvalidRequestException", 400),  # DatasetInvalid
     InvalidBody: Answer(422, "InvalidRequestException", 400),
+    ValidationFailed: Answer(400, "ValidationException", 400),
+    UnreadableBody: Answer(400, "SerializationException", 400),
     LimitExceeded: Answer(413, "TextSizeLimitExceededException", 400),
     RequestTooLarge: Answer(413, "LimitExceeded", 400),
     TrainingFailed: Answer(400, "InvalidRequestException", 400),

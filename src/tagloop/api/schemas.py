@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from tagloop.domain.limits import MAX_INFERENCE_UNITS
+from tagloop.domain.names import MAX_NAME, NAME_PATTERN
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
+InferenceUnits = Annotated[int, Field(ge=1, le=MAX_INFERENCE_UNITS)]
 
 
 class ClassifyRequest(BaseModel):
@@ -46,17 +54,19 @@ class BatchClassifyResponse(BaseModel):
 
 
 class EndpointCreate(BaseModel):
-    name: str
-    classifier: str
-    version: str | None = None
-    desired_inference_units: int = 1
+    name: Name
+    classifier: Name
+    version: Name | None = None
+    desired_inference_units: InferenceUnits = 1
 
 
 class EndpointUpdate(BaseModel):
-    version: str | None = None
-    desired_inference_units: int | None = None
+    version: Name | None = None
+    desired_inference_units: InferenceUnits | None = None
 
 
 class KeyCreate(BaseModel):
-    name: str
-    scope: str = "classify"
+    name: Name = Field(
+        description="A name for people to know the key by (the name rules: 1-63 letters, digits, inner hyphens)."
+    )
+    scope: Annotated[str, StringConstraints(max_length=32)] = "classify"

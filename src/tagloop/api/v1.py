@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.auth import AdminScope, ClassifyScope
@@ -20,12 +20,17 @@ from tagloop.api.schemas import (
     KeyCreate,
 )
 from tagloop.domain.limits import over_limit, utf8_size_over
+from tagloop.domain.names import MAX_NAME, NAME_PATTERN
 from tagloop.domain.predictions import Prediction
-from tagloop.domain.records import Mode
+from tagloop.domain.records import JobStatus, Mode
 from tagloop.errors import InvalidBody, LimitExceeded
 
 router = APIRouter(prefix="/v1")
 MULTI_CLASS = Mode.MULTI_CLASS  # a module constant: looking a member up on its enum is slower
+# Path parameters are bounded like the bodies (schemas.py): names as names are checked,
+# ids as tagloop makes them; anything else is 422 before a database sees it.
+NamePath = Annotated[str, Path(max_length=MAX_NAME, pattern=NAME_PATTERN)]
+IdPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 INLINE_DOCUMENTS = 8  # requests with this few texts are batched with the others of their event-loop turn
 
 
@@ -149,17 +154,17 @@ def create_endpoint(body: EndpointCreate, request: Request, _: AdminScope) -> di
 
 
 @router.get("/endpoints/{name}")
-def show_endpoint(name: str, request: Request, _: ClassifyScope) -> dict[str, Any]:
+def show_endpoint(name: NamePath, request: Request, _: ClassifyScope) -> dict[str, Any]:
     return _app(request).endpoints.show(name)
 
 
 @router.patch("/endpoints/{name}")
-def update_endpoint(name: str, body: EndpointUpdate, request: Request, _: AdminScope) -> dict[str, Any]:
+def update_endpoint(name: NamePath, body: EndpointUpdate, request: Request, _: AdminScope) -> dict[str, Any]:
     return _app(request).endpoints.update(name, body.version, body.desired_inference_units)
 
 
 @router.delete("/endpoints/{name}", status_code=204)
-def delete_endpoint(name: str, request: Request, _: AdminScope) -> None:
+def delete_endpoint(name: NamePath, request: Request, _: AdminScope) -> None:
     _app(request).endpoints.delete(name)
 
 
@@ -169,29 +174,32 @@ def list_classifiers(request: Request, _: AdminScope) -> list[dict[str, Any]]:
 
 
 @router.get("/classifiers/{name}/versions")
-def list_versions(name: str, request: Request, _: AdminScope) -> list[dict[str, Any]]:
+def list_versions(name: NamePath, request: Request, _: AdminScope) -> list[dict[str, Any]]:
     return _app(request).catalog.versions(name)
 
 
 @router.get("/classifiers/{name}/versions/{version}")
-def show_version(name: str, version: str, request: Request, _: AdminScope) -> dict[str, Any]:
+def show_version(name: NamePath, version: NamePath, request: Request, _: AdminScope) -> dict[str, Any]:
     return _app(request).catalog.version(name, version)
 
 
 @router.get("/jobs")
 def list_jobs(
-    request: Request, _: AdminScope, status: str | None = None, limit: int = 100
+    request: Request,
+    _: AdminScope,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return _app(request).jobs.list(limit, status)
+    return _app(request).jobs.list(limit, status.value if status else None)
 
 
 @router.get("/jobs/{job_id}")
-def show_job(job_id: str, request: Request, _: AdminScope) -> dict[str, Any]:
+def show_job(job_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
     return _app(request).jobs.show(job_id)
 
 
 @router.post("/jobs/{job_id}/stop")
-def stop_job(job_id: str, request: Request, _: AdminScope) -> dict[str, Any]:
+def stop_job(job_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
     return _app(request).jobs.stop(job_id)
 
 
@@ -206,5 +214,5 @@ def create_key(body: KeyCreate, request: Request, _: AdminScope) -> dict[str, An
 
 
 @router.delete("/keys/{access_key_id}")
-def revoke_key(access_key_id: str, request: Request, _: AdminScope) -> dict[str, Any]:
+def revoke_key(access_key_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
     return _app(request).keys.revoke(access_key_id)

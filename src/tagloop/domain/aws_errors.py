@@ -24,14 +24,18 @@ from tagloop.errors import (
     TagloopError,
     TrainingFailed,
     UnknownOperation,
+    UnreadableBody,
     UnrecognizedClient,
+    ValidationFailed,
 )
 
 INTERNAL = "InternalServerException"
 
 AWS_TYPES: dict[type[TagloopError], str] = {
     TagloopError: INTERNAL,  # ConfigurationError, StorageFailed, ArtifactCorrupt, Unexpected
-    InvalidRequest: "InvalidRequestException",  # InvalidBody, DatasetInvalid
+    InvalidRequest: "InvalidRequestException",  # InvalidBody, DatasetInvalid, LocationNotAllowed
+    ValidationFailed: "ValidationException",
+    UnreadableBody: "SerializationException",
     LimitExceeded: "TextSizeLimitExceededException",  # RequestTooLarge
     TrainingFailed: "InvalidRequestException",
     NotFound: "ResourceNotFoundException",

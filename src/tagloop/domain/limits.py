@@ -8,6 +8,8 @@ from typing import Any
 
 from tagloop.settings import Settings
 
+MAX_INFERENCE_UNITS = 1000  # an endpoint's units are recorded, not provisioned: a bound, not a quota
+
 
 def _default(setting: str) -> Any:
     """The default of a setting: :class:`Settings` is the one place defaults are written."""

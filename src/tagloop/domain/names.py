@@ -6,7 +6,8 @@ import re
 
 from tagloop.errors import InvalidRequest
 
-_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9])*$")
+NAME_PATTERN = r"^[A-Za-z0-9](-*[A-Za-z0-9])*$"
+_NAME = re.compile(NAME_PATTERN)
 MAX_NAME = 63
 
 

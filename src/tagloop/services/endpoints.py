@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tagloop.domain.limits import MAX_INFERENCE_UNITS
 from tagloop.domain.names import check_name
 from tagloop.domain.records import VersionStatus
 from tagloop.errors import (
@@ -39,6 +40,11 @@ from tagloop.storage.tables import ClassifierRow, EndpointRow, ModelVersionRow, 
 CREATING, IN_SERVICE, UPDATING, FAILED = "CREATING", "IN_SERVICE", "UPDATING", "FAILED"
 DEPLOY_JOB = "deploy"
 log = logging.getLogger(__name__)
+
+
+def _check_units(units: int) -> None:
+    if not 1 <= units <= MAX_INFERENCE_UNITS:
+        raise InvalidRequest(f"desired inference units must be from 1 to {MAX_INFERENCE_UNITS}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,7 @@ class EndpointService:
         self, name: str, classifier: str, version: str | None = None, inference_units: int = 1
     ) -> dict[str, Any]:
         check_name("endpoint", name)
-        if inference_units < 1:
-            raise InvalidRequest("desired inference units must be at least 1")
+        _check_units(inference_units)
         with self.database.transaction() as session:
             endpoints = EndpointRepository(session)
             if endpoints.find(name) is not None:
@@ -131,8 +136,8 @@ class EndpointService:
     ) -> dict[str, Any]:
         """Move ``name`` to ``version`` (default: the newest trained) and/or record new desired
         inference units (recorded and reported, not provisioned: see :func:`endpoint_summary`)."""
-        if inference_units is not None and inference_units < 1:
-            raise InvalidRequest("desired inference units must be at least 1")
+        if inference_units is not None:
+            _check_units(inference_units)
         with self.database.transaction() as session:
             row = EndpointRepository(session).get(name)
             classifier_row = session.get_one(ClassifierRow, row.classifier_id)
@@ -236,6 +241,7 @@ class EndpointService:
         """
         if not refresh and (known := self.cached(name)) is not None:
             return known
+        check_name("endpoint", name)  # before a database sees it (PostgreSQL refuses NUL, for one)
         with self._lock:
             cached = self._cache.get(name)
             self._reads += 1
