@@ -107,6 +107,7 @@ def test_the_comprehend_api_reads_and_writes_in_the_allowed_s3_prefix_only(bucke
                 {
                     "DocumentClassifierName": "desk",
                     "DataAccessRoleArn": ROLE,
+                    "LanguageCode": "en",
                     "InputDataConfig": {"S3Uri": url},
                 },
             )
@@ -122,6 +123,7 @@ def test_the_comprehend_api_reads_and_writes_in_the_allowed_s3_prefix_only(bucke
             {
                 "DocumentClassifierName": "desk",
                 "DataAccessRoleArn": ROLE,
+                "LanguageCode": "en",
                 "InputDataConfig": {"S3Uri": f"s3://{bucket}/inbox/tickets.csv"},
             },
         )

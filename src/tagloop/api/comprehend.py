@@ -456,14 +456,15 @@ async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[
     """Run one operation: ClassifyDocument on the event loop (it goes to a worker thread only
     to resolve an endpoint this process does not have in memory); anything else, which may
     touch the database or read files, on a worker thread."""
-    api = ComprehendApi(request.app.state.tagloop, request.app.state.coalescer)
     coroutine = COROUTINES.get(operation)
-    if coroutine is not None:
-        return await coroutine(api, body)
     handler = OPERATIONS.get(operation)
-    if handler is None:
+    if coroutine is None and handler is None:
         raise UnknownOperation(f"{operation} is not supported")
     validate(operation, body)  # Comprehend's own model: types, required members, ranges, enums, patterns
+    api = ComprehendApi(request.app.state.tagloop, request.app.state.coalescer)
+    if coroutine is not None:
+        return await coroutine(api, body)
+    assert handler is not None
     return await run_in_threadpool(handler, api, body)
 
 

@@ -66,7 +66,5 @@ class EndpointUpdate(BaseModel):
 
 
 class KeyCreate(BaseModel):
-    name: Name = Field(
-        description="A name for people to know the key by (the name rules: 1-63 letters, digits, inner hyphens)."
-    )
+    name: Name = Field(description="What people know the key by: 1-63 letters, digits, inner hyphens.")
     scope: Annotated[str, StringConstraints(max_length=32)] = "classify"
