@@ -103,14 +103,14 @@ def test_other_methods_and_paths_take_the_usual_way(app_and_seen):
     assert seen == ["stack /hot/printer", "stack /hot/a/b"]
 
 
-def test_the_tagloop_app_answers_classify_and_the_comprehend_api_directly(tmp_path):
+def test_the_tagloop_app_answers_classify_invoke_and_the_comprehend_api_directly(tmp_path):
     from tagloop.api.server import create_app
     from tagloop.settings import Settings
 
     app = create_app(Settings(data_dir=tmp_path / "data"), start_workers=False)
     paths = [route.path for route, _ in app._direct or []]
     cbor = "/service/Comprehend_20171127/operation/{operation}"
-    assert paths == ["/v1/endpoints/{name}/classify", "/", cbor]
+    assert paths == ["/v1/endpoints/{name}/classify", "/v1/endpoints/{name}/invoke", "/", cbor]
 
 
 def test_an_error_no_handler_takes_goes_to_the_apps_500_handler_and_is_logged(caplog):

@@ -5,6 +5,8 @@
   unreachable database;
 - Comprehend API: ``{"__type", "message"}`` with AWS's status, in JSON 1.1 on ``POST /`` and in
   CBOR on the RPC v2 paths, for the same kinds of failure;
+- the invoke route (``/v1/endpoints/{name}/invoke``, what API Gateway + Lambda clients call):
+  ``{"statusCode", "body": {"type", "message"}}`` with the native status, as HTTP status too;
 - CLI: one line on stderr, ``error: <message>``, and exit status 1.
 """
 
@@ -158,6 +160,37 @@ def test_native_oversized_body(served):
     assert "TAGLOOP_MAX_BODY_BYTES" in native(
         client.post("/v1/keys", content=b"a" * 20_000), 413, "LimitExceeded"
     )
+
+
+# --- the invoke route (an API Gateway + Lambda's envelope) ----------------------------------
+
+
+def envelope(response, status: int, kind: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"statusCode", "body"} and body["statusCode"] == status, body
+    assert set(body["body"]) == {"type", "message"} and body["body"]["type"] == kind, body
+    return body["body"]["message"]
+
+
+def test_invoke_errors_in_its_envelope(served):
+    client, keys = served
+    url = "/v1/endpoints/nowhere/invoke"
+    answer = client.post(url, json={"Text": "hi"}, headers=bearer(keys["classify"]))
+    assert "nowhere" in envelope(answer, 404, "ResourceNotFoundException")
+    assert "Signature V4" in envelope(
+        client.post(url, json={"Text": "hi"}), 401, "UnrecognizedClientException"
+    )
+    scope = client.post(url, json={"Text": "hi"}, headers={"Authorization": "Bearer not-a-key"})
+    envelope(scope, 401, "UnrecognizedClientException")
+    assert "not valid JSON" in envelope(
+        client.post(url, content=b"{", headers=bearer(keys["classify"])), 422, "InvalidRequestException"
+    )
+    big = client.post(url, json={"Text": "a" * 20_000}, headers=bearer(keys["classify"]))
+    assert "TAGLOOP_MAX_BODY_BYTES" in envelope(big, 413, "LimitExceeded")
+    wrong = client.get(url, headers=bearer(keys["classify"]))
+    assert "it takes POST" in envelope(wrong, 405, "MethodNotAllowedException")
 
 
 # --- the Comprehend API ------------------------------------------------------------------

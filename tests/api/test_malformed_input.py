@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from tagloop.api import v1
 from tagloop.api.comprehend import OPERATIONS
 from tagloop.api.comprehend_input import SAME_INPUT, java_pattern
-from tagloop.api.schemas import ClassifyRequest
+from tagloop.api.schemas import ClassifyRequest, InvokeRequest
 from tagloop.api.server import create_app
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
@@ -542,8 +542,9 @@ V1_ROUTES = sorted(
 
 def _v1_body(route: APIRoute) -> st.SearchStrategy[Any]:
     model = route.body_field.field_info.annotation if route.body_field else None
-    if model is None and route.name == "classify":
-        model = ClassifyRequest  # read by hand on the hot path; the schema is what it documents
+    if model is None and route.name in ("classify", "invoke"):
+        # read by hand (direct routes); the schema is what they document
+        model = ClassifyRequest if route.name == "classify" else InvokeRequest
     if model is None:
         return st.none()
     fields = {

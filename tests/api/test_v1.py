@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import socket
+import threading
 import time
+import urllib.error
+import urllib.request
 
+import httpx
 import pytest
+import uvicorn
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -265,3 +276,192 @@ def test_a_key_name_outside_the_name_rules_is_refused(served):
         assert response.status_code == 422, response.text  # the body's schema holds the name rules
         assert response.json()["error"]["message"].startswith("body.name:")
     assert len(tagloop.keys.list()) == 3
+
+
+# ---- clients written for an API Gateway (IAM auth) + Lambda in front of Comprehend -----------
+# The AWS sample's API client signs a POST for `execute-api` with botocore's SigV4Auth, sends
+# {"Text": ...} as application/json and prints the JSON it gets back; here it runs unchanged
+# against a real tagloop server on a loopback port, with only its URL and keys changed.
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, tickets):
+    """A real uvicorn server with the tickets classifier served as ``desk`` and keys by scope."""
+    root = tmp_path_factory.mktemp("invoke")
+    data = root / "tickets.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(tickets)
+    app = create_app(Settings(data_dir=root / "data", aws_region=REGION), start_workers=False)
+    tagloop = app.state.tagloop
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
+    tagloop.queue.run_now(tagloop.endpoints.create("desk", "desk", "v1")["job_id"])
+    keys = {scope: tagloop.keys.create(f"{scope}-key", scope) for scope in ("classify", "review")}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", keys, tagloop
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def sample_client(
+    url: str, key: dict, text: str, service: str = "execute-api", region: str = REGION, secret: str = ""
+) -> tuple[int, dict]:
+    """The AWS sample's apiclientinvoke.py, as written (SigV4Auth for execute-api, {"Text"},
+    Content-Type application/json), with only the HTTP call made by the standard library."""
+    credentials = Credentials(key["access_key_id"], secret or key["secret"])
+    data = json.dumps({"Text": text})
+    request = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json"})
+    SigV4Auth(credentials, service, region).add_auth(request)
+    sent = urllib.request.Request(url, data=data.encode(), headers=dict(request.headers), method="POST")
+    try:
+        with urllib.request.urlopen(sent, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+TICKET = "the vpn client drops every few minutes when I work from home"
+
+
+def test_the_sample_client_unmodified_on_invoke_gets_the_lambdas_answer(live):
+    url, keys, tagloop = live
+    status, answer = sample_client(f"{url}/v1/endpoints/desk/invoke", keys["classify"], TICKET)
+    assert status == 200, answer
+    assert set(answer) == {"statusCode", "body"} and answer["statusCode"] == 200
+    assert [set(entry) for entry in answer["body"]] == [{"Name", "Score"}] * 3  # Comprehend's best 3
+    assert answer["body"][0]["Name"] == "NETWORK"
+    scores = [entry["Score"] for entry in answer["body"]]
+    assert scores == sorted(scores, reverse=True)
+    # the same text through Bearer: the same classes, and the prediction's id in a header
+    bearer_answer = httpx.post(
+        f"{url}/v1/endpoints/desk/invoke", json={"Text": TICKET}, headers=bearer(keys["classify"]["secret"])
+    )
+    assert bearer_answer.status_code == 200
+    assert bearer_answer.json() == answer
+    prediction_id = bearer_answer.headers["x-tagloop-prediction-id"]
+    from tagloop.storage.tables import PredictionRow
+
+    deadline = time.monotonic() + 30  # the log writes from its own process, in batches
+    while True:
+        with tagloop.database.reading() as session:
+            logged = session.get(PredictionRow, prediction_id)
+        if logged is not None:
+            break
+        assert time.monotonic() < deadline, "the invoked prediction was never logged"
+        time.sleep(0.1)
+    assert (logged.text, logged.endpoint, logged.result["Classes"]) == (TICKET, "desk", answer["body"])
+
+
+def test_the_sample_client_on_classify_gets_the_native_answer(live):
+    url, keys, _ = live
+    status, answer = sample_client(f"{url}/v1/endpoints/desk/classify", keys["classify"], TICKET)
+    assert status == 200, answer
+    assert answer["classes"][0]["name"] == "NETWORK" and answer["prediction_id"]
+    by_bearer = httpx.post(
+        f"{url}/v1/endpoints/desk/classify", json={"text": TICKET}, headers=bearer(keys["classify"]["secret"])
+    )
+    assert by_bearer.status_code == 200
+    assert by_bearer.json()["classes"] == answer["classes"]  # Bearer works as before, `text` too
+
+
+@pytest.mark.parametrize("route", ["classify", "invoke"])
+def test_signed_requests_are_checked_as_the_comprehend_api_checks_them(live, route):
+    """Wrong service, wrong region, wrong secret, unknown key, scope too narrow: refused, in the
+    route's shape; a signed request replayed with another body is refused too."""
+    url, keys, _ = live
+    target = f"{url}/v1/endpoints/desk/{route}"
+
+    def refused(status: int, answer: dict, code: int, kind: str, needle: str) -> None:
+        assert status == code, answer
+        if route == "invoke":
+            assert answer["statusCode"] == code
+            error = answer["body"]
+        else:
+            error = answer["error"]
+        assert error["type"] == kind, error
+        assert needle in error["message"], error
+
+    status, answer = sample_client(target, keys["classify"], TICKET, service="comprehend")
+    refused(status, answer, 401, "InvalidSignatureException", "scoped to correct service: 'execute-api'")
+    status, answer = sample_client(target, keys["classify"], TICKET, region="eu-west-1")
+    refused(status, answer, 401, "InvalidSignatureException", "valid region, not 'eu-west-1'")
+    status, answer = sample_client(target, keys["classify"], TICKET, secret="not-the-secret")
+    refused(status, answer, 401, "InvalidSignatureException", "does not match the signature")
+    status, answer = sample_client(target, {**keys["classify"], "access_key_id": "TLNOSUCHKEY"}, TICKET)
+    refused(status, answer, 401, "UnrecognizedClientException", "security token")
+    status, answer = sample_client(target, keys["review"], TICKET)
+    refused(status, answer, 403, "AccessDeniedException", "needs 'classify'")
+
+    signed = AWSRequest(
+        method="POST", url=target, data=b'{"Text": "printer"}', headers={"Content-Type": "application/json"}
+    )
+    key = keys["classify"]
+    SigV4Auth(Credentials(key["access_key_id"], key["secret"]), "execute-api", REGION).add_auth(signed)
+    replayed = httpx.post(target, content=b'{"Text": "refund"}', headers=dict(signed.headers))
+    refused(replayed.status_code, replayed.json(), 401, "InvalidSignatureException", "does not match")
+    unsigned_type = AWSRequest(method="POST", url=target, data=b'{"Text": "printer"}')
+    SigV4Auth(Credentials(key["access_key_id"], key["secret"]), "execute-api", REGION).add_auth(unsigned_type)
+    sent = httpx.post(
+        target,
+        content=b'{"Text": "printer"}',
+        headers={**dict(unsigned_type.headers), "Content-Type": "application/json"},
+    )
+    refused(sent.status_code, sent.json(), 401, "InvalidSignatureException", "'Content-Type' must be a")
+    anonymous = httpx.post(target, json={"Text": "printer"})
+    refused(anonymous.status_code, anonymous.json(), 401, "UnrecognizedClientException", "AWS Signature V4")
+
+
+def test_invoke_errors_come_in_the_lambdas_envelope(live):
+    url, keys, _ = live
+    status, answer = sample_client(f"{url}/v1/endpoints/nowhere/invoke", keys["classify"], TICKET)
+    assert (status, answer["statusCode"], answer["body"]["type"]) == (404, 404, "ResourceNotFoundException")
+    assert "nowhere" in answer["body"]["message"]
+    status, answer = sample_client(f"{url}/v1/endpoints/desk/invoke", keys["classify"], "")
+    assert (status, answer) == (
+        400,
+        {"statusCode": 400, "body": {"type": "InvalidRequestException", "message": "empty text"}},
+    )
+    headers = bearer(keys["classify"]["secret"])
+    for body, code in (
+        ({"Texts": ["a"]}, 422),
+        ({"Text": 5}, 422),
+        ([1], 422),
+        ({"Text": "x" * 100_001}, 413),
+    ):
+        response = httpx.post(f"{url}/v1/endpoints/desk/invoke", json=body, headers=headers)
+        assert response.status_code == code, (body, response.text)
+        assert set(response.json()) == {"statusCode", "body"} and response.json()["statusCode"] == code
+    wrong_method = httpx.get(f"{url}/v1/endpoints/desk/invoke", headers=headers)
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["statusCode"] == 405 and wrong_method.headers["allow"] == "POST"
+
+
+def test_a_single_text_that_cannot_be_classified_is_refused_with_the_reason(served):
+    """Issue 12, item 5: one empty text answered 200 with an error inside; now 400 with the
+    reason. With `texts`, each text's error stays in its place."""
+    client, _, keys = served
+    for body in ({"text": ""}, {"Text": "   "}):
+        response = client.post("/v1/endpoints/desk/classify", json=body, headers=bearer(keys["classify"]))
+        assert response.status_code == 400, response.text
+        assert response.json() == {"error": {"type": "InvalidRequestException", "message": "empty text"}}
+    many = client.post(
+        "/v1/endpoints/desk/classify", json={"texts": ["", "vpn down"]}, headers=bearer(keys["classify"])
+    )
+    assert many.status_code == 200
+    assert many.json()["results"][0] == {
+        "error": {"type": "InvalidRequestException", "message": "empty text"}
+    }
+    both = client.post(
+        "/v1/endpoints/desk/classify", json={"text": "a", "Text": "b"}, headers=bearer(keys["classify"])
+    )
+    assert both.status_code == 422 and "not both" in both.json()["error"]["message"]

@@ -15,6 +15,7 @@ InferenceUnits = Annotated[int, Field(ge=1, le=MAX_INFERENCE_UNITS)]
 
 class ClassifyRequest(BaseModel):
     text: str | None = Field(None, description="One document.")
+    Text: str | None = Field(None, description="One document, as Comprehend and the AWS samples spell it.")
     texts: list[str] | None = Field(None, description="Several documents (up to the batch limit).")
     top: int | None = Field(
         None,
@@ -25,8 +26,10 @@ class ClassifyRequest(BaseModel):
 
     @model_validator(mode="after")
     def one_of(self) -> ClassifyRequest:
-        if (self.text is None) == (self.texts is None):
-            raise ValueError("send exactly one of `text` or `texts`")
+        if self.text is not None and self.Text is not None:
+            raise ValueError("send one of `text` or `Text`, not both")
+        if (self.text is None and self.Text is None) == (self.texts is None):
+            raise ValueError("send exactly one of `text` (or `Text`) or `texts`")
         return self
 
 
@@ -51,6 +54,24 @@ class BatchClassifyResponse(BaseModel):
     model_version: str
     endpoint: str
     results: list[Classification]
+
+
+class InvokeRequest(BaseModel):
+    """What a client of an API Gateway + Lambda in front of Comprehend sends."""
+
+    Text: str = Field(description="One document (`text` is taken too).")
+
+
+class ComprehendScore(BaseModel):
+    Name: str
+    Score: float
+
+
+class InvokeResponse(BaseModel):
+    """What that stack's Lambda answers: Comprehend's ``Classes`` (or ``Labels``) as ``body``."""
+
+    statusCode: int = Field(description="200; errors carry the HTTP status here too.")  # noqa: N815
+    body: list[ComprehendScore]
 
 
 class EndpointCreate(BaseModel):

@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 def error_response(scope: Scope, error: TagloopError) -> Response:
     """``error`` in the shape of the door the request's path belongs to: Comprehend's (JSON 1.1
-    or CBOR) for its paths, the native ``{"error": {...}}`` for every other path."""
+    or CBOR) for its paths, the Lambda envelope of ``/v1/endpoints/{name}/invoke``, the native
+    ``{"error": {...}}`` for every other path."""
     protocol = comprehend.protocol_of(scope)
-    return native_error(error) if protocol is None else comprehend.aws_error(error, protocol)
+    if protocol is not None:
+        return comprehend.aws_error(error, protocol)
+    return v1.invoke_error(error) if v1.is_invoke(scope) else native_error(error)
 
 
 class MeasureAndLimit:

@@ -1,4 +1,13 @@
-"""The native API under /v1: thin routes over the services; every route declares its scope."""
+"""The native API under /v1: thin routes over the services; every route declares its scope.
+
+Classify (``POST /v1/endpoints/{name}/classify``) and invoke (``POST
+/v1/endpoints/{name}/invoke``) also take requests signed with AWS Signature V4 for
+``execute-api`` by a tagloop key, and ``{"Text": ...}`` as well as ``{"text": ...}``, so a
+client written for an API Gateway (IAM auth) in front of a Lambda that calls Comprehend's
+ClassifyDocument works unchanged. Invoke answers as that stack does: ``{"statusCode": 200,
+"body": [{"Name": ..., "Score": ...}, ...]}`` (Comprehend's ``Classes``, or ``Labels`` for a
+multi-label model), and every error in the same envelope (:func:`invoke_error`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
-from tagloop.api.auth import AdminScope, ClassifyScope
+from tagloop.api.auth import AdminScope, ClassifyScope, SignedClassifyScope
 from tagloop.api.direct import DirectRoute
 from tagloop.api.errors import answer
 from tagloop.api.schemas import (
@@ -17,13 +27,16 @@ from tagloop.api.schemas import (
     ClassifyResponse,
     EndpointCreate,
     EndpointUpdate,
+    InvokeRequest,
+    InvokeResponse,
     KeyCreate,
 )
+from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.names import MAX_NAME, NAME_PATTERN
 from tagloop.domain.predictions import Prediction
 from tagloop.domain.records import JobStatus, Mode
-from tagloop.errors import InvalidBody, LimitExceeded
+from tagloop.errors import InvalidBody, LimitExceeded, MethodNotAllowed, TagloopError
 
 router = APIRouter(prefix="/v1")
 MULTI_CLASS = Mode.MULTI_CLASS  # a module constant: looking a member up on its enum is slower
@@ -32,10 +45,33 @@ MULTI_CLASS = Mode.MULTI_CLASS  # a module constant: looking a member up on its 
 NamePath = Annotated[str, Path(max_length=MAX_NAME, pattern=NAME_PATTERN)]
 IdPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 INLINE_DOCUMENTS = 8  # requests with this few texts are batched with the others of their event-loop turn
+PREDICTION_ID_HEADER = "x-tagloop-prediction-id"  # invoke's answer has no room for it in its body
 
 
 def _app(request: Request) -> Any:
     return request.app.state.tagloop
+
+
+def _payload(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidBody(f"body: not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise InvalidBody("body: send a JSON object with `text` or `texts`")
+    return payload
+
+
+def _one_text(payload: dict[str, Any]) -> str | None:
+    """The body's one text: ``text``, or ``Text`` as Comprehend and the AWS samples spell it."""
+    text = payload.get("text")
+    if text is None:
+        text = payload.get("Text")
+    elif "Text" in payload:
+        raise InvalidBody("body: send one of `text` or `Text`, not both")
+    if text is not None and not isinstance(text, str):
+        raise InvalidBody("body.text: must be a string")
+    return text
 
 
 def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
@@ -45,20 +81,14 @@ def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
     Parsed by hand rather than by a pydantic model: this is the hot path, and the schema
     (``ClassifyRequest``) is still what the OpenAPI document shows.
     """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidBody(f"body: not valid JSON ({exc})") from exc
-    if not isinstance(payload, dict):
-        raise InvalidBody("body: send a JSON object with `text` or `texts`")
-    text, texts, top = payload.get("text"), payload.get("texts"), payload.get("top")
+    payload = _payload(body)
+    texts, top = payload.get("texts"), payload.get("top")
+    text = _one_text(payload)
     if top is not None and (type(top) is not int or top < 0):
         raise InvalidBody("body.top: must be a whole number, 0 or more (0: every class)")
     if (text is None) == (texts is None):
-        raise InvalidBody("body: send exactly one of `text` or `texts`")
+        raise InvalidBody("body: send exactly one of `text` (or `Text`) or `texts`")
     if text is not None:
-        if not isinstance(text, str):
-            raise InvalidBody("body.text: must be a string")
         return [text], True, top
     if not isinstance(texts, list) or not all(isinstance(item, str) for item in texts):
         raise InvalidBody("body.texts: must be a list of strings")
@@ -98,8 +128,13 @@ CLASSIFY_DOCS = {
 }
 
 
-async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
-    """Classify one document (`text`) or up to the batch limit (`texts`) with the endpoint's model."""
+async def classify(name: str, request: Request, _: SignedClassifyScope) -> Response:
+    """Classify one document (`text`, or `Text`) or up to the batch limit (`texts`) with the
+    endpoint's model. A single text that cannot be classified (empty, say) is refused with the
+    reason (400); with `texts`, each such text gets its `error` in its place in `results`.
+
+    Authorization: `Bearer <secret>`, or AWS Signature V4 for the service `execute-api` by a
+    tagloop key (as clients of an API Gateway with IAM auth sign)."""
     tagloop = _app(request)
     texts, single, asked = _texts(await request.body())
     _check_limits(texts, tagloop.settings)
@@ -120,7 +155,10 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
         return output
 
     if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
-        output = shaped(await request.app.state.coalescer(serving.model, texts, top))
+        predictions = await request.app.state.coalescer(serving.model, texts, top)
+        if single and predictions[0].error is not None:
+            raise predictions[0].error  # one text: the call fails with its reason (400, 413)
+        output = shaped(predictions)
     else:
         request.app.state.metrics.scored_together.observe(len(texts))
         output = await run_in_threadpool(
@@ -139,6 +177,68 @@ router.add_api_route(
     openapi_extra=CLASSIFY_DOCS,
     route_class_override=DirectRoute,  # the hot path: no per-request dependency resolution
 )
+
+
+async def invoke(name: str, request: Request, _: SignedClassifyScope) -> Response:
+    """Classify one `{"Text": ...}` and answer as an API Gateway + Lambda stack that calls
+    Comprehend's ClassifyDocument does: `{"statusCode": 200, "body": [{"Name", "Score"}, ...]}`,
+    the body being Comprehend's `Classes` (the best 3), or `Labels` for a multi-label model.
+    Errors come in the same envelope, `{"statusCode": 4xx, "body": {"type", "message"}}`, with
+    the HTTP status equal to `statusCode`. The prediction's id is in the
+    `X-Tagloop-Prediction-Id` header.
+
+    Authorization: AWS Signature V4 for the service `execute-api` by a tagloop key (what the
+    AWS samples' clients send), or `Bearer <secret>`."""
+    tagloop = _app(request)
+    text = _one_text(_payload(await request.body()))
+    if text is None:
+        raise InvalidBody("body: send a JSON object with `Text`")
+    _check_limits([text], tagloop.settings)
+    serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
+    top = tagloop.predictions.answer_top(serving.model)  # Comprehend's number of classes
+    (prediction,) = await request.app.state.coalescer(serving.model, [text], top)
+    if prediction.error is not None:
+        raise prediction.error
+    prediction_id = tagloop.prediction_log.record(name, serving.version_id, text, prediction)
+    if prediction.labels:
+        request.app.state.metrics.predicted(name, prediction.labels[0])
+    (entries,) = comprehend_result(prediction).values()  # the list under Classes (or Labels)
+    headers = {PREDICTION_ID_HEADER: prediction_id} if prediction_id else None
+    return Response(
+        orjson.dumps({"statusCode": 200, "body": entries}), media_type="application/json", headers=headers
+    )
+
+
+router.add_api_route(
+    "/endpoints/{name}/invoke",
+    invoke,
+    methods=["POST"],
+    response_model=InvokeResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": InvokeRequest.model_json_schema()}},
+        }
+    },
+    route_class_override=DirectRoute,
+)
+
+
+def is_invoke(scope: Scope) -> bool:
+    """Whether a request is for the invoke route, whose errors come in its own envelope."""
+    path: str = scope.get("path", "")
+    return path.startswith("/v1/endpoints/") and path.endswith("/invoke")
+
+
+def invoke_error(error: TagloopError) -> Response:
+    """``error`` as the invoke route answers it: ``{"statusCode": S, "body": {"type", "message"}}``
+    with HTTP status S (the native API's status for the error)."""
+    row = answer(error)
+    headers = {"Allow": error.allowed} if isinstance(error, MethodNotAllowed) and error.allowed else None
+    envelope = {"statusCode": row.status, "body": {"type": row.type, "message": error.message}}
+    return Response(
+        orjson.dumps(envelope), status_code=row.status, media_type="application/json", headers=headers
+    )
 
 
 @router.get("/endpoints")
