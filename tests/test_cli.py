@@ -331,3 +331,31 @@ def test_a_truncated_gz_is_one_line_naming_the_file(tmp_path, tickets):
     stderr = refused(run("train", "desk", "--data", str(data), data_dir=tmp_path / "data"))
     assert stderr.startswith(f"error: {data}: compressed file is truncated or damaged ("), stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_batch_writes_its_own_layout_or_comprehends(trained, tmp_path):
+    """`tagloop batch` keeps parts + manifest by default; `--layout comprehend` writes Comprehend's
+    `<output>/<account id>-CLN-<job id>/output/output.tar.gz` holding `predictions.jsonl`."""
+    import tarfile
+
+    data_dir, _, _, _ = trained
+    source = tmp_path / "in.txt"
+    source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
+    common = ("batch", "desk", "--input", str(source), "--output", str(tmp_path / "out"), "--json")
+    own, comprehend, wrong = finish(
+        start(*common, data_dir=data_dir),
+        start(*common, "--layout", "comprehend", data_dir=data_dir),
+        start(*common, "--layout", "aws", data_dir=data_dir),
+    )
+    own_job = one_json_document(ok(own))
+    assert (Path(own_job["result"]["output"]) / "manifest.json").exists()
+    job = one_json_document(ok(comprehend))
+    tarball = Path(job["result"]["output"])
+    assert tarball == tmp_path / "out" / f"123456789012-CLN-{job['id']}" / "output" / "output.tar.gz"
+    with tarfile.open(tarball, "r:gz") as tar:
+        lines = [json.loads(line) for line in tar.extractfile("predictions.jsonl").read().splitlines()]
+    assert [(line["File"], line["Line"], line["Classes"][0]["Name"]) for line in lines] == [
+        ("in.txt", 0, "HARDWARE"),
+        ("in.txt", 1, "BILLING"),
+    ]
+    assert "layout must be one of tagloop, comprehend" in refused(wrong)

@@ -43,7 +43,12 @@ class Tagloop:
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
         self.batch = BatchService(
-            self.database, self.queue, self.models, self.predictions, self.data_locations
+            self.database,
+            self.queue,
+            self.models,
+            self.predictions,
+            self.data_locations,
+            self.settings.aws_account_id,  # in the Comprehend layout's folder names
         )
         self.endpoints = EndpointService(
             self.database, self.models, self.queue, self.settings.endpoint_refresh_seconds

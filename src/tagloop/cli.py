@@ -387,12 +387,19 @@ def versions(
 def batch(
     classifier: Annotated[str, typer.Argument()],
     input: Annotated[str, typer.Option("--input", help="File, folder or fsspec URL (s3://...).")],
-    output: Annotated[str, typer.Option("--output", help="Folder or URL; results go to <output>/<job id>/.")],
+    output: Annotated[str, typer.Option("--output", help="Folder or URL; results go under it (see --layout).")],
     input_format: Annotated[
         str, typer.Option(help="ONE_DOC_PER_LINE or ONE_DOC_PER_FILE.")
     ] = "ONE_DOC_PER_LINE",
     version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
     shard_documents: Annotated[int, typer.Option(help="Documents (or files) per shard.")] = 20_000,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="tagloop: <output>/<job id>/part-*.jsonl + manifest.json; comprehend: as Comprehend "
+            "writes it, <output>/<account id>-CLN-<job id>/output/output.tar.gz holding predictions.jsonl."
+        ),
+    ] = "tagloop",
     background: Annotated[
         bool, typer.Option("--background", help="Queue the job and return its id.")
     ] = False,
@@ -402,7 +409,9 @@ def batch(
     from tagloop.services.batch import BatchRequest
 
     def run() -> dict[str, Any]:
-        request = BatchRequest(classifier, input, output, input_format.upper(), version, shard_documents)
+        request = BatchRequest(
+            classifier, input, output, input_format.upper(), version, shard_documents, layout=layout.lower()
+        )
         with _tagloop() as tagloop:
             job_id = tagloop.batch.submit(request)
             if background:

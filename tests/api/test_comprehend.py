@@ -4,9 +4,11 @@ moves services to; the same botocore client, given Comprehend's model with that 
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import socket
+import tarfile
 import tempfile
 import threading
 import time
@@ -304,7 +306,7 @@ def test_an_expired_signature_is_refused(server):
     assert response.json()["__type"] == "UnknownOperationException"
 
 
-def test_batch_classification_jobs_with_boto3(server, inbox, make_client, protocol):
+def test_batch_classification_jobs_with_boto3(server, inbox, make_client, protocol, capsys):
     url, keys, data = server
     admin = make_client(url, keys["admin"])
     arn = trained_classifier(admin, f"batchdesk-{protocol}", data)
@@ -329,7 +331,25 @@ def test_batch_classification_jobs_with_boto3(server, inbox, make_client, protoc
         time.sleep(0.1)
     assert job["JobStatus"] == "COMPLETED", job
     assert job["JobName"] == f"nightly-{protocol}" and job["DocumentClassifierArn"] == arn
-    assert (Path(job["OutputDataConfig"]["S3Uri"]) / "manifest.json").exists()
+    # where Comprehend puts it; read as code written for Comprehend reads it: download, untar, lines
+    output = job["OutputDataConfig"]["S3Uri"]
+    assert output == f"{inbox}/out/{ACCOUNT}-CLN-{started['JobId']}/output/output.tar.gz"
+    downloaded = inbox / "downloaded.tar.gz"
+    downloaded.write_bytes(Path(output).read_bytes())
+    with tarfile.open(downloaded, "r:gz") as tar:
+        tar.extractall(inbox / "untarred", filter="data")
+    assert sorted(path.name for path in (inbox / "untarred").iterdir()) == ["predictions.jsonl"]
+    with (inbox / "untarred" / "predictions.jsonl").open(encoding="utf-8") as lines:
+        predictions = [json.loads(line) for line in lines]
+    assert [(p["File"], p["Line"]) for p in predictions] == [("in.txt", 0), ("in.txt", 1)]
+    assert [p["Classes"][0]["Name"] for p in predictions] == ["HARDWARE", "BILLING"]
+    assert all(set(entry) == {"Name", "Score"} for p in predictions for entry in p["Classes"])
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")  # its snippet runs
+    code = readme.split("<!-- README-OUTPUT-START -->")[1].split("<!-- README-OUTPUT-END -->")[0]
+    code = code.strip().removeprefix("```python").removesuffix("```")
+    exec(compile(code, "README.md", "exec"), {"comprehend": admin, "job_id": started["JobId"]})
+    printed = capsys.readouterr().out.splitlines()
+    assert [ast.literal_eval(line)["Name"] for line in printed] == ["HARDWARE", "BILLING"]  # dicts printed
     listed = admin.list_document_classification_jobs(Filter={"JobName": f"nightly-{protocol}"})
     assert [j["JobId"] for j in listed["DocumentClassificationJobPropertiesList"]] == [started["JobId"]]
     finished = signed_call(url, keys["admin"], "StopDocumentClassificationJob", {"JobId": started["JobId"]})
@@ -640,8 +660,8 @@ def test_batch_jobs_read_and_write_only_allowed_locations(server, outside, inbox
         time.sleep(0.1)
     assert job["JobStatus"] == "COMPLETED", job
     assert job["InputDataConfig"]["S3Uri"] == f"file://{source}"
-    assert job["OutputDataConfig"]["S3Uri"] == f"{inbox}/out/{job_id}"
-    assert (inbox / "out" / job_id / "manifest.json").exists()
+    assert job["OutputDataConfig"]["S3Uri"] == f"{inbox}/out/{ACCOUNT}-CLN-{job_id}/output/output.tar.gz"
+    assert (inbox / "out" / f"{ACCOUNT}-CLN-{job_id}" / "output" / "output.tar.gz").exists()
 
 
 def test_classify_document_resolves_an_endpoint_not_in_memory_then_scores_as_usual(tmp_path, write_csv):

@@ -296,7 +296,8 @@ def live(tmp_path_factory, tickets):
     app = create_app(Settings(data_dir=root / "data", aws_region=REGION), start_workers=False)
     tagloop = app.state.tagloop
     tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
-    tagloop.queue.run_now(tagloop.endpoints.create("desk", "desk", "v1")["job_id"])
+    for endpoint in ("desk", "service-desk"):  # service-desk: the README's
+        tagloop.queue.run_now(tagloop.endpoints.create(endpoint, "desk", "v1")["job_id"])
     keys = {scope: tagloop.keys.create(f"{scope}-key", scope) for scope in ("classify", "review")}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -465,3 +466,25 @@ def test_a_single_text_that_cannot_be_classified_is_refused_with_the_reason(serv
         "/v1/endpoints/desk/classify", json={"text": "a", "Text": "b"}, headers=bearer(keys["classify"])
     )
     assert both.status_code == 422 and "not both" in both.json()["error"]["message"]
+
+
+def readme_snippet(name: str) -> str:
+    """The Python code of the README between ``<!-- README-{name}-START/END -->``."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = text.split(f"<!-- README-{name}-START -->")[1].split(f"<!-- README-{name}-END -->")[0]
+    return block.strip().removeprefix("```python").removesuffix("```")
+
+
+def test_the_readmes_invoke_client_runs_as_written(live, tmp_path, capsys):
+    """The README's client, with only the key file's path and the server's port changed."""
+    url, keys, _ = live
+    key_file = tmp_path / "admin-key.json"
+    key_file.write_text(json.dumps(keys["classify"]), encoding="utf-8")
+    code = readme_snippet("INVOKE")
+    assert '"execute-api"' in code and '{"Text":' in code and "urllib.request" in code
+    code = code.replace("tagloop-data/admin-key.json", str(key_file)).replace("http://127.0.0.1:8000", url)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["statusCode"] == 200 and printed["body"][0]["Name"] == "NETWORK"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tarfile
 
 import fsspec
 import pytest
@@ -153,5 +154,15 @@ def test_the_comprehend_api_reads_and_writes_in_the_allowed_s3_prefix_only(bucke
         job_id = started.json()["JobId"]
         assert tagloop.queue.wait(job_id, timeout=120) == "COMPLETED", tagloop.jobs.show(job_id)["error"]
     fs = s3()
-    assert fs.exists(f"{bucket}/inbox/out/{job_id}/manifest.json")
+    tarball = f"{bucket}/inbox/out/123456789012-CLN-{job_id}/output/output.tar.gz"
+    assert tagloop.jobs.show(job_id)["result"]["output"] == f"s3://{tarball}"
+    with tarfile.open(fileobj=io.BytesIO(fs.cat_file(tarball)), mode="r:gz") as tar:
+        lines = tar.extractfile("predictions.jsonl").read().decode().splitlines()
+    assert [(json.loads(line)["File"], json.loads(line)["Line"]) for line in lines] == [
+        ("a.txt", 0),
+        ("a.txt", 1),
+    ]
+    assert fs.ls(f"{bucket}/inbox/out/123456789012-CLN-{job_id}/", detail=False) == [
+        f"{bucket}/inbox/out/123456789012-CLN-{job_id}/output"
+    ]  # the parts were removed
     assert not fs.exists(f"{bucket}/out") and not fs.exists(f"{bucket}/inbox2/out")

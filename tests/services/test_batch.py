@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
 from tagloop.errors import InvalidRequest, NotFound
-from tagloop.services.batch import MANIFEST, BatchRequest
+from tagloop.services.batch import MANIFEST, BatchJob, BatchRequest
 from tagloop.services.training import TrainRequest
 
 
@@ -160,3 +161,92 @@ def test_a_truncated_compressed_input_fails_the_job_naming_the_file(trained, tmp
     assert job["status"] == "FAILED"
     assert "a.txt.gz: compressed file is truncated or damaged (" in job["error"]
     assert not (tmp_path / "out" / job["id"]).exists()
+
+
+# ---- Comprehend's layout: <output>/<account>-CLN-<job id>/output/output.tar.gz ----------------
+
+
+def untarred(path: Path) -> dict[str, list[dict]]:
+    """The JSON lines of each file in a Comprehend output tarball, by name, in archive order."""
+    with tarfile.open(path, "r:gz") as tar:
+        return {
+            member.name: [json.loads(line) for line in tar.extractfile(member).read().decode().splitlines()]
+            for member in tar.getmembers()
+        }
+
+
+def test_the_comprehend_layout_writes_one_tarball_where_comprehend_puts_it(trained, tickets, tmp_path):
+    texts = [text for _, text in tickets]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    request = BatchRequest(
+        "desk", str(source), str(tmp_path / "out"), shard_documents=40, layout="comprehend"
+    )
+    job = run_batch(trained, request)
+    assert job["status"] == "COMPLETED", job
+    folder = tmp_path / "out" / f"123456789012-CLN-{job['id']}"  # settings.aws_account_id
+    assert job["result"]["output"] == f"{folder}/output/output.tar.gz"
+    assert sorted(str(path.relative_to(folder)) for path in folder.rglob("*")) == [
+        "output",
+        "output/output.tar.gz",
+    ]  # only the tarball: no parts, no manifest
+    files = untarred(folder / "output" / "output.tar.gz")
+    assert list(files) == ["predictions.jsonl"] == job["result"]["parts"]
+    lines = files["predictions.jsonl"]
+    assert [(line["File"], line["Line"]) for line in lines] == [("in.txt", i) for i in range(len(texts))]
+    assert all(len(line["Classes"]) == 3 for line in lines)
+    assert job["result"]["documents"] == len(texts)
+
+
+def test_a_large_comprehend_output_is_split_into_numbered_files_between_parts(trained, tickets, tmp_path):
+    texts = [text for _, text in tickets]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    request = BatchRequest(
+        "desk",
+        str(source),
+        str(tmp_path / "out"),
+        shard_documents=50,
+        layout="comprehend",
+        member_bytes=20_000,
+    )
+    job = run_batch(trained, request)
+    assert job["status"] == "COMPLETED", job
+    files = untarred(Path(job["result"]["output"]))
+    names = list(files)
+    assert len(names) > 2
+    assert names == ["predictions.jsonl"] + [f"predictions-{n}.jsonl" for n in range(1, len(names))]
+    assert all(len(lines) % 50 == 0 for lines in list(files.values())[:-1])  # whole parts only
+    every = [(line["File"], line["Line"]) for lines in files.values() for line in lines]
+    assert every == [("in.txt", i) for i in range(len(texts))]  # each document once, in order
+
+
+def test_finishing_a_comprehend_job_again_keeps_its_tarball(trained, tmp_path):
+    """A crash after the tarball was written and before the parts were removed: finishing the
+    job again keeps the tarball it finds (complete: written in one atomic step) and removes the
+    parts left over."""
+    source = tmp_path / "in.txt"
+    source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
+    request = BatchRequest("desk", str(source), str(tmp_path / "out"), shard_documents=1, layout="comprehend")
+    job = run_batch(trained, request)
+    tarball = Path(job["result"]["output"])
+    written = tarball.read_bytes()
+    folder = tarball.parent.parent
+    (folder / "part-00000.jsonl").write_text("left over\n", encoding="utf-8")
+    payload = trained.jobs.show(job["id"])["payload"]
+    results = [{"part": "part-00000.jsonl", "documents": 1, "errors": 0}, None]
+    result = BatchJob(trained.data_locations).children_finished(payload, results)
+    assert result["parts"] == ["predictions.jsonl"] and result["output"] == str(tarball)
+    assert tarball.read_bytes() == written
+    assert not (folder / "part-00000.jsonl").exists()
+
+
+def test_a_failed_comprehend_job_leaves_nothing(trained, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"fine line\nbad \xff line\n")
+    request = BatchRequest("desk", str(source), str(tmp_path / "out"), shard_documents=1, layout="comprehend")
+    job = run_batch(trained, request)
+    assert job["status"] == "FAILED"
+    assert not (tmp_path / "out" / f"123456789012-CLN-{job['id']}").exists()
+    with pytest.raises(InvalidRequest, match="layout must be one of tagloop, comprehend"):
+        trained.batch.submit(BatchRequest("desk", str(source), str(tmp_path / "out"), layout="aws"))

@@ -47,7 +47,7 @@ from tagloop.errors import (
     UnknownOperation,
     UnreadableBody,
 )
-from tagloop.services.batch import BatchJob, BatchRequest
+from tagloop.services.batch import COMPREHEND_LAYOUT, BatchJob, BatchRequest
 from tagloop.services.training import TrainRequest
 
 router = APIRouter(route_class=DirectRoute)  # hot: answered ahead of the app's stack
@@ -363,7 +363,7 @@ class ComprehendApi:
             "EndTime": _epoch(job.get("ended_at")),
             "DocumentClassifierArn": self.arns.classifier(job["classifier"], job["version"]),
             "InputDataConfig": {"S3Uri": payload.get("input"), "InputFormat": payload.get("input_format")},
-            "OutputDataConfig": {"S3Uri": payload.get("output_dir")},
+            "OutputDataConfig": {"S3Uri": payload.get("output_uri") or payload.get("output_dir")},
         }
         return {key: value for key, value in properties.items() if value is not None}
 
@@ -399,6 +399,7 @@ class ComprehendApi:
             version=version,
             name=body.get("JobName"),
             confined=True,
+            layout=COMPREHEND_LAYOUT,  # <output>/<account>-CLN-<job id>/output/output.tar.gz
         )
         job_id = self.tagloop.batch.submit(request)
         return {"JobId": job_id, "JobArn": self.arns.job(job_id), "JobStatus": "SUBMITTED"}

@@ -3,10 +3,25 @@
 A ``batch`` job lists the input (a file, a folder or any fsspec URL), cuts it into shards
 at line boundaries (``ONE_DOC_PER_LINE``) or groups of files (``ONE_DOC_PER_FILE``) and
 spawns one ``batch_shard`` job per shard; workers classify shards in parallel. Each shard
-writes its JSON lines to ``<output>/<job id>/part-NNNNN.jsonl`` in one atomic write, so
-a shard redone after a crash replaces its part and every document appears exactly once.
-When all shards complete, ``manifest.json`` is written last: its presence marks a
-complete output. A failed or stopped job removes its parts.
+writes its JSON lines to ``<job folder>/part-NNNNN.jsonl`` in one atomic write, so a shard
+redone after a crash replaces its part and every document appears exactly once. When all
+shards complete, the output is finished in the job's layout, in one atomic write that marks
+it complete:
+
+- ``tagloop`` (the default of ``tagloop batch``): the job folder is ``<output>/<job id>/``;
+  ``manifest.json`` (documents, errors, the parts in order) is written last, next to the parts;
+- ``comprehend`` (jobs started through StartDocumentClassificationJob, ``tagloop batch
+  --layout comprehend``): as Comprehend writes it, the job folder is
+  ``<output>/<account id>-CLN-<job id>/`` and holds only ``output/output.tar.gz``, a gzipped
+  tar of ``predictions.jsonl`` (then ``predictions-1.jsonl``, ``predictions-2.jsonl``, ... when
+  the output is larger than ``member_bytes`` per file: the parts, in order, never split). The
+  tarball is written, then the loose parts are removed; a tarball already there when the job
+  is finished again (a crash in between) is complete, and is kept. Its URI is what
+  DescribeDocumentClassificationJob returns as ``OutputDataConfig.S3Uri``. The tarball is
+  built in memory (it is compressed: about a tenth of the JSON lines).
+
+A failed or stopped job removes its job folder, whatever the layout: nothing that passes for
+a complete output is left.
 
 A job submitted through a network API is ``confined``: its input and output were checked
 against the allowed data locations (``services/data_locations.py``), and every file it lists,
@@ -20,8 +35,11 @@ document per file); a document that cannot be classified gets ``ErrorCode`` and 
 
 from __future__ import annotations
 
+import io
 import json
 import posixpath
+import tarfile
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +64,12 @@ ONE_DOC_PER_FILE = "ONE_DOC_PER_FILE"
 INPUT_FORMATS = (ONE_DOC_PER_LINE, ONE_DOC_PER_FILE)
 MANIFEST = "manifest.json"
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+TAGLOOP_LAYOUT = "tagloop"
+COMPREHEND_LAYOUT = "comprehend"
+LAYOUTS = (TAGLOOP_LAYOUT, COMPREHEND_LAYOUT)
+TARBALL = "output/output.tar.gz"  # in the job folder, as Comprehend names it
+PREDICTIONS = "predictions"  # the tarball's files: predictions.jsonl, predictions-1.jsonl, ...
+MEMBER_BYTES = 1 << 30  # JSON lines per file in the tarball before the next file starts
 
 
 class InputUnreadable(InvalidRequest):
@@ -62,6 +86,8 @@ class BatchRequest:
     shard_documents: int = 20_000
     name: str | None = None
     confined: bool = False  # through a network API: input/output checked; files confirmed on use
+    layout: str = TAGLOOP_LAYOUT  # or COMPREHEND_LAYOUT: output/output.tar.gz, as Comprehend writes
+    member_bytes: int = MEMBER_BYTES  # comprehend layout: bytes of JSON lines per file in the tarball
 
 
 def confirmed_inputs(fs: Any, files: list[str], locations: DataLocations) -> None:
@@ -129,6 +155,18 @@ def line_shards(fs: Any, path: str, per_shard: int, name: str) -> list[dict[str,
     return shards
 
 
+def job_folder(output: str, job_id: str, layout: str, account_id: str) -> str:
+    """Where a job's files go under its ``output``: ``<job id>/``, or Comprehend's
+    ``<account id>-CLN-<job id>/``."""
+    folder = f"{account_id}-CLN-{job_id}" if layout == COMPREHEND_LAYOUT else job_id
+    return f"{output.rstrip('/')}/{folder}"
+
+
+def member_name(number: int) -> str:
+    """The name of the tarball's ``number``-th file (from 0), as Comprehend names them."""
+    return f"{PREDICTIONS}.jsonl" if number == 0 else f"{PREDICTIONS}-{number}.jsonl"
+
+
 class BatchService:
     def __init__(
         self,
@@ -137,12 +175,14 @@ class BatchService:
         models: ModelCache,
         predictions: PredictionService,
         locations: DataLocations | None = None,
+        account_id: str = "123456789012",
     ) -> None:
         self.database = database
         self.queue = queue
         self.models = models
         self.predictions = predictions
         self.locations = locations or DataLocations(())
+        self.account_id = account_id  # the Comprehend layout's folder names carry it
 
     def submit(self, request: BatchRequest) -> str:
         """Check the request and enqueue the batch job; returns its id."""
@@ -150,6 +190,10 @@ class BatchService:
             raise InvalidRequest(f"input format must be one of {', '.join(INPUT_FORMATS)}")
         if request.shard_documents < 1:
             raise InvalidRequest("shard size must be at least 1 document")
+        if request.layout not in LAYOUTS:
+            raise InvalidRequest(f"output layout must be one of {', '.join(LAYOUTS)}")
+        if request.member_bytes < 1:
+            raise InvalidRequest("the tarball's files must hold at least 1 byte each")
         fs, files, _ = list_inputs(request.input)  # fail now, with a clear message, if it is not there
         if request.confined:
             confirmed_inputs(fs, files, self.locations)
@@ -158,14 +202,18 @@ class BatchService:
         with self.database.transaction() as session:
             classifier = ClassifierRepository(session).get(request.classifier)
             version = resolve_version(session, classifier, request.version)
+            folder = job_folder(request.output, job_id, request.layout, self.account_id)
             payload = {
                 "version_id": version.id,
                 "input": request.input,
-                "output_dir": f"{request.output.rstrip('/')}/{job_id}",
+                "output_dir": folder,  # the job folder: parts go here, a failed job removes it
+                "output_uri": f"{folder}/{TARBALL}" if request.layout == COMPREHEND_LAYOUT else folder,
                 "input_format": request.input_format,
                 "shard_documents": request.shard_documents,
                 "name": request.name,
             }
+            if request.layout == COMPREHEND_LAYOUT:
+                payload |= {"layout": COMPREHEND_LAYOUT, "member_bytes": request.member_bytes}
             if request.confined:
                 payload["confined"] = True
             return self.queue.enqueue(
@@ -214,7 +262,7 @@ class BatchJob(JobKindBase):
     ) -> dict[str, Any]:
         parts = [result for result in results if result]
         manifest = {
-            "output": payload["output_dir"],
+            "output": payload.get("output_uri") or payload["output_dir"],
             "documents": sum(part["documents"] for part in parts),
             "errors": sum(part["errors"] for part in parts),
             "parts": [part["part"] for part in parts],
@@ -223,8 +271,41 @@ class BatchJob(JobKindBase):
         }
         if payload.get("confined"):
             self.locations.confirm(payload["output_dir"], "batch output")
-        ArtifactStore(payload["output_dir"]).write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())
+        store = ArtifactStore(payload["output_dir"])
+        if payload.get("layout") == COMPREHEND_LAYOUT:
+            return manifest | {"layout": COMPREHEND_LAYOUT, "parts": self._tarball(payload, store, parts)}
+        store.write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())
         return manifest
+
+    def _tarball(
+        self, payload: dict[str, Any], store: ArtifactStore, parts: list[dict[str, Any]]
+    ) -> list[str]:
+        """Write Comprehend's ``output/output.tar.gz`` from the parts, then remove the parts;
+        the names of the tarball's files."""
+        if payload.get("confined"):  # the folder written into, link by link
+            self.locations.confirm(f"{payload['output_dir']}/{TARBALL.rpartition('/')[0]}", "batch output")
+        tarball = store.path(TARBALL)
+        paths = [store.path(part["part"]) for part in parts]
+        if store.exists(tarball):  # written before a crash, before the parts were removed: complete
+            with tarfile.open(fileobj=io.BytesIO(store.read_bytes(tarball)), mode="r:gz") as tar:
+                names = tar.getnames()
+        else:
+            limit = int(payload.get("member_bytes") or MEMBER_BYTES)
+            groups: list[list[tuple[str, int]]] = []
+            size = 0
+            for path in paths:
+                part_size = int(store.fs.size(path))
+                if not groups or (size > 0 and size + part_size > limit):  # a part is never split
+                    groups.append([])
+                    size = 0
+                groups[-1].append((path, part_size))
+                size += part_size
+            names = [member_name(number) for number in range(len(groups))]
+            store.write_bytes(TARBALL, _tar_gz(store, list(zip(names, groups, strict=True))))
+        for path in paths:
+            if store.exists(path):
+                store.fs.rm(path)
+        return names
 
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
         """Remove the parts of a failed or stopped batch: nothing may pass for a complete output."""
@@ -321,6 +402,48 @@ class BatchShardJob(JobKindBase):
         self, payload: dict[str, Any], results: list[dict[str, Any] | None]
     ) -> dict[str, Any]:
         raise NotImplementedError("shards have no children")
+
+
+def _tar_gz(store: ArtifactStore, members: list[tuple[str, list[tuple[str, int]]]]) -> bytes:
+    """A gzipped tar holding, for each ``(name, parts)``, one file: those parts, concatenated
+    (streamed from the store: only the compressed tarball is held whole)."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, parts in members:
+            info = tarfile.TarInfo(name)
+            info.size = sum(size for _, size in parts)
+            info.mtime = now
+            info.mode = 0o644
+            tar.addfile(info, _Concatenated(store, [path for path, _ in parts]))
+    return buffer.getvalue()
+
+
+class _Concatenated:
+    """The files at ``paths`` read one after another, as one file (what tarfile reads from)."""
+
+    def __init__(self, store: ArtifactStore, paths: list[str]) -> None:
+        self.store = store
+        self.paths = list(paths)
+        self.current: Any = None
+
+    def read(self, size: int = -1) -> bytes:
+        chunks: list[bytes] = []
+        wanted = size
+        while wanted != 0:
+            if self.current is None:
+                if not self.paths:
+                    break
+                self.current = self.store.fs.open(self.paths.pop(0), "rb")
+            chunk = self.current.read(wanted if wanted > 0 else -1)
+            if not chunk:
+                self.current.close()
+                self.current = None
+                continue
+            chunks.append(chunk)
+            if wanted > 0:
+                wanted -= len(chunk)
+        return b"".join(chunks)
 
 
 def _decode(raw: bytes, name: str, line: int | None) -> str:
