@@ -387,7 +387,9 @@ def versions(
 def batch(
     classifier: Annotated[str, typer.Argument()],
     input: Annotated[str, typer.Option("--input", help="File, folder or fsspec URL (s3://...).")],
-    output: Annotated[str, typer.Option("--output", help="Folder or URL; results go under it (see --layout).")],
+    output: Annotated[
+        str, typer.Option("--output", help="Folder or URL; results go under it (see --layout).")
+    ],
     input_format: Annotated[
         str, typer.Option(help="ONE_DOC_PER_LINE or ONE_DOC_PER_FILE.")
     ] = "ONE_DOC_PER_LINE",
