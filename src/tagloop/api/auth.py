@@ -3,17 +3,19 @@
 Every ``/v1`` route declares the scope it needs with ``Depends(require("classify"))``; the
 test suite enumerates the routes so that a route without it fails. The Comprehend API is
 authenticated by AWS Signature V4 instead (:mod:`tagloop.api.sigv4`, checked per operation
-in :mod:`tagloop.api.comprehend`).
+in :mod:`tagloop.api.comprehend.transport`).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from tagloop.api.state import tagloop_of
 from tagloop.errors import AccessDenied, MissingAuthentication, UnrecognizedClient
 from tagloop.services.keys import Principal
 
@@ -31,7 +33,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """
 
     async def check(request: Request) -> Principal:
-        tagloop = request.app.state.tagloop
+        tagloop = tagloop_of(request)
         if not tagloop.settings.auth:
             return DEV_PRINCIPAL
         header = request.headers.get("authorization", "")
@@ -54,3 +56,24 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
 
 ClassifyScope = Annotated[Principal, Depends(require("classify"))]
 AdminScope = Annotated[Principal, Depends(require("admin"))]
+
+
+_ADMIN = require("admin")
+
+
+async def check_scrape(request: Request) -> None:
+    """Let the request read /metrics, or raise 401 (no or wrong credentials) / 403 (scope)."""
+    settings = tagloop_of(request).settings
+    if not settings.auth:
+        return
+    kind, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if kind.lower() != "bearer" or not credential:
+        raise MissingAuthentication(
+            "missing credentials: /metrics needs Authorization: Bearer with TAGLOOP_METRICS_TOKEN "
+            "or an admin API key"
+        )
+    token = settings.metrics_token
+    if token and hmac.compare_digest(credential.encode(), token.encode()):
+        return
+    await _ADMIN(request)

@@ -19,11 +19,14 @@ from tagloop.api.schemas import (
     EndpointUpdate,
     KeyCreate,
 )
+from tagloop.api.state import TagloopDep, coalescer_of, metrics_of, tagloop_of
+from tagloop.app import Tagloop
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.names import MAX_NAME, NAME_PATTERN
 from tagloop.domain.predictions import Prediction
 from tagloop.domain.records import JobStatus, Mode
 from tagloop.errors import InvalidBody, LimitExceeded
+from tagloop.settings import Settings
 
 router = APIRouter(prefix="/v1")
 MULTI_CLASS = Mode.MULTI_CLASS  # a module constant: looking a member up on its enum is slower
@@ -34,8 +37,8 @@ IdPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 INLINE_DOCUMENTS = 8  # requests with this few texts are batched with the others of their event-loop turn
 
 
-def _app(request: Request) -> Any:
-    return request.app.state.tagloop
+def _app(request: Request) -> Tagloop:
+    return tagloop_of(request)
 
 
 def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
@@ -65,7 +68,7 @@ def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
     return texts, False, top
 
 
-def _check_limits(texts: list[str], settings: Any) -> None:
+def _check_limits(texts: list[str], settings: Settings) -> None:
     if len(texts) > settings.max_classify_documents:
         raise LimitExceeded(
             over_limit(
@@ -103,8 +106,11 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
     tagloop = _app(request)
     texts, single, asked = _texts(await request.body())
     _check_limits(texts, tagloop.settings)
-    serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
-    counter = request.app.state.metrics.predicted
+    serving = tagloop.endpoints.cached(name)
+    if serving is None:
+        serving = await run_in_threadpool(tagloop.endpoints.serving, name)
+    metrics = metrics_of(request)
+    counter = metrics.predicted
     top = tagloop.predictions.answer_top(serving.model, asked)
 
     def shaped(predictions: list[Prediction]) -> list[dict[str, Any]]:
@@ -120,9 +126,9 @@ async def classify(name: str, request: Request, _: ClassifyScope) -> Response:
         return output
 
     if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
-        output = shaped(await request.app.state.coalescer(serving.model, texts, top))
+        output = shaped(await coalescer_of(request)(serving.model, texts, top))
     else:
-        request.app.state.metrics.scored_together.observe(len(texts))
+        metrics.scored_together.observe(len(texts))
         output = await run_in_threadpool(
             lambda: shaped(list(tagloop.predictions.classify(serving.model, texts, top)))
         )
@@ -142,77 +148,77 @@ router.add_api_route(
 
 
 @router.get("/endpoints")
-def list_endpoints(request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).endpoints.list()
+def list_endpoints(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.endpoints.list()
 
 
 @router.post("/endpoints", status_code=201)
-def create_endpoint(body: EndpointCreate, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).endpoints.create(
-        body.name, body.classifier, body.version, body.desired_inference_units
-    )
+def create_endpoint(body: EndpointCreate, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.endpoints.create(body.name, body.classifier, body.version, body.desired_inference_units)
 
 
 @router.get("/endpoints/{name}")
-def show_endpoint(name: NamePath, request: Request, _: ClassifyScope) -> dict[str, Any]:
-    return _app(request).endpoints.show(name)
+def show_endpoint(name: NamePath, tagloop: TagloopDep, _: ClassifyScope) -> dict[str, Any]:
+    return tagloop.endpoints.show(name)
 
 
 @router.patch("/endpoints/{name}")
-def update_endpoint(name: NamePath, body: EndpointUpdate, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).endpoints.update(name, body.version, body.desired_inference_units)
+def update_endpoint(
+    name: NamePath, body: EndpointUpdate, tagloop: TagloopDep, _: AdminScope
+) -> dict[str, Any]:
+    return tagloop.endpoints.update(name, body.version, body.desired_inference_units)
 
 
 @router.delete("/endpoints/{name}", status_code=204)
-def delete_endpoint(name: NamePath, request: Request, _: AdminScope) -> None:
-    _app(request).endpoints.delete(name)
+def delete_endpoint(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> None:
+    tagloop.endpoints.delete(name)
 
 
 @router.get("/classifiers")
-def list_classifiers(request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).catalog.classifiers()
+def list_classifiers(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.catalog.classifiers()
 
 
 @router.get("/classifiers/{name}/versions")
-def list_versions(name: NamePath, request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).catalog.versions(name)
+def list_versions(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.catalog.versions(name)
 
 
 @router.get("/classifiers/{name}/versions/{version}")
-def show_version(name: NamePath, version: NamePath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).catalog.version(name, version)
+def show_version(name: NamePath, version: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.catalog.version(name, version)
 
 
 @router.get("/jobs")
 def list_jobs(
-    request: Request,
+    tagloop: TagloopDep,
     _: AdminScope,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return _app(request).jobs.list(limit, status.value if status else None)
+    return tagloop.jobs.list(limit, status.value if status else None)
 
 
 @router.get("/jobs/{job_id}")
-def show_job(job_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).jobs.show(job_id)
+def show_job(job_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.jobs.show(job_id)
 
 
 @router.post("/jobs/{job_id}/stop")
-def stop_job(job_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).jobs.stop(job_id)
+def stop_job(job_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.jobs.stop(job_id)
 
 
 @router.get("/keys")
-def list_keys(request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).keys.list()
+def list_keys(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.keys.list()
 
 
 @router.post("/keys", status_code=201)
-def create_key(body: KeyCreate, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).keys.create(body.name, body.scope)
+def create_key(body: KeyCreate, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.keys.create(body.name, body.scope)
 
 
 @router.delete("/keys/{access_key_id}")
-def revoke_key(access_key_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).keys.revoke(access_key_id)
+def revoke_key(access_key_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.keys.revoke(access_key_id)
