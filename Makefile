@@ -27,9 +27,10 @@ run: $(STAMP)  ## start the server on the embedded default with the demo classif
 test: $(DEV_STAMP)  ## run the whole test suite (needs the local PostgreSQL server)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: $(DEV_STAMP)
+lint: $(DEV_STAMP)  ## ruff (style, imports) and mypy (types of src/)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests benchmarks

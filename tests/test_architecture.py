@@ -10,7 +10,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tagloop"
 
-# cli → api → app → services → jobs → storage, recipes → domain → errors, settings
+# cli → api, demo → app → services → jobs → storage, recipes → domain → errors, settings
 # A component imports only components of lower layers (recipes and storage never import each
 # other; jobs use storage for their rows, never a recipe).
 LAYERS = {
@@ -21,8 +21,8 @@ LAYERS = {
     "storage": 2,
     "jobs": 3,
     "services": 4,
-    "demo": 5,
     "app": 5,
+    "demo": 6,  # seeds a Tagloop (the app object) with the demo classifier
     "api": 6,
     "cli": 7,  # `tagloop serve` starts the API
 }
@@ -96,6 +96,15 @@ def test_ruff_clean():
         [ruff, "format", "--check", "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True
     )
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+def test_mypy_clean():
+    """The types of src/ check (settings in pyproject.toml's [tool.mypy]); `make lint` runs it too."""
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
+    assert mypy, "mypy is a dev dependency; install the dev extras"
+    root = SRC.parents[1]
+    checked = subprocess.run([mypy], cwd=root, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def _requirement_names(requirements: list[str] | None) -> set[str]:

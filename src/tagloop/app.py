@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tagloop.jobs.local import LocalJobQueue
-from tagloop.jobs.port import JobQueue
+from tagloop.jobs.port import JobKind, JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
@@ -57,21 +57,22 @@ class Tagloop:
             self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
         )
         self.prediction_log = PredictionLog(self.database, self.settings.log_predictions)
-        for kind in (
+        kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
             BatchJob(self.data_locations),
             BatchShardJob(self.database, self.models, self.predictions, self.data_locations),
-        ):
+        ]
+        for kind in kinds:
             self.queue.register(kind)
 
     def _queue(self) -> JobQueue:
-        options = {"workers": self.settings.job_workers, "lease_seconds": self.settings.job_lease_seconds}
+        workers, lease = self.settings.job_workers, self.settings.job_lease_seconds
         if self.settings.jobs == "procrastinate":
             from tagloop.jobs.procrastinate_queue import ProcrastinateJobQueue
 
-            return ProcrastinateJobQueue(self.database, **options)
-        return LocalJobQueue(self.database, **options)
+            return ProcrastinateJobQueue(self.database, workers=workers, lease_seconds=lease)
+        return LocalJobQueue(self.database, workers=workers, lease_seconds=lease)
 
     def start_workers(self) -> None:
         """Run queued jobs in background threads of this process (serve, worker)."""

@@ -22,8 +22,10 @@ from rich.table import Table
 
 from tagloop.errors import ConfigurationError, DatasetInvalid, TagloopError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: `tagloop --help` stays fast
+    from tagloop.app import Tagloop
     from tagloop.domain.predictions import Prediction
+    from tagloop.settings import Settings
 
 app = typer.Typer(
     name="tagloop",
@@ -48,14 +50,14 @@ class State:
     overrides: ClassVar[dict[str, Any]] = {}
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     from tagloop.settings import Settings
 
     return Settings(**State.overrides)
 
 
 @contextmanager
-def _tagloop() -> Iterator[Any]:
+def _tagloop() -> Iterator[Tagloop]:
     from tagloop.app import Tagloop
 
     instance = Tagloop(_settings())
@@ -543,7 +545,7 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     stdout.print(table)
 
 
-def _run_and_print(action: Callable[[Any], Any], as_json: bool, columns: tuple[str, ...]) -> None:
+def _run_and_print(action: Callable[[Tagloop], Any], as_json: bool, columns: tuple[str, ...]) -> None:
     def run() -> Any:
         with _tagloop() as tagloop:
             return action(tagloop)
@@ -577,7 +579,7 @@ def endpoints_create(
     )
 
 
-def _deployed(tagloop: Any, summary: dict[str, Any]) -> dict[str, Any]:
+def _deployed(tagloop: Tagloop, summary: dict[str, Any]) -> dict[str, Any]:
     """Run (or wait for) the endpoint's deploy job; the endpoint as it is afterwards."""
     if summary.get("job_id"):
         tagloop.queue.run_now(summary["job_id"])

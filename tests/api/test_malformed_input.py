@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tagloop.api import v1
-from tagloop.api.comprehend import OPERATIONS
-from tagloop.api.comprehend_input import SAME_INPUT, java_pattern
+from tagloop.api.comprehend.input import SAME_INPUT, java_pattern
+from tagloop.api.comprehend.operations import OPERATIONS
 from tagloop.api.schemas import ClassifyRequest, InvokeRequest
 from tagloop.api.server import create_app
 from tagloop.services.training import TrainRequest

@@ -26,3 +26,24 @@ def test_a_key_name_inside_the_rules_is_kept(make_tagloop):
     created = tagloop.keys.create("billing-app-2", "classify")
     assert created["name"] == "billing-app-2"
     assert [key["name"] for key in tagloop.keys.list()] == ["billing-app-2"]
+
+
+def test_made_up_keys_cannot_grow_the_cache(make_tagloop):
+    """Anonymous callers choose the access key ids and Bearer secrets looked up: misses are
+    cached (a retry costs no query) but the cache is bounded, and an id that is not of
+    tagloop's shape is refused without a lookup (60 KB ids grew a server by 118 MB per 2,000
+    requests)."""
+    from tagloop.services import keys as keys_module
+
+    tagloop = make_tagloop()
+    created = tagloop.keys.create("real", "admin")
+    assert tagloop.keys.by_access_key("x" * 60_000) == (None, None)
+    assert tagloop.keys.by_access_key("TL" + "a" * 18) == (None, None)  # lower case: not ours
+    assert tagloop.keys.cached_entries() == 0
+    for number in range(keys_module.CACHE_ENTRIES + 500):
+        assert tagloop.keys.by_access_key(f"TL{number:018d}") == (None, None)
+        assert tagloop.keys.by_bearer(f"made-up-{number}") is None
+    assert tagloop.keys.cached_entries() == keys_module.CACHE_ENTRIES
+    principal, secret = tagloop.keys.by_access_key(created["access_key_id"])  # the real key still works
+    assert principal is not None and principal.scope == "admin" and secret == created["secret"]
+    assert tagloop.keys.by_bearer(created["secret"]) == principal

@@ -3,7 +3,7 @@
 Every ``/v1`` route declares the scope it needs with ``Depends(require("classify"))``; the
 test suite enumerates the routes so that a route without it fails. The Comprehend API is
 authenticated by AWS Signature V4 instead (:mod:`tagloop.api.sigv4`, checked per operation
-in :mod:`tagloop.api.comprehend`).
+in :mod:`tagloop.api.comprehend.transport`).
 
 A route may also take requests signed with AWS Signature V4 by a tagloop key
 (``require("classify", signed_for=EXECUTE_API)``): clients written for an API Gateway secured
@@ -16,6 +16,7 @@ keeps for the route. A Bearer request costs what it did: SigV4 is tried only whe
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.sigv4 import ALGORITHM, claimed_access_key, verify
+from tagloop.api.state import tagloop_of
 from tagloop.errors import AccessDenied, InvalidSignature, MissingAuthentication, UnrecognizedClient
 from tagloop.services.keys import Principal
 
@@ -48,11 +50,12 @@ def require(scope: str, signed_for: tuple[str, ...] = ()) -> Callable[[Request],
         missing += f", or sign the request with AWS Signature V4 for {' or '.join(signed_for)}"
 
     async def check(request: Request) -> Principal:
-        tagloop = request.app.state.tagloop
+        tagloop = tagloop_of(request)
         if not tagloop.settings.auth:
             return DEV_PRINCIPAL
         header = request.headers.get("authorization", "")
         kind, _, credential = header.partition(" ")
+        principal: Principal | None
         if kind.lower() != "bearer" or not credential.strip():
             if not signed_for or kind != ALGORITHM:
                 raise MissingAuthentication(missing)
@@ -78,7 +81,7 @@ async def _signed(request: Request, services: tuple[str, ...]) -> Principal:
     ``TAGLOOP_AWS_ANY_REGION``). An unknown key is refused before the body is read; then the
     body is read (the route reads it again from Starlette's cache) and the signature checked.
     Key lookups may query the database: they run on a worker thread."""
-    tagloop = request.app.state.tagloop
+    tagloop = tagloop_of(request)
     akid = claimed_access_key(request.headers.get("authorization", ""))
     if akid is None:
         raise InvalidSignature("Authorization header is not an AWS Signature Version 4 header")
@@ -98,3 +101,24 @@ ClassifyScope = Annotated[Principal, Depends(require("classify"))]
 AdminScope = Annotated[Principal, Depends(require("admin"))]
 SignedClassifyScope = Annotated[Principal, Depends(require("classify", signed_for=EXECUTE_API))]
 """Scope ``classify``, by a Bearer secret or a SigV4 signature for ``execute-api``."""
+
+
+_ADMIN = require("admin")
+
+
+async def check_scrape(request: Request) -> None:
+    """Let the request read /metrics, or raise 401 (no or wrong credentials) / 403 (scope)."""
+    settings = tagloop_of(request).settings
+    if not settings.auth:
+        return
+    kind, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if kind.lower() != "bearer" or not credential:
+        raise MissingAuthentication(
+            "missing credentials: /metrics needs Authorization: Bearer with TAGLOOP_METRICS_TOKEN "
+            "or an admin API key"
+        )
+    token = settings.metrics_token
+    if token and hmac.compare_digest(credential.encode(), token.encode()):
+        return
+    await _ADMIN(request)

@@ -40,7 +40,11 @@ class DirectRoute(APIRoute):
             raise TypeError(f"{self.path}: a direct route takes path parameters, the request and scopes only")
         path_names = [param.name for param in dependant.path_params]
         request_name = dependant.request_param_name
-        checks = [(dependency.name, dependency.call) for dependency in dependant.dependencies]
+        checks: list[tuple[str | None, Callable[[Request], Coroutine[Any, Any, Any]]]] = []
+        for dependency in dependant.dependencies:
+            if dependency.call is None:
+                raise TypeError(f"{self.path}: a direct route's dependencies are scope checks")
+            checks.append((dependency.name, dependency.call))
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
@@ -48,7 +52,9 @@ class DirectRoute(APIRoute):
             if request_name:
                 values[request_name] = request
             for name, check in checks:
-                values[name] = await check(request)
+                checked = await check(request)
+                if name:
+                    values[name] = checked
             return await endpoint(**values)
 
         return handler

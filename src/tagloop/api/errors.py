@@ -110,7 +110,7 @@ def native_error(error: TagloopError) -> JSONResponse:
 
 def comprehend_error(error: TagloopError) -> tuple[dict[str, str], int]:
     """``error`` as the Comprehend API answers it: the payload (``__type``, ``message``) and
-    AWS's status; ``api/comprehend.py`` encodes it in the protocol of the request."""
+    AWS's status; ``api/comprehend/transport.py`` encodes it in the protocol of the request."""
     return {"__type": aws_type(error), "message": error.message}, answer(error).aws_status
 
 

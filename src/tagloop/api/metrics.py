@@ -8,17 +8,12 @@ answers (its own machine).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from tagloop.api.auth import require
-from tagloop.errors import MissingAuthentication
 
 
 class EndpointHealth(Protocol):
@@ -55,27 +50,6 @@ class FailedEndpoints(Collector):
         for name, count in sorted(self.endpoints.load_failures().items()):
             loads.add_metric([name], count)
         yield loads
-
-
-_ADMIN = require("admin")
-
-
-async def check_scrape(request: Request) -> None:
-    """Let the request read /metrics, or raise 401 (no or wrong credentials) / 403 (scope)."""
-    settings = request.app.state.tagloop.settings
-    if not settings.auth:
-        return
-    kind, _, credential = request.headers.get("authorization", "").partition(" ")
-    credential = credential.strip()
-    if kind.lower() != "bearer" or not credential:
-        raise MissingAuthentication(
-            "missing credentials: /metrics needs Authorization: Bearer with TAGLOOP_METRICS_TOKEN "
-            "or an admin API key"
-        )
-    token = settings.metrics_token
-    if token and hmac.compare_digest(credential.encode(), token.encode()):
-        return
-    await _ADMIN(request)
 
 
 class ServerMetrics:

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -19,11 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
 from tagloop.api import comprehend, v1
+from tagloop.api.auth import check_scrape
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectApp
 from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
 from tagloop.api.local_only import LocalOnly
-from tagloop.api.metrics import ServerMetrics, check_scrape
+from tagloop.api.metrics import ServerMetrics
 from tagloop.app import Tagloop
 from tagloop.domain.limits import over_limit
 from tagloop.errors import InvalidBody, RequestTooLarge, ServiceUnavailable, TagloopError, Unexpected
@@ -108,7 +110,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.state.metrics = metrics
     app.state.coalescer = Coalescer(tagloop.predictions.classify, observe=metrics.scored_together.observe)
 
-    limits = {"metrics": metrics, "max_body_bytes": lambda: tagloop.settings.max_body_bytes}
+    limits: dict[str, Any] = {"metrics": metrics, "max_body_bytes": lambda: tagloop.settings.max_body_bytes}
     local_only = not tagloop.settings.auth  # no API keys: answer this machine's own requests only
     if local_only:
         app.add_middleware(LocalOnly)

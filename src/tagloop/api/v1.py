@@ -31,12 +31,15 @@ from tagloop.api.schemas import (
     InvokeResponse,
     KeyCreate,
 )
+from tagloop.api.state import TagloopDep, coalescer_of, metrics_of, tagloop_of
+from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.names import MAX_NAME, NAME_PATTERN
 from tagloop.domain.predictions import Prediction
 from tagloop.domain.records import JobStatus, Mode
 from tagloop.errors import InvalidBody, LimitExceeded, MethodNotAllowed, TagloopError
+from tagloop.settings import Settings
 
 router = APIRouter(prefix="/v1")
 MULTI_CLASS = Mode.MULTI_CLASS  # a module constant: looking a member up on its enum is slower
@@ -48,8 +51,8 @@ INLINE_DOCUMENTS = 8  # requests with this few texts are batched with the others
 PREDICTION_ID_HEADER = "x-tagloop-prediction-id"  # invoke's answer has no room for it in its body
 
 
-def _app(request: Request) -> Any:
-    return request.app.state.tagloop
+def _app(request: Request) -> Tagloop:
+    return tagloop_of(request)
 
 
 def _payload(body: bytes) -> dict[str, Any]:
@@ -95,7 +98,7 @@ def _texts(body: bytes) -> tuple[list[str], bool, int | None]:
     return texts, False, top
 
 
-def _check_limits(texts: list[str], settings: Any) -> None:
+def _check_limits(texts: list[str], settings: Settings) -> None:
     if len(texts) > settings.max_classify_documents:
         raise LimitExceeded(
             over_limit(
@@ -138,8 +141,11 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
     tagloop = _app(request)
     texts, single, asked = _texts(await request.body())
     _check_limits(texts, tagloop.settings)
-    serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
-    counter = request.app.state.metrics.predicted
+    serving = tagloop.endpoints.cached(name)
+    if serving is None:
+        serving = await run_in_threadpool(tagloop.endpoints.serving, name)
+    metrics = metrics_of(request)
+    counter = metrics.predicted
     top = tagloop.predictions.answer_top(serving.model, asked)
 
     def shaped(predictions: list[Prediction]) -> list[dict[str, Any]]:
@@ -155,12 +161,12 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
         return output
 
     if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
-        predictions = await request.app.state.coalescer(serving.model, texts, top)
+        predictions = await coalescer_of(request)(serving.model, texts, top)
         if single and predictions[0].error is not None:
             raise predictions[0].error  # one text: the call fails with its reason (400, 413)
         output = shaped(predictions)
     else:
-        request.app.state.metrics.scored_together.observe(len(texts))
+        metrics.scored_together.observe(len(texts))
         output = await run_in_threadpool(
             lambda: shaped(list(tagloop.predictions.classify(serving.model, texts, top)))
         )
@@ -194,14 +200,16 @@ async def invoke(name: str, request: Request, _: SignedClassifyScope) -> Respons
     if text is None:
         raise InvalidBody("body: send a JSON object with `Text`")
     _check_limits([text], tagloop.settings)
-    serving = tagloop.endpoints.cached(name) or await run_in_threadpool(tagloop.endpoints.serving, name)
+    serving = tagloop.endpoints.cached(name)
+    if serving is None:
+        serving = await run_in_threadpool(tagloop.endpoints.serving, name)
     top = tagloop.predictions.answer_top(serving.model)  # Comprehend's number of classes
-    (prediction,) = await request.app.state.coalescer(serving.model, [text], top)
+    (prediction,) = await coalescer_of(request)(serving.model, [text], top)
     if prediction.error is not None:
         raise prediction.error
     prediction_id = tagloop.prediction_log.record(name, serving.version_id, text, prediction)
     if prediction.labels:
-        request.app.state.metrics.predicted(name, prediction.labels[0])
+        metrics_of(request).predicted(name, prediction.labels[0])
     (entries,) = comprehend_result(prediction).values()  # the list under Classes (or Labels)
     headers = {PREDICTION_ID_HEADER: prediction_id} if prediction_id else None
     return Response(
@@ -242,77 +250,77 @@ def invoke_error(error: TagloopError) -> Response:
 
 
 @router.get("/endpoints")
-def list_endpoints(request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).endpoints.list()
+def list_endpoints(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.endpoints.list()
 
 
 @router.post("/endpoints", status_code=201)
-def create_endpoint(body: EndpointCreate, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).endpoints.create(
-        body.name, body.classifier, body.version, body.desired_inference_units
-    )
+def create_endpoint(body: EndpointCreate, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.endpoints.create(body.name, body.classifier, body.version, body.desired_inference_units)
 
 
 @router.get("/endpoints/{name}")
-def show_endpoint(name: NamePath, request: Request, _: ClassifyScope) -> dict[str, Any]:
-    return _app(request).endpoints.show(name)
+def show_endpoint(name: NamePath, tagloop: TagloopDep, _: ClassifyScope) -> dict[str, Any]:
+    return tagloop.endpoints.show(name)
 
 
 @router.patch("/endpoints/{name}")
-def update_endpoint(name: NamePath, body: EndpointUpdate, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).endpoints.update(name, body.version, body.desired_inference_units)
+def update_endpoint(
+    name: NamePath, body: EndpointUpdate, tagloop: TagloopDep, _: AdminScope
+) -> dict[str, Any]:
+    return tagloop.endpoints.update(name, body.version, body.desired_inference_units)
 
 
 @router.delete("/endpoints/{name}", status_code=204)
-def delete_endpoint(name: NamePath, request: Request, _: AdminScope) -> None:
-    _app(request).endpoints.delete(name)
+def delete_endpoint(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> None:
+    tagloop.endpoints.delete(name)
 
 
 @router.get("/classifiers")
-def list_classifiers(request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).catalog.classifiers()
+def list_classifiers(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.catalog.classifiers()
 
 
 @router.get("/classifiers/{name}/versions")
-def list_versions(name: NamePath, request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).catalog.versions(name)
+def list_versions(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.catalog.versions(name)
 
 
 @router.get("/classifiers/{name}/versions/{version}")
-def show_version(name: NamePath, version: NamePath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).catalog.version(name, version)
+def show_version(name: NamePath, version: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.catalog.version(name, version)
 
 
 @router.get("/jobs")
 def list_jobs(
-    request: Request,
+    tagloop: TagloopDep,
     _: AdminScope,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return _app(request).jobs.list(limit, status.value if status else None)
+    return tagloop.jobs.list(limit, status.value if status else None)
 
 
 @router.get("/jobs/{job_id}")
-def show_job(job_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).jobs.show(job_id)
+def show_job(job_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.jobs.show(job_id)
 
 
 @router.post("/jobs/{job_id}/stop")
-def stop_job(job_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).jobs.stop(job_id)
+def stop_job(job_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.jobs.stop(job_id)
 
 
 @router.get("/keys")
-def list_keys(request: Request, _: AdminScope) -> list[dict[str, Any]]:
-    return _app(request).keys.list()
+def list_keys(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
+    return tagloop.keys.list()
 
 
 @router.post("/keys", status_code=201)
-def create_key(body: KeyCreate, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).keys.create(body.name, body.scope)
+def create_key(body: KeyCreate, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.keys.create(body.name, body.scope)
 
 
 @router.delete("/keys/{access_key_id}")
-def revoke_key(access_key_id: IdPath, request: Request, _: AdminScope) -> dict[str, Any]:
-    return _app(request).keys.revoke(access_key_id)
+def revoke_key(access_key_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.keys.revoke(access_key_id)

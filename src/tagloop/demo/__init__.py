@@ -7,6 +7,7 @@ import os
 from importlib.resources import files
 from typing import Any
 
+from tagloop.app import Tagloop
 from tagloop.services.training import TrainRequest
 
 DEMO_CLASSIFIER = "service-desk"
@@ -16,7 +17,7 @@ def demo_data_path() -> str:
     return str(files("tagloop.demo").joinpath("service_desk.csv"))
 
 
-def ensure_demo(tagloop: Any) -> dict[str, Any] | None:
+def ensure_demo(tagloop: Tagloop) -> dict[str, Any] | None:
     """Train the demo classifier unless it already has a trained version."""
     existing = {row["name"]: row for row in tagloop.catalog.classifiers()}
     if existing.get(DEMO_CLASSIFIER, {}).get("latest_trained_version"):
@@ -27,7 +28,7 @@ def ensure_demo(tagloop: Any) -> dict[str, Any] | None:
 ADMIN_KEY_FILE = "admin-key.json"
 
 
-def ensure_first_admin_key(tagloop: Any) -> dict[str, Any] | None:
+def ensure_first_admin_key(tagloop: Tagloop) -> dict[str, Any] | None:
     """On a fresh embedded install, create an admin key and save it to a 0600 file."""
     if tagloop.keys.list():
         return None

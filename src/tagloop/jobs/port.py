@@ -50,8 +50,9 @@ class JobKind(Protocol):
 
     kind: str
 
-    def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """Do the work; raise Stopped when ``context.should_stop()``; return a result."""
+    def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any] | AwaitChildren | None:
+        """Do the work; raise Stopped when ``context.should_stop()``; return a result, or
+        :class:`AwaitChildren` once it spawned child jobs."""
         ...
 
     def stop_requested(self, session: Session, job: JobRow) -> None:

@@ -46,7 +46,8 @@ def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     """Serialize JSON metadata and numeric arrays into one ``.npz`` byte string."""
     buffer = io.BytesIO()
     encoded = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-    np.savez(buffer, __meta__=encoded, **arrays)
+    members: dict[str, Any] = {"__meta__": encoded, **arrays}
+    np.savez(buffer, **members)
     return buffer.getvalue()
 
 

@@ -123,5 +123,9 @@ class NgramFeatures:
         weights = self._weights(counts, columns)
         norms = np.sqrt(np.bincount(docs, weights=weights**2, minlength=rows))
         weights /= norms[docs]  # rows without features have no entries to divide
-        data = (weights.astype(dtype, copy=False), columns.astype(index), indptr)
+        data: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            weights.astype(dtype, copy=False),
+            columns.astype(index),
+            indptr,
+        )
         return sp.csr_matrix(data, shape=(rows, self.size))  # index arrays as scipy keeps them: no copies

@@ -142,7 +142,7 @@ class TfidfLinearModel:
             "calibration": self.calibration,
             "vocabulary": vocabulary,
         }
-        arrays = {"coef": self.coef, "intercept": self.intercept, "idf": self.idf}
+        arrays: dict[str, np.ndarray] = {"coef": self.coef, "intercept": self.intercept, "idf": self.idf}
         return pack(meta, arrays)
 
     @classmethod

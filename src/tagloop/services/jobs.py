@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 import time
 from collections.abc import Sequence
@@ -99,7 +100,7 @@ class JobService:
         name: str | None = None,
         limit: int = 100,
         after: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """One page of the top-level jobs of ``kind``, newest first, optionally of one status or
         one payload ``name``; and the token of the next page (None on the last one).
 

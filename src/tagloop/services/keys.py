@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,13 @@ from tagloop.storage.tables import ApiKeyRow, utcnow
 
 SCOPES = ("classify", "review", "admin")
 CACHE_SECONDS = 5.0
+CACHE_ENTRIES = 4_096
+"""Most lookups kept in memory: misses are cached too (a client retrying a wrong key costs no
+query), so the cache is bounded, the least recently used answer going first: a stream of
+made-up keys cannot grow the server's memory."""
 _ALPHABET = string.ascii_uppercase + string.digits
+ACCESS_KEY_ID = re.compile(r"TL[A-Z0-9]{18}")
+"""The shape of every access key id tagloop makes; anything else is unknown without a lookup."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class KeyService:
     def __init__(self, database: Database, box: SecretBox) -> None:
         self.database = database
         self.box = box
-        self._cache: dict[str, tuple[float, Principal | None, str | None]] = {}
+        self._cache: OrderedDict[str, tuple[float, Principal | None, str | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def create(self, name: str, scope: str) -> dict[str, Any]:
@@ -105,11 +113,15 @@ class KeyService:
 
     def by_access_key(self, access_key_id: str) -> tuple[Principal | None, str | None]:
         """The key and its secret (for checking a SigV4 signature), if active."""
+        if ACCESS_KEY_ID.fullmatch(access_key_id) is None:
+            return None, None  # not one of ours: no query, nothing cached
         return self._lookup("akid:" + access_key_id, lambda repo: repo.by_access_key(access_key_id))
 
     def _fresh(self, cache_key: str) -> tuple[Principal | None, str | None] | None:
         with self._lock:
             hit = self._cache.get(cache_key)
+            if hit is not None:
+                self._cache.move_to_end(cache_key)
         if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1], hit[2]
         return None
@@ -127,4 +139,12 @@ class KeyService:
                 secret = self.box.open(row.secret_encrypted)
         with self._lock:
             self._cache[cache_key] = (now, principal, secret)
+            self._cache.move_to_end(cache_key)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
         return principal, secret
+
+    def cached_entries(self) -> int:
+        """How many lookups this process keeps in memory (at most ``CACHE_ENTRIES``)."""
+        with self._lock:
+            return len(self._cache)

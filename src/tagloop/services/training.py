@@ -30,7 +30,15 @@ from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.domain.validation import label_list
-from tagloop.errors import AlreadyExists, DatasetInvalid, NotFound, ResourceInUse, Stopped, TagloopError
+from tagloop.errors import (
+    AlreadyExists,
+    DatasetInvalid,
+    NotFound,
+    ResourceInUse,
+    ResourceUnavailable,
+    Stopped,
+    TagloopError,
+)
 from tagloop.jobs.port import JobContext, JobKindBase, JobQueue
 from tagloop.recipes import tfidf_linear
 from tagloop.recipes.base import Progress, predict
@@ -219,16 +227,19 @@ class TrainingService:
         """Fit a version's model, evaluate it and store its files; returns the columns that
         record it (metrics, artifact, timings, warnings). Changes no status: its job does."""
         version_id, labels, params = row.id, list(row.labels), row.parameters
+        train_id, test_id = row.train_dataset_id, row.test_dataset_id
+        if train_id is None or test_id is None:  # a dataset's row deleted under its version
+            raise ResourceUnavailable(f"the data of version {row.name} is gone; train a new version")
         timings = dict(row.timings)
         started = time.perf_counter()
         with self.database.reading() as session:
             documents = DocumentRepository(session)
-            train_rows = documents.labels(row.train_dataset_id, Split.TRAIN)
-            gold_rows = documents.labels(row.test_dataset_id, Split.TEST)
+            train_rows = documents.labels(train_id, Split.TRAIN)
+            gold_rows = documents.labels(test_id, Split.TEST)
             model = RECIPES[row.recipe].fit(
                 mode,
                 labels,
-                documents.texts(row.train_dataset_id, Split.TRAIN),
+                documents.texts(train_id, Split.TRAIN),
                 [labels_ for _, labels_ in train_rows],
                 params,
                 n_jobs=self.settings.train_jobs,
@@ -239,7 +250,7 @@ class TrainingService:
             timings["fit_seconds"] = round(fitted - started, 3)
             report(0.9, "evaluating on the test set")
             predicted: list[list[str]] = []
-            for _, picks in predict(model, documents.texts(row.test_dataset_id, Split.TEST)):
+            for _, picks in predict(model, documents.texts(test_id, Split.TEST)):
                 predicted.extend([labels[i] for i in doc] for doc in picks)
         gold = [labels_ for _, labels_ in gold_rows]
         evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted) if gold else None

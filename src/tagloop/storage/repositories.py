@@ -8,7 +8,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, cast, func, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from tagloop.domain.records import JobStatus
@@ -24,6 +38,12 @@ from tagloop.storage.tables import (
     PredictionRow,
     utcnow,
 )
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (its result is a cursor result)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 class ClassifierRepository:
@@ -169,7 +189,7 @@ class ModelVersionRepository:
             .where(ModelVersionRow.id == version_id, ModelVersionRow.status.in_(list(when)))
             .values(status=status, **fields)
         )
-        return bool(result.rowcount == 1)
+        return bool(_rowcount(result) == 1)
 
     def set_status(self, version_id: int, status: str, **fields: Any) -> None:
         values = {"status": status, **fields}
@@ -344,7 +364,7 @@ class JobRepository:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if claimed.rowcount == 1:
+            if _rowcount(claimed) == 1:
                 row = self.session.get(JobRow, candidate, populate_existing=True)
                 assert row is not None
                 return row
@@ -359,7 +379,7 @@ class JobRepository:
         result = self.session.execute(
             update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1
+        return _rowcount(result) == 1
 
     def renew(self, job_ids: Sequence[str], owner: str, lease_seconds: float) -> set[str]:
         """Extend the leases ``owner`` still holds; returns the ids it holds."""
@@ -432,13 +452,14 @@ class PredictionRepository:
         if not rows:
             return
         table = PredictionRow.__table__
+        assert isinstance(table, Table)
         dialect = self.session.get_bind().dialect
         text = bindparam("result", type_=Text)
         if dialect.name == "postgresql":  # a text parameter cast to the column's JSONB
             as_json: Any = cast(text, table.c.result.type.dialect_impl(dialect))
         else:  # SQLite keeps JSON as text: store the text itself
             as_json = type_coerce(text, Text)
-        self.session.execute(table.insert().values(result=as_json), list(rows))
+        self.session.execute(insert(table).values(result=as_json), list(rows))
 
     def get(self, prediction_id: str) -> PredictionRow:
         row = self.session.get(PredictionRow, prediction_id)

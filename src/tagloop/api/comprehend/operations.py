@@ -1,124 +1,28 @@
-"""Amazon Comprehend-compatible API, in both protocols AWS SDKs speak to Comprehend:
-
-- JSON 1.1: `POST /` with `X-Amz-Target: Comprehend_20171127.<Operation>` (boto3 today);
-- Smithy RPC v2 CBOR: `POST /service/Comprehend_20171127/operation/<Operation>` with a CBOR
-  body and `smithy-protocol: rpc-v2-cbor` (the protocol newer SDKs move AWS services to).
-
-Requests are signed with AWS Signature V4 by a tagloop key, so
-`boto3.client("comprehend", endpoint_url=...)` works unchanged. Errors come back in
-Comprehend's shape: ``{"__type": "...", "message": "..."}`` with AWS's status codes, in the
-request's protocol: the routes raise, and the app's exception handlers (``api/server.py``)
-answer through :func:`aws_error` for every path :func:`protocol_of` knows.
-"""
+"""The Comprehend operations: each takes a request body (already decoded, authorized and
+validated against Comprehend's model by the transport) and returns the response body, in
+Comprehend's member names, calling tagloop's services. Nothing here knows the protocol."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import inspect
-import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import cbor2
-import orjson
-from cbor2 import CBORTag
-from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Scope
 
 from tagloop.api.coalesce import Coalescer
-from tagloop.api.comprehend_input import validate
-from tagloop.api.direct import DirectRoute
-from tagloop.api.errors import comprehend_error
-from tagloop.api.sigv4 import verify
+from tagloop.api.comprehend.arns import Arns
+from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode
-from tagloop.errors import (
-    AccessDenied,
-    InvalidRequest,
-    JobNotFound,
-    LimitExceeded,
-    NotFound,
-    TagloopError,
-    UnknownOperation,
-    UnreadableBody,
-)
+from tagloop.errors import InvalidRequest, JobNotFound, LimitExceeded, NotFound
 from tagloop.services.batch import COMPREHEND_LAYOUT, BatchJob, BatchRequest
 from tagloop.services.training import TrainRequest
-
-router = APIRouter(route_class=DirectRoute)  # hot: answered ahead of the app's stack
-SERVICE = "Comprehend_20171127"
-TARGET_PREFIX = f"{SERVICE}."
-SIGNING_NAME = "comprehend"  # the service a SigV4 credential scope must name
-TIMESTAMPS = frozenset(
-    {
-        "SubmitTime",
-        "EndTime",
-        "TrainingStartTime",
-        "TrainingEndTime",
-        "CreationTime",
-        "LastModifiedTime",
-        "LatestVersionCreatedAt",
-    }
-)
-CONTENT_TYPE = "application/x-amz-json-1.1"
-
-
-def _aws_response(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(payload), status_code=status, media_type=CONTENT_TYPE)
-
-
-def protocol_of(scope: Scope) -> str | None:
-    """The protocol of the Comprehend API a request's path belongs to (``"json"``, ``"cbor"``),
-    ``None`` for the native API's paths: errors are answered in the door's own shape."""
-    path = scope.get("path", "")
-    if path == "/" and scope.get("method") == "POST":
-        return "json"
-    if path.startswith(f"/service/{SERVICE}/"):
-        return "cbor"
-    return None
-
-
-def aws_error(exc: TagloopError, protocol: str = "json") -> Response:
-    """``exc`` in Comprehend's shape (``__type``, ``message``; AWS's status), in ``protocol``."""
-    payload, status = comprehend_error(exc)
-    return _cbor_response(payload, status) if protocol == "cbor" else _aws_response(payload, status)
-
-
-class Arns:
-    def __init__(self, region: str, account: str) -> None:
-        self.prefix = f"arn:aws:comprehend:{region}:{account}"
-
-    def classifier(self, name: str, version: str | None = None) -> str:
-        suffix = f"/version/{version}" if version else ""
-        return f"{self.prefix}:document-classifier/{name}{suffix}"
-
-    def endpoint(self, name: str) -> str:
-        return f"{self.prefix}:document-classifier-endpoint/{name}"
-
-    def job(self, job_id: str) -> str:
-        return f"{self.prefix}:document-classification-job/{job_id}"
-
-    @staticmethod
-    def parse_classifier(arn: str) -> tuple[str, str | None]:
-        resource = arn.split(":", 5)[-1]
-        kind, _, rest = resource.partition("/")
-        if kind != "document-classifier" or not rest:
-            raise InvalidRequest(f"not a document classifier ARN: {arn!r}")
-        name, _, version = rest.partition("/version/")
-        return name, version or None
-
-    @staticmethod
-    def parse_endpoint(arn: str) -> str:
-        resource = arn.split(":", 5)[-1]
-        kind, _, name = resource.partition("/")
-        if kind != "document-classifier-endpoint" or not name:
-            raise InvalidRequest(f"not a document classifier endpoint ARN: {arn!r}")
-        return name
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -163,7 +67,7 @@ class ComprehendApi:
     or read files and are called on a worker thread.
     """
 
-    def __init__(self, tagloop: Any, coalescer: Coalescer) -> None:
+    def __init__(self, tagloop: Tagloop, coalescer: Coalescer) -> None:
         self.tagloop = tagloop
         self.coalescer = coalescer
         self.arns = Arns(tagloop.settings.aws_region, tagloop.settings.aws_account_id)
@@ -175,7 +79,9 @@ class ComprehendApi:
         database or load the model."""
         text, name = self._classify_request(body)
         endpoints = self.tagloop.endpoints
-        serving = endpoints.cached(name) or await run_in_threadpool(endpoints.serving, name)
+        serving = endpoints.cached(name)
+        if serving is None:
+            serving = await run_in_threadpool(endpoints.serving, name)
         top = self.tagloop.predictions.answer_top(serving.model)
         (prediction,) = await self.coalescer(serving.model, [text], top)
         if prediction.error is not None:
@@ -438,87 +344,3 @@ COROUTINES: dict[str, Callable[[ComprehendApi, dict[str, Any]], Awaitable[dict[s
     if name[0].isupper() and inspect.iscoroutinefunction(getattr(ComprehendApi, name))
 }
 """The operations run on the event loop (ClassifyDocument, the hot path)."""
-SCOPES = {"ClassifyDocument": "classify"}
-
-
-def _authorize(tagloop: Any, request: Request, operation: str, raw: bytes) -> None:
-    if not tagloop.settings.auth:
-        return
-    settings = tagloop.settings
-    region = None if settings.aws_any_region else settings.aws_region
-    headers = request.headers.items()  # repeated headers kept: SigV4 signs them joined
-    principal = verify(tagloop.keys, request.method, str(request.url), headers, raw, (SIGNING_NAME,), region)
-    scope = SCOPES.get(operation, "admin")
-    if not principal.allows(scope):
-        raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")
-
-
-async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one operation: ClassifyDocument on the event loop (it goes to a worker thread only
-    to resolve an endpoint this process does not have in memory); anything else, which may
-    touch the database or read files, on a worker thread."""
-    coroutine = COROUTINES.get(operation)
-    handler = OPERATIONS.get(operation)
-    if coroutine is None and handler is None:
-        raise UnknownOperation(f"{operation} is not supported")
-    validate(operation, body)  # Comprehend's own model: types, required members, ranges, enums, patterns
-    api = ComprehendApi(request.app.state.tagloop, request.app.state.coalescer)
-    if coroutine is not None:
-        return await coroutine(api, body)
-    assert handler is not None
-    return await run_in_threadpool(handler, api, body)
-
-
-@router.post("/", include_in_schema=False)
-async def comprehend(request: Request) -> Response:
-    """Every Comprehend operation in the JSON 1.1 protocol; SigV4, scope checked per operation."""
-    tagloop = request.app.state.tagloop
-    raw = await request.body()
-    target = request.headers.get("x-amz-target", "")
-    if not target.startswith(TARGET_PREFIX):
-        raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
-    operation = target.removeprefix(TARGET_PREFIX)
-    _authorize(tagloop, request, operation, raw)
-    try:
-        body = orjson.loads(raw or b"{}")  # UTF-8 only, no NaN, no lone surrogates, nesting bounded
-    except orjson.JSONDecodeError as exc:
-        raise UnreadableBody(f"request body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise UnreadableBody("request body must be a JSON object")
-    return _aws_response(await _call(request, operation, body))
-
-
-@router.post(f"/service/{SERVICE}/operation/{{operation}}", include_in_schema=False)
-async def comprehend_cbor(operation: str, request: Request) -> Response:
-    """Every Comprehend operation in the Smithy RPC v2 CBOR protocol (newer AWS SDKs)."""
-    tagloop = request.app.state.tagloop
-    raw = await request.body()
-    _authorize(tagloop, request, operation, raw)
-    try:
-        body = cbor2.loads(raw) if raw else {}
-    except (cbor2.CBORDecodeError, ValueError) as exc:
-        raise UnreadableBody(f"request body is not CBOR: {exc}") from exc
-    if not isinstance(body, dict):
-        raise UnreadableBody("request body must be a CBOR map")
-    return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
-
-
-def _cbor_response(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(
-        cbor2.dumps(payload),
-        status_code=status,
-        media_type="application/cbor",
-        headers={"smithy-protocol": "rpc-v2-cbor"},
-    )
-
-
-def _tag_timestamps(value: Any) -> Any:
-    """Timestamps as CBOR epoch-based dates (tag 1), as the protocol encodes them."""
-    if isinstance(value, dict):
-        return {
-            key: CBORTag(1, item) if key in TIMESTAMPS and isinstance(item, float) else _tag_timestamps(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [_tag_timestamps(item) for item in value]
-    return value

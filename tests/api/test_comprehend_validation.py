@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 import botocore.session
 import pytest
 
-from tagloop.api.comprehend import OPERATIONS
-from tagloop.api.comprehend_input import (
+from tagloop.api.comprehend.input import (
     MAX_SHOWN_ERRORS,
     SAME_INPUT,
     SEPARATORS,
@@ -19,6 +18,7 @@ from tagloop.api.comprehend_input import (
     java_pattern,
     validate,
 )
+from tagloop.api.comprehend.operations import OPERATIONS
 from tagloop.errors import ValidationFailed
 
 ENDPOINT = "arn:aws:comprehend:us-east-1:123456789012:document-classifier-endpoint/desk"
