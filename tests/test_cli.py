@@ -6,6 +6,8 @@ import csv
 import gzip
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -359,3 +361,370 @@ def test_batch_writes_its_own_layout_or_comprehends(trained, tmp_path):
         ("in.txt", 1, "BILLING"),
     ]
     assert "layout must be one of tagloop, comprehend" in refused(wrong)
+
+
+# ---- the first hour (issue 12) ---------------------------------------------------------------------
+def ticket_export(path: Path, tickets) -> Path:
+    """What a ticket system exports: a header, an id, a subject, a description, a category."""
+    rows = [["ticket_id", "subject", "description", "category"]]
+    rows += [[f"INC{100000 + i}", text[:30], text, label] for i, (label, text) in enumerate(tickets[:300])]
+    return write_tickets(path, rows)
+
+
+def test_a_ticket_export_is_refused_until_its_columns_are_named(tmp_path, tickets):
+    """Was: trained with 301 ticket ids as labels, six scikit-learn warnings on stderr; then
+    `column text not in the header` for a column never typed, and 300 `missing label` rows."""
+    export = ticket_export(tmp_path / "export.csv", tickets)
+    plain, label_only, text_only, both = finish(
+        start("train", "desk", "--data", str(export), data_dir=tmp_path / "a"),
+        start("train", "desk", "--data", str(export), "--label-column", "category", data_dir=tmp_path / "b"),
+        start(
+            "train", "desk", "--data", str(export), "--text-column", "description", data_dir=tmp_path / "c"
+        ),
+        start(
+            "train",
+            "desk",
+            "--data",
+            str(export),
+            "--text-column",
+            "subject,description",
+            "--label-column",
+            "category",
+            "--json",
+            data_dir=tmp_path / "d",
+        ),
+    )
+    columns = "(columns: ticket_id, subject, description, category)"
+    for result, expected in (
+        (
+            plain,
+            f"error: {export}: the first row looks like a header (ticket_id, subject, description, category) "
+            "and the first column is not a label column: 301 distinct labels for 301 documents, 301 of them "
+            "on one document only (ids, not classes a model can learn). A Comprehend CSV has no header and "
+            "its label first; to read this file by its header, name its columns: "
+            "--text-column subject,description --label-column category",
+        ),
+        (
+            label_only,
+            "error: no text column: name the column(s) holding the text with --text-column, "
+            f"e.g. --text-column subject,description {columns}",
+        ),
+        (
+            text_only,
+            "error: no label column: name the column holding the labels with --label-column, "
+            f"e.g. --label-column category {columns}",
+        ),
+    ):
+        assert refused(result).strip() == expected
+    trained = one_json_document(ok(both))
+    assert trained["labels"] == TICKET_LABELS
+    assert trained["documents"]["train"] + trained["documents"]["test"] == 300
+    assert "Warning" not in both.stderr
+    for data_dir in ("a", "b", "c"):  # nothing stored
+        assert json.loads(ok(run("classifiers", "--json", data_dir=tmp_path / data_dir))) == []
+
+
+def test_library_warnings_never_reach_the_terminal(tmp_path):
+    """40 documents with 25 labels: scikit-learn warned six times (a UserWarning with a source
+    line each) that there are many classes; tagloop's own warning says what matters."""
+    labels = [f"PAIR{i // 2}" for i in range(30)] + [f"ONE{i}" for i in range(10)]
+    data = write_tickets(
+        tmp_path / "small.csv",
+        [[label, f"text {i} about {label.lower()} things"] for i, label in enumerate(labels)],
+    )
+    result = run("train", "small", "--data", str(data), data_dir=tmp_path / "data")
+    ok(result)
+    assert "Warning" not in result.stderr and "sklearn" not in result.stderr
+    assert "warning: 25 labels have fewer than 10 documents" in result.stderr
+
+
+def test_rejected_rows_beyond_fifty_are_counted_and_all_go_to_the_errors_file(tmp_path):
+    data = tmp_path / "bad.csv"
+    data.write_text("NETWORK,vpn down\n" + "".join(f"BAD{i},\n" for i in range(300)))
+    listed, filed = finish(
+        start("train", "desk", "--data", str(data), data_dir=tmp_path / "a"),
+        start(
+            "train",
+            "desk",
+            "--data",
+            str(data),
+            "--errors",
+            str(tmp_path / "rejected.txt"),
+            data_dir=tmp_path / "b",
+        ),
+    )
+    lines = refused(listed).splitlines()
+    assert lines[0].startswith(f"error: {data}: 300 rows rejected")
+    assert lines[1:51] == [f"  {data}:{line}: empty text" for line in range(2, 52)]
+    assert lines[51:] == [
+        "  ... and 250 more: only the first 50 rejected rows are shown here; --errors FILE writes every one "
+        "to a file"
+    ]
+    assert refused(filed).splitlines()[-1] == f"  every rejected row is in {tmp_path / 'rejected.txt'}"
+    written = (tmp_path / "rejected.txt").read_text().splitlines()
+    assert written == [f"{data}:{line}: empty text" for line in range(2, 302)]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rejected")] == []  # no temporary left
+
+
+def test_serve_refuses_a_bad_address_in_one_line(tmp_path):
+    """Was a 97-line traceback (--port 70000), or uvicorn's log and `make: *** Error 3`."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out_of_range, in_use, no_host = finish(
+            start("serve", "--port", "70000", data_dir=tmp_path / "a"),
+            start("serve", "--port", str(port), data_dir=tmp_path / "b"),
+            start("serve", "--host", "no-such-host.invalid", data_dir=tmp_path / "c"),
+        )
+    for result, expected in (
+        (out_of_range, "error: --port must be between 1 and 65535, not 70000"),
+        (
+            in_use,
+            f"error: cannot listen on 127.0.0.1:{port}: it is in use (another server is running there?); "
+            "choose another with --port (make run PORT=...)",
+        ),
+        (no_host, "error: cannot listen on host 'no-such-host.invalid': "),
+    ):
+        stderr = refused(result)
+        assert stderr.startswith(expected), stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert result.returncode == 1
+
+
+def test_bad_option_values_are_refused(trained):
+    data_dir = trained[0]
+    status, top, limit = finish(
+        start("jobs", "--status", "bogus", data_dir=data_dir),
+        start("classify", "desk", "printer jammed", "--top", "-1", data_dir=data_dir),
+        start("jobs", "--limit", "0", data_dir=data_dir),
+    )
+    assert refused(status).strip() == (
+        "error: unknown job status 'bogus': use one of SUBMITTED, IN_PROGRESS, COMPLETED, FAILED, "
+        "STOP_REQUESTED, STOPPED"
+    )
+    assert refused(top).strip() == "error: --top must be 0 (every class) or more, not -1"
+    assert refused(limit).strip() == "error: --limit must be 1 or more, not 0"
+    every, three = finish(
+        start("classify", "desk", "printer jammed", "--top", "0", "--json", data_dir=data_dir),
+        start("classify", "desk", "printer jammed", "--top", "3", data_dir=data_dir),
+    )
+    assert len(one_json_document(ok(every))["Classes"]) == 6
+    assert len(ok(three).strip().split("\t")) == 3
+
+
+def on_a_terminal(*args: str, data_dir: Path, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Run tagloop with stdin and stdout on an 80-column terminal (a pty), stderr on a pipe;
+    ``stdin`` is typed once stderr has said something (or at once if it is not expected to)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("TAGLOOP_")}
+    environment |= {"COLUMNS": "80", "LINES": "24", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [*COMMAND, "--data-dir", str(data_dir), *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=environment,
+    )
+    os.close(slave)
+    output = b""
+    errors = b""
+    try:
+        if stdin is not None:
+            ready, _, _ = select.select([process.stderr], [], [], 120)  # a bound, not a timing check
+            assert ready, "nothing on stderr"
+            errors += os.read(process.stderr.fileno(), 65536)
+            os.write(master, stdin)
+        while True:
+            ready, _, _ = select.select([master], [], [], 120)
+            assert ready, "no output"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        errors += process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode()).replace("\r\n", "\n")
+    return process.returncode, text, errors.decode()
+
+
+def test_classify_on_a_terminal_says_it_reads_stdin(trained):
+    """Was a silent wait for input."""
+    status, output, errors = on_a_terminal(
+        "classify", "desk", data_dir=trained[0], stdin=b"the printer is jammed\n\x04"
+    )
+    assert status == 0, errors
+    assert errors.startswith("reading documents from stdin, one per line; end with Ctrl-D")
+    assert output.strip().splitlines()[-1].startswith("HARDWARE:")
+
+
+def test_ids_are_shown_whole_and_taken_by_any_unique_prefix(trained):
+    """Was `3784bf…` at 80 columns, then `no job '3784bf'`."""
+    data_dir = trained[0]
+    jobs = json.loads(ok(run("jobs", "--json", data_dir=data_dir)))
+    assert len(jobs) >= 2
+    status, table, errors = on_a_terminal("jobs", data_dir=data_dir)
+    assert status == 0, errors
+    assert max(len(line) for line in table.splitlines()) <= 80
+    for job in jobs:
+        assert job["id"] in table
+    first = jobs[0]["id"]
+    shown, stopped = finish(
+        start("jobs", "show", first[:6], "--json", data_dir=data_dir),
+        start("jobs", "show", "zz", data_dir=data_dir),
+    )
+    assert one_json_document(ok(shown))["id"] == first
+    assert refused(stopped).strip() == "error: no job 'zz'"
+
+    for name in ("first-key", "second-key"):
+        ok(run("keys", "create", "--name", name, data_dir=data_dir))
+    keys = json.loads(ok(run("keys", "list", "--json", data_dir=data_dir)))
+    status, table, _ = on_a_terminal("keys", "list", data_dir=data_dir)
+    assert status == 0 and all(key["access_key_id"] in table for key in keys)
+    revoked, ambiguous = finish(
+        start("keys", "revoke", keys[0]["access_key_id"][:8], "--json", data_dir=data_dir),
+        start("keys", "revoke", "TL", data_dir=data_dir),
+    )
+    assert one_json_document(ok(revoked))["revoked_at"] is not None
+    ids = ", ".join(sorted(key["access_key_id"] for key in keys))
+    assert (
+        refused(ambiguous).strip()
+        == f"error: 'TL' is the start of several access key ids ({ids}): give more characters"
+    )
+
+
+def test_classifiers_and_versions_are_deleted_unless_served(tmp_path, tickets):
+    data = write_tickets(tmp_path / "tickets.csv", tickets)
+    data_dir = tmp_path / "data"
+    for _ in range(2):
+        ok(run("train", "desk", "--data", str(data), data_dir=data_dir))
+    ok(run("endpoints", "create", "help", "--classifier", "desk", "--version", "v1", data_dir=data_dir))
+    version, classifier = finish(
+        start("versions", "delete", "desk", "v1", data_dir=data_dir),
+        start("classifiers", "delete", "desk", data_dir=data_dir),
+    )
+    assert refused(version).strip() == (
+        "error: version v1 is served by endpoint(s) help: move or delete the endpoint(s) first"
+    )
+    assert refused(classifier).strip() == (
+        "error: classifier 'desk' is served by endpoint(s) help: delete the endpoint(s) first"
+    )
+    deleted = run("versions", "delete", "desk", "v2", data_dir=data_dir)
+    assert ok(deleted) == "" and deleted.stderr.strip() == "deleted desk v2"
+    assert [v["version"] for v in json.loads(ok(run("versions", "desk", "--json", data_dir=data_dir)))] == [
+        "v1"
+    ]
+    ok(run("endpoints", "delete", "help", data_dir=data_dir))
+    deleted = one_json_document(ok(run("classifiers", "delete", "desk", "--json", data_dir=data_dir)))
+    assert deleted == {"classifier": "desk", "versions": 1, "documents": 828}
+    listed, missing = finish(
+        start("classifiers", "--json", data_dir=data_dir),
+        start("versions", "delete", "desk", "v1", data_dir=data_dir),
+    )
+    assert json.loads(ok(listed)) == []
+    assert refused(missing).strip() == "error: no classifier named 'desk'"
+    assert not any((data_dir / "artifacts" / "models").iterdir())
+
+
+def table_rows(output: str, title: str) -> list[list[str]]:
+    """The cells of the body rows of the Rich table printed under ``title``."""
+    lines = output[output.index(title) :].splitlines()
+    body = lines[lines.index(next(line for line in lines if line.startswith("┡"))) + 1 :]
+    rows = []
+    for line in body:
+        if line.startswith("└"):
+            break
+        rows.append([cell.strip() for cell in line.strip("│").split("│")])
+    return rows
+
+
+def test_a_version_shows_per_label_figures_and_its_confusion_matrix(trained):
+    """Was the list's one row."""
+    data_dir = trained[0]
+    shown, as_json = finish(
+        start("versions", "desk", "v1", data_dir=data_dir),
+        start("versions", "desk", "v1", "--json", data_dir=data_dir),
+    )
+    output, full = ok(shown), one_json_document(ok(as_json))
+    assert output.startswith("desk v1: TRAINED, MULTI_CLASS, 6 labels, 372 training and 42 test documents")
+    per_label = table_rows(output, "per label")
+    assert [row[0] for row in per_label] == TICKET_LABELS
+    for label, precision, recall, f1, support in per_label:
+        figures = full["per_label"][label]
+        assert (precision, recall, f1) == tuple(f"{figures[k]:.4f}" for k in ("precision", "recall", "f1"))
+        assert int(support) == figures["support"]
+    matrix = [
+        [0 if cell == "." else int(cell) for cell in row[2:]]
+        for row in table_rows(output, "confusion matrix")
+    ]
+    assert matrix == full["confusion_matrix"]["confusion_matrix"]
+    assert sum(matrix[i][i] for i in range(6)) / 42 == pytest.approx(full["metrics"]["Accuracy"])
+
+
+def test_a_confusion_matrix_of_many_labels_shows_the_largest(capsys):
+    from tagloop import cli
+
+    labels = [f"LABEL{i:02d}" for i in range(25)]
+    matrix = [
+        [(i + 1) * 2 if i == j else (1 if j == (i + 1) % 25 else 0) for j in range(25)] for i in range(25)
+    ]
+    cli._confusion_matrix(labels, matrix)
+    output = capsys.readouterr().out
+    assert "(the 20 labels with most test documents of 25; --json for all)" in " ".join(output.split())
+    rows = table_rows(output, "confusion matrix")
+    assert [row[1] for row in rows] == labels[5:]  # the most documents: the last 20
+    assert all(len(row) == 22 for row in rows)
+
+
+def test_evaluate_writes_its_errors_and_classify_echoes_its_input(trained, tickets, tmp_path):
+    data_dir = trained[0]
+    holdout = write_tickets(tmp_path / "holdout.csv", [*tickets[-60:], ("FACILITIES", "the lift is stuck")])
+    errors = tmp_path / "errors.jsonl"
+    evaluated, echoed, echoed_json = finish(
+        start(
+            "evaluate", "desk", "--data", str(holdout), "--errors", str(errors), "--json", data_dir=data_dir
+        ),
+        start(
+            "classify", "desk", "--with-text", data_dir=data_dir, stdin="printer\tjammed\n\nmy vpn drops\n"
+        ),
+        start("classify", "desk", "printer jammed", "--with-text", "--json", data_dir=data_dir),
+    )
+    result = one_json_document(ok(evaluated))
+    records = [json.loads(line) for line in errors.read_text().splitlines()]
+    wrong = round((1 - result["metrics"]["Accuracy"]) * result["documents"])
+    assert len(records) == wrong and wrong >= 1
+    assert f"{wrong} misclassified document(s) written to {errors}" in evaluated.stderr
+    assert records[-1] == {
+        "line": 61,
+        "text": "the lift is stuck",
+        "labels": ["FACILITIES"],
+        "predicted": records[-1]["predicted"],
+        "scores": records[-1]["scores"],
+    }
+    for record in records:
+        assert record["predicted"] != record["labels"] and set(record["predicted"]) <= set(record["scores"])
+        assert record["text"] == ([*tickets[-60:], ("", "the lift is stuck")][record["line"] - 1][1])
+    assert result["warnings"] == ["labels the model was not trained on (it never predicts them): FACILITIES"]
+
+    assert echoed.returncode == 1  # the empty line cannot be classified: said so, in its place
+    first, empty, vpn = echoed.stdout.splitlines()
+    assert first.startswith("HARDWARE:") and first.endswith("\tprinter jammed")  # a tab in the text: a space
+    assert empty == "ERROR\tempty text\t"
+    assert vpn.startswith("NETWORK:") and vpn.endswith("\tmy vpn drops")
+    document = one_json_document(ok(echoed_json))
+    assert document["Text"] == "printer jammed" and document["Classes"][0]["Name"] == "HARDWARE"

@@ -6,25 +6,32 @@ and errors go to stderr. User mistakes exit with status 1 and a one-line reason,
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import socket
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
-from tagloop.errors import ConfigurationError, DatasetInvalid, TagloopError
+from tagloop.errors import ConfigurationError, DatasetInvalid, InvalidRequest, TagloopError
 
 if TYPE_CHECKING:  # imported where used: `tagloop --help` stays fast
     from tagloop.app import Tagloop
     from tagloop.domain.predictions import Prediction
+    from tagloop.errors import RowIssue
     from tagloop.settings import Settings
 
 app = typer.Typer(
@@ -48,6 +55,7 @@ class State:
     """Settings given as global CLI options; they override TAGLOOP_* variables."""
 
     overrides: ClassVar[dict[str, Any]] = {}
+    errors_file: ClassVar[str | None] = None  # where `train --errors` writes every rejected row
 
 
 def _settings() -> Settings:
@@ -74,13 +82,23 @@ def _tagloop() -> Iterator[Tagloop]:
 EXIT_STATUS = 1
 
 
+ROWS_LISTED = 50  # rejected rows listed on stderr; `--errors FILE` writes every one
+
+
 def _fail(exc: TagloopError) -> None:
     stderr.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
     if isinstance(exc, DatasetInvalid):
-        for issue in exc.issues[:50]:
+        for issue in exc.issues[:ROWS_LISTED]:
             stderr.print(f"  {exc.source}:{issue.line}: {issue.reason}", markup=False, highlight=False)
-        if len(exc.issues) > 50:
-            stderr.print(f"  ... and {len(exc.issues) - 50} more", markup=False)
+        if State.errors_file is not None:
+            stderr.print(f"  every rejected row is in {State.errors_file}", markup=False, highlight=False)
+        elif len(exc.issues) > ROWS_LISTED:
+            stderr.print(
+                f"  ... and {len(exc.issues) - ROWS_LISTED:,} more: only the first {ROWS_LISTED} rejected "
+                "rows are shown here; --errors FILE writes every one to a file",
+                markup=False,
+                highlight=False,
+            )
     raise typer.Exit(EXIT_STATUS)
 
 
@@ -151,6 +169,43 @@ def _warn(warnings: list[str] | None) -> None:
         stderr.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
 
 
+@contextmanager
+def _output_file(path: str, keep_on_error: bool = False) -> Iterator[IO[str]]:
+    """A text file written under a temporary name in its folder and renamed over ``path`` once
+    complete; when the command fails, kept only with ``keep_on_error`` (it holds what went wrong)."""
+    target = Path(path)
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
+            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
+        )
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with handle:
+            yield handle
+    except BaseException:
+        if keep_on_error:
+            os.replace(handle.name, target)
+        else:
+            Path(handle.name).unlink(missing_ok=True)
+        raise
+    os.replace(handle.name, target)
+
+
+def _print_table(table: Table) -> None:
+    """Print a table; piped, at its natural width (a pipe's console is 80 columns wide)."""
+    if stdout.is_terminal:
+        stdout.print(table)
+        return
+    natural = Console(width=100_000).measure(table).maximum
+    Console(soft_wrap=True, width=max(80, natural)).print(table)
+
+
+def _id_column(table: Table, header: str) -> None:
+    """A column of ids: never cut nor wrapped, so what is shown can be copied back."""
+    table.add_column(header, no_wrap=True, overflow="fold", min_width=len(header))
+
+
 def _metrics_table(metrics: dict[str, float] | None, title: str) -> None:
     if not metrics:
         stdout.print(f"{title}: no metrics (no test documents)")
@@ -160,11 +215,22 @@ def _metrics_table(metrics: dict[str, float] | None, title: str) -> None:
     table.add_column("value", justify="right")
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}")
-    stdout.print(table)
+    _print_table(table)
+
+
+def _quiet_library_warnings() -> None:
+    """Python warnings of libraries (scikit-learn's UserWarnings and the like) go to the logger
+    ``py.warnings``, which a command does not print: its user acts on tagloop's own warnings.
+    ``serve`` and ``worker`` keep them, in their log."""
+    logging.captureWarnings(True)
+    logger = logging.getLogger("py.warnings")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
 
 
 @app.callback()
 def main(
+    context: typer.Context,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (TAGLOOP_DATA_DIR).")] = None,
     database_url: Annotated[str | None, typer.Option(help="Metadata DB URL (TAGLOOP_DATABASE_URL).")] = None,
     artifacts_url: Annotated[
@@ -174,6 +240,8 @@ def main(
     """tagloop: train, evaluate and serve text classifiers."""
     overrides = {"data_dir": data_dir, "database_url": database_url, "artifacts_url": artifacts_url}
     State.overrides = {key: value for key, value in overrides.items() if value is not None}
+    if context.invoked_subcommand not in ("serve", "worker"):
+        _quiet_library_warnings()
 
 
 @app.command()
@@ -194,13 +262,21 @@ def train(
     background: Annotated[
         bool, typer.Option("--background", help="Queue the training job and return its id at once.")
     ] = False,
+    errors: Annotated[
+        str | None,
+        typer.Option(
+            "--errors",
+            metavar="FILE",
+            help=f"Write every rejected row to FILE (the error lists the first {ROWS_LISTED}).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
     from tagloop.domain.records import Mode
     from tagloop.services.training import TrainRequest
 
-    def run() -> dict[str, Any]:
+    def train_with(on_issue: Callable[[str, RowIssue], None] | None) -> dict[str, Any]:
         request = TrainRequest(
             classifier=classifier,
             data=data,
@@ -211,6 +287,7 @@ def train(
             format=format,
             text_columns=_columns(text_column),
             label_column=label_column,
+            on_issue=on_issue,
         )
         with _tagloop() as tagloop:
             if background:
@@ -218,6 +295,17 @@ def train(
                 return tagloop.jobs.show(submission.job_id)
             with _progress() as progress:
                 return tagloop.training.train(request, progress)
+
+    def run() -> dict[str, Any]:
+        if errors is None:
+            return train_with(None)
+        with _output_file(errors, keep_on_error=True) as rejected:
+            State.errors_file = errors
+
+            def write(source: str, row: RowIssue) -> None:
+                rejected.write(f"{source}:{row.line}: {row.reason}\n")
+
+            return train_with(write)
 
     result = _guard(run)
     if background:
@@ -261,15 +349,39 @@ def evaluate(
     format: Annotated[str | None, typer.Option(help="comprehend-csv, csv (header) or jsonl.")] = None,
     text_column: Annotated[str | None, typer.Option(help="Column(s) holding the text.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    errors: Annotated[
+        str | None,
+        typer.Option(
+            "--errors",
+            metavar="FILE",
+            help="Write the misclassified documents to FILE, as JSON lines (line, text, labels, "
+            "predicted, scores).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure a trained version on a labelled file (Comprehend's metrics)."""
 
-    def run() -> dict[str, Any]:
+    def evaluate_with(misclassified: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         with _tagloop() as tagloop:
             return tagloop.predictions.evaluate(
-                classifier, data, version, format, _columns(text_column), label_column
+                classifier, data, version, format, _columns(text_column), label_column, misclassified
             )
+
+    def run() -> dict[str, Any]:
+        if errors is None:
+            return evaluate_with(None)
+        with _output_file(errors) as handle:
+            count = 0
+
+            def write(record: dict[str, Any]) -> None:
+                nonlocal count
+                count += 1
+                handle.write(orjson.dumps(record).decode() + "\n")
+
+            result = evaluate_with(write)
+        stderr.print(f"{count} misclassified document(s) written to {errors}", markup=False, highlight=False)
+        return result
 
     result = _guard(run)
     _warn(result.get("warnings"))
@@ -279,6 +391,7 @@ def evaluate(
     _metrics_table(
         result["metrics"], f"{result['classifier']} {result['version']} on {result['documents']} documents"
     )
+    _evaluation_details(result.get("per_label"), result.get("confusion_matrix"))
 
 
 @app.command()
@@ -286,7 +399,12 @@ def classify(
     classifier: Annotated[str, typer.Argument()],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts; none: read stdin, one per line.")] = None,
     version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
-    top: Annotated[int | None, typer.Option(help="Only the best K classes per document.")] = None,
+    top: Annotated[
+        int | None, typer.Option(help="Only the best K classes per document (0: every class).")
+    ] = None,
+    with_text: Annotated[
+        bool, typer.Option("--with-text", help="Print each input text beside its answer.")
+    ] = False,
     processes: Annotated[
         int, typer.Option(help="Processes extracting features for long inputs (0: one per CPU, up to 4).")
     ] = 0,
@@ -297,25 +415,43 @@ def classify(
     def run() -> int:
         from tagloop.domain import comprehend
 
+        if top is not None and top < 0:
+            raise InvalidRequest(f"--top must be 0 (every class) or more, not {top}")
+        if processes < 0:
+            raise InvalidRequest(f"--processes must be 0 (one per CPU) or more, not {processes}")
         failures = 0
         with _tagloop() as tagloop:
             _, model = tagloop.predictions.model(classifier, version)
-            source = texts if texts else (line.rstrip("\r\n") for line in sys.stdin)
+            if not texts and sys.stdin.isatty():
+                stderr.print(
+                    "reading documents from stdin, one per line; end with Ctrl-D "
+                    f'(or give them as arguments: tagloop classify {classifier} "some text")',
+                    markup=False,
+                    highlight=False,
+                )
+            source: Iterable[str] = texts if texts else (line.rstrip("\r\n") for line in sys.stdin)
+            shown: deque[str] = deque()  # with --with-text: the texts read but not yet answered
+            if with_text:
+                source = _remembered(source, shown)
             write = sys.stdout.write
             workers = processes or min(4, os.cpu_count() or 1)
             for prediction in tagloop.predictions.classify(model, source, top, processes=workers):
                 if prediction.error is not None:
                     failures += 1
+                text = shown.popleft() if with_text else None
                 if as_json:  # as Comprehend answers, and an AWS SDK reports an error
                     document = (
                         comprehend.client_error(prediction.error)
                         if prediction.error is not None
                         else comprehend.result(prediction)
                     )
+                    if text is not None:
+                        document = {"Text": text, **document}
                     write(orjson.dumps(document).decode())
                     write("\n")
                 else:
-                    write(_human_result(prediction) + "\n")
+                    answer = _human_result(prediction, top)
+                    write(f"{answer}\t{_one_line(text)}\n" if text is not None else answer + "\n")
             sys.stdout.flush()
         return failures
 
@@ -325,16 +461,34 @@ def classify(
         raise typer.Exit(EXIT_STATUS)
 
 
-def _human_result(prediction: Prediction) -> str:
+def _remembered(texts: Iterable[str], kept: deque[str]) -> Iterator[str]:
+    """``texts``, each also appended to ``kept`` (the caller takes them back in order)."""
+    for text in texts:
+        kept.append(text)
+        yield text
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _human_result(prediction: Prediction, top: int | None = None) -> str:
     if prediction.error is not None:
         return f"ERROR\t{prediction.error.message}"
-    shown = zip(prediction.labels[:3], prediction.scores[:3], strict=True)
+    limit = 3 if top is None else (top or None)
+    shown = zip(prediction.labels[:limit], prediction.scores[:limit], strict=True)
     return "\t".join(f"{name}:{score:.3f}" for name, score in shown)
 
 
-@app.command()
-def classifiers(as_json: JsonOption = False) -> None:
+classifiers_app = typer.Typer(help="Classifiers: list, delete.", invoke_without_command=True)
+app.add_typer(classifiers_app, name="classifiers")
+
+
+@classifiers_app.callback()
+def classifiers(context: typer.Context, as_json: JsonOption = False) -> None:
     """List classifiers."""
+    if context.invoked_subcommand is not None:
+        return
 
     def run() -> list[dict[str, Any]]:
         with _tagloop() as tagloop:
@@ -347,16 +501,58 @@ def classifiers(as_json: JsonOption = False) -> None:
     table = Table("name", "mode", "versions", "latest trained")
     for row in result:
         table.add_row(row["name"], row["mode"], str(row["versions"]), row["latest_trained_version"] or "-")
-    stdout.print(table)
+    _print_table(table)
 
 
-@app.command()
+@classifiers_app.command("delete")
+def classifiers_delete(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Delete a classifier with all its versions, documents and model files (refused while an
+    endpoint serves one of its versions or one is training)."""
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return tagloop.training.delete_classifier(name)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    stderr.print(
+        f"deleted classifier {result['classifier']}: {result['versions']} version(s), "
+        f"{result['documents']} document(s)",
+        markup=False,
+        highlight=False,
+    )
+
+
+class _VersionsGroup(TyperGroup):
+    """``tagloop versions CLASSIFIER [VERSION]`` lists or shows (the ``show`` command), while
+    ``tagloop versions delete ...`` deletes: a first word that names no command is a classifier."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        formatter.write_usage(ctx.command_path, "CLASSIFIER [VERSION] [--json] | delete CLASSIFIER VERSION")
+
+
+versions_app = typer.Typer(
+    cls=_VersionsGroup,
+    help="Model versions of a classifier: tagloop versions CLASSIFIER [VERSION]; delete.",
+    no_args_is_help=True,
+)
+app.add_typer(versions_app, name="versions")
+
+
+@versions_app.command("show")
 def versions(
     classifier: Annotated[str, typer.Argument()],
     version: Annotated[str | None, typer.Argument(help="Show one version in full.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the model versions of CLASSIFIER, or show one in full."""
+    """List the model versions of CLASSIFIER, or show one in full (also without the word show)."""
 
     def run() -> Any:
         with _tagloop() as tagloop:
@@ -368,9 +564,11 @@ def versions(
     if as_json:
         _emit_json(result)
         return
-    rows = [result] if version is not None else result
+    if version is not None:
+        _version_details(result)
+        return
     table = Table("version", "status", "accuracy", "macro F1", "train", "test", "seconds", "message")
-    for row in rows:
+    for row in result:
         metrics = row.get("metrics") or {}
         table.add_row(
             row["version"],
@@ -382,7 +580,103 @@ def versions(
             f"{row['train_seconds']:.1f}" if row.get("train_seconds") else "-",
             row.get("message") or "",
         )
-    stdout.print(table)
+    _print_table(table)
+
+
+@versions_app.command("delete")
+def versions_delete(
+    classifier: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+) -> None:
+    """Delete a model version and its files (refused while it trains or an endpoint serves it)."""
+
+    def run() -> None:
+        with _tagloop() as tagloop:
+            tagloop.training.delete_version(classifier, version)
+
+    _guard(run)
+    stderr.print(f"deleted {classifier} {version}", markup=False, highlight=False)
+
+
+MATRIX_LABELS = 20  # a text confusion matrix shows at most this many labels
+
+
+def _version_details(row: dict[str, Any]) -> None:
+    """One version for a reader: what it is, its metrics, per-label figures, confusion matrix."""
+    documents = row.get("documents") or {}
+    seconds = f", trained in {row['train_seconds']:.1f} s" if row.get("train_seconds") else ""
+    stdout.print(
+        f"{row['classifier']} {row['version']}: {row['status']}, {row['mode']}, {len(row['labels'] or [])} "
+        f"labels, {documents.get('train', 0)} training and {documents.get('test', 0)} test documents"
+        f"{seconds}",
+        markup=False,
+        highlight=False,
+    )
+    if row.get("message"):
+        stdout.print(f"message: {row['message']}", markup=False, highlight=False)
+    for warning in row.get("warnings") or []:
+        stdout.print(f"warning: {warning}", markup=False, highlight=False)
+    if row["status"] != "TRAINED":
+        return
+    _metrics_table(row.get("metrics"), "test set")
+    _evaluation_details(row.get("per_label"), row.get("confusion_matrix"))
+
+
+def _evaluation_details(
+    per_label: dict[str, dict[str, float]] | None, confusion: dict[str, Any] | None
+) -> None:
+    """The per-label table, and the confusion matrix as text (multi-label: each label's counts)."""
+    if not per_label:
+        return
+    multi_label = confusion is not None and confusion.get("type") == "multi_label"
+    cells = (
+        dict(zip(confusion["labels"], confusion["confusion_matrix"], strict=True))
+        if confusion is not None and multi_label
+        else {}
+    )
+    table = Table(title="per label")
+    table.add_column("label", overflow="fold")
+    for name in ("precision", "recall", "F1", "support", *(("TP", "FP", "FN") if multi_label else ())):
+        table.add_column(name, justify="right")
+    for label, figures in per_label.items():
+        counts = []
+        if label in cells:
+            (_, false_positive), (false_negative, true_positive) = cells[label]
+            counts = [str(true_positive), str(false_positive), str(false_negative)]
+        table.add_row(
+            label,
+            f"{figures['precision']:.4f}",
+            f"{figures['recall']:.4f}",
+            f"{figures['f1']:.4f}",
+            str(figures["support"]),
+            *counts,
+        )
+    _print_table(table)
+    if confusion and not multi_label:
+        _confusion_matrix(confusion["labels"], confusion["confusion_matrix"])
+
+
+def _confusion_matrix(labels: list[str], matrix: list[list[int]]) -> None:
+    """Rows: true labels; columns: predicted, numbered (the numbers stand for the rows' labels).
+    Over MATRIX_LABELS labels, the ones with most test documents are shown."""
+    order = list(range(len(labels)))
+    note = ""
+    if len(labels) > MATRIX_LABELS:
+        order = sorted(order, key=lambda i: -sum(matrix[i]))[:MATRIX_LABELS]
+        order.sort()
+        note = f" (the {MATRIX_LABELS} labels with most test documents of {len(labels)}; --json for all)"
+    table = Table(title=f"confusion matrix: rows true, columns predicted{note}")
+    table.add_column("#", justify="right")
+    table.add_column("true label", overflow="ellipsis", max_width=24)
+    for column in range(len(order)):
+        table.add_column(str(column + 1), justify="right")
+    for number, i in enumerate(order, start=1):
+        table.add_row(
+            str(number),
+            labels[i],
+            *(str(matrix[i][j]) if matrix[i][j] else "." for j in order),
+        )
+    _print_table(table)
 
 
 @app.command()
@@ -453,6 +747,13 @@ def jobs_list(
         return
 
     def run() -> list[dict[str, Any]]:
+        from tagloop.domain.records import JobStatus
+
+        statuses = [member.value for member in JobStatus]
+        if status is not None and status.upper() not in statuses:
+            raise InvalidRequest(f"unknown job status {status!r}: use one of {', '.join(statuses)}")
+        if limit < 1:
+            raise InvalidRequest(f"--limit must be 1 or more, not {limit}")
         with _tagloop() as tagloop:
             return tagloop.jobs.list(limit, status.upper() if status else None)
 
@@ -460,7 +761,10 @@ def jobs_list(
     if as_json:
         _emit_json(result)
         return
-    table = Table("id", "kind", "status", "progress", "classifier", "version", "created", "error")
+    table = Table()
+    _id_column(table, "id")
+    for name in ("kind", "status", "progress", "classifier", "version", "created", "error"):
+        table.add_column(name, overflow="fold")
     for row in result:
         table.add_row(
             row["id"],
@@ -469,16 +773,21 @@ def jobs_list(
             f"{row['progress']:.0%}",
             row["classifier"] or "-",
             row["version"] or "-",
-            (row["created_at"] or "")[:19],
+            (row["created_at"] or "")[:19].replace("T", " "),
             row["error"] or "",
         )
-    stdout.print(table)
+    _print_table(table)
+
+
+JobIdArgument = Annotated[str, typer.Argument(help="Job id, or any unique start of it.")]
 
 
 def _job_action(action: str, job_id: str, as_json: bool) -> None:
+    """Show, stop or retry the job ``job_id`` names: its whole id or any unique start of it."""
+
     def run() -> dict[str, Any]:
         with _tagloop() as tagloop:
-            return getattr(tagloop.jobs, action)(job_id)
+            return getattr(tagloop.jobs, action)(tagloop.jobs.resolve(job_id))
 
     result = _guard(run)
     if as_json:
@@ -490,19 +799,19 @@ def _job_action(action: str, job_id: str, as_json: bool) -> None:
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def jobs_show(job_id: JobIdArgument, as_json: JsonOption = False) -> None:
     """Show one job: status, progress, error, what it produced."""
     _job_action("show", job_id, as_json)
 
 
 @jobs_app.command("stop")
-def jobs_stop(job_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def jobs_stop(job_id: JobIdArgument, as_json: JsonOption = False) -> None:
     """Stop a job: at once if it has not started, within seconds if it runs."""
     _job_action("stop", job_id, as_json)
 
 
 @jobs_app.command("retry")
-def jobs_retry(job_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def jobs_retry(job_id: JobIdArgument, as_json: JsonOption = False) -> None:
     """Queue a FAILED or STOPPED job again."""
     _job_action("retry", job_id, as_json)
 
@@ -538,11 +847,19 @@ keys_app = typer.Typer(help="API keys (scopes classify, review, admin).", no_arg
 app.add_typer(keys_app, name="keys")
 
 
+ID_COLUMNS = ("access_key_id",)  # shown whole: commands take them back
+
+
 def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    table = Table(*columns)
+    table = Table()
+    for column in columns:
+        if column in ID_COLUMNS:
+            _id_column(table, column)
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(str(row.get(column) if row.get(column) is not None else "-") for column in columns))
-    stdout.print(table)
+    _print_table(table)
 
 
 def _run_and_print(action: Callable[[Tagloop], Any], as_json: bool, columns: tuple[str, ...]) -> None:
@@ -639,9 +956,12 @@ def keys_list(as_json: JsonOption = False) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(access_key_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+def keys_revoke(
+    access_key_id: Annotated[str, typer.Argument(help="Access key id, or any unique start of it.")],
+    as_json: JsonOption = False,
+) -> None:
     """Revoke an API key (every server refuses it within seconds)."""
-    _run_and_print(lambda t: t.keys.revoke(access_key_id), as_json, KEY_COLUMNS)
+    _run_and_print(lambda t: t.keys.revoke(t.keys.resolve(access_key_id)), as_json, KEY_COLUMNS)
 
 
 @db_app.command("upgrade")
@@ -707,6 +1027,7 @@ def serve(
     settings = _guard(_settings)
     if not settings.auth:  # --no-auth and TAGLOOP_AUTH=false alike: loopback only
         _guard(lambda: check_bind(host))
+    _guard(lambda: _check_address(host, port, workers))
 
     def prepare() -> None:
         """Migrate the embedded DB (or check the schema) once, before server processes start."""
@@ -733,6 +1054,38 @@ def serve(
     for key, value in State.overrides.items():
         os.environ[f"TAGLOOP_{key.upper()}"] = str(value)
     run_server(host, port, workers, access_log)
+
+
+def _check_address(host: str, port: int, workers: int) -> None:
+    """Refuse, in one line, what uvicorn would fail on after start-up with a log and a
+    traceback: a port out of range, a host that does not resolve, an address in use."""
+    if not 1 <= port <= 65535:
+        raise InvalidRequest(f"--port must be between 1 and 65535, not {port}")
+    if workers < 1:
+        raise InvalidRequest(f"--workers must be 1 or more, not {workers}")
+    try:
+        addresses = {
+            (family, address[:2])
+            for family, _, _, _, address in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        }
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigurationError(f"cannot listen on host {host!r}: {exc}") from exc
+    for family, address in sorted(addresses):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                where = f"[{address[0]}]:{port}" if family == socket.AF_INET6 else f"{address[0]}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    reason = "it is in use (another server is running there?)"
+                else:
+                    reason = exc.strerror or str(exc)
+                raise ConfigurationError(
+                    f"cannot listen on {where}: {reason}; choose another with --port (make run PORT=...)"
+                ) from exc
 
 
 def _announce_admin_key(created: dict[str, Any], host: str, port: int) -> None:

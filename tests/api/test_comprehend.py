@@ -242,6 +242,10 @@ def test_full_flow_with_boto3(server, make_client, protocol):
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         classify.classify_document(Text="hello", EndpointArn=endpoint_arn)
     assert error_code(caught) == "ResourceNotFoundException"
+    # Comprehend has no classifier without a version: deleting the last one deletes the classifier
+    admin.delete_document_classifier(DocumentClassifierArn=second)
+    listed = admin.list_document_classifier_summaries()["DocumentClassifierSummariesList"]
+    assert name not in [summary["DocumentClassifierName"] for summary in listed]
 
 
 def test_errors_in_comprehends_shape(server, make_client):

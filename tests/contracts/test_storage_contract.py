@@ -37,6 +37,7 @@ from tagloop.storage.repositories import (
     ClassifierRepository,
     DatasetRepository,
     DocumentRepository,
+    JobRepository,
     ModelVersionRepository,
 )
 from tagloop.storage.tables import Base, ClassifierRow, DatasetRow, JobRow, ModelVersionRow
@@ -417,6 +418,87 @@ def test_deleting_a_version_and_a_classifier(store, tickets_csv):
         job = session.get_one(JobRow, submitted.job_id)
         assert (job.classifier_id, job.version_id) == (None, None)  # job history outlives it
     assert store.catalog.classifiers() == []
+
+
+def test_deleting_a_classifier_takes_its_versions_documents_and_files(store, tickets_csv):
+    store.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    store.training.train(TrainRequest(classifier="other", data=str(tickets_csv)))
+    job = store.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))["job_id"]
+    files = Path(store.catalog.version("desk", "v1")["artifact"]["path"]).parent.parent
+    assert files.is_dir()
+    created = store.endpoints.create("help", "desk", "v2")
+    with pytest.raises(ResourceInUse, match=r"served by endpoint\(s\) help: delete the endpoint"):
+        store.training.delete_classifier("desk")
+    store.endpoints.delete("help")
+    store.queue.run_now(created["job_id"])
+    with store.database.transaction() as session:  # a job still to run on the classifier
+        classifier_id = ClassifierRepository(session).get("desk").id
+        pending = JobRepository(session).add("batch", {}, classifier_id=classifier_id).id
+    with pytest.raises(ResourceInUse, match=f"used by job\\(s\\) {pending}"):
+        store.training.delete_classifier("desk")
+    with store.database.transaction() as session:
+        JobRepository(session).stop_family(pending)
+    deleted = store.training.delete_classifier("desk")
+    assert deleted == {"classifier": "desk", "versions": 2, "documents": 828}  # two imports of 414
+    counts = row_counts(store)
+    assert (counts["classifiers"], counts["model_versions"], counts["documents"]) == (1, 1, 414)
+    assert not files.exists()
+    assert [c["name"] for c in store.catalog.classifiers()] == ["other"]
+    assert store.jobs.show(job)["classifier"] is None  # job history outlives it
+    with pytest.raises(NotFound, match="no classifier named 'desk'"):
+        store.training.delete_classifier("desk")
+    submitted = store.training.submit(TrainRequest(classifier="other", data=str(tickets_csv)))
+    with pytest.raises(ResourceInUse, match=r"versions in training: v2 \(SUBMITTED\)"):
+        store.training.delete_classifier("other")
+    store.jobs.stop(submitted.job_id)
+    store.training.delete_classifier("other")
+    assert row_counts(store)["documents"] == 0
+
+
+def test_deleting_the_last_version_deletes_the_classifier_only_when_asked(store, tickets_csv):
+    for name in ("kept", "dropped"):
+        store.training.train(TrainRequest(classifier=name, data=str(tickets_csv)))
+        store.training.train(TrainRequest(classifier=name, data=str(tickets_csv)))
+    store.training.delete_version("kept", "v1")
+    store.training.delete_version("kept", "v2")
+    assert [(c["name"], c["versions"]) for c in store.catalog.classifiers()][-1] == ("kept", 0)
+    store.training.delete_version("dropped", "v1", remove_empty_classifier=True)  # not the last
+    assert [c["name"] for c in store.catalog.classifiers()] == ["dropped", "kept"]
+    store.training.delete_version("dropped", "v2", remove_empty_classifier=True)  # the last: it goes
+    assert [c["name"] for c in store.catalog.classifiers()] == ["kept"]
+    assert row_counts(store)["documents"] == 828  # kept's two imports
+
+
+def test_ids_are_found_by_any_unique_prefix_with_like_wildcards_taken_literally(store):
+    with store.database.transaction() as session:
+        jobs = JobRepository(session)
+        for job_id in ("ab_1", "abc%2", "abxx", "ABzz", "b\\x"):
+            jobs.add("batch", {}, id=job_id)
+    with store.database.reading() as session:
+        jobs = JobRepository(session)
+        assert jobs.ids_starting("ab_") == ["ab_1"]  # `_` is no wildcard
+        assert jobs.ids_starting("abc%") == ["abc%2"]  # nor is `%`
+        assert jobs.ids_starting("ab") == ["ab_1", "abc%2", "abxx"]  # case counts, on SQLite too
+        assert jobs.ids_starting("b\\") == ["b\\x"]
+        assert jobs.ids_starting("a", limit=2) == ["ab_1", "abc%2"]
+        assert jobs.ids_starting("AB") == ["ABzz"]
+    assert store.jobs.resolve("abx") == "abxx"
+    assert store.jobs.resolve("ab_1") == "ab_1"
+    with pytest.raises(InvalidRequest) as caught:
+        store.jobs.resolve("ab")
+    assert caught.value.message == (
+        "'ab' is the start of several job ids (ab_1, abc%2, abxx): give more characters"
+    )
+    with pytest.raises(NotFound, match="no job 'zz'"):
+        store.jobs.resolve("zz")
+    with pytest.raises(NotFound, match="no job '%'"):
+        store.jobs.resolve("%")
+    first, second = (store.keys.create(name, "classify")["access_key_id"] for name in ("one", "two"))
+    assert store.keys.resolve(first[:8]) == first and store.keys.resolve(second) == second
+    with pytest.raises(InvalidRequest, match="several access key ids"):
+        store.keys.resolve("TL")
+    with pytest.raises(NotFound, match="no access key 'TL_'"):
+        store.keys.resolve("TL_")
 
 
 # ---- schema checks at start-up -------------------------------------------------------------

@@ -8,7 +8,18 @@ import json
 
 import pytest
 
-from tagloop.domain.formats import COMPREHEND_CSV, CSV, FORMATS, JSONL, FormatSpec, RawRow, read_rows
+from tagloop.domain.formats import (
+    COMPREHEND_CSV,
+    CSV,
+    FORMATS,
+    JSONL,
+    FormatSpec,
+    RawRow,
+    column_options,
+    looks_like_header,
+    read_rows,
+    suggest_columns,
+)
 from tagloop.errors import InvalidRequest, RowIssue
 
 BOM = b"\xef\xbb\xbf"
@@ -46,6 +57,57 @@ def test_comprehend_csv_label_then_text():
 def test_comprehend_csv_has_no_header_row():
     # The first line is data, even if it looks like a header.
     assert read(b"label,text\nA,x\n") == [RawRow(1, "text", "label"), RawRow(2, "x", "A")]
+
+
+def test_comprehend_csv_first_record_keeps_its_columns_for_header_detection():
+    first, second = read(b'ticket_id,subject,"description",category\nA,x,y\n')
+    assert first.fields == ("ticket_id", "subject", "description", "category")
+    assert (first.labels, first.text) == ("ticket_id", "subject,description,category")
+    assert second.fields is None  # only the first: rows stay small
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ["ticket_id", "subject", "description", "category"],
+        ["label", "text"],
+        ["Number", "Short description", "Assignment group"],
+        ["id", "body", "Category"],
+    ],
+)
+def test_rows_of_column_names_look_like_a_header(fields):
+    assert looks_like_header(fields)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ["NETWORK", "vpn down"],  # data: no column name among them
+        ["ACCESS", "Password reset needed for my account today"],  # too many words
+        ["text", "Text"],  # the same name twice
+        ["label"],  # one column
+        ["123", "text"],  # a number
+        ["label", "x" * 60],  # too long for a name
+    ],
+)
+def test_rows_of_data_do_not_look_like_a_header(fields):
+    assert not looks_like_header(fields)
+
+
+def test_columns_are_suggested_from_their_names():
+    header = ["ticket_id", "subject", "description", "category"]
+    assert suggest_columns(header) == (["subject", "description"], "category")
+    assert column_options(header) == "--text-column subject,description --label-column category"
+    servicenow = ["Number", "Short description", "Assignment group", "Opened at"]
+    assert suggest_columns(servicenow) == (["Short description"], "Assignment group")
+    assert column_options(servicenow) == "--text-column 'Short description' --label-column 'Assignment group'"
+    # no column named like text: every column but ids, dates and the label
+    assert suggest_columns(["key", "created_at", "notes", "summary2", "team"]) == (
+        ["notes", "summary2"],
+        "team",
+    )
+    assert suggest_columns(["a", "b"]) == (["a", "b"], None)
+    assert column_options(["a", "b"]) is None  # nothing named like a label: no guess
 
 
 def test_comprehend_csv_quoted_text_with_commas_and_doubled_quotes():
@@ -370,6 +432,30 @@ def test_csv_default_text_column_missing_is_refused():
         read(b"body,labels\nx,A\n", FormatSpec(format=CSV))
     assert "text" in str(caught.value)
     assert "columns: body, labels" in str(caught.value)
+
+
+def test_csv_label_column_alone_says_a_text_column_is_needed():
+    """Was `column text not in the header`, a column the user never named."""
+    spec = FormatSpec(format=CSV, label_column="category")
+    with pytest.raises(InvalidRequest) as caught:
+        read(b"ticket_id,subject,description,category\n1,a,b,C\n", spec)
+    assert str(caught.value) == (
+        "no text column: name the column(s) holding the text with --text-column, e.g. "
+        "--text-column subject,description (columns: ticket_id, subject, description, category)"
+    )
+
+
+def test_csv_without_a_label_column_is_refused_when_labels_are_required():
+    """Was one `missing label` row per line of the file."""
+    spec = FormatSpec(format=CSV, text_columns=("description",))
+    data = b"ticket_id,subject,description,category\n1,a,b,C\n"
+    with pytest.raises(InvalidRequest) as caught:
+        list(read_rows(io.BytesIO(data), spec, require_labels=True))
+    assert str(caught.value) == (
+        "no label column: name the column holding the labels with --label-column, e.g. "
+        "--label-column category (columns: ticket_id, subject, description, category)"
+    )
+    assert read(data, spec) == [RawRow(2, "b", None)]  # unlabelled data may have none
 
 
 def test_csv_wrong_column_count_is_a_row_issue():

@@ -7,10 +7,12 @@ import json
 
 import pytest
 
+from tagloop.domain.formats import CSV as CSV_FORMAT
 from tagloop.domain.formats import JSONL, FormatSpec, RawRow, read_rows
 from tagloop.domain.limits import Limits
 from tagloop.domain.records import LabelledText, Mode
 from tagloop.domain.validation import (
+    LISTED_DUPLICATES,
     LISTED_LABELS,
     MAX_ISSUES_KEPT,
     QUOTED_CHARS,
@@ -279,7 +281,9 @@ def test_report_counts_duplicates_and_is_sorted():
     assert list(report.label_counts) == ["A", "B", "C"]
     assert report.label_counts == {"A": 1, "B": 3, "C": 1}
     assert report.duplicate_texts == 2
-    assert "2 documents repeat an earlier text exactly" in report.warnings
+    assert "2 documents repeat an earlier text exactly: line 2 (as line 1), line 4 (as line 1)" in (
+        report.warnings
+    )
     assert report.as_dict() == {
         "documents": 5,
         "label_counts": {"A": 1, "B": 3, "C": 1},
@@ -336,6 +340,7 @@ def test_reasons_quote_a_cut_label_never_the_row():
 
 def test_rare_label_warnings_list_cut_labels_and_count_the_rest():
     labels = [f"{i:02d}" + "L" * 200 for i in range(LISTED_LABELS + 5)]
+    labels += ["COMMON"] * 2 * len(labels)  # labels as rare as ids would be refused outright
     raw = [RawRow(i, f"text {i}", label) for i, label in enumerate(labels, start=1)]
     _, report = run(raw, MC, Limits(min_docs_per_label=2, max_label_chars=300))
     (warning,) = report.warnings
@@ -417,3 +422,114 @@ def test_pipeline_refuses_a_nul_character_in_jsonl_text():
     error = refused(raw)
     assert [issue.line for issue in error.issues] == [2]
     assert "nul" in error.issues[0].reason.lower()
+
+
+# ---- labels that are ids, a header row, duplicates ----------------------------------------------
+def ticket_export(rows: int = 30, header: bytes = b"ticket_id,subject,description,category\n") -> bytes:
+    """A ticket system's export: a header, then an id, two text columns and a category."""
+    lines = [header] + [
+        f"INC{100000 + i},subject {i},description of ticket {i},{'NETWORK' if i % 2 else 'EMAIL'}\n".encode()
+        for i in range(rows)
+    ]
+    return b"".join(lines)
+
+
+def read_and_check(data: bytes, spec: FormatSpec | None = None, **options: object):
+    validator = DatasetValidator("export.csv", MC, Limits(), **options)  # type: ignore[arg-type]
+    rows = list(validator.rows(read_rows(io.BytesIO(data), spec or FormatSpec())))
+    return rows, validator
+
+
+def test_an_export_with_a_header_read_as_comprehend_csv_is_refused_naming_columns_and_options():
+    _, validator = read_and_check(ticket_export())
+    with pytest.raises(DatasetInvalid) as caught:
+        validator.finish()
+    assert caught.value.issues == []
+    assert caught.value.problems == [
+        "the first row looks like a header (ticket_id, subject, description, category) and the first "
+        "column is not a label column: 31 distinct labels for 31 documents, 31 of them on one document "
+        "only (ids, not classes a model can learn). A Comprehend CSV has no header and its label first; "
+        "to read this file by its header, name its columns: "
+        "--text-column subject,description --label-column category"
+    ]
+
+
+def test_ids_as_labels_are_refused_without_a_header_too():
+    data = ticket_export(header=b"")
+    _, validator = read_and_check(data)
+    with pytest.raises(DatasetInvalid, match="the first column is not a label column: 30 distinct labels"):
+        validator.finish()
+    spec = FormatSpec(format=CSV_FORMAT, text_columns=("description",), label_column="ticket_id")
+    _, validator = read_and_check(ticket_export(), spec, label_origin="--label-column ticket_id")
+    with pytest.raises(DatasetInvalid) as caught:
+        validator.finish()
+    assert caught.value.problems[0].startswith("--label-column ticket_id is not a label column: 30 distinct")
+    # the right columns train
+    spec = FormatSpec(format=CSV_FORMAT, text_columns=("subject", "description"), label_column="category")
+    rows, validator = read_and_check(ticket_export(), spec)
+    assert len(rows) == 30 and validator.finish().label_counts == {"EMAIL": 15, "NETWORK": 15}
+
+
+@pytest.mark.parametrize(
+    ("unique", "common", "refused_"),
+    [
+        (19, 0, False),  # too few documents to tell
+        (20, 0, True),
+        (19, 21, False),  # 20 labels for 40 documents: no more than half as many: rare labels
+        (20, 20, True),  # 21 labels for 40 documents, 20 of them on one document
+    ],
+)
+def test_labels_nearly_all_unique_are_refused_from_twenty_documents(unique, common, refused_):
+    labels = [f"ID{i}" for i in range(unique)] + ["COMMON"] * common
+    raw = [RawRow(i + 1, f"text {i}", label) for i, label in enumerate(labels)]
+    if refused_:
+        error = refused(raw)
+        assert f"{len(set(labels))} distinct labels for {len(labels)} documents" in error.problems[0]
+    else:
+        run(raw)
+
+
+def test_many_labels_used_more_than_once_are_not_ids():
+    # 30 labels for 40 documents, a third of them on two documents: rare labels, not ids
+    labels = [f"ONCE{i}" for i in range(20)] + [f"TWICE{i // 2}" for i in range(20)]
+    _, report = run([RawRow(i + 1, f"text {i}", label) for i, label in enumerate(labels)])
+    assert len(report.label_counts) == 30
+
+
+def test_a_header_row_that_passes_is_a_warning():
+    data = b"category,text\n" + b"".join(f"{'AB'[i % 2]},text {i}\n".encode() for i in range(12))
+    rows, validator = read_and_check(data)
+    assert rows[0] == LabelledText("text", ("category",), 1)
+    report = validator.finish()
+    assert report.warnings[0] == (
+        "line 1 looks like a header (category, text) and was read as a document labelled 'category': "
+        "a Comprehend CSV has no header row; remove it, or name the columns to read the file by its "
+        "header (--text-column and --label-column)"
+    )
+    assert not any("category (1)" in warning for warning in report.warnings)  # not also a rare label
+
+
+def test_duplicate_texts_are_named_by_line_up_to_a_limit():
+    raw = [RawRow(i, "same" if i % 2 else f"text {i}", "A") for i in range(1, 40)]
+    _, report = run(raw)
+    (warning,) = report.warnings
+    assert report.duplicate_texts == 19
+    assert warning.startswith("19 documents repeat an earlier text exactly: line 3 (as line 1), line 5 (as")
+    assert warning.count("(as line 1)") == LISTED_DUPLICATES
+    assert warning.endswith(f" and {19 - LISTED_DUPLICATES} more")
+    _, report = run([RawRow(1, "a", "A"), RawRow(7, "a", "A")])
+    assert report.warnings == ["1 document repeats an earlier text exactly: line 7 (as line 1)"]
+
+
+def test_every_rejected_row_is_handed_over_beyond_those_kept():
+    heard: list[RowIssue] = []
+    raw = [RawRow(i, "", "A") for i in range(1, MAX_ISSUES_KEPT + 6)]
+    error = refused(raw, on_issue=heard.append)
+    assert len(error.issues) == MAX_ISSUES_KEPT
+    assert [issue.line for issue in heard] == list(range(1, MAX_ISSUES_KEPT + 6))
+
+
+def test_rare_labels_warning_can_be_left_out():
+    raw = [RawRow(1, "a", "A"), RawRow(2, "b", "B")]
+    assert run(raw, limits=Limits())[1].warnings != []
+    assert run(raw, limits=Limits(), warn_rare_labels=False)[1].warnings == []

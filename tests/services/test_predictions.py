@@ -131,10 +131,59 @@ def test_evaluate_errors(trained, write_csv):
     unknown = write_csv([["NETWORK", "vpn down"], ["FACILITIES", "the lift is broken"]], "unknown.csv")
     evaluated = tagloop.predictions.evaluate("desk", str(unknown))
     assert evaluated["documents"] == 2
-    assert "labels the model was not trained on: FACILITIES" in evaluated["warnings"]
+    assert evaluated["warnings"] == [
+        "labels the model was not trained on (it never predicts them): FACILITIES",
+        f"labels of the model with no document in {unknown} (their recall is not measured): "
+        "ACCESS, BILLING, EMAIL, HARDWARE, SOFTWARE",
+    ]
     tagloop.training.submit(TrainRequest(classifier="desk", data=str(test)))
     with pytest.raises(ResourceUnavailable, match="SUBMITTED"):
         tagloop.predictions.evaluate("desk", str(test), "v2")
+
+
+def test_evaluate_warns_about_the_evaluation_not_about_training_rules(trained, write_csv, tickets):
+    """Few documents per label is a rule for training data (TAGLOOP_MIN_DOCS_PER_LABEL): a holdout
+    with 2 documents a label is not warned about it; labels missing from it are."""
+    tagloop = trained[0]
+    rows = [[label, text] for wanted in ("NETWORK", "EMAIL") for label, text in tickets if label == wanted]
+    holdout = write_csv(rows[:2] + rows[-2:], "holdout.csv")
+    evaluated = tagloop.predictions.evaluate("desk", str(holdout))
+    assert evaluated["documents"] == 4
+    assert not any("TAGLOOP_MIN_DOCS_PER_LABEL" in warning for warning in evaluated["warnings"])
+    assert evaluated["warnings"] == [
+        f"labels of the model with no document in {holdout} (their recall is not measured): "
+        "ACCESS, BILLING, HARDWARE, SOFTWARE"
+    ]
+
+
+def test_evaluate_hands_over_each_misclassified_document(trained, write_csv):
+    tagloop, _, test = trained
+    wrong = write_csv(
+        [
+            ["NETWORK", "the vpn tunnel drops every ten minutes"],  # right
+            ["BILLING", "the vpn tunnel drops every ten minutes again"],  # wrong on purpose
+            ["FACILITIES", "my printer is jammed"],  # a label the model does not know
+        ],
+        "wrong.csv",
+    )
+    records: list[dict] = []
+    evaluated = tagloop.predictions.evaluate("desk", str(wrong), misclassified=records.append)
+    assert evaluated["documents"] == 3
+    assert [(r["line"], r["labels"]) for r in records] == [(2, ["BILLING"]), (3, ["FACILITIES"])]
+    first, second = records
+    assert first["text"] == "the vpn tunnel drops every ten minutes again"
+    assert first["predicted"] == ["NETWORK"]
+    # the predicted label, the true one, and the best three: each with its score
+    assert {"NETWORK", "BILLING"} <= set(first["scores"]) and 3 <= len(first["scores"]) <= 5
+    assert max(first["scores"], key=first["scores"].get) == "NETWORK"
+    assert second["predicted"] == ["HARDWARE"] and "FACILITIES" not in second["scores"]
+    assert len(second["scores"]) == 3
+    # the whole test set: as many records as the metrics count errors
+    records.clear()
+    evaluated = tagloop.predictions.evaluate("desk", str(test), misclassified=records.append)
+    errors = round((1 - evaluated["metrics"]["Accuracy"]) * evaluated["documents"])
+    assert len(records) == errors > 0
+    assert all(r["predicted"] != r["labels"] for r in records)
 
 
 def test_no_trained_version_is_unavailable(make_tagloop, write_csv, tickets):

@@ -21,8 +21,9 @@ import csv
 import io
 import json
 import re
+import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from tagloop.domain.limits import Limits
@@ -45,6 +46,8 @@ class RawRow:
     line: int
     text: str
     labels: str | list[object] | None
+    # the first record of a Comprehend CSV only: its columns (a header row is told by them)
+    fields: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -84,18 +87,23 @@ class FormatSpec:
 
 
 def read_rows(
-    stream: BinaryIO, spec: FormatSpec, max_field_chars: int = Limits.max_text_bytes
+    stream: BinaryIO,
+    spec: FormatSpec,
+    max_field_chars: int = Limits.max_text_bytes,
+    require_labels: bool = False,
 ) -> Iterator[RawRow | RowIssue]:
     """Yield every record of ``stream`` (bytes) as a RawRow, or a RowIssue where it is malformed.
 
     A CSV field longer than ``max_field_chars`` is reported instead of being read into memory.
+    With ``require_labels``, a header with no label column is refused at once (instead of
+    every row being reported without a label).
     """
     csv.field_size_limit(max_field_chars + 1)
     if spec.format == JSONL:
         return _read_jsonl(stream, spec)
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     if spec.format == CSV:
-        return _read_mapped_csv(text, spec)
+        return _read_mapped_csv(text, spec, require_labels)
     return _read_comprehend_csv(text)
 
 
@@ -137,6 +145,7 @@ def _csv_reason(exc: csv.Error) -> str:
 
 
 def _read_comprehend_csv(text: io.TextIOBase) -> Iterator[RawRow | RowIssue]:
+    first = True
     for line, fields in _csv_records(text):
         if isinstance(fields, RowIssue):
             yield fields
@@ -144,10 +153,14 @@ def _read_comprehend_csv(text: io.TextIOBase) -> Iterator[RawRow | RowIssue]:
             yield RowIssue(line, "missing text: expected LABEL,text")
         else:
             body = fields[1] if len(fields) == 2 else ",".join(fields[1:])
-            yield RawRow(line, body, fields[0])
+            # the first record keeps its columns: the validator tells a header row from them
+            yield RawRow(line, body, fields[0], tuple(fields) if first else None)
+        first = False
 
 
-def _read_mapped_csv(text: io.TextIOBase, spec: FormatSpec) -> Iterator[RawRow | RowIssue]:
+def _read_mapped_csv(
+    text: io.TextIOBase, spec: FormatSpec, require_labels: bool = False
+) -> Iterator[RawRow | RowIssue]:
     records = _csv_records(text)
     header: list[str] | None = None
     for line, fields in records:
@@ -158,7 +171,7 @@ def _read_mapped_csv(text: io.TextIOBase, spec: FormatSpec) -> Iterator[RawRow |
             continue
         if header is None:
             header = [name.strip() for name in fields]
-            text_idx, label_idx = _resolve_columns(header, spec)
+            text_idx, label_idx = _resolve_columns(header, spec, require_labels)
             continue
         if len(fields) != len(header):
             yield RowIssue(line, f"expected {len(header)} columns as in the header, found {len(fields)}")
@@ -167,7 +180,16 @@ def _read_mapped_csv(text: io.TextIOBase, spec: FormatSpec) -> Iterator[RawRow |
         yield RawRow(line, body, fields[label_idx] if label_idx is not None else None)
 
 
-def _resolve_columns(header: list[str], spec: FormatSpec) -> tuple[list[int], int | None]:
+def _resolve_columns(
+    header: list[str], spec: FormatSpec, require_labels: bool = False
+) -> tuple[list[int], int | None]:
+    columns = f"(columns: {', '.join(header)})"
+    suggested_text, suggested_label = suggest_columns(header)
+    if not spec.text_columns and "text" not in header:  # the user named no text column
+        example = f", e.g. --text-column {shlex.quote(','.join(suggested_text))}" if suggested_text else ""
+        raise InvalidRequest(
+            f"no text column: name the column(s) holding the text with --text-column{example} {columns}"
+        )
     text_columns = spec.text_columns or ("text",)
     missing = [c for c in text_columns if c not in header]
     label_column = spec.label_column
@@ -178,10 +200,107 @@ def _resolve_columns(header: list[str], spec: FormatSpec) -> tuple[list[int], in
     if missing:
         raise InvalidRequest(
             f"column{'s' if len(missing) > 1 else ''} {', '.join(missing)} not in the header "
-            f"(columns: {', '.join(header)}); choose with --text-column and --label-column"
+            f"{columns}; choose with --text-column and --label-column"
+        )
+    if label_column is None and require_labels:
+        example = f", e.g. --label-column {shlex.quote(suggested_label)}" if suggested_label else ""
+        raise InvalidRequest(
+            f"no label column: name the column holding the labels with --label-column{example} {columns}"
         )
     label_idx = header.index(label_column) if label_column is not None else None
     return [header.index(c) for c in text_columns], label_idx
+
+
+# What the columns of exported files (ticket systems, spreadsheets) are commonly called.
+_LABEL_NAMES = (
+    "label",
+    "labels",
+    "category",
+    "categories",
+    "class",
+    "tag",
+    "tags",
+    "topic",
+    "intent",
+    "queue",
+    "project",
+    "team",
+    "component",
+    "department",
+    "group",
+    "type",
+)
+_TEXT_NAMES = (
+    "text",
+    "subject",
+    "title",
+    "summary",
+    "short description",
+    "description",
+    "body",
+    "message",
+    "content",
+    "comment",
+    "comments",
+    "details",
+    "question",
+    "review",
+)
+_HEADER_NAME = re.compile(r"[^\W\d][\w .()#/-]{0,39}")
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"[\s_.-]+", " ", name.strip().lower())
+
+
+def looks_like_header(fields: tuple[str, ...] | list[str]) -> bool:
+    """Whether a CSV record looks like a row of column names rather than data: at least two
+    distinct, short, name-like fields (letters first, at most three words), one of them named
+    as text, label or id columns commonly are."""
+    names = [name.strip() for name in fields]
+    plain = [_plain(name) for name in names]
+    return (
+        len(names) >= 2
+        and len(set(plain)) == len(names)
+        and all(_HEADER_NAME.fullmatch(name) and len(name.split()) <= 3 for name in names)
+        and any(_is_id(name) or name in _TEXT_NAMES or _label_like(name) for name in plain)
+    )
+
+
+def _label_like(name: str) -> bool:
+    words = name.split()
+    return bool(words) and (name in _LABEL_NAMES or words[-1] in _LABEL_NAMES)
+
+
+_NOT_TEXT = re.compile(r"(^|\s)(id|key|number|no|date|time|at|created|updated|status|priority)$|id$")
+
+
+def _is_id(name: str) -> bool:
+    return name == "id" or name.endswith(" id") or name in ("key", "number", "no")
+
+
+def column_options(header: list[str] | tuple[str, ...]) -> str | None:
+    """The options that read a file with this header, as a user would type them; None when no
+    column is named like a label."""
+    text, label = suggest_columns(header)
+    if label is None or not text:
+        return None
+    return f"--text-column {shlex.quote(','.join(text))} --label-column {shlex.quote(label)}"
+
+
+def suggest_columns(header: list[str] | tuple[str, ...]) -> tuple[list[str], str | None]:
+    """Guess, from their names only, the text columns and the label column of a header: the
+    label is the first column named like a category; the text, the columns named like text
+    (else every other column that is not an id, a date or a number). Nothing is guessed when
+    no column is named like a label."""
+    plain = [_plain(name) for name in header]
+    label = next((header[i] for i, name in enumerate(plain) if _label_like(name)), None)
+    text = [header[i] for i, name in enumerate(plain) if name in _TEXT_NAMES and header[i] != label]
+    if not text:
+        text = [
+            header[i] for i, name in enumerate(plain) if header[i] != label and not _NOT_TEXT.search(name)
+        ]
+    return text, label
 
 
 def _read_jsonl(stream: BinaryIO, spec: FormatSpec) -> Iterator[RawRow | RowIssue]:

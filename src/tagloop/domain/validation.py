@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from tagloop.domain.formats import RawRow
+from tagloop.domain.formats import RawRow, column_options, looks_like_header
 from tagloop.domain.limits import Limits, over_limit, utf8_size_over
 from tagloop.domain.records import LabelledText, Mode
 from tagloop.errors import DatasetInvalid, RowIssue
@@ -20,6 +20,13 @@ from tagloop.errors import DatasetInvalid, RowIssue
 MAX_ISSUES_KEPT = 1_000
 QUOTED_CHARS = 60  # the most of a row's content a reason quotes
 LISTED_LABELS = 20  # labels named in one warning; the rest are counted
+LISTED_DUPLICATES = 10  # repeated texts named by line in the warning; the rest are counted
+# Labels "nearly all unique": a set of at least SPREAD_MIN_DOCUMENTS documents with more
+# distinct labels than SPREAD_MAX_SHARE of its documents, SPREAD_SINGLETONS of them on one
+# document only, holds ids (ticket numbers, row keys), not classes anything can learn.
+SPREAD_MIN_DOCUMENTS = 20
+SPREAD_MAX_SHARE = 0.5
+SPREAD_SINGLETONS = 0.9
 
 
 def excerpt(value: object, limit: int = QUOTED_CHARS) -> str:
@@ -74,7 +81,14 @@ class DatasetValidator:
         limits: Limits,
         delimiter: str = "|",
         require_labels: bool = True,
+        warn_rare_labels: bool = True,
+        label_origin: str | None = None,
+        on_issue: Callable[[RowIssue], None] | None = None,
     ) -> None:
+        """``warn_rare_labels``: warn about labels under ``min_docs_per_label`` (a rule for
+        training data). ``label_origin`` says where labels come from (e.g. ``--label-column
+        ticket_id``) for the message refusing labels that look like ids. ``on_issue`` hears
+        every rejected row, also those beyond the :data:`MAX_ISSUES_KEPT` kept for the error."""
         if not delimiter:
             raise DatasetInvalid(source, [], ["the label delimiter must not be empty"])
         self.source = source
@@ -82,21 +96,32 @@ class DatasetValidator:
         self.limits = limits
         self.delimiter = delimiter
         self.require_labels = require_labels
+        self.warn_rare_labels = warn_rare_labels
+        self.label_origin = label_origin
+        self.on_issue = on_issue
         self.issues: list[RowIssue] = []
         self.rejected = 0
         self._counts: Counter[str] = Counter()
-        self._seen: set[bytes] = set()
+        self._seen: dict[bytes, int] = {}  # text hash -> the line it first appeared on
         self._duplicates = 0
+        self._duplicate_lines: list[tuple[int, int]] = []  # (line, line of the earlier text)
+        self._header: tuple[str, ...] | None = None  # the first record's columns, if it looks like a header
+        self._header_label: str | None = None
         self._digest = hashlib.sha256()
         self._documents = 0
 
     def rows(self, raw_rows: Iterable[RawRow | RowIssue]) -> Iterator[LabelledText]:
         for raw in raw_rows:
+            if isinstance(raw, RawRow) and raw.fields is not None and looks_like_header(raw.fields):
+                self._header = tuple(name.strip() for name in raw.fields)
+                self._header_label = raw.labels.strip() if isinstance(raw.labels, str) else None
             result = raw if isinstance(raw, RowIssue) else self.check(raw)
             if isinstance(result, RowIssue):
                 self.rejected += 1
                 if len(self.issues) < MAX_ISSUES_KEPT:
                     self.issues.append(result)
+                if self.on_issue is not None:
+                    self.on_issue(result)
             else:
                 yield result
 
@@ -112,7 +137,7 @@ class DatasetValidator:
         labels = self._labels(raw)
         if isinstance(labels, str):
             return RowIssue(raw.line, labels)
-        self._record(text, labels)
+        self._record(text, labels, raw.line)
         return LabelledText(text, labels, raw.line)
 
     def _labels(self, raw: RawRow) -> tuple[str, ...] | str:
@@ -146,15 +171,18 @@ class DatasetValidator:
             )
         return tuple(dict.fromkeys(parts))
 
-    def _record(self, text: str, labels: tuple[str, ...]) -> None:
+    def _record(self, text: str, labels: tuple[str, ...], line: int) -> None:
         self._documents += 1
         self._counts.update(labels)
         encoded = text.encode("utf-8")
         text_hash = hashlib.blake2b(encoded, digest_size=16).digest()
-        if text_hash in self._seen:
-            self._duplicates += 1
+        earlier = self._seen.get(text_hash)
+        if earlier is None:
+            self._seen[text_hash] = line
         else:
-            self._seen.add(text_hash)
+            self._duplicates += 1
+            if len(self._duplicate_lines) < LISTED_DUPLICATES:
+                self._duplicate_lines.append((line, earlier))
         self._digest.update("\x1f".join(labels).encode("utf-8"))
         self._digest.update(b"\x1e")
         self._digest.update(encoded)
@@ -174,6 +202,9 @@ class DatasetValidator:
             problems.append(
                 over_limit(f"{len(self._counts):,} distinct labels in {self.mode.value} mode", limit, setting)
             )
+        spread = self._label_spread_problem()
+        if spread is not None:
+            problems.append(spread)
         if self.rejected > len(self.issues):
             problems.append(f"{self.rejected - len(self.issues):,} more rejected rows not listed")
         if self.issues or problems:
@@ -184,13 +215,57 @@ class DatasetValidator:
             duplicate_texts=self._duplicates,
             fingerprint=self._digest.hexdigest(),
         )
+        header_row = self._header is not None and self._counts.get(self._header_label or "") == 1
+        if header_row:
+            report.warnings.append(
+                f"line 1 looks like a header ({self._columns()}) and was read as a document labelled "
+                f"{excerpt(self._header_label)}: a Comprehend CSV has no header row; remove it, or name "
+                "the columns to read the file by its header (--text-column and --label-column)"
+            )
         rare = sorted(label for label, n in self._counts.items() if n < self.limits.min_docs_per_label)
-        if rare:
+        if header_row:
+            rare = [label for label in rare if label != self._header_label]
+        if rare and self.warn_rare_labels:
             report.warnings.append(
                 f"{len(rare)} label{'s have' if len(rare) > 1 else ' has'} fewer than "
                 f"{self.limits.min_docs_per_label} documents (setting TAGLOOP_MIN_DOCS_PER_LABEL): "
                 + label_list(rare, self._counts)
             )
         if self._duplicates:
-            report.warnings.append(f"{self._duplicates:,} documents repeat an earlier text exactly")
+            shown = ", ".join(f"line {line} (as line {first})" for line, first in self._duplicate_lines)
+            more = self._duplicates - len(self._duplicate_lines)
+            report.warnings.append(
+                f"{self._duplicates:,} document{'s repeat' if self._duplicates > 1 else ' repeats'} an "
+                f"earlier text exactly: {shown}" + (f" and {more:,} more" if more > 0 else "")
+            )
         return report
+
+    def _columns(self) -> str:
+        assert self._header is not None
+        return label_list(self._header)
+
+    def _label_spread_problem(self) -> str | None:
+        """Why the labels look like ids rather than classes (nearly one per document), or None."""
+        documents, labels = self._documents, len(self._counts)
+        if documents < SPREAD_MIN_DOCUMENTS or labels <= SPREAD_MAX_SHARE * documents:
+            return None
+        singletons = sum(1 for n in self._counts.values() if n == 1)
+        if singletons < SPREAD_SINGLETONS * labels:
+            return None
+        found = (
+            f"{labels:,} distinct labels for {documents:,} documents, {singletons:,} of them on one "
+            "document only (ids, not classes a model can learn)"
+        )
+        if self.label_origin is not None:
+            return (
+                f"{self.label_origin} is not a label column: {found}; choose the column that holds "
+                "the classes"
+            )
+        if self._header is not None:
+            options = column_options(self._header)
+            return (
+                f"the first row looks like a header ({self._columns()}) and the first column is not a "
+                f"label column: {found}. A Comprehend CSV has no header and its label first; to read "
+                f"this file by its header, name its columns: {options or '--text-column and --label-column'}"
+            )
+        return f"the first column is not a label column: {found}; a Comprehend CSV has its label first"

@@ -6,7 +6,7 @@ import gzip
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -15,11 +15,11 @@ import fsspec
 from fsspec.utils import infer_compression
 from sqlalchemy.orm import Session
 
-from tagloop.domain.formats import FormatSpec, read_rows
+from tagloop.domain.formats import COMPREHEND_CSV, FormatSpec, read_rows
 from tagloop.domain.limits import Limits
 from tagloop.domain.records import LabelledText, Mode, Origin, Split
 from tagloop.domain.validation import DatasetReport, DatasetValidator
-from tagloop.errors import DatasetInvalid, InvalidRequest
+from tagloop.errors import DatasetInvalid, InvalidRequest, RowIssue
 from tagloop.storage.repositories import DatasetRepository, DocumentRepository
 from tagloop.storage.tables import ClassifierRow, DatasetRow
 
@@ -71,6 +71,8 @@ class ReadOptions:
     delimiter: str
     limits: Limits
     require_labels: bool = True
+    warn_rare_labels: bool = True  # a training-data rule: evaluation sets warn about other things
+    on_issue: Callable[[RowIssue], None] | None = None  # hears every rejected row (e.g. for a file)
 
 
 class DatasetReader:
@@ -84,13 +86,25 @@ class DatasetReader:
     def __init__(self, source: str, options: ReadOptions) -> None:
         self.source = source
         self.options = options
+        spec = options.spec
+        label_origin = None
+        if spec.format != COMPREHEND_CSV:
+            label_origin = f"--label-column {spec.label_column}" if spec.label_column else "the label field"
         self.validator = DatasetValidator(
-            source, options.mode, options.limits, options.delimiter, options.require_labels
+            source,
+            options.mode,
+            options.limits,
+            options.delimiter,
+            options.require_labels,
+            warn_rare_labels=options.warn_rare_labels,
+            label_origin=label_origin,
+            on_issue=options.on_issue,
         )
 
     def __iter__(self) -> Iterator[LabelledText]:
         with open_source(self.source) as stream:
-            raw = read_rows(stream, self.options.spec, self.options.limits.max_text_bytes)
+            options = self.options
+            raw = read_rows(stream, options.spec, options.limits.max_text_bytes, options.require_labels)
             yield from self.validator.rows(raw)
 
     @property

@@ -23,7 +23,7 @@ from tagloop.domain.records import JobStatus
 from tagloop.errors import InvalidRequest
 from tagloop.jobs.port import JobQueue
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import JobRepository
+from tagloop.storage.repositories import JobRepository, one_match
 from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow
 
 
@@ -113,6 +113,14 @@ class JobService:
             more = len(rows) > limit
             rows = rows[:limit]
             return self._summaries(session, rows), _page_token(rows[-1]) if more else None
+
+    def resolve(self, prefix: str) -> str:
+        """The id of the job whose id is ``prefix`` or, failing that, the one that starts with it
+        (what a user copies from a listing); several matches are refused, naming them."""
+        with self.database.reading() as session:
+            if session.get(JobRow, prefix) is not None:
+                return prefix
+            return one_match("job", prefix, JobRepository(session).ids_starting(prefix))
 
     def show(self, job_id: str) -> dict[str, Any]:
         with self.database.reading() as session:

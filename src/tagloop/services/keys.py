@@ -16,7 +16,7 @@ from tagloop.domain.names import check_name
 from tagloop.errors import InvalidRequest, NotFound
 from tagloop.services.secrets import SecretBox
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import ApiKeyRepository
+from tagloop.storage.repositories import ApiKeyRepository, one_match
 from tagloop.storage.tables import ApiKeyRow, utcnow
 
 SCOPES = ("classify", "review", "admin")
@@ -85,6 +85,15 @@ class KeyService:
     def list(self) -> list[dict[str, Any]]:
         with self.database.reading() as session:
             return [key_summary(row) for row in ApiKeyRepository(session).list()]
+
+    def resolve(self, prefix: str) -> str:
+        """The access key id that is ``prefix`` or, failing that, the one that starts with it;
+        several matches are refused, naming them."""
+        with self.database.reading() as session:
+            keys = ApiKeyRepository(session)
+            if keys.by_access_key(prefix) is not None:
+                return prefix
+            return one_match("access key", prefix, keys.ids_starting(prefix))
 
     def revoke(self, access_key_id: str) -> dict[str, Any]:
         with self.database.transaction() as session:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits, over_limit, utf8_size_over
 from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.predictions import Prediction, ranked
-from tagloop.domain.records import Mode
+from tagloop.domain.records import LabelledText, Mode
+from tagloop.domain.validation import label_list
 from tagloop.errors import InvalidRequest, LimitExceeded, TagloopError
 from tagloop.recipes.base import TextModel, chunks, predict
 from tagloop.services.catalog import resolve_version
@@ -96,29 +98,57 @@ class PredictionService:
         format: str | None = None,
         text_columns: tuple[str, ...] = (),
         label_column: str | None = None,
+        misclassified: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Comprehend metrics of a trained version on a labelled file (nothing is stored)."""
+        """Comprehend metrics of a trained version on a labelled file (nothing is stored).
+
+        ``misclassified`` hears each document whose predicted labels are not its labels, in
+        file order: its line, text, labels, the predicted labels and the scores of the labels
+        concerned (predicted, true, and the best :data:`ERROR_SCORES`).
+        """
         with self.database.reading() as session:
             row = ClassifierRepository(session).get(classifier)
             found = resolve_version(session, row, version)
             mode, delimiter = Mode(row.mode), row.label_delimiter
         model = self.models.get(found)
         spec = FormatSpec.infer(data, format, text_columns, label_column)
-        reader = DatasetReader(data, ReadOptions(spec, mode, delimiter, Limits.from_settings(self.settings)))
+        limits = Limits.from_settings(self.settings)
+        # the rule on documents per label is about training data: the warnings below are not
+        reader = DatasetReader(data, ReadOptions(spec, mode, delimiter, limits, warn_rare_labels=False))
         gold: list[tuple[str, ...]] = []
+        pending: deque[LabelledText] = deque()  # the documents of the chunk being scored
 
         def texts() -> Iterator[str]:
             for item in reader:
                 gold.append(item.labels)
+                if misclassified is not None:
+                    pending.append(item)
                 yield item.text
 
-        predicted = [[model.labels[i] for i in doc] for _, picks in predict(model, texts()) for doc in picks]
+        labels = model.labels
+        predicted: list[list[str]] = []
+        for scores, picks in predict(model, texts()):
+            chunk = [[labels[i] for i in doc] for doc in picks]
+            predicted.extend(chunk)
+            if misclassified is not None:
+                documents = _take(pending, len(chunk))
+                for row_scores, doc_picks, labelled in zip(scores.tolist(), chunk, documents, strict=True):
+                    if set(doc_picks) != set(labelled.labels):
+                        misclassified(_error_record(labels, row_scores, doc_picks, labelled))
         dataset = reader.finish()
-        evaluation = evaluate(mode, label_universe(model.labels, gold), gold, predicted)
-        unknown = sorted(set(dataset.label_counts) - set(model.labels))
+        evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted)
         warnings = list(dataset.warnings)
+        unknown = sorted(set(dataset.label_counts) - set(labels))
         if unknown:
-            warnings.append(f"labels the model was not trained on: {', '.join(unknown)}")
+            warnings.append(
+                f"labels the model was not trained on (it never predicts them): {label_list(unknown)}"
+            )
+        absent = [label for label in labels if label not in dataset.label_counts]
+        if absent:
+            warnings.append(
+                f"labels of the model with no document in {data} (their recall is not measured): "
+                + label_list(absent)
+            )
         return {
             "classifier": classifier,
             "version": found.name,
@@ -128,3 +158,27 @@ class PredictionService:
             "documents": evaluation.documents,
             "warnings": warnings,
         }
+
+
+ERROR_SCORES = 3  # best-scored labels listed with a misclassified document
+
+
+def _take(queue: deque[LabelledText], count: int) -> list[LabelledText]:
+    return [queue.popleft() for _ in range(count)]
+
+
+def _error_record(
+    labels: list[str], scores: list[float], predicted: list[str], labelled: LabelledText
+) -> dict[str, Any]:
+    best = sorted(range(len(labels)), key=lambda i: -scores[i])[:ERROR_SCORES]
+    index = {label: i for i, label in enumerate(labels)}
+    shown = dict.fromkeys(
+        [*predicted, *(label for label in labelled.labels if label in index), *(labels[i] for i in best)]
+    )
+    return {
+        "line": labelled.line,
+        "text": labelled.text,
+        "labels": list(labelled.labels),
+        "predicted": predicted,
+        "scores": {label: round(scores[index[label]], 6) for label in shown},
+    }

@@ -11,6 +11,7 @@ changes another version.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -36,6 +37,7 @@ from tagloop.errors import (
     NotFound,
     ResourceInUse,
     ResourceUnavailable,
+    RowIssue,
     Stopped,
     TagloopError,
 )
@@ -70,6 +72,9 @@ class TrainRequest:
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     params: tfidf_linear.TfidfLinearParams = field(default_factory=tfidf_linear.TfidfLinearParams)
+    # hears every rejected row of the data or test file (its source, the row), e.g. to write them
+    # all to a file: the error itself lists at most MAX_ISSUES_KEPT
+    on_issue: Callable[[str, RowIssue], None] | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -104,7 +109,8 @@ class TrainingService:
 
         def options(source: str) -> ReadOptions:
             spec = FormatSpec.infer(source, request.format, request.text_columns, request.label_column)
-            return ReadOptions(spec, request.mode, request.delimiter, limits)
+            on_issue = functools.partial(request.on_issue, source) if request.on_issue else None
+            return ReadOptions(spec, request.mode, request.delimiter, limits, on_issue=on_issue)
 
         with self.database.transaction() as session:
             classifier = get_or_create_classifier(
@@ -201,7 +207,7 @@ class TrainingService:
         if too_small:
             warnings.append(
                 "too few documents to hold any out for testing, kept in training only: "
-                + ", ".join(too_small)
+                + label_list(too_small)
             )
         return train, test, warnings
 
@@ -297,19 +303,21 @@ class TrainingService:
             self.queue.request_stop(job_id)
         return job_id
 
-    def delete_version(self, classifier: str, version: str) -> None:
-        """Delete a version and its files; refused while it trains or an endpoint serves it."""
+    BUSY = (VersionStatus.SUBMITTED.value, VersionStatus.TRAINING.value, VersionStatus.STOP_REQUESTED.value)
+
+    def delete_version(self, classifier: str, version: str, remove_empty_classifier: bool = False) -> None:
+        """Delete a version and its files; refused while it trains, a job works on it or an
+        endpoint serves it. With ``remove_empty_classifier`` (Comprehend's DeleteDocumentClassifier:
+        Comprehend has no classifier without a version), deleting the last version deletes the
+        classifier too, with its documents."""
         with self.database.transaction() as session:
-            classifier_row = ClassifierRepository(session).get(classifier)
-            row = ModelVersionRepository(session).find(classifier_row.id, version)
+            classifiers = ClassifierRepository(session)
+            classifier_row = classifiers.get(classifier)
+            versions = ModelVersionRepository(session)
+            row = versions.find(classifier_row.id, version)
             if row is None:
                 raise NotFound(f"classifier {classifier!r} has no version {version!r}")
-            busy = (
-                VersionStatus.SUBMITTED.value,
-                VersionStatus.TRAINING.value,
-                VersionStatus.STOP_REQUESTED.value,
-            )
-            if row.status in busy:
+            if row.status in self.BUSY:
                 raise ResourceInUse(f"version {version} is {row.status}: stop its training first")
             serving = [
                 e.name
@@ -317,10 +325,60 @@ class TrainingService:
                 if row.id in (e.version_id, e.desired_version_id)
             ]
             if serving:
-                raise ResourceInUse(f"version {version} is served by endpoint(s) {', '.join(serving)}")
+                raise ResourceInUse(
+                    f"version {version} is served by endpoint(s) {', '.join(serving)}: "
+                    "move or delete the endpoint(s) first"
+                )
+            working = JobRepository(session).active(version_id=row.id)
+            if working:
+                raise ResourceInUse(
+                    f"version {version} is used by job(s) {', '.join(j.id for j in working)}: "
+                    "wait for them or stop them first"
+                )
             prefix = f"models/{row.classifier_id}/{row.id}"
             session.delete(row)
+            session.flush()
+            if remove_empty_classifier and not versions.list(classifier_row.id):
+                prefix = f"models/{classifier_row.id}"
+                classifiers.delete(classifier_row)
         self.artifacts.delete_prefix(prefix)
+
+    def delete_classifier(self, classifier: str) -> dict[str, Any]:
+        """Delete a classifier with its versions, documents and files; refused while one of its
+        versions trains, a job works on it or an endpoint serves one of its versions."""
+        with self.database.transaction() as session:
+            classifiers = ClassifierRepository(session)
+            row = classifiers.get(classifier)
+            versions = ModelVersionRepository(session).list(row.id)
+            busy = [f"{v.name} ({v.status})" for v in versions if v.status in self.BUSY]
+            if busy:
+                raise ResourceInUse(
+                    f"classifier {classifier!r} has versions in training: {', '.join(busy)}; "
+                    "stop their training first"
+                )
+            ids = {v.id for v in versions}
+            serving = [
+                e.name
+                for e in EndpointRepository(session).list()
+                if e.classifier_id == row.id or {e.version_id, e.desired_version_id} & ids
+            ]
+            if serving:
+                raise ResourceInUse(
+                    f"classifier {classifier!r} is served by endpoint(s) {', '.join(serving)}: "
+                    "delete the endpoint(s) first"
+                )
+            working = JobRepository(session).active(classifier_id=row.id)
+            if working:
+                raise ResourceInUse(
+                    f"classifier {classifier!r} is used by job(s) {', '.join(j.id for j in working)}: "
+                    "wait for them or stop them first"
+                )
+            documents = DocumentRepository(session).count_for_classifier(row.id)
+            classifier_id = row.id
+            classifiers.delete(row)  # the database deletes its versions, datasets and documents
+            summary = {"classifier": classifier, "versions": len(versions), "documents": documents}
+        self.artifacts.delete_prefix(f"models/{classifier_id}")
+        return summary
 
     def summary(self, version_id: int) -> dict[str, Any]:
         with self.database.reading() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +27,7 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from tagloop.domain.records import JobStatus
-from tagloop.errors import NotFound
+from tagloop.errors import InvalidRequest, NotFound
 from tagloop.storage.tables import (
     ApiKeyRow,
     ClassifierRow,
@@ -38,6 +39,32 @@ from tagloop.storage.tables import (
     PredictionRow,
     utcnow,
 )
+
+PREFIX_MATCHES = 10  # ids listed when a prefix is ambiguous
+
+
+def starts_with(column: Any, prefix: str) -> Any:
+    """``column`` starts with ``prefix``: ``LIKE 'prefix%'`` (``%``, ``_`` and the escape
+    character in ``prefix`` taken literally), and the same characters compared exactly, since
+    SQLite's LIKE ignores ASCII case."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return and_(column.like(escaped + "%", escape="\\"), func.substr(column, 1, len(prefix)) == prefix)
+
+
+def one_match(what: str, prefix: str, matches: Sequence[str]) -> str:
+    """The one id of ``matches`` (those starting with ``prefix``, at most PREFIX_MATCHES + 1).
+
+    Raises NotFound when none does, InvalidRequest naming them when several do.
+    """
+    if prefix in matches or len(matches) == 1:
+        return prefix if prefix in matches else matches[0]
+    if not matches:
+        raise NotFound(f"no {what} {prefix!r}")
+    shown = ", ".join(matches[:PREFIX_MATCHES])
+    more = " and more" if len(matches) > PREFIX_MATCHES else ""
+    raise InvalidRequest(
+        f"{prefix!r} is the start of several {what} ids ({shown}{more}): give more characters"
+    )
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -120,6 +147,10 @@ class DocumentRepository:
         for start in range(0, len(ids), chunk):
             part = list(ids[start : start + chunk])
             self.session.execute(update(DocumentRow).where(DocumentRow.id.in_(part)).values(split=split))
+
+    def count_for_classifier(self, classifier_id: int) -> int:
+        query = select(func.count()).where(DocumentRow.classifier_id == classifier_id)
+        return int(self.session.scalar(query) or 0)
 
     def count(self, dataset_id: int, split: str) -> int:
         query = select(func.count()).where(DocumentRow.dataset_id == dataset_id, DocumentRow.split == split)
@@ -315,6 +346,24 @@ class JobRepository:
             )
         return self.session.scalars(query).all()
 
+    def ids_starting(self, prefix: str, limit: int = PREFIX_MATCHES + 1) -> builtins.list[str]:
+        """Ids of jobs (any, parts included) that start with ``prefix``, at most ``limit``."""
+        query = select(JobRow.id).where(starts_with(JobRow.id, prefix)).order_by(JobRow.id).limit(limit)
+        return list(self.session.scalars(query))
+
+    def active(self, classifier_id: int | None = None, version_id: int | None = None) -> Sequence[JobRow]:
+        """The jobs not yet ended that work on a classifier, or on one of its versions."""
+        query = select(JobRow).where(
+            JobRow.status.in_(
+                [JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value, JobStatus.STOP_REQUESTED.value]
+            )
+        )
+        if classifier_id is not None:
+            query = query.where(JobRow.classifier_id == classifier_id)
+        if version_id is not None:
+            query = query.where(JobRow.version_id == version_id)
+        return self.session.scalars(query.order_by(JobRow.created_at)).all()
+
     def for_version(self, version_id: int, kind: str) -> JobRow | None:
         """The newest job of ``kind`` working on a model version (e.g. the one training it)."""
         query = (
@@ -440,6 +489,16 @@ class ApiKeyRepository:
 
     def list(self) -> Sequence[ApiKeyRow]:
         return self.session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at)).all()
+
+    def ids_starting(self, prefix: str, limit: int = PREFIX_MATCHES + 1) -> builtins.list[str]:
+        """Access key ids that start with ``prefix``, at most ``limit``."""
+        query = (
+            select(ApiKeyRow.access_key_id)
+            .where(starts_with(ApiKeyRow.access_key_id, prefix))
+            .order_by(ApiKeyRow.access_key_id)
+            .limit(limit)
+        )
+        return list(self.session.scalars(query))
 
 
 class PredictionRepository:

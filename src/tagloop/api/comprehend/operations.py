@@ -204,7 +204,7 @@ class ComprehendApi:
 
     def DeleteDocumentClassifier(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         name, version = self._version(str(body.get("DocumentClassifierArn", "")))
-        self.tagloop.training.delete_version(name, version["version"])
+        self.tagloop.training.delete_version(name, version["version"], remove_empty_classifier=True)
         return {}
 
     def _endpoint_properties(self, endpoint: dict[str, Any]) -> dict[str, Any]:
