@@ -6,8 +6,10 @@ import csv
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -331,3 +333,35 @@ def test_a_truncated_gz_is_one_line_naming_the_file(tmp_path, tickets):
     stderr = refused(run("train", "desk", "--data", str(data), data_dir=tmp_path / "data"))
     assert stderr.startswith(f"error: {data}: compressed file is truncated or damaged ("), stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_background_training_says_when_no_worker_would_run_it(tmp_path, tickets):
+    data_dir = tmp_path / "data"
+    data = write_tickets(tmp_path / "tickets.csv", tickets)
+    queued = run("train", "desk", "--data", str(data), "--background", data_dir=data_dir)
+    assert ok(queued).strip()  # the job id
+    assert (
+        "warning: no worker has been seen in the last 15 s: start `tagloop worker` (or `tagloop serve`) "
+        "to run it" in queued.stderr
+    )
+    assert json.loads(ok(run("workers", "--json", data_dir=data_dir))) == []
+    assert "no worker has announced itself" in run("workers", data_dir=data_dir).stderr
+
+    worker = start("worker", "--concurrency", "1", data_dir=data_dir)
+    try:
+        deadline = time.monotonic() + 120
+        while not (listed := json.loads(ok(run("workers", "--json", data_dir=data_dir)))):
+            assert worker.process.poll() is None and time.monotonic() < deadline, (
+                "the worker never announced itself"
+            )
+        assert [(row["kind"], row["pid"], row["concurrency"], row["alive"]) for row in listed] == [
+            ("local", worker.process.pid, 1, True)
+        ]
+        assert "alive" in ok(run("workers", data_dir=data_dir))
+        again = run("train", "desk", "--data", str(data), "--background", data_dir=data_dir)
+        assert ok(again) and "warning" not in again.stderr
+    finally:
+        worker.process.send_signal(signal.SIGTERM)
+        worker.process.communicate(timeout=120)
+    assert worker.process.returncode == 0
+    assert json.loads(ok(run("workers", "--json", data_dir=data_dir))) == []  # it said goodbye

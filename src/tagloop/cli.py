@@ -198,6 +198,8 @@ def train(
     from tagloop.domain.records import Mode
     from tagloop.services.training import TrainRequest
 
+    unattended: list[str] = []
+
     def run() -> dict[str, Any]:
         request = TrainRequest(
             classifier=classifier,
@@ -213,6 +215,7 @@ def train(
         with _tagloop() as tagloop:
             if background:
                 submission = tagloop.training.submit(request)
+                unattended.extend(filter(None, [tagloop.jobs.unattended()]))
                 return tagloop.jobs.show(submission.job_id)
             with _progress() as progress:
                 return tagloop.training.train(request, progress)
@@ -224,6 +227,7 @@ def train(
         else:
             stdout.print(result["id"])
             stderr.print(f"queued job {result['id']} training {result['classifier']} {result['version']}")
+        _warn(unattended)  # nothing would run it: say so, and how to start a worker
         return
     _warn(result.get("warnings"))
     if as_json:
@@ -517,6 +521,35 @@ def worker(
             tagloop.queue.serve_forever()
 
     _guard(run)
+
+
+@app.command()
+def workers(as_json: JsonOption = False) -> None:
+    """List the processes that run jobs (`tagloop serve`, `tagloop worker`) and when each was last seen."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            return tagloop.jobs.workers()
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    if not result:
+        stderr.print("no worker has announced itself: start `tagloop worker` (or `tagloop serve`)")
+        return
+    table = Table("host", "pid", "kind", "jobs at once", "started", "last seen", "state")
+    for row in result:
+        table.add_row(
+            row["host"],
+            str(row["pid"]),
+            row["kind"],
+            str(row["concurrency"]),
+            row["started_at"][:19],
+            f"{row['seconds_since_seen']:.0f} s ago",
+            "alive" if row["alive"] else "not seen lately",
+        )
+    stdout.print(table)
 
 
 endpoints_app = typer.Typer(help="Endpoints: names that point at one model version.", no_args_is_help=True)

@@ -8,7 +8,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, cast, func, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from tagloop.domain.records import JobStatus
@@ -22,6 +35,7 @@ from tagloop.storage.tables import (
     JobRow,
     ModelVersionRow,
     PredictionRow,
+    WorkerRow,
     utcnow,
 )
 
@@ -377,6 +391,53 @@ class JobRepository:
 
     def status(self, job_id: str) -> str | None:
         return self.session.scalar(select(JobRow.status).where(JobRow.id == job_id))
+
+
+class WorkerRepository:
+    """The processes that run jobs, as their heartbeats last announced them."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def beat(self, worker_id: str, **fields: Any) -> None:
+        """Record that ``worker_id`` is alive now (its row is created if missing, e.g. on the
+        first beat or after another process pruned it)."""
+        now = utcnow()
+        updated = self.session.execute(
+            update(WorkerRow)
+            .where(WorkerRow.id == worker_id)
+            .values(last_seen=now)
+            .execution_options(synchronize_session=False)
+        )
+        if updated.rowcount == 0:
+            self.session.add(WorkerRow(id=worker_id, started_at=now, last_seen=now, **fields))
+            self.session.flush()
+
+    def remove(self, worker_id: str) -> None:
+        self.session.execute(
+            delete(WorkerRow).where(WorkerRow.id == worker_id).execution_options(synchronize_session=False)
+        )
+
+    def prune(self, unseen_since: datetime) -> int:
+        """Forget the workers not seen since ``unseen_since`` (processes that died); how many."""
+        result = self.session.execute(
+            delete(WorkerRow)
+            .where(WorkerRow.last_seen < unseen_since)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)
+
+    def list(
+        self, seen_since: datetime | None = None, kinds: Sequence[str] | None = None
+    ) -> Sequence[WorkerRow]:
+        """Workers, most recently seen first; optionally only those seen since ``seen_since``
+        or of the given ``kinds``."""
+        query = select(WorkerRow).order_by(WorkerRow.last_seen.desc(), WorkerRow.id)
+        if seen_since is not None:
+            query = query.where(WorkerRow.last_seen >= seen_since)
+        if kinds is not None:
+            query = query.where(WorkerRow.kind.in_(list(kinds)))
+        return self.session.scalars(query).all()
 
 
 class EndpointRepository:
