@@ -365,3 +365,42 @@ def test_background_training_says_when_no_worker_would_run_it(tmp_path, tickets)
         worker.process.communicate(timeout=120)
     assert worker.process.returncode == 0
     assert json.loads(ok(run("workers", "--json", data_dir=data_dir))) == []  # it said goodbye
+
+
+def test_predictions_lists_what_was_logged(tmp_path, tickets):
+    from tagloop.app import Tagloop
+    from tagloop.services.training import TrainRequest
+    from tagloop.settings import Settings
+
+    data_dir = tmp_path / "data"
+    app = Tagloop(Settings(data_dir=data_dir))
+    try:
+        app.training.train(
+            TrainRequest(classifier="desk", data=str(write_tickets(tmp_path / "t.csv", tickets)))
+        )
+        _, model = app.predictions.model("desk")
+        version_id = 1  # the first version of this new database
+        texts = ["my vpn keeps dropping", "the printer on floor 3\nis jammed"]
+        ids = [
+            app.prediction_log.record("desk", version_id, text, prediction)
+            for text, prediction in zip(texts, app.predictions.classify(model, texts), strict=True)
+        ]
+    finally:
+        app.close()  # writes the log
+    listed, network, one, lines, wrong = finish(
+        start("predictions", "desk", "--json", data_dir=data_dir),
+        start("predictions", "--label", "NETWORK", "--since", "1h", "--json", data_dir=data_dir),
+        start("predictions", "desk", "--limit", "1", "--json", data_dir=data_dir),
+        start("predictions", data_dir=data_dir),
+        start("predictions", "--since", "yesterday", data_dir=data_dir),
+    )
+    rows = json.loads(ok(listed))
+    assert [row["id"] for row in rows] == ids[::-1]
+    assert [row["text"] for row in rows] == texts[::-1]
+    assert [row["id"] for row in json.loads(ok(network))] == [ids[0]]
+    assert [row["id"] for row in json.loads(ok(one))] == [ids[1]]
+    table = ok(lines).splitlines()
+    assert len(table) == 2  # one line per prediction, the text on one line
+    fields = table[0].split("\t")
+    assert fields[1:4] == [ids[1], "desk", "desk v1"] and fields[-1] == "the printer on floor 3 is jammed"
+    assert "since: 'yesterday' is not a date" in refused(wrong)

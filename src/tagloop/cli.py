@@ -552,6 +552,53 @@ def workers(as_json: JsonOption = False) -> None:
     stdout.print(table)
 
 
+@app.command()
+def predictions(
+    endpoint: Annotated[str | None, typer.Argument(help="Endpoint name; none: every endpoint.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="From a date (2026-11-30), a date and time (UTC) or a duration ago (30m, 24h, 7d)."
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Only predictions whose best label is this.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List logged predictions, newest first: when, id, best label and score, version, text.
+
+    The text is shown cut to 80 characters (whole with --json); it is empty when
+    TAGLOOP_LOG_PREDICTION_TEXT is off."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            return tagloop.prediction_history.page(endpoint, since, label, limit)[0]
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    if not result:
+        stderr.print("no logged predictions match")
+        return
+    write = sys.stdout.write
+    for row in result:
+        text = " ".join((row["text"] or "").split())
+        shown = text if len(text) <= 80 else text[:79] + "…"
+        score = f"{row['score']:.3f}" if row["score"] is not None else "-"
+        version = f"{row['classifier'] or '-'} {row['version'] or '-'}"
+        fields = (
+            row["created_at"][:19],
+            row["id"],
+            row["endpoint"],
+            version,
+            row["label"] or "-",
+            score,
+            shown,
+        )
+        write("\t".join(fields) + "\n")
+
+
 endpoints_app = typer.Typer(help="Endpoints: names that point at one model version.", no_args_is_help=True)
 app.add_typer(endpoints_app, name="endpoints")
 keys_app = typer.Typer(help="API keys (scopes classify, review, admin).", no_args_is_help=True)

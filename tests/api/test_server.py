@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -17,11 +18,14 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tagloop.api.server import create_app
 from tagloop.app import Tagloop
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
+from tagloop.storage.repositories import PredictionRepository
+from tagloop.storage.tables import PredictionRow, utcnow
 
 
 def test_healthz_in_process(settings):
@@ -212,3 +216,28 @@ def test_api_docs_are_public_unless_turned_off(tmp_path, docs):
         assert statuses == dict.fromkeys(statuses, 200 if docs else 404)
         if docs:
             assert "/v1/keys" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_server_deletes_predictions_older_than_the_retention(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path / "data", prediction_retention_days=7), start_workers=False)
+    tagloop = app.state.tagloop
+    logged = {"endpoint": "desk", "version_id": None, "text": "t", "result": '{"Classes": []}'}
+    rows = [
+        logged
+        | {"id": "old", "top_label": None, "top_score": None, "created_at": utcnow() - timedelta(days=8)},
+        logged
+        | {"id": "new", "top_label": None, "top_score": None, "created_at": utcnow() - timedelta(days=6)},
+    ]
+    with tagloop.database.transaction() as session:
+        PredictionRepository(session).add_many(rows)
+
+    def left() -> list[str]:
+        with tagloop.database.reading() as session:
+            return list(session.scalars(select(PredictionRow.id).order_by(PredictionRow.id)))
+
+    assert left() == ["new", "old"]
+    with TestClient(app):  # starting deletes what is too old (and every hour after)
+        deadline = time.monotonic() + 30
+        while left() != ["new"]:
+            assert time.monotonic() < deadline, left()
+            time.sleep(0.05)

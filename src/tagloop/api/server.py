@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         if start_workers:
             tagloop.start_workers()
         tagloop.endpoints.follow()
+        tagloop.prediction_history.start_retention()  # TAGLOOP_PREDICTION_RETENTION_DAYS: old rows go
         gc.collect()
         gc.freeze()  # the app's own long-lived objects: out of every later full collection
         yield
