@@ -357,7 +357,7 @@ def test_background_training_says_when_no_worker_would_run_it(tmp_path, tickets)
         assert [(row["kind"], row["pid"], row["concurrency"], row["alive"]) for row in listed] == [
             ("local", worker.process.pid, 1, True)
         ]
-        assert "alive" in ok(run("workers", data_dir=data_dir))
+        assert " s ago" in ok(run("workers", data_dir=data_dir))
         again = run("train", "desk", "--data", str(data), "--background", data_dir=data_dir)
         assert ok(again) and "warning" not in again.stderr
     finally:

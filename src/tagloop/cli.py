@@ -538,16 +538,16 @@ def workers(as_json: JsonOption = False) -> None:
     if not result:
         stderr.print("no worker has announced itself: start `tagloop worker` (or `tagloop serve`)")
         return
-    table = Table("host", "pid", "kind", "jobs at once", "started", "last seen", "state")
+    table = Table("host", "pid", "kind", "jobs", "started (UTC)", "last seen")
     for row in result:
+        seen = f"{row['seconds_since_seen']:.0f} s ago"
         table.add_row(
             row["host"],
             str(row["pid"]),
             row["kind"],
             str(row["concurrency"]),
-            row["started_at"][:19],
-            f"{row['seconds_since_seen']:.0f} s ago",
-            "alive" if row["alive"] else "not seen lately",
+            row["started_at"][:16].replace("T", " "),
+            seen if row["alive"] else f"{seen}: gone?",
         )
     stdout.print(table)
 

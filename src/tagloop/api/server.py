@@ -21,6 +21,7 @@ from tagloop import __version__
 from tagloop.api import comprehend, v1
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectApp
+from tagloop.api.docs import add_docs
 from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
 from tagloop.api.local_only import LocalOnly
 from tagloop.api.metrics import ServerMetrics, check_scrape
@@ -99,9 +100,11 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         version=__version__,
         lifespan=lifespan,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: add_docs serves them here
+        redoc_url=None,
     )
+    if docs:
+        add_docs(app)
     app.state.tagloop = tagloop
     app.state.metrics = metrics
     app.state.coalescer = Coalescer(tagloop.predictions.classify, observe=metrics.scored_together.observe)
