@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from tagloop.domain.metrics import METRIC_NAMES
+from tagloop.storage.migrate import MIGRATIONS
 
 TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the schema revision of this tagloop
 SCRIPT = Path(sys.executable).parent / "tagloop"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tagloop.cli"]
 
@@ -300,7 +303,7 @@ def test_db_upgrade_and_demo(tmp_path):
         start("db", "upgrade", data_dir=tmp_path / "upgraded"),
         start("demo", "--json", data_dir=tmp_path / "demo"),
     )
-    assert "database schema at revision 0006" in ok(upgraded) + upgraded.stderr
+    assert f"database schema at revision {HEAD}" in ok(upgraded) + upgraded.stderr
     created = one_json_document(ok(created))
     assert (created["classifier"], created["version"], created["status"]) == ("service-desk", "v1", "TRAINED")
     assert created["labels"] == TICKET_LABELS
@@ -318,7 +321,7 @@ def test_a_server_database_needs_db_upgrade(fresh_postgres, tmp_path):
     )
     assert "run `tagloop db upgrade`" in stderr
     result = run("--database-url", fresh_postgres, "db", "upgrade", data_dir=tmp_path / "data")
-    assert "database schema at revision 0006" in ok(result) + result.stderr
+    assert f"database schema at revision {HEAD}" in ok(result) + result.stderr
     env = {"TAGLOOP_DATABASE_URL": fresh_postgres}
     assert json.loads(ok(run("classifiers", "--json", data_dir=tmp_path / "data", env=env))) == []
     assert not (tmp_path / "data" / "tagloop.db").exists()  # nothing went to the embedded database
