@@ -150,11 +150,12 @@ class JobRunner:
         while not self._stopping.wait(tick):
             self._flush_progress()
             now = time.monotonic()
-            if self._announced is not None and now >= next_announcement:
+            announced = self._announced  # None once retracted (stop_heartbeat)
+            if announced is not None and now >= next_announcement:
                 next_announcement = now + WORKER_BEAT_SECONDS
                 try:
                     with self.database.transaction() as session:
-                        WorkerRepository(session).beat(self.owner, **self._announced)
+                        WorkerRepository(session).beat(self.owner, **announced)
                 except Exception:
                     log.exception("announcing this worker failed")
             if now < next_renewal:
