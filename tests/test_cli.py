@@ -7,17 +7,22 @@ import gzip
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from tagloop.domain.metrics import METRIC_NAMES
+from tagloop.storage.migrate import MIGRATIONS
 
 TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the schema revision of this tagloop
 SCRIPT = Path(sys.executable).parent / "tagloop"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tagloop.cli"]
 
@@ -300,7 +305,7 @@ def test_db_upgrade_and_demo(tmp_path):
         start("db", "upgrade", data_dir=tmp_path / "upgraded"),
         start("demo", "--json", data_dir=tmp_path / "demo"),
     )
-    assert "database schema at revision 0006" in ok(upgraded) + upgraded.stderr
+    assert f"database schema at revision {HEAD}" in ok(upgraded) + upgraded.stderr
     created = one_json_document(ok(created))
     assert (created["classifier"], created["version"], created["status"]) == ("service-desk", "v1", "TRAINED")
     assert created["labels"] == TICKET_LABELS
@@ -318,7 +323,7 @@ def test_a_server_database_needs_db_upgrade(fresh_postgres, tmp_path):
     )
     assert "run `tagloop db upgrade`" in stderr
     result = run("--database-url", fresh_postgres, "db", "upgrade", data_dir=tmp_path / "data")
-    assert "database schema at revision 0006" in ok(result) + result.stderr
+    assert f"database schema at revision {HEAD}" in ok(result) + result.stderr
     env = {"TAGLOOP_DATABASE_URL": fresh_postgres}
     assert json.loads(ok(run("classifiers", "--json", data_dir=tmp_path / "data", env=env))) == []
     assert not (tmp_path / "data" / "tagloop.db").exists()  # nothing went to the embedded database
@@ -728,3 +733,74 @@ def test_evaluate_writes_its_errors_and_classify_echoes_its_input(trained, ticke
     assert vpn.startswith("NETWORK:") and vpn.endswith("\tmy vpn drops")
     document = one_json_document(ok(echoed_json))
     assert document["Text"] == "printer jammed" and document["Classes"][0]["Name"] == "HARDWARE"
+
+
+def test_background_training_says_when_no_worker_would_run_it(tmp_path, tickets):
+    data_dir = tmp_path / "data"
+    data = write_tickets(tmp_path / "tickets.csv", tickets)
+    queued = run("train", "desk", "--data", str(data), "--background", data_dir=data_dir)
+    assert ok(queued).strip()  # the job id
+    assert (
+        "warning: no worker has been seen in the last 15 s: start `tagloop worker` (or `tagloop serve`) "
+        "to run it" in queued.stderr
+    )
+    assert json.loads(ok(run("workers", "--json", data_dir=data_dir))) == []
+    assert "no worker has announced itself" in run("workers", data_dir=data_dir).stderr
+
+    worker = start("worker", "--concurrency", "1", data_dir=data_dir)
+    try:
+        deadline = time.monotonic() + 120
+        while not (listed := json.loads(ok(run("workers", "--json", data_dir=data_dir)))):
+            assert worker.process.poll() is None and time.monotonic() < deadline, (
+                "the worker never announced itself"
+            )
+        assert [(row["kind"], row["pid"], row["concurrency"], row["alive"]) for row in listed] == [
+            ("local", worker.process.pid, 1, True)
+        ]
+        assert " s ago" in ok(run("workers", data_dir=data_dir))
+        again = run("train", "desk", "--data", str(data), "--background", data_dir=data_dir)
+        assert ok(again) and "warning" not in again.stderr
+    finally:
+        worker.process.send_signal(signal.SIGTERM)
+        worker.process.communicate(timeout=120)
+    assert worker.process.returncode == 0
+    assert json.loads(ok(run("workers", "--json", data_dir=data_dir))) == []  # it said goodbye
+
+
+def test_predictions_lists_what_was_logged(tmp_path, tickets):
+    from tagloop.app import Tagloop
+    from tagloop.services.training import TrainRequest
+    from tagloop.settings import Settings
+
+    data_dir = tmp_path / "data"
+    app = Tagloop(Settings(data_dir=data_dir))
+    try:
+        app.training.train(
+            TrainRequest(classifier="desk", data=str(write_tickets(tmp_path / "t.csv", tickets)))
+        )
+        _, model = app.predictions.model("desk")
+        version_id = 1  # the first version of this new database
+        texts = ["my vpn keeps dropping", "the printer on floor 3\nis jammed"]
+        ids = [
+            app.prediction_log.record("desk", version_id, text, prediction)
+            for text, prediction in zip(texts, app.predictions.classify(model, texts), strict=True)
+        ]
+    finally:
+        app.close()  # writes the log
+    listed, network, one, lines, wrong = finish(
+        start("predictions", "desk", "--json", data_dir=data_dir),
+        start("predictions", "--label", "NETWORK", "--since", "1h", "--json", data_dir=data_dir),
+        start("predictions", "desk", "--limit", "1", "--json", data_dir=data_dir),
+        start("predictions", data_dir=data_dir),
+        start("predictions", "--since", "yesterday", data_dir=data_dir),
+    )
+    rows = json.loads(ok(listed))
+    assert [row["id"] for row in rows] == ids[::-1]
+    assert [row["text"] for row in rows] == texts[::-1]
+    assert [row["id"] for row in json.loads(ok(network))] == [ids[0]]
+    assert [row["id"] for row in json.loads(ok(one))] == [ids[1]]
+    table = ok(lines).splitlines()
+    assert len(table) == 2  # one line per prediction, the text on one line
+    fields = table[0].split("\t")
+    assert fields[1:4] == [ids[1], "desk", "desk v1"] and fields[-1] == "the printer on floor 3 is jammed"
+    assert "since: 'yesterday' is not a date" in refused(wrong)

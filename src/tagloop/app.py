@@ -11,6 +11,7 @@ from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.secrets import SecretBox, load_or_create_key
@@ -56,7 +57,10 @@ class Tagloop:
         self.keys = KeyService(
             self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
         )
-        self.prediction_log = PredictionLog(self.database, self.settings.log_predictions)
+        self.prediction_log = PredictionLog(
+            self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
+        )
+        self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
@@ -79,6 +83,7 @@ class Tagloop:
         self.queue.start()
 
     def close(self) -> None:
+        self.prediction_history.stop_retention()
         self.endpoints.stop_following()
         self.queue.shutdown()
         self.prediction_log.close()

@@ -276,6 +276,8 @@ def train(
     from tagloop.domain.records import Mode
     from tagloop.services.training import TrainRequest
 
+    unattended: list[str] = []
+
     def train_with(on_issue: Callable[[str, RowIssue], None] | None) -> dict[str, Any]:
         request = TrainRequest(
             classifier=classifier,
@@ -292,6 +294,7 @@ def train(
         with _tagloop() as tagloop:
             if background:
                 submission = tagloop.training.submit(request)
+                unattended.extend(filter(None, [tagloop.jobs.unattended()]))
                 return tagloop.jobs.show(submission.job_id)
             with _progress() as progress:
                 return tagloop.training.train(request, progress)
@@ -314,6 +317,7 @@ def train(
         else:
             stdout.print(result["id"])
             stderr.print(f"queued job {result['id']} training {result['classifier']} {result['version']}")
+        _warn(unattended)  # nothing would run it: say so, and how to start a worker
         return
     _warn(result.get("warnings"))
     if as_json:
@@ -839,6 +843,82 @@ def worker(
             tagloop.queue.serve_forever()
 
     _guard(run)
+
+
+@app.command()
+def workers(as_json: JsonOption = False) -> None:
+    """List the processes that run jobs (`tagloop serve`, `tagloop worker`) and when each was last seen."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            return tagloop.jobs.workers()
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    if not result:
+        stderr.print("no worker has announced itself: start `tagloop worker` (or `tagloop serve`)")
+        return
+    table = Table("host", "pid", "kind", "jobs", "started (UTC)", "last seen")
+    for row in result:
+        seen = f"{row['seconds_since_seen']:.0f} s ago"
+        table.add_row(
+            row["host"],
+            str(row["pid"]),
+            row["kind"],
+            str(row["concurrency"]),
+            row["started_at"][:16].replace("T", " "),
+            seen if row["alive"] else f"{seen}: gone?",
+        )
+    stdout.print(table)
+
+
+@app.command()
+def predictions(
+    endpoint: Annotated[str | None, typer.Argument(help="Endpoint name; none: every endpoint.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="From a date (2026-11-30), a date and time (UTC) or a duration ago (30m, 24h, 7d)."
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Only predictions whose best label is this.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List logged predictions, newest first: when, id, best label and score, version, text.
+
+    The text is shown cut to 80 characters (whole with --json); it is empty when
+    TAGLOOP_LOG_PREDICTION_TEXT is off."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            return tagloop.prediction_history.page(endpoint, since, label, limit)[0]
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    if not result:
+        stderr.print("no logged predictions match")
+        return
+    write = sys.stdout.write
+    for row in result:
+        text = " ".join((row["text"] or "").split())
+        shown = text if len(text) <= 80 else text[:79] + "…"
+        score = f"{row['score']:.3f}" if row["score"] is not None else "-"
+        version = f"{row['classifier'] or '-'} {row['version'] or '-'}"
+        fields = (
+            row["created_at"][:19],
+            row["id"],
+            row["endpoint"],
+            version,
+            row["label"] or "-",
+            score,
+            shown,
+        )
+        write("\t".join(fields) + "\n")
 
 
 endpoints_app = typer.Typer(help="Endpoints: names that point at one model version.", no_args_is_help=True)

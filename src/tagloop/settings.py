@@ -68,6 +68,17 @@ class Settings(BaseSettings):
         False, description="Accept SigV4 signatures scoped to any region, not only TAGLOOP_AWS_REGION."
     )
     log_predictions: bool = Field(True, description="Keep every classify result with an id for feedback.")
+    log_prediction_text: bool = Field(
+        True,
+        description="Keep the classified text with each logged prediction; false: only its id, "
+        "endpoint, version, labels and scores.",
+    )
+    prediction_retention_days: int = Field(
+        0,
+        ge=0,
+        description="Delete logged predictions older than this many days (checked when a server starts "
+        "and every hour); 0: keep them forever.",
+    )
     max_classify_bytes: int = Field(
         100_000, gt=0, description="Largest text (UTF-8 bytes) per classify call."
     )

@@ -326,6 +326,9 @@ def test_nul_characters_never_reach_postgresql(postgres_db, tmp_path):
             ("delete", "/v1/keys/a%00b", None),
             ("post", "/v1/keys", {"name": "a\x00b"}),
             ("post", "/v1/endpoints", {"name": "a", "classifier": "a\x00b"}),
+            ("get", "/v1/predictions?endpoint=a%00b", None),
+            ("get", "/v1/predictions?label=a%00b", None),
+            ("get", "/v1/predictions?since=a%00b", None),
         ]:
             response = client.request(method, path, json=payload, headers=headers)
             assert 400 <= response.status_code < 500, (method, path, response.text)

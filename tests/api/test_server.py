@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -17,11 +19,14 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tagloop.api.server import create_app
 from tagloop.app import Tagloop
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
+from tagloop.storage.repositories import PredictionRepository
+from tagloop.storage.tables import PredictionRow, utcnow
 
 
 def test_healthz_in_process(settings):
@@ -208,7 +213,61 @@ def test_without_a_metrics_token_an_admin_key_reads_metrics(tmp_path):
 def test_api_docs_are_public_unless_turned_off(tmp_path, docs):
     app = create_app(Settings(data_dir=tmp_path / "data", api_docs=docs), start_workers=False)
     with TestClient(app) as client:
-        statuses = {path: client.get(path).status_code for path in ("/openapi.json", "/docs", "/redoc")}
+        paths = ("/openapi.json", "/docs", "/redoc", "/docs-assets/swagger-ui-bundle.js")
+        statuses = {path: client.get(path).status_code for path in paths}
         assert statuses == dict.fromkeys(statuses, 200 if docs else 404)
         if docs:
             assert "/v1/keys" in client.get("/openapi.json").json()["paths"]
+
+
+LOADED = re.compile(r"(?:src|href)\s*=\s*[\"']([^\"']+)[\"']|url:\s*'([^']+)'|spec-url=\"([^\"]+)\"")
+CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_everything_from_the_server_itself(tmp_path, page):
+    """Without internet the pages still work: every script, style, icon and schema they load is
+    a path on this server, and each answers with its content."""
+    app = create_app(Settings(data_dir=tmp_path / "data"), start_workers=False)
+    with TestClient(app) as client:
+        html = client.get(page).text
+        loaded = {next(group for group in match if group) for match in LOADED.findall(html)}
+        scripts = {url for url in loaded if url.endswith(".js")}
+        assert scripts and "/openapi.json" in loaded, html
+        for url in loaded:
+            assert url.startswith("/") and not url.startswith("//"), url
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert CONTENT_TYPES[Path(url).suffix] in response.headers["content-type"], url
+            assert len(response.content) > 1_000, url
+        if page == "/docs":
+            assert "/docs-assets/swagger-ui.css" in loaded
+            assert b"SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").content
+            assert client.get("/docs/oauth2-redirect").status_code == 200
+        missing = client.get("/docs-assets/nothing.js")
+        assert missing.status_code == 404 and "error" in missing.json()  # the API's error shape
+
+
+def test_a_server_deletes_predictions_older_than_the_retention(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path / "data", prediction_retention_days=7), start_workers=False)
+    tagloop = app.state.tagloop
+    logged = {"endpoint": "desk", "version_id": None, "text": "t", "result": '{"Classes": []}'}
+    rows = [
+        logged
+        | {"id": "old", "top_label": None, "top_score": None, "created_at": utcnow() - timedelta(days=8)},
+        logged
+        | {"id": "new", "top_label": None, "top_score": None, "created_at": utcnow() - timedelta(days=6)},
+    ]
+    with tagloop.database.transaction() as session:
+        PredictionRepository(session).add_many(rows)
+
+    def left() -> list[str]:
+        with tagloop.database.reading() as session:
+            return list(session.scalars(select(PredictionRow.id).order_by(PredictionRow.id)))
+
+    assert left() == ["new", "old"]
+    with TestClient(app):  # starting deletes what is too old (and every hour after)
+        deadline = time.monotonic() + 30
+        while left() != ["new"]:
+            assert time.monotonic() < deadline, left()
+            time.sleep(0.05)

@@ -488,3 +488,40 @@ def test_the_readmes_invoke_client_runs_as_written(live, tmp_path, capsys):
     exec(compile(code, "README.md", "exec"), {})
     printed = json.loads(capsys.readouterr().out)
     assert printed["statusCode"] == 200 and printed["body"][0]["Name"] == "NETWORK"
+
+
+def test_logged_predictions_are_listed_newest_first_for_admins(served):
+    client, tagloop, keys = served
+    texts = ["my vpn keeps dropping", "the printer is jammed again", "I was charged twice this month"]
+    ids = []
+    for text in texts:
+        response = client.post(
+            "/v1/endpoints/desk/classify", json={"text": text}, headers=bearer(keys["classify"])
+        )
+        ids.append(response.json()["prediction_id"])
+    tagloop.prediction_log.close()  # flush
+    assert client.get("/v1/predictions", headers=bearer(keys["classify"])).status_code == 403
+    admin = bearer(keys["admin"])
+    first = client.get("/v1/predictions", params={"endpoint": "desk", "limit": 2}, headers=admin)
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [item["id"] for item in page["predictions"]] == [ids[2], ids[1]]
+    newest = page["predictions"][0]
+    assert (newest["text"], newest["endpoint"], newest["classifier"], newest["version"]) == (
+        texts[2],
+        "desk",
+        "desk",
+        "v1",
+    )
+    assert (
+        newest["label"] == newest["classes"][0]["name"] and newest["score"] == newest["classes"][0]["score"]
+    )
+    rest = client.get(
+        "/v1/predictions", params={"endpoint": "desk", "cursor": page["next_cursor"]}, headers=admin
+    )
+    assert [item["id"] for item in rest.json()["predictions"]] == [ids[0]]
+    assert rest.json()["next_cursor"] is None
+    network = client.get("/v1/predictions", params={"label": "NETWORK", "since": "1h"}, headers=admin).json()
+    assert [item["id"] for item in network["predictions"]] == [ids[0]]
+    wrong = client.get("/v1/predictions", params={"since": "last week"}, headers=admin)
+    assert wrong.status_code == 400 and "since: 'last week' is not a date" in wrong.json()["error"]["message"]

@@ -6,17 +6,22 @@ nothing is mocked. Two Tagloop instances on one database stand for two processes
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from tagloop.domain.records import JobStatus
 from tagloop.errors import InvalidRequest, Stopped
+from tagloop.jobs import runner
 from tagloop.jobs.port import JobContext, JobKindBase
-from tagloop.storage.repositories import JobRepository
+from tagloop.storage.repositories import JobRepository, WorkerRepository
+from tagloop.storage.tables import WorkerRow, utcnow
 
 
 class RecordingKind(JobKindBase):
@@ -29,6 +34,7 @@ class RecordingKind(JobKindBase):
         self.abandoned_calls: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.started = threading.Event()
+        self.release = threading.Event()
 
     def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any] | None:
         with self.lock:
@@ -53,6 +59,11 @@ class RecordingKind(JobKindBase):
                 time.sleep(0.05)
         if action == "sleep":
             time.sleep(float(payload.get("seconds", 0.2)))
+        if action == "report":  # reports twice at once, then waits until released
+            context.progress(0.25, "a quarter")
+            context.progress(0.5, "half way")
+            self.started.set()
+            assert self.release.wait(20)
         return {"echo": payload.get("value"), "attempt": context.attempt}
 
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
@@ -199,3 +210,58 @@ def test_unknown_kind_is_refused_at_enqueue(queue_app):
     tagloop, _ = queue_app()
     with pytest.raises(Exception, match="unknown job kind"), tagloop.database.transaction() as session:
         tagloop.queue.enqueue(session, "no-such-kind", {})
+
+
+def test_the_last_progress_reported_reaches_the_job_row_while_it_runs(queue_app):
+    """Reports closer together than the runner writes them are not lost: the heartbeat writes
+    the latest one while the job still runs."""
+    tagloop, kind = queue_app()
+    job_id = enqueue(tagloop, {"action": "report"})
+    tagloop.start_workers()
+    assert kind.started.wait(20)
+    try:
+        wait_for(lambda: tagloop.jobs.show(job_id)["progress"] == 0.5)
+        assert tagloop.jobs.show(job_id)["progress_message"] == "half way"
+    finally:
+        kind.release.set()
+    job = wait_final(tagloop, job_id)
+    assert (job["status"], job["progress"]) == (JobStatus.COMPLETED, 1.0)
+
+
+def test_workers_announce_themselves_while_they_serve_the_queue(queue_app, monkeypatch):
+    monkeypatch.setattr(runner, "WORKER_BEAT_SECONDS", 0.1)
+    tagloop, _ = queue_app(job_workers=3)
+    observer, _ = queue_app()  # another process on the same database, running no jobs
+    assert tagloop.jobs.workers() == []
+    reason = observer.jobs.unattended()
+    assert reason is not None and "no worker has been seen in the last 15 s" in reason
+    assert "`tagloop worker`" in reason
+
+    tagloop.start_workers()
+    [worker] = observer.jobs.workers()
+    assert (worker["kind"], worker["pid"], worker["concurrency"]) == (tagloop.queue.name, os.getpid(), 3)
+    assert worker["host"] == socket.gethostname()
+    assert worker["alive"] is True
+    assert observer.jobs.unattended() is None
+    first_seen = worker["last_seen"]
+    wait_for(lambda: observer.jobs.workers()[0]["last_seen"] > first_seen)  # its heartbeat refreshes it
+
+    tagloop.queue.shutdown()  # a clean shutdown takes its row away
+    assert observer.jobs.workers() == []
+    assert observer.jobs.unattended() is not None
+
+
+def test_a_worker_not_seen_lately_does_not_count(queue_app):
+    tagloop, _ = queue_app()
+    with tagloop.database.transaction() as session:  # a worker whose process died a minute ago
+        WorkerRepository(session).beat("gone:1:x", host="gone", pid=1, kind=tagloop.queue.name, concurrency=2)
+        session.query(WorkerRow).update({"last_seen": utcnow() - timedelta(minutes=1)})
+    [worker] = tagloop.jobs.workers()
+    assert worker["id"] == "gone:1:x"
+    assert worker["alive"] is False and worker["seconds_since_seen"] >= 60
+    assert tagloop.jobs.unattended() is not None
+    with tagloop.database.transaction() as session:  # not seen for over a day: forgotten when a worker starts
+        session.query(WorkerRow).update({"last_seen": utcnow() - timedelta(days=2)})
+    tagloop.start_workers()
+    assert [worker["id"] for worker in tagloop.jobs.workers()] == [tagloop.queue.runner.owner]
+    assert wait_final(tagloop, enqueue(tagloop, {"value": 1}))["status"] == JobStatus.COMPLETED

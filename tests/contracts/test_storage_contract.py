@@ -554,3 +554,28 @@ def test_the_embedded_database_is_upgraded_automatically(tmp_path):
         assert again.catalog.classifiers() == []
     finally:
         again.close()
+
+
+def test_migration_0007_records_the_best_label_of_the_predictions_logged_before(store):
+    """Rows logged before 0007 get their ``top_label`` from their result; text may then be NULL."""
+    downgrade(store.database, "0006")
+    as_json = "CAST(:result AS jsonb)" if store.database.dialect == "postgresql" else ":result"
+    logged = [
+        ("a", '{"Classes": [{"Name": "NETWORK", "Score": 0.9}, {"Name": "EMAIL", "Score": 0.1}]}'),
+        ("b", '{"Labels": [{"Name": "BILLING", "Score": 0.8}]}'),
+        ("c", '{"Labels": []}'),
+    ]
+    with store.database.engine.begin() as connection:
+        for prediction_id, result in logged:
+            connection.execute(
+                text(
+                    "INSERT INTO predictions (id, endpoint, text, result, top_score, created_at) "
+                    f"VALUES (:id, 'desk', 'some text', {as_json}, 0.5, :created_at)"
+                ),
+                {"id": prediction_id, "result": result, "created_at": datetime(2026, 11, 30, tzinfo=UTC)},
+            )
+    migrate.upgrade(store.database)
+    with store.database.engine.begin() as connection:
+        labels = connection.execute(text("SELECT id, top_label FROM predictions ORDER BY id")).all()
+        assert [tuple(row) for row in labels] == [("a", "NETWORK"), ("b", "BILLING"), ("c", None)]
+        connection.execute(text("UPDATE predictions SET text = NULL WHERE id = 'a'"))  # now allowed

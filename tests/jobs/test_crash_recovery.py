@@ -75,7 +75,7 @@ def crash_env(request, tmp_path) -> dict[str, str]:
 
 
 def test_training_survives_a_killed_worker(tmp_path, crash_env):
-    kill_at = 0.1  # features extracted, some of the linear models fitted
+    kill_at = 0.1  # in the middle of training (counting the words of the documents)
     data_dir = tmp_path / "data"
     small = synthetic_csv(tmp_path / "small.csv", 300, seed=1)
     big = synthetic_csv(tmp_path / "big.csv", 25_000, seed=2)

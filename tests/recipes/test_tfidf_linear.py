@@ -358,6 +358,52 @@ def test_progress_reports_increasing_fractions_up_to_one():
     assert all(isinstance(message, str) and message for _, message in seen)
 
 
+def test_progress_moves_while_words_are_counted_and_while_models_fit(ticket_docs):
+    """Reported per 1 % of the documents counted and per model fitted, in order, and reporting
+    changes nothing in the model (one thread: liblinear's generator is shared across threads)."""
+    seen: list[tuple[float, str]] = []
+    model = train(
+        MC, ticket_docs, n_jobs=1, progress=lambda fraction, message: seen.append((fraction, message))
+    )
+    fractions = [fraction for fraction, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    counting = [fraction for fraction, message in seen if message.startswith("counting words")]
+    assert len(set(counting)) >= 50 and min(counting) > 0 and max(counting) <= tl.COUNTED
+    selecting = [message for _, message in seen if message.startswith("selecting the words")]
+    assert selecting == [
+        f"selecting the words of {len(ticket_docs)} documents (min_df) and weighting them (TF-IDF)"
+    ]
+    fitting = [(fraction, message) for fraction, message in seen if message.startswith("fitting")]
+    assert [message.split(": ")[1].split(",")[0] for _, message in fitting][-1] == "6 of 6 done"
+    assert len({fraction for fraction, _ in fitting}) >= 6  # each model fitted moves it
+    assert all(tl.FEATURES_READY <= fraction <= tl.MODELS_FITTED for fraction, _ in fitting)
+
+    quiet = train(MC, ticket_docs, n_jobs=1)
+    np.testing.assert_array_equal(model.coef, quiet.coef)
+    np.testing.assert_array_equal(model.intercept, quiet.intercept)
+    np.testing.assert_array_equal(model.idf, quiet.idf)
+    assert model.vocabulary == quiet.vocabulary
+    drop = "fit_seconds"
+    assert {k: v for k, v in model.calibration.items() if k != drop} == {
+        k: v for k, v in quiet.calibration.items() if k != drop
+    }
+
+
+def test_a_stop_request_is_heard_while_words_are_counted(ticket_docs):
+    calls = []
+
+    def stop_at_once() -> bool:
+        calls.append(1)
+        return True
+
+    seen: list[str] = []
+    with pytest.raises(Stopped, match="stopped on request"):
+        train(
+            MC, ticket_docs, should_stop=stop_at_once, progress=lambda fraction, message: seen.append(message)
+        )
+    assert len(calls) == 1 and not any(message.startswith("fitting") for message in seen)
+
+
 # ---- calibration helpers -------------------------------------------------------------------
 def test_fit_temperature_recovers_a_known_temperature():
     rng = np.random.default_rng(0)

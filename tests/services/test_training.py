@@ -90,6 +90,31 @@ def test_the_training_job_runs_the_same_lifecycle(make_tagloop, tickets_csv):
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
 
 
+def test_a_training_jobs_recorded_progress_moves_through_its_phases(make_tagloop, tickets_csv, monkeypatch):
+    """What the job's row says (jobs show, GET /v1/jobs/{id}) while it trains: every report is
+    written at once here (no throttle), and read back from the database at the next report."""
+    from tagloop.jobs import runner
+
+    monkeypatch.setattr(runner, "PROGRESS_INTERVAL", 0.0)
+    tagloop = make_tagloop()
+    submission = tagloop.training.submit(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    recorded: list[tuple[float, str]] = []
+
+    def progress(fraction: float, message: str) -> None:
+        job = tagloop.jobs.show(submission.job_id)  # what the previous report wrote
+        recorded.append((job["progress"], job["progress_message"] or ""))
+
+    tagloop.queue.run_now(submission.job_id, progress)
+    fractions = [fraction for fraction, _ in recorded]
+    assert fractions == sorted(fractions)
+    assert len({fraction for fraction in fractions if 0.0 < fraction < 1.0}) >= 20
+    phases = [message.split(":")[0] for _, message in recorded]
+    for phase in ("counting words", "fitting 6 linear models (6 labels each)", "evaluating"):
+        assert phase in phases
+    assert phases.index("counting words") < phases.index("fitting 6 linear models (6 labels each)")
+    assert tagloop.jobs.show(submission.job_id)["progress"] == 1.0
+
+
 def break_artifacts(make_tagloop, tmp_path, **settings):
     """A Tagloop on the same database whose artifact store cannot be written."""
     (tmp_path / "blocker").write_text("a regular file where the artifact folder should be")

@@ -23,6 +23,7 @@ from tagloop.api import comprehend, v1
 from tagloop.api.auth import check_scrape
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.direct import DirectApp
+from tagloop.api.docs import add_docs
 from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
 from tagloop.api.local_only import LocalOnly
 from tagloop.api.metrics import ServerMetrics
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         if start_workers:
             tagloop.start_workers()
         tagloop.endpoints.follow()
+        tagloop.prediction_history.start_retention()  # TAGLOOP_PREDICTION_RETENTION_DAYS: old rows go
         gc.collect()
         gc.freeze()  # the app's own long-lived objects: out of every later full collection
         yield
@@ -103,9 +105,11 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         version=__version__,
         lifespan=lifespan,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: add_docs serves them here
+        redoc_url=None,
     )
+    if docs:
+        add_docs(app)
     app.state.tagloop = tagloop
     app.state.metrics = metrics
     app.state.coalescer = Coalescer(tagloop.predictions.classify, observe=metrics.scored_together.observe)

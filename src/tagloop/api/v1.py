@@ -324,3 +324,26 @@ def create_key(body: KeyCreate, tagloop: TagloopDep, _: AdminScope) -> dict[str,
 @router.delete("/keys/{access_key_id}")
 def revoke_key(access_key_id: IdPath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
     return tagloop.keys.revoke(access_key_id)
+
+
+@router.get("/predictions")
+def list_predictions(
+    tagloop: TagloopDep,
+    _: AdminScope,
+    endpoint: Annotated[str | None, Query(max_length=MAX_NAME, pattern=NAME_PATTERN)] = None,
+    since: Annotated[
+        str | None, Query(max_length=64, description="2026-11-30, 2026-11-30T14:00:00Z, or 30m, 24h, 7d back")
+    ] = None,
+    label: Annotated[
+        str | None, Query(max_length=5_000, description="Only those whose best label is this.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the page before.")
+    ] = None,
+) -> dict[str, Any]:
+    """Logged predictions, newest first, a page at a time: id, endpoint, classifier and version,
+    when, best label and score, the classes (or labels) answered, and the text (null when
+    TAGLOOP_LOG_PREDICTION_TEXT is off)."""
+    items, next_cursor = tagloop.prediction_history.page(endpoint, since, label, limit, cursor)
+    return {"predictions": items, "next_cursor": next_cursor}

@@ -57,7 +57,7 @@ class LocalJobQueue(RunnerQueue):
         if self._threads:
             return
         self._stopping.clear()
-        self.runner.start_heartbeat()
+        self.runner.announce(self.name, self.workers)  # a `workers` row, refreshed by the heartbeat
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"tagloop-job-{index}", daemon=True)
             thread.start()

@@ -87,6 +87,7 @@ class ProcrastinateJobQueue(RunnerQueue):
         """Run a Procrastinate worker in a background thread of this process."""
         if self._thread is not None:
             return
+        self.runner.announce(self.name, self.workers)  # a `workers` row, refreshed by the heartbeat
         started = threading.Event()
 
         def serve() -> None:
@@ -107,7 +108,11 @@ class ProcrastinateJobQueue(RunnerQueue):
 
     def serve_forever(self) -> None:
         """Run a worker in the foreground until SIGINT/SIGTERM (``tagloop worker``)."""
-        asyncio.run(self._work(wait=True, signals=True))
+        self.runner.announce(self.name, self.workers)
+        try:
+            asyncio.run(self._work(wait=True, signals=True))
+        finally:
+            self.runner.stop_heartbeat()
 
     def run_until_idle(self) -> int:
         """Retry stalled jobs, run every job that is due, then return how many tagloop jobs ran."""

@@ -5,6 +5,12 @@ process dies, the lease runs out and another worker may claim the job again. Bec
 claim is a conditional UPDATE, a job is never run by two workers at once; every later
 write is conditional on still holding the lease, and a worker that lost its lease is
 told to stop through ``should_stop``.
+
+The same heartbeat thread writes the progress jobs report (at most every
+``PROGRESS_INTERVAL``, the latest value at the latest that much after it was reported) and,
+in a process that serves the queue (``tagloop serve``, ``tagloop worker``: see
+:meth:`JobRunner.announce`), keeps the process's row in the ``workers`` table fresh, so that
+whoever queues a job can tell whether anything will run it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,13 +32,20 @@ from tagloop.domain.records import JobStatus
 from tagloop.errors import NotFound, ResourceInUse, Stopped, TagloopError
 from tagloop.jobs.port import AwaitChildren, JobContext, JobKind
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import JobRepository
+from tagloop.storage.repositories import JobRepository, WorkerRepository
 from tagloop.storage.tables import JobRow, utcnow
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.5
+"""Seconds between two progress writes of a job; a report in between is written by the heartbeat."""
 STOP_CHECK_INTERVAL = 0.5
+WORKER_BEAT_SECONDS = 5.0
+"""How often a process that serves the queue refreshes its row in the ``workers`` table."""
+WORKER_SEEN_SECONDS = 15.0
+"""A worker not seen for this long is taken to be gone (three missed beats)."""
+WORKER_FORGET_SECONDS = 86_400.0
+"""The row of a worker not seen for this long (a process that died) is deleted."""
 
 
 class JobRunner:
@@ -55,6 +69,11 @@ class JobRunner:
         self._heartbeat: threading.Thread | None = None
         self.executed = 0
         self._ended = threading.Condition()  # notified whenever a job run here ends
+        # progress reported but not written yet, per job; writes hold _progress_lock, so the
+        # last value reported is the last one written
+        self._progress_pending: dict[str, tuple[float, str]] = {}
+        self._progress_lock = threading.Lock()
+        self._announced: dict[str, Any] | None = None  # this process's worker row, once announced
 
     def register(self, kind: JobKind) -> None:
         self.kinds[kind.kind] = kind
@@ -98,10 +117,50 @@ class JobRunner:
         if wait and self._heartbeat is not None:
             self._heartbeat.join(timeout=self.lease_seconds)
         self._heartbeat = None
+        self._retract()
+
+    def announce(self, kind: str, concurrency: int) -> None:
+        """Say that this process serves the queue (runs ``concurrency`` jobs at once on the
+        ``kind`` adapter): its ``workers`` row is written now, refreshed by the heartbeat every
+        ``WORKER_BEAT_SECONDS`` and deleted by :meth:`stop_heartbeat`. Rows of workers not
+        seen for a day (processes that died) are deleted meanwhile."""
+        host, pid = socket.gethostname()[:255], os.getpid()
+        self._announced = {"host": host, "pid": pid, "kind": kind, "concurrency": concurrency}
+        with self.database.transaction() as session:
+            workers = WorkerRepository(session)
+            workers.prune(utcnow() - timedelta(seconds=WORKER_FORGET_SECONDS))
+            workers.beat(self.owner, **self._announced)
+        self.start_heartbeat()
+
+    def _retract(self) -> None:
+        announced, self._announced = self._announced, None
+        if announced is None:
+            return
+        try:
+            with self.database.transaction() as session:
+                WorkerRepository(session).remove(self.owner)
+        except Exception:  # the row then ages out: readers see it as not seen lately
+            log.exception("removing this worker's row failed")
 
     def _beat(self) -> None:
-        interval = max(0.05, self.lease_seconds / 3)
-        while not self._stopping.wait(interval):
+        renew_every = max(0.05, self.lease_seconds / 3)
+        tick = min(PROGRESS_INTERVAL, renew_every)
+        next_renewal = time.monotonic() + renew_every
+        next_announcement = time.monotonic() + WORKER_BEAT_SECONDS
+        while not self._stopping.wait(tick):
+            self._flush_progress()
+            now = time.monotonic()
+            announced = self._announced  # None once retracted (stop_heartbeat)
+            if announced is not None and now >= next_announcement:
+                next_announcement = now + WORKER_BEAT_SECONDS
+                try:
+                    with self.database.transaction() as session:
+                        WorkerRepository(session).beat(self.owner, **announced)
+                except Exception:
+                    log.exception("announcing this worker failed")
+            if now < next_renewal:
+                continue
+            next_renewal = now + renew_every
             with self._lock:
                 running = list(self._running)
             if not running:
@@ -294,7 +353,10 @@ class JobRunner:
             self._spawner(job),
         )
         try:
-            result = kind.run(context, dict(job.payload))
+            try:
+                result = kind.run(context, dict(job.payload))
+            finally:
+                self._forget_progress(job.id)
         except Stopped as exc:
             self._finish(job, JobStatus.STOPPED, error=exc.message)
             if reraise:
@@ -333,21 +395,51 @@ class JobRunner:
                 self._running.discard(job.id)
 
     def _progress(self, job_id: str, local: Progress | None) -> Progress:
+        """The progress callback of a running job: ``local`` (a foreground caller's bar) hears
+        every report; the job's row gets one every ``PROGRESS_INTERVAL`` at most, and the
+        latest report is written by the heartbeat if no later one comes sooner, so a job's
+        progress is at most about a second old in the database while it runs."""
         last = [0.0]
 
         def report(fraction: float, message: str) -> None:
             if local is not None:
                 local(fraction, message)
             now = time.monotonic()
-            if now - last[0] < PROGRESS_INTERVAL and fraction < 1.0:
-                return
-            last[0] = now
-            with self.database.transaction() as session:
-                JobRepository(session).owned(
-                    job_id, self.owner, progress=round(float(fraction), 4), progress_message=message
-                )
+            with self._progress_lock:
+                self._progress_pending[job_id] = (fraction, message)
+                if now - last[0] < PROGRESS_INTERVAL and fraction < 1.0:
+                    return  # the heartbeat writes it, unless a later report comes first
+                last[0] = now
+                self._write_progress(job_id, *self._progress_pending.pop(job_id))
 
         return report
+
+    def _write_progress(self, job_id: str, fraction: float, message: str) -> None:
+        """One progress write (``_progress_lock`` held); only while the job runs here."""
+        running = (JobStatus.IN_PROGRESS.value, JobStatus.STOP_REQUESTED.value)
+        with self.database.transaction() as session:
+            JobRepository(session).owned(
+                job_id,
+                self.owner,
+                when_status=running,
+                progress=round(float(fraction), 4),
+                progress_message=message,
+            )
+
+    def _flush_progress(self) -> None:
+        """Write the progress reported since the last write of each job (the heartbeat's part)."""
+        with self._progress_lock:
+            pending, self._progress_pending = self._progress_pending, {}
+            for job_id, (fraction, message) in pending.items():
+                try:
+                    self._write_progress(job_id, fraction, message)
+                except Exception:  # progress is advisory: the next report tries again
+                    log.exception("writing the progress of job %s failed", job_id)
+
+    def _forget_progress(self, job_id: str) -> None:
+        """Drop a job's unwritten progress: it has ended, and how it ended is what is written."""
+        with self._progress_lock:
+            self._progress_pending.pop(job_id, None)
 
     def _stop_check(self, job_id: str) -> Callable[[], bool]:
         state = {"checked": 0.0, "stop": False}

@@ -1,4 +1,5 @@
-"""Job records users can see and act on: list, page, show, stop, retry, wait.
+"""Job records users can see and act on: list, page, show, stop, retry, wait; and the
+workers that run them.
 
 What a job's stop or retry does to the records it works on (a training job's model version)
 is its kind's business (:class:`~tagloop.jobs.port.JobKind` hooks, called by the queue).
@@ -12,7 +13,7 @@ import builtins
 import json
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -22,9 +23,14 @@ from tagloop.domain.progress import Progress
 from tagloop.domain.records import JobStatus
 from tagloop.errors import InvalidRequest
 from tagloop.jobs.port import JobQueue
+from tagloop.jobs.runner import WORKER_SEEN_SECONDS
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import JobRepository, one_match
-from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow
+from tagloop.storage.repositories import JobRepository, WorkerRepository, one_match
+from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow, WorkerRow, utcnow
+
+RUNS_JOBS_OF = {"local": ("local",), "procrastinate": ("procrastinate", "local")}
+"""The kinds of worker that run the jobs a queue adapter enqueues: a local worker claims any
+queued job row; a Procrastinate worker only those deferred to Procrastinate."""
 
 
 def job_summary(row: JobRow, classifier: str | None = None, version: str | None = None) -> dict[str, Any]:
@@ -57,6 +63,21 @@ def _after(token: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(created_at), str(job_id)
     except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
         raise InvalidRequest("the page token is not one this service gave") from exc
+
+
+def worker_summary(row: WorkerRow, now: datetime) -> dict[str, Any]:
+    seen = (now - row.last_seen).total_seconds()
+    return {
+        "id": row.id,
+        "host": row.host,
+        "pid": row.pid,
+        "kind": row.kind,
+        "concurrency": row.concurrency,
+        "started_at": row.started_at.isoformat(),
+        "last_seen": row.last_seen.isoformat(),
+        "seconds_since_seen": round(max(0.0, seen), 1),
+        "alive": seen <= WORKER_SEEN_SECONDS,
+    }
 
 
 class JobService:
@@ -160,3 +181,23 @@ class JobService:
             if JobStatus(job["status"]).is_final or (left is not None and left <= 0):
                 return job
             self.queue.wait(job_id, poll if left is None else min(poll, left))
+
+    def workers(self) -> builtins.list[dict[str, Any]]:
+        """The processes that run jobs (``tagloop serve``, ``tagloop worker``), most recently
+        seen first; ``alive``: seen in the last ``WORKER_SEEN_SECONDS``."""
+        now = utcnow()
+        with self.database.reading() as session:
+            return [worker_summary(row, now) for row in WorkerRepository(session).list()]
+
+    def unattended(self) -> str | None:
+        """Why a job queued now would wait: no worker that runs this queue's jobs was seen lately
+        (a message saying how to start one); None when one was."""
+        kinds = RUNS_JOBS_OF.get(self.queue.name, (self.queue.name,))
+        since = utcnow() - timedelta(seconds=WORKER_SEEN_SECONDS)
+        with self.database.reading() as session:
+            if WorkerRepository(session).list(seen_since=since, kinds=kinds):
+                return None
+        return (
+            f"no worker has been seen in the last {WORKER_SEEN_SECONDS:.0f} s: "
+            "start `tagloop worker` (or `tagloop serve`) to run it"
+        )

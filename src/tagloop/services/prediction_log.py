@@ -54,20 +54,21 @@ def new_prediction_id() -> str:
     return f"{value:032x}"
 
 
-Packed = tuple[str, str, int, str, bytes, "float | None", float]
-"""A logged prediction as it travels to the writer: id, endpoint, version id, text, result as
-JSON (as Comprehend's ClassifyDocument answers it), top score, Unix time. A flat tuple is
-cheap to queue and to hand to another process."""
+Packed = tuple[str, str, int, "str | None", bytes, "str | None", "float | None", float]
+"""A logged prediction as it travels to the writer: id, endpoint, version id, text (None when
+texts are not kept), result as JSON (as Comprehend's ClassifyDocument answers it), top label,
+top score, Unix time. A flat tuple is cheap to queue and to hand to another process."""
 
 
 def _row(packed: Packed) -> dict[str, Any]:
-    prediction_id, endpoint, version_id, text, result, top_score, created = packed
+    prediction_id, endpoint, version_id, text, result, top_label, top_score, created = packed
     return {
         "id": prediction_id,
         "endpoint": endpoint,
         "version_id": version_id,
         "text": text,
         "result": result.decode(),  # JSON text, stored as is
+        "top_label": top_label,
         "top_score": top_score,
         "created_at": datetime.fromtimestamp(created, UTC),
     }
@@ -150,9 +151,17 @@ def _writer_process(database_url: str, connection: Any, flush_seconds: float) ->
 
 
 class PredictionLog:
-    def __init__(self, database: Database, enabled: bool = True, flush_seconds: float = 0.25) -> None:
+    """Writes each recorded prediction as a row of the ``predictions`` table (read by
+    :mod:`tagloop.services.prediction_history`). ``enabled`` False: nothing is recorded
+    (``TAGLOOP_LOG_PREDICTIONS``); ``keep_text`` False: rows have no text
+    (``TAGLOOP_LOG_PREDICTION_TEXT``)."""
+
+    def __init__(
+        self, database: Database, enabled: bool = True, flush_seconds: float = 0.25, keep_text: bool = True
+    ) -> None:
         self.database = database
         self.enabled = enabled
+        self.keep_text = keep_text
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[Packed | None] = queue.Queue(maxsize=QUEUE_ROWS)
         self._writer: threading.Thread | None = None
@@ -170,19 +179,21 @@ class PredictionLog:
 
     def record(self, endpoint: str, version_id: int, text: str, prediction: Prediction) -> str | None:
         """Queue one prediction of a classified text for writing; returns its id (None when
-        logging is off). The row keeps the result as Comprehend's ClassifyDocument answers it."""
+        logging is off). The row keeps the result as Comprehend's ClassifyDocument answers it,
+        and the text unless ``keep_text`` is off."""
         if not self.enabled:
             return None
         prediction_id = new_prediction_id()
-        scores = prediction.scores
-        top_score = scores[0] if scores else None
+        labels, scores = prediction.labels, prediction.scores
+        top_label, top_score = (labels[0], scores[0]) if scores else (None, None)
         result = orjson.dumps(comprehend.result(prediction))
         if self._writer is None or not self._writer.is_alive():
             try:
                 self._start_writer()
             except Exception:  # logging must never fail the request: rows wait for the next try
                 log.exception("starting the prediction log writer failed")
-        packed = (prediction_id, endpoint, version_id, text, result, top_score, time.time())
+        kept = text if self.keep_text else None
+        packed = (prediction_id, endpoint, version_id, kept, result, top_label, top_score, time.time())
         if self._in_process:
             if len(self._buffer) < QUEUE_ROWS:  # deque appends and pops are atomic: no lock
                 self._buffer.append(packed)

@@ -258,6 +258,10 @@ class TrainingService:
             predicted: list[list[str]] = []
             for _, picks in predict(model, documents.texts(test_id, Split.TEST)):
                 predicted.extend([labels[i] for i in doc] for doc in picks)
+                done = len(predicted)
+                report(
+                    0.9 + 0.07 * done / max(1, len(gold_rows)), f"evaluating: {done:,} of {len(gold_rows):,}"
+                )
         gold = [labels_ for _, labels_ in gold_rows]
         evaluation = evaluate(mode, label_universe(labels, gold), gold, predicted) if gold else None
         timings["evaluate_seconds"] = round(time.perf_counter() - fitted, 3)
@@ -388,6 +392,8 @@ class TrainingService:
 
     def train(self, request: TrainRequest, progress: Progress | None = None) -> dict[str, Any]:
         """Submit and run the training job in this process (the CLI's ``tagloop train``)."""
+        if progress is not None:
+            progress(0.0, f"reading {request.data}")
         submission = self.submit(request)
         self.queue.run_now(submission.job_id, progress)
         return self.summary(submission.version_id) | {"job_id": submission.job_id}

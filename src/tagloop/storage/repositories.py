@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     insert,
     or_,
@@ -37,6 +38,7 @@ from tagloop.storage.tables import (
     JobRow,
     ModelVersionRow,
     PredictionRow,
+    WorkerRow,
     utcnow,
 )
 
@@ -67,10 +69,10 @@ def one_match(what: str, prefix: str, matches: Sequence[str]) -> str:
     )
 
 
-def _rowcount(result: Result[Any]) -> int:
+def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (its result is a cursor result)."""
     assert isinstance(result, CursorResult)
-    return result.rowcount
+    return int(result.rowcount or 0)
 
 
 class ClassifierRepository:
@@ -220,7 +222,7 @@ class ModelVersionRepository:
             .where(ModelVersionRow.id == version_id, ModelVersionRow.status.in_(list(when)))
             .values(status=status, **fields)
         )
-        return bool(_rowcount(result) == 1)
+        return bool(rowcount(result) == 1)
 
     def set_status(self, version_id: int, status: str, **fields: Any) -> None:
         values = {"status": status, **fields}
@@ -413,7 +415,7 @@ class JobRepository:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if _rowcount(claimed) == 1:
+            if rowcount(claimed) == 1:
                 row = self.session.get(JobRow, candidate, populate_existing=True)
                 assert row is not None
                 return row
@@ -428,7 +430,7 @@ class JobRepository:
         result = self.session.execute(
             update(JobRow).where(*conditions).values(**values).execution_options(synchronize_session=False)
         )
-        return _rowcount(result) == 1
+        return rowcount(result) == 1
 
     def renew(self, job_ids: Sequence[str], owner: str, lease_seconds: float) -> set[str]:
         """Extend the leases ``owner`` still holds; returns the ids it holds."""
@@ -446,6 +448,53 @@ class JobRepository:
 
     def status(self, job_id: str) -> str | None:
         return self.session.scalar(select(JobRow.status).where(JobRow.id == job_id))
+
+
+class WorkerRepository:
+    """The processes that run jobs, as their heartbeats last announced them."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def beat(self, worker_id: str, **fields: Any) -> None:
+        """Record that ``worker_id`` is alive now (its row is created if missing, e.g. on the
+        first beat or after another process pruned it)."""
+        now = utcnow()
+        updated = self.session.execute(
+            update(WorkerRow)
+            .where(WorkerRow.id == worker_id)
+            .values(last_seen=now)
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(updated) == 0:
+            self.session.add(WorkerRow(id=worker_id, started_at=now, last_seen=now, **fields))
+            self.session.flush()
+
+    def remove(self, worker_id: str) -> None:
+        self.session.execute(
+            delete(WorkerRow).where(WorkerRow.id == worker_id).execution_options(synchronize_session=False)
+        )
+
+    def prune(self, unseen_since: datetime) -> int:
+        """Forget the workers not seen since ``unseen_since`` (processes that died); how many."""
+        result = self.session.execute(
+            delete(WorkerRow)
+            .where(WorkerRow.last_seen < unseen_since)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)
+
+    def list(
+        self, seen_since: datetime | None = None, kinds: Sequence[str] | None = None
+    ) -> Sequence[WorkerRow]:
+        """Workers, most recently seen first; optionally only those seen since ``seen_since``
+        or of the given ``kinds``."""
+        query = select(WorkerRow).order_by(WorkerRow.last_seen.desc(), WorkerRow.id)
+        if seen_since is not None:
+            query = query.where(WorkerRow.last_seen >= seen_since)
+        if kinds is not None:
+            query = query.where(WorkerRow.kind.in_(list(kinds)))
+        return self.session.scalars(query).all()
 
 
 class EndpointRepository:

@@ -214,15 +214,41 @@ class ApiKeyRow(Base):
 
 
 class PredictionRow(Base):
-    """One logged classify result, with the id end-user feedback refers to."""
+    """One logged classify result, with the id end-user feedback refers to.
+
+    ``text`` is None when the text is not kept (``TAGLOOP_LOG_PREDICTION_TEXT=false``);
+    ``top_label`` and ``top_score`` are the first label of ``result`` (what ``--label`` filters
+    on). Listed newest first per endpoint (``ix_predictions_endpoint_created``) or over all of
+    them, and deleted by age (``ix_predictions_created``, ``TAGLOOP_PREDICTION_RETENTION_DAYS``).
+    """
 
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_endpoint_created", "endpoint", "created_at"),)
+    __table_args__ = (
+        Index("ix_predictions_endpoint_created", "endpoint", "created_at"),
+        Index("ix_predictions_created", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     endpoint: Mapped[str] = mapped_column(String(63))
     version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    top_label: Mapped[str | None] = mapped_column(Text)
     top_score: Mapped[float | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkerRow(Base):
+    """A process that runs queued jobs (``tagloop serve`` or ``tagloop worker``), as it last
+    announced itself: its heartbeat refreshes ``last_seen`` every few seconds, and a clean
+    shutdown deletes the row. ``kind`` is its queue adapter (``local`` or ``procrastinate``)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
