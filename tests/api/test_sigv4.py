@@ -21,6 +21,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tagloop.api.server import create_app
+from tagloop.api.sigv4 import access_key_id
+from tagloop.errors import InvalidSignature, MissingAuthentication
 from tagloop.settings import Settings
 
 REGION = "us-east-1"
@@ -184,3 +186,21 @@ def test_any_region_is_accepted_when_the_setting_says_so(tmp_path):
         assert response.status_code == 200, response.text
         response = post(url, signed(url, key, operation("ListEndpoints"), service="s3", region="eu-west-9"))
         refused(response, "Credential should be scoped to correct service: 'comprehend'.")
+
+
+def test_the_access_key_id_is_read_from_the_header_alone():
+    """What the server checks before it reads a body: the header's presence and shape."""
+    header = (
+        "AWS4-HMAC-SHA256 Credential=TLABC/20260101/us-east-1/comprehend/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={'a' * 64}"
+    )
+    assert access_key_id(header) == "TLABC"
+    with pytest.raises(MissingAuthentication):
+        access_key_id("")
+    for malformed in (
+        "Bearer secret",
+        header.replace("a" * 64, "a" * 63),
+        "AWS4-HMAC-SHA256 Credential=TLABC",
+    ):
+        with pytest.raises(InvalidSignature):
+            access_key_id(malformed)

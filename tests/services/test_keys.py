@@ -47,3 +47,20 @@ def test_made_up_keys_cannot_grow_the_cache(make_tagloop):
     principal, secret = tagloop.keys.by_access_key(created["access_key_id"])  # the real key still works
     assert principal is not None and principal.scope == "admin" and secret == created["secret"]
     assert tagloop.keys.by_bearer(created["secret"]) == principal
+
+
+def test_the_cache_answers_for_access_keys_it_has_looked_up(make_tagloop):
+    """The server checks a SigV4 access key id in its event loop from this cache, before a body."""
+    tagloop = make_tagloop()
+    key = tagloop.keys.create("app", "classify")
+    assert tagloop.keys.cached_access_key(key["access_key_id"]) == (False, None)
+    principal, _ = tagloop.keys.by_access_key(key["access_key_id"])
+    assert principal is not None
+    assert tagloop.keys.cached_access_key(key["access_key_id"]) == (True, principal)
+    unknown = "TLNOSUCHKEY000000000"  # of tagloop's shape: looked up
+    assert tagloop.keys.cached_access_key(unknown) == (False, None)
+    tagloop.keys.by_access_key(unknown)
+    assert tagloop.keys.cached_access_key(unknown) == (True, None)  # unknown, and known to be
+    assert tagloop.keys.cached_access_key("AKIAOTHER") == (True, None)  # not of tagloop's shape: unknown
+    tagloop.keys.revoke(key["access_key_id"])
+    assert tagloop.keys.cached_access_key(key["access_key_id"]) == (False, None)  # the cache was cleared

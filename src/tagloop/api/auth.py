@@ -12,6 +12,11 @@ the same rules as the Comprehend API's (``sigv4.verify``: signed host, date and 
 the body's hash, the server's region); the dependency reads the body for it, which Starlette
 keeps for the route. A Bearer request costs what it did: SigV4 is tried only when the
 ``Authorization`` header is not a Bearer one.
+
+No body is read for a caller without a credential of an active key: ``require`` checks the
+key before the body (the SigV4 signature, which covers the body's hash, after it), and the
+server's ``CredentialsFirst`` middleware does the same for the routes FastAPI reads the body
+of before their dependencies run (:func:`bearer_principal`, :func:`signer_principal`).
 """
 
 from __future__ import annotations
@@ -23,14 +28,49 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from tagloop.api.sigv4 import ALGORITHM, claimed_access_key, verify
+from tagloop.api.sigv4 import ALGORITHM, UNKNOWN_KEY, access_key_id, verify
 from tagloop.api.state import tagloop_of
-from tagloop.errors import AccessDenied, InvalidSignature, MissingAuthentication, UnrecognizedClient
-from tagloop.services.keys import Principal
+from tagloop.errors import AccessDenied, MissingAuthentication, UnrecognizedClient
+from tagloop.services.keys import KeyService, Principal
 
 DEV_PRINCIPAL = Principal("no-auth", "no-auth (development mode)", "admin")
 EXECUTE_API = ("execute-api",)
 """The SigV4 service of an API Gateway API: what its IAM-signing clients name."""
+MISSING = "missing credentials: send Authorization: Bearer <secret>"
+PRINCIPAL = "tagloop.principal"
+"""The scope key of the Bearer key the server's ``CredentialsFirst`` found before the body:
+:func:`require` checks its scope without looking it up again."""
+
+
+def bearer_secret(header: str) -> str | None:
+    """The secret of an ``Authorization: Bearer <secret>`` header, None for any other header."""
+    kind, _, credential = header.partition(" ")
+    credential = credential.strip()
+    return credential if kind.lower() == "bearer" and credential else None
+
+
+async def bearer_principal(keys: KeyService, secret: str) -> Principal:
+    """The active key whose Bearer secret this is: from the key cache in the event loop, else
+    looked up on a worker thread."""
+    known, principal = keys.cached_bearer(secret)
+    if not known:
+        principal = await run_in_threadpool(keys.by_bearer, secret)
+    if principal is None:
+        raise UnrecognizedClient("invalid or revoked API key")
+    return principal
+
+
+async def signer_principal(keys: KeyService, authorization: str) -> Principal:
+    """The active key a SigV4 ``Authorization`` header names, the header's presence and shape
+    checked but not its signature (that needs the body, whose hash it signs: ``sigv4.verify``):
+    what can be refused before a body is read. Cached as :func:`bearer_principal`."""
+    akid = access_key_id(authorization)
+    known, principal = keys.cached_access_key(akid)
+    if not known:
+        principal, _ = await run_in_threadpool(keys.by_access_key, akid)
+    if principal is None:
+        raise UnrecognizedClient(UNKNOWN_KEY)
+    return principal
 
 
 def require(scope: str, signed_for: tuple[str, ...] = ()) -> Callable[[Request], Awaitable[Principal]]:
@@ -45,7 +85,7 @@ def require(scope: str, signed_for: tuple[str, ...] = ()) -> Callable[[Request],
     It is a coroutine so that FastAPI calls it in the event loop rather than handing it to
     a worker thread: keys are cached in memory, and looking one up costs microseconds.
     """
-    missing = "missing credentials: send Authorization: Bearer <secret>"
+    missing = MISSING
     if signed_for:
         missing += f", or sign the request with AWS Signature V4 for {' or '.join(signed_for)}"
 
@@ -53,19 +93,16 @@ def require(scope: str, signed_for: tuple[str, ...] = ()) -> Callable[[Request],
         tagloop = tagloop_of(request)
         if not tagloop.settings.auth:
             return DEV_PRINCIPAL
-        header = request.headers.get("authorization", "")
-        kind, _, credential = header.partition(" ")
-        principal: Principal | None
-        if kind.lower() != "bearer" or not credential.strip():
-            if not signed_for or kind != ALGORITHM:
-                raise MissingAuthentication(missing)
-            principal = await _signed(request, signed_for)
-        else:
-            known, principal = tagloop.keys.cached_bearer(credential.strip())
-            if not known:
-                principal = await run_in_threadpool(tagloop.keys.by_bearer, credential.strip())
+        principal: Principal | None = request.scope.get(PRINCIPAL)
         if principal is None:
-            raise UnrecognizedClient("invalid or revoked API key")
+            header = request.headers.get("authorization", "")
+            secret = bearer_secret(header)
+            if secret is not None:
+                principal = await bearer_principal(tagloop.keys, secret)
+            elif signed_for and header.partition(" ")[0] == ALGORITHM:
+                principal = await _signed(request, signed_for)
+            else:
+                raise MissingAuthentication(missing)
         if not principal.allows(scope):
             raise AccessDenied(f"this key's scope is {principal.scope!r}; this call needs {scope!r}")
         request.state.principal = principal
@@ -80,14 +117,9 @@ async def _signed(request: Request, services: tuple[str, ...]) -> Principal:
     Comprehend API checks its requests (region: ``TAGLOOP_AWS_REGION`` unless
     ``TAGLOOP_AWS_ANY_REGION``). An unknown key is refused before the body is read; then the
     body is read (the route reads it again from Starlette's cache) and the signature checked.
-    Key lookups may query the database: they run on a worker thread."""
+    Key lookups that may query the database run on a worker thread."""
     tagloop = tagloop_of(request)
-    akid = claimed_access_key(request.headers.get("authorization", ""))
-    if akid is None:
-        raise InvalidSignature("Authorization header is not an AWS Signature Version 4 header")
-    principal, _ = await run_in_threadpool(tagloop.keys.by_access_key, akid)
-    if principal is None:
-        raise UnrecognizedClient("The security token included in the request is invalid.")
+    await signer_principal(tagloop.keys, request.headers.get("authorization", ""))  # before the body
     settings = tagloop.settings
     region = None if settings.aws_any_region else settings.aws_region
     body = await request.body()

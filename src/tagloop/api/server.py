@@ -20,16 +20,34 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
 from tagloop.api import comprehend, v1
-from tagloop.api.auth import check_scrape
+from tagloop.api.auth import (
+    MISSING,
+    PRINCIPAL,
+    bearer_principal,
+    bearer_secret,
+    check_scrape,
+    signer_principal,
+)
 from tagloop.api.coalesce import Coalescer
+from tagloop.api.comprehend.transport import TARGET_PREFIX
 from tagloop.api.direct import DirectApp
 from tagloop.api.docs import add_docs
 from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
 from tagloop.api.local_only import LocalOnly
 from tagloop.api.metrics import ServerMetrics
+from tagloop.api.sigv4 import ALGORITHM
 from tagloop.app import Tagloop
 from tagloop.domain.limits import over_limit
-from tagloop.errors import InvalidBody, RequestTooLarge, ServiceUnavailable, TagloopError, Unexpected
+from tagloop.errors import (
+    AuthenticationFailed,
+    InvalidBody,
+    MissingAuthentication,
+    RequestTooLarge,
+    ServiceUnavailable,
+    TagloopError,
+    Unexpected,
+)
+from tagloop.services.keys import KeyService
 from tagloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,10 +63,33 @@ def error_response(scope: Scope, error: TagloopError) -> Response:
     return v1.invoke_error(error) if v1.is_invoke(scope) else native_error(error)
 
 
+def _closing(response: Response) -> Response:
+    """``response`` with ``Connection: close``: uvicorn (httptools or h11) then closes the
+    connection once it is sent, rather than reading the rest of an unread body to discard it."""
+    response.headers["connection"] = "close"
+    return response
+
+
+def _has_body(headers: dict[bytes, bytes]) -> bool:
+    """Whether a request (HTTP/1.1) carries a body: a Content-Length above 0 or a Transfer-Encoding."""
+    length = headers.get(b"content-length", b"0")
+    return b"transfer-encoding" in headers or not length.isdigit() or int(length) > 0
+
+
 class MeasureAndLimit:
-    """Pure ASGI middleware: refuses bodies over the limit (by Content-Length, in the shape of
-    the request's door) and records request counts and latency per route (cheaper than
-    Starlette's BaseHTTPMiddleware)."""
+    """Pure ASGI middleware: bounds request bodies (answering in the shape of the request's
+    door) and records request counts and latency per route (cheaper than Starlette's
+    BaseHTTPMiddleware).
+
+    A body is bounded by ``TAGLOOP_MAX_BODY_BYTES`` whatever its transfer encoding. A
+    Content-Length over the limit is refused before anything is read. Any body is counted as
+    it arrives: the read that passes the limit raises :class:`RequestTooLarge` in the app, so
+    it stops reading (no more than the limit and one read of uvicorn's, 64 KiB or so, is ever
+    held), and the app's answer to its interrupted read (FastAPI makes it a 400) is replaced by
+    the 413. Every response that starts before the request's body was read to its end (this
+    413, a refusal of ``CredentialsFirst``, a path with no route) says ``Connection: close``,
+    so the server closes the connection instead of draining what the client goes on sending.
+    """
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics, max_body_bytes: Callable[[], int]) -> None:
         self.app = app
@@ -60,26 +101,122 @@ class MeasureAndLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes()
-        length = dict(scope["headers"]).get(b"content-length", b"")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             refused = RequestTooLarge(
                 over_limit(f"request body is {int(length):,} bytes", limit, "max_body_bytes")
             )
-            await error_response(scope, refused)(scope, receive, send)
+            await _closing(error_response(scope, refused))(scope, receive, send)
             return
         started = time.perf_counter()
         status = [500]
+        answered = False  # whether a response started
+        unread = _has_body(headers)  # until the message that ends the body is received
+        received = 0
+        cut: RequestTooLarge | None = None  # set when the body passed the limit
+
+        async def bounded() -> Message:
+            nonlocal unread, received, cut
+            if cut is not None:
+                return {"type": "http.disconnect"}  # nothing more is read of this request
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    what = f"request body is at least {received:,} bytes"
+                    cut = RequestTooLarge(over_limit(what, limit, "max_body_bytes"))
+                    raise cut
+                unread = unread and message.get("more_body", False)
+            return message
 
         async def record(message: Message) -> None:
+            nonlocal answered
+            if cut is not None and not answered:
+                return  # the app's answer to a read the limit cut short: the 413 below replaces it
             if message["type"] == "http.response.start":
+                answered = True
                 status[0] = message["status"]
+                if unread:
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
         try:
-            await self.app(scope, receive, record)
+            try:
+                await self.app(scope, bounded, record)
+            except Exception:
+                if cut is None or answered:
+                    raise
+                # else what the app raised after its read was cut short: the 413 says why
+            if cut is not None and not answered:
+                status[0] = 413
+                await _closing(error_response(scope, cut))(scope, receive, send)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.request(scope["method"], route, status[0], time.perf_counter() - started)
+
+
+class CredentialsFirst:
+    """Pure ASGI middleware of a server with authentication on: a request that carries a body
+    to the native API (``/v1``) or the Comprehend API is refused (401, or 403 on Comprehend's
+    paths, in the door's shape) before any of its body is read unless its credential names an
+    active key: a Bearer secret of one, or a well-formed SigV4 ``Authorization`` header naming
+    one's access key id. FastAPI reads a route's body before its dependencies (the scope
+    checks) run, and a SigV4 signature covers the body's hash; so anonymous clients and
+    made-up keys never get their bodies read, and what only the body can prove (the
+    signature) and the scope are still checked by the routes. Requests without a body go to
+    their routes unchanged (a 404 or 405 stays one), and so does a JSON 1.1 request without a
+    Comprehend ``X-Amz-Target`` (its route refuses it before its body).
+
+    ``native=False`` leaves ``/v1`` to the routes: for the direct routes (``api/direct.py``),
+    whose scope checks run before they read a body. Keys come from the key cache, else from
+    the database on a worker thread; a Bearer key found is left in the scope for ``require()``,
+    which checks its scope without looking it up again.
+    """
+
+    def __init__(self, app: ASGIApp, keys: KeyService, native: bool = True) -> None:
+        self.app = app
+        self.keys = keys
+        self.native = native
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                await self._identify(scope)
+            except Exception as exc:
+                error = translate(exc)
+                if not isinstance(error, AuthenticationFailed):  # the database, most likely
+                    log.warning("%s: checking a credential: %s", scope["path"], error.message, exc_info=exc)
+                await error_response(scope, error)(scope, receive, send)  # MeasureAndLimit closes it
+                return
+        await self.app(scope, receive, send)
+
+    async def _identify(self, scope: Scope) -> None:
+        """Raises unless the request is for neither API, has no body, or names an active key."""
+        path = scope["path"]
+        native = self.native and (path.startswith("/v1/") or path == "/v1")
+        door = None if native else comprehend.protocol_of(scope)
+        if not native and door is None:
+            return
+        headers = scope["headers"]
+        if not _has_body(dict(headers)):
+            return
+        if native:
+            header = next((value for name, value in headers if name == b"authorization"), b"")  # as require()
+            secret = bearer_secret(header.decode("latin-1"))
+            if secret is not None:
+                scope[PRINCIPAL] = await bearer_principal(self.keys, secret)
+            elif header.partition(b" ")[0] == ALGORITHM.encode():  # for the routes that take SigV4
+                await signer_principal(self.keys, header.decode("latin-1"))
+            else:
+                raise MissingAuthentication(MISSING)
+            return
+        if door == "json":
+            target = next((value for name, value in headers if name == b"x-amz-target"), b"")
+            if not target.decode("latin-1").startswith(TARGET_PREFIX):
+                return  # not a Comprehend operation: the route refuses it before reading its body
+        authorization = b",".join(value for name, value in headers if name == b"authorization")
+        await signer_principal(self.keys, authorization.decode("latin-1"))  # as SigV4 joins repeats
 
 
 def create_app(settings: Settings | None = None, start_workers: bool = True) -> FastAPI:
@@ -118,6 +255,8 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     local_only = not tagloop.settings.auth  # no API keys: answer this machine's own requests only
     if local_only:
         app.add_middleware(LocalOnly)
+    else:  # anonymous requests and unknown keys are refused before their bodies are read
+        app.add_middleware(CredentialsFirst, keys=tagloop.keys)
     app.add_middleware(MeasureAndLimit, **limits)
 
     # Every error is answered in the shape of its door (error_response); the table of
@@ -172,7 +311,9 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.include_router(comprehend.router)
     # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)
     app.go_direct(
-        lambda inner: MeasureAndLimit(LocalOnly(inner) if local_only else inner, **limits),
+        lambda inner: MeasureAndLimit(
+            LocalOnly(inner) if local_only else CredentialsFirst(inner, tagloop.keys, native=False), **limits
+        ),
         [v1.router, comprehend.router],
     )
     return app

@@ -15,6 +15,10 @@ the result must equal the client's signature (constant-time comparison). Before 
 - the body is always hashed: an ``x-amz-content-sha256`` header must equal that hash
   (``UNSIGNED-PAYLOAD`` and streaming payloads are refused), and the canonical request uses
   the hash of the body received, never the header's word for it.
+
+What needs no body is checked before one is read: the server refuses a request whose
+``Authorization`` header is missing or malformed, or names no active key
+(:func:`access_key_id`, ``CredentialsFirst`` in ``api/server.py``).
 """
 
 from __future__ import annotations
@@ -44,17 +48,11 @@ _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<akid>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
     r"/aws4_request,\s*SignedHeaders=(?P<signed>[^,]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
 )
+UNKNOWN_KEY = "The security token included in the request is invalid."
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method."
 )
-
-
-def claimed_access_key(authorization: str) -> str | None:
-    """The access key id a SigV4 ``Authorization`` header names, None if it is not one:
-    lets a door refuse an unknown key before it reads the body."""
-    match = _AUTHORIZATION.match(authorization)
-    return match["akid"] if match else None
 
 
 def verify(
@@ -75,12 +73,7 @@ def verify(
     received: dict[str, list[str]] = {}
     for name, value in headers:
         received.setdefault(name.lower(), []).append(value)
-    authorization = ",".join(received.get("authorization", []))
-    if not authorization:
-        raise MissingAuthentication("Missing Authentication Token")
-    match = _AUTHORIZATION.match(authorization)
-    if match is None:
-        raise InvalidSignature("Authorization header is not an AWS Signature Version 4 header")
+    match = _parse(",".join(received.get("authorization", [])))
     amz_date = ",".join(received.get("x-amz-date", []))
     try:
         signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
@@ -97,7 +90,7 @@ def verify(
     body_hash = _payload_hash(received, body)
     principal, secret = keys.by_access_key(match["akid"])
     if principal is None or secret is None:
-        raise UnrecognizedClient("The security token included in the request is invalid.")
+        raise UnrecognizedClient(UNKNOWN_KEY)
     signer = SigV4Auth(Credentials(match["akid"], secret), match["service"], match["region"])
     request = AWSRequest(method=method, url=url, data=body)
     request.context["timestamp"] = amz_date
@@ -119,6 +112,22 @@ def verify(
     if not hmac.compare_digest(expected, match["signature"]):
         raise InvalidSignature(_MISMATCH)
     return principal
+
+
+def access_key_id(authorization: str) -> str:
+    """The access key id a request's ``Authorization`` header (repeated ones joined with commas)
+    names, if it is a well-formed SigV4 header: what can be checked before the body is read
+    (the server refuses anything else without reading a body: ``api/server.py``)."""
+    return _parse(authorization)["akid"]
+
+
+def _parse(authorization: str) -> re.Match[str]:
+    if not authorization:
+        raise MissingAuthentication("Missing Authentication Token")
+    match = _AUTHORIZATION.match(authorization)
+    if match is None:
+        raise InvalidSignature("Authorization header is not an AWS Signature Version 4 header")
+    return match
 
 
 def _check_scope(match: re.Match[str], amz_date: str, services: Collection[str], region: str | None) -> None:

@@ -126,6 +126,14 @@ class KeyService:
             return None, None  # not one of ours: no query, nothing cached
         return self._lookup("akid:" + access_key_id, lambda repo: repo.by_access_key(access_key_id))
 
+    def cached_access_key(self, access_key_id: str) -> tuple[bool, Principal | None]:
+        """As :meth:`cached_bearer`, for an access key id (its secret stays out of it); an id
+        not of tagloop's shape is known to be unknown."""
+        if ACCESS_KEY_ID.fullmatch(access_key_id) is None:
+            return True, None
+        hit = self._fresh("akid:" + access_key_id)
+        return (True, hit[0]) if hit is not None else (False, None)
+
     def _fresh(self, cache_key: str) -> tuple[Principal | None, str | None] | None:
         with self._lock:
             hit = self._cache.get(cache_key)

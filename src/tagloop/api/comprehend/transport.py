@@ -108,11 +108,11 @@ async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[
 async def comprehend(request: Request) -> Response:
     """Every Comprehend operation in the JSON 1.1 protocol; SigV4, scope checked per operation."""
     tagloop = tagloop_of(request)
-    raw = await request.body()
     target = request.headers.get("x-amz-target", "")
-    if not target.startswith(TARGET_PREFIX):
+    if not target.startswith(TARGET_PREFIX):  # refused before its body is read
         raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
     operation = target.removeprefix(TARGET_PREFIX)
+    raw = await request.body()  # bounded, and read only after the credential's key (api/server.py)
     _authorize(tagloop, request, operation, raw)
     try:
         body = orjson.loads(raw or b"{}")  # UTF-8 only, no NaN, no lone surrogates, nesting bounded
@@ -127,7 +127,7 @@ async def comprehend(request: Request) -> Response:
 async def comprehend_cbor(operation: str, request: Request) -> Response:
     """Every Comprehend operation in the Smithy RPC v2 CBOR protocol (newer AWS SDKs)."""
     tagloop = tagloop_of(request)
-    raw = await request.body()
+    raw = await request.body()  # bounded, and read only after the credential's key (api/server.py)
     _authorize(tagloop, request, operation, raw)
     try:
         body = cbor2.loads(raw) if raw else {}
