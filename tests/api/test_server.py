@@ -19,12 +19,12 @@ import botocore.exceptions
 import cbor2
 import httpx
 import pytest
+import sqlalchemy
 import uvicorn
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from tagloop.api.server import create_app
 from tagloop.app import Tagloop
@@ -268,7 +268,7 @@ def test_a_server_deletes_predictions_older_than_the_retention(tmp_path):
 
     def left() -> list[str]:
         with tagloop.database.reading() as session:
-            return list(session.scalars(select(PredictionRow.id).order_by(PredictionRow.id)))
+            return list(session.scalars(sqlalchemy.select(PredictionRow.id).order_by(PredictionRow.id)))
 
     assert left() == ["new", "old"]
     with TestClient(app):  # starting deletes what is too old (and every hour after)
