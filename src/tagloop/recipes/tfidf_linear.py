@@ -18,6 +18,7 @@ hold-out (or 5-fold cross-fitting for small sets) gives out-of-sample decision v
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -350,7 +351,8 @@ class _FitProgress:
     """Reports a pool of model fits: the share of models fitted, and for each model still
     fitting the share of its expected time that has passed (approaching but never reaching a
     whole model until it is done), so the bar moves while liblinear works on one big model.
-    Reports never go backwards."""
+    Reports never go backwards, and every model that ends is reported (by the thread that
+    fitted it), one report at a time."""
 
     def __init__(self, report: Progress, tasks: int, what: str, expected_seconds: float) -> None:
         self.report = report
@@ -361,16 +363,24 @@ class _FitProgress:
         self.running: dict[int, float] = {}  # task index -> when it started
         self.durations: list[float] = []
         self.shown = FEATURES_READY
+        self._lock = threading.Lock()
 
     def start(self, index: int) -> None:
-        self.running[index] = time.monotonic()
+        with self._lock:
+            self.running[index] = time.monotonic()
 
     def end(self, index: int) -> None:
-        began = self.running.pop(index, None)
-        if began is not None:
-            self.durations.append(time.monotonic() - began)
+        with self._lock:
+            began = self.running.pop(index, None)
+            if began is not None:
+                self.durations.append(time.monotonic() - began)
+        self.tell()
 
     def tell(self) -> None:
+        with self._lock:
+            self._tell()
+
+    def _tell(self) -> None:
         now = time.monotonic()
         expected = sum(self.durations) / len(self.durations) if self.durations else self.expected
         partial = sum(1.0 - math.exp(-(now - began) / expected) for began in list(self.running.values()))
