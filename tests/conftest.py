@@ -10,6 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -169,3 +172,37 @@ def job_backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
     else:
         url = request.getfixturevalue("postgres_db")
     return {"database_url": url, "jobs": adapter}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _serving(app: object, port: int | None = None) -> Iterator[int]:
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve_in_thread() -> Callable[..., object]:
+    """``with serve_in_thread(app) as port:`` runs a real uvicorn server for an ASGI app on a
+    free loopback port in a thread (for tests that need a socket: real clients, signatures)."""
+    return _serving

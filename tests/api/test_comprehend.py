@@ -10,7 +10,6 @@ import json
 import socket
 import tarfile
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ import botocore.session
 import cbor2
 import httpx
 import pytest
-import uvicorn
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -62,7 +60,7 @@ def inbox(server_root) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(server_root, tickets):
+def server(server_root, tickets, serve_in_thread):
     """A tagloop server (with its job workers) on a free port, and keys of each scope."""
     root = server_root
     data = root / "inbox" / "tickets.csv"
@@ -76,17 +74,8 @@ def server(server_root, tickets):
     app = create_app(settings)
     tagloop = app.state.tagloop
     keys = {scope: tagloop.keys.create(scope, scope) for scope in ("classify", "admin")}
-    port = free_port()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uvicorn_server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys, data
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}", keys, data
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,10 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 
 import cbor2
 import httpx
 import pytest
-import uvicorn
 
 from tagloop.api.local_only import check_bind, refusal
 from tagloop.api.server import create_app
@@ -34,7 +31,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def dev_server(tmp_path_factory, tickets):
+def dev_server(tmp_path_factory, tickets, serve_in_thread):
     """A server with authentication off on a loopback port, a key in its database, a CSV file."""
     import csv
 
@@ -45,17 +42,8 @@ def dev_server(tmp_path_factory, tickets):
     app = create_app(Settings(data_dir=root / "data", auth=False), start_workers=False)
     tagloop = app.state.tagloop
     tagloop.keys.create("someone", "admin")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    yield port, tagloop, data
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as port:
+        yield port, tagloop, data
 
 
 def get(port: int, path: str, **headers: str) -> httpx.Response:

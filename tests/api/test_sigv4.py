@@ -7,15 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -38,28 +35,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(settings: Settings) -> Iterator[tuple[str, dict]]:
+def running(serve_in_thread, settings: Settings) -> Iterator[tuple[str, dict]]:
     """A tagloop server on a free loopback port, and an admin key."""
     app = create_app(settings, start_workers=False)
     key = app.state.tagloop.keys.create("admin", "admin")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(app) as port:
         yield f"http://127.0.0.1:{port}", key
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[tuple[str, dict]]:
-    with running(Settings(data_dir=tmp_path_factory.mktemp("sigv4") / "data")) as served:
+def server(tmp_path_factory, serve_in_thread) -> Iterator[tuple[str, dict]]:
+    with running(serve_in_thread, Settings(data_dir=tmp_path_factory.mktemp("sigv4") / "data")) as served:
         yield served
 
 
@@ -180,8 +166,8 @@ def test_the_credential_scope_names_this_service_region_and_date(server):
     )
 
 
-def test_any_region_is_accepted_when_the_setting_says_so(tmp_path):
-    with running(Settings(data_dir=tmp_path / "data", aws_any_region=True)) as (url, key):
+def test_any_region_is_accepted_when_the_setting_says_so(tmp_path, serve_in_thread):
+    with running(serve_in_thread, Settings(data_dir=tmp_path / "data", aws_any_region=True)) as (url, key):
         response = post(url, signed(url, key, operation("ListEndpoints"), region="eu-west-9"))
         assert response.status_code == 200, response.text
         response = post(url, signed(url, key, operation("ListEndpoints"), service="s3", region="eu-west-9"))

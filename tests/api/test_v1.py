@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import httpx
 import pytest
-import uvicorn
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -287,7 +284,7 @@ REGION = "us-east-1"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, tickets):
+def live(tmp_path_factory, tickets, serve_in_thread):
     """A real uvicorn server with the tickets classifier served as ``desk`` and keys by scope."""
     root = tmp_path_factory.mktemp("invoke")
     data = root / "tickets.csv"
@@ -299,19 +296,8 @@ def live(tmp_path_factory, tickets):
     for endpoint in ("desk", "service-desk"):  # service-desk: the README's
         tagloop.queue.run_now(tagloop.endpoints.create(endpoint, "desk", "v1")["job_id"])
     keys = {scope: tagloop.keys.create(f"{scope}-key", scope) for scope in ("classify", "review")}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys, tagloop
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}", keys, tagloop
 
 
 def sample_client(
