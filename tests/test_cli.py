@@ -746,6 +746,20 @@ def test_background_training_says_when_no_worker_would_run_it(tmp_path, tickets)
     )
     assert json.loads(ok(run("workers", "--json", data_dir=data_dir))) == []
     assert "no worker has announced itself" in run("workers", data_dir=data_dir).stderr
+    ok(run("train", "desk", "--data", str(data), data_dir=data_dir))  # a trained version to batch with
+    source = tmp_path / "in.txt"
+    source.write_text("printer jammed\n", encoding="utf-8")
+    batch = run(
+        "batch",
+        "desk",
+        "--input",
+        str(source),
+        "--output",
+        str(tmp_path / "out"),
+        "--background",
+        data_dir=data_dir,
+    )
+    assert ok(batch).strip() and "warning: no worker has been seen" in batch.stderr
 
     worker = start("worker", "--concurrency", "1", data_dir=data_dir)
     try:

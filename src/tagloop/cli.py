@@ -710,6 +710,8 @@ def batch(
     """Classify a large input in parallel shards (Comprehend's StartDocumentClassificationJob)."""
     from tagloop.services.batch import BatchRequest
 
+    unattended: list[str] = []
+
     def run() -> dict[str, Any]:
         request = BatchRequest(
             classifier, input, output, input_format.upper(), version, shard_documents, layout=layout.lower()
@@ -717,6 +719,7 @@ def batch(
         with _tagloop() as tagloop:
             job_id = tagloop.batch.submit(request)
             if background:
+                unattended.extend(filter(None, [tagloop.jobs.unattended()]))
                 return tagloop.jobs.show(job_id)
             tagloop.start_workers()
             with _progress() as progress:
@@ -726,6 +729,7 @@ def batch(
             return job
 
     result = _guard(run)
+    _warn(unattended)  # queued with nothing to run it: say so, and how to start a worker
     if as_json:
         _emit_json(result)
     elif background:
