@@ -93,3 +93,13 @@ def test_batch_output_lines_follow_comprehend():
         "ErrorMessage": "text is too long",
     }
     assert list(line) == ["File", "Line", "ErrorCode", "ErrorMessage"]
+
+
+def test_a_stored_result_reads_back_as_its_mode_and_entries():
+    from tagloop.domain.comprehend import scored
+
+    classes = {"Classes": [{"Name": "A", "Score": 0.75}, {"Name": "B", "Score": 0.25}]}
+    labels = {"Labels": [{"Name": "X", "Score": 0.9}]}
+    assert scored(classes) == (Mode.MULTI_CLASS, [("A", 0.75), ("B", 0.25)])
+    assert scored(labels) == (Mode.MULTI_LABEL, [("X", 0.9)])
+    assert scored({"Classes": []}) == (Mode.MULTI_CLASS, [])

@@ -57,3 +57,11 @@ def output_line(prediction: Prediction, file: str, line: int | None) -> dict[str
     else:
         record.update(result(prediction))
     return record
+
+
+def scored(stored: dict[str, Any]) -> tuple[Mode, list[tuple[str, float]]]:
+    """A result as :func:`result` built it (e.g. read back from the prediction log): the
+    mode it answers for and its ``(name, score)`` entries, best first."""
+    if "Labels" in stored:
+        return Mode.MULTI_LABEL, [(entry["Name"], entry["Score"]) for entry in stored["Labels"]]
+    return _MULTI_CLASS, [(entry["Name"], entry["Score"]) for entry in stored.get("Classes") or []]

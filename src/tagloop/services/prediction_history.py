@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select
 
+from tagloop.domain import comprehend
+from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import rowcount
@@ -76,8 +78,8 @@ def prediction_summary(row: PredictionRow, classifier: str | None, version: str 
     """A logged prediction in the native API's shape: its ``classes`` (multi-class) or ``labels``
     (multi-label) as ``{name, score}``, best first, as classify answered them."""
     result = row.result if isinstance(row.result, dict) else json.loads(row.result)
-    key = "classes" if "Classes" in result else "labels"
-    entries: list[dict[str, Any]] = result.get("Classes") or result.get("Labels") or []
+    mode, entries = comprehend.scored(result)
+    key = "classes" if mode is Mode.MULTI_CLASS else "labels"
     return {
         "id": row.id,
         "endpoint": row.endpoint,
@@ -86,7 +88,7 @@ def prediction_summary(row: PredictionRow, classifier: str | None, version: str 
         "created_at": row.created_at.isoformat(),
         "label": row.top_label,
         "score": row.top_score,
-        key: [{"name": entry["Name"], "score": entry["Score"]} for entry in entries],
+        key: [{"name": name, "score": score} for name, score in entries],
         "text": row.text,
     }
 
