@@ -57,13 +57,15 @@ def fresh_clone(target: Path) -> Path:
 
 
 def fresh_environment(clone: Path) -> dict[str, str]:
-    """A new shell's environment: no TAGLOOP_* settings, no virtualenv, no `tagloop` on PATH."""
+    """A new shell's environment: no TAGLOOP_* settings, no virtualenv, no `tagloop` on PATH, and
+    not inside a `make` (under `make test` the variables of the outer make would make the inner
+    one print "Entering directory" lines)."""
     tagloop_dirs = {str(Path(sys.executable).parent)}
     path = [part for part in os.environ.get("PATH", "").split(os.pathsep) if part not in tagloop_dirs]
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("TAGLOOP_", "VIRTUAL_ENV", "PYTHON"))
+        if not key.startswith(("TAGLOOP_", "VIRTUAL_ENV", "PYTHON", "MAKE", "MFLAGS"))
     }
     environment["PATH"] = os.pathsep.join(path)
     environment["PYTHONPATH"] = str(clone / "src")  # the clone's sources, as its editable install
