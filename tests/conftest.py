@@ -174,7 +174,7 @@ def job_backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
     return {"database_url": url, "jobs": adapter}
 
 
-def free_port() -> int:
+def _free_port() -> int:
     """A loopback port nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,7 +185,7 @@ def free_port() -> int:
 def _serving(app: object, port: int | None = None) -> Iterator[int]:
     import uvicorn
 
-    port = port or free_port()
+    port = port or _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -202,7 +202,33 @@ def _serving(app: object, port: int | None = None) -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a loopback port nothing listens on now."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
 def serve_in_thread() -> Callable[..., object]:
     """``with serve_in_thread(app) as port:`` runs a real uvicorn server for an ASGI app on a
     free loopback port in a thread (for tests that need a socket: real clients, signatures)."""
     return _serving
+
+
+def _add_newer_jobs(tagloop: Tagloop, count: int) -> None:
+    from sqlalchemy import insert
+
+    from tagloop.storage.tables import JobRow, utcnow
+
+    rows = [
+        dict(id=uuid.uuid4().hex, kind="other", status="COMPLETED", payload={}, created_at=utcnow())
+        for _ in range(count)
+    ]
+    with tagloop.database.transaction() as session:
+        session.execute(insert(JobRow), rows)
+
+
+@pytest.fixture(scope="session")
+def add_newer_jobs() -> Callable[[Tagloop, int], None]:
+    """``add_newer_jobs(tagloop, count)``: ``count`` finished jobs of another kind, all newer
+    than every job so far (to push a job past a listing's first page)."""
+    return _add_newer_jobs

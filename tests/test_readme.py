@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,12 +25,6 @@ DEFAULT_ADDRESS = "127.0.0.1:8000"
 
 def shell_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```", markdown, flags=re.MULTILINE | re.DOTALL)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def fresh_clone(target: Path) -> Path:
@@ -72,7 +65,7 @@ def fresh_environment(clone: Path) -> dict[str, str]:
     return environment
 
 
-def test_the_quick_start_runs_as_written(tmp_path):
+def test_the_quick_start_runs_as_written(tmp_path, free_port):
     first, second = shell_blocks((ROOT / "README.md").read_text())[:2]
     assert "make run" in first.splitlines()[0]
     clone = fresh_clone(tmp_path)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import ast
 import copy
 import json
-import socket
 import tarfile
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.comprehend import ComprehendApi
@@ -34,15 +32,9 @@ from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
-from tagloop.storage.tables import JobRow, PredictionRow, utcnow
+from tagloop.storage.tables import PredictionRow
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -703,18 +695,8 @@ def test_classify_document_resolves_an_endpoint_not_in_memory_then_scores_as_usu
 # ---- operations called in process, on each database -----------------------------------------
 
 
-def add_newer_jobs(tagloop, count: int) -> None:
-    """``count`` finished jobs of another kind, all newer than every job so far."""
-    rows = [
-        dict(id=uuid.uuid4().hex, kind="other", status="COMPLETED", payload={}, created_at=utcnow())
-        for _ in range(count)
-    ]
-    with tagloop.database.transaction() as session:
-        session.execute(insert(JobRow), rows)
-
-
 def test_stop_training_finds_the_job_of_its_version_past_a_thousand_newer_jobs(
-    make_tagloop, database_url, tickets_csv
+    make_tagloop, database_url, tickets_csv, add_newer_jobs
 ):
     tagloop = make_tagloop(database_url=database_url, allowed_data_urls=(f"file://{tickets_csv.parent}/",))
     api = ComprehendApi(tagloop, Coalescer(tagloop.predictions.classify))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -28,12 +27,6 @@ TARGETS = ["v1", "v2", "v3", "v1", "v2", "v3"]
 """What the endpoint points at in each epoch: epoch 0 is its creation, then one swap each.
 Three versions in turn, so the version before a swap is never the one after the next."""
 HANG_GUARD_SECONDS = 120  # fails a test that would hang; not a speed check
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -79,7 +72,9 @@ def local_port(response: httpx.Response) -> int:
     return response.extensions["network_stream"].get_extra_info("client_addr")[1]
 
 
-def test_swap_under_load_fails_no_request_and_every_process_follows_in_order(tmp_path, tickets, write_csv):
+def test_swap_under_load_fails_no_request_and_every_process_follows_in_order(
+    tmp_path, tickets, write_csv, free_port
+):
     data_dir = tmp_path / "data"
     tagloop = Tagloop(Settings(data_dir=data_dir))
     data = write_csv([list(row) for row in tickets], "tickets.csv")

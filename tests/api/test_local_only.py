@@ -8,7 +8,6 @@ its ``Origin``. And the real ``tagloop serve`` refuses to listen anywhere else w
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -22,12 +21,6 @@ from tagloop.errors import ConfigurationError
 from tagloop.settings import Settings
 
 CREATE = "/service/Comprehend_20171127/operation/CreateDocumentClassifier"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +138,7 @@ def test_other_binds_are_refused(host):
         check_bind(host)
 
 
-def test_serve_without_auth_refuses_a_public_bind(tmp_path):
+def test_serve_without_auth_refuses_a_public_bind(tmp_path, free_port):
     """`--no-auth` and TAGLOOP_AUTH=false are one switch: both refuse 0.0.0.0 with one line."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("TAGLOOP_")}
     command = [sys.executable, "-m", "tagloop.cli", "--data-dir", str(tmp_path / "data"), "serve"]

@@ -41,15 +41,9 @@ def test_healthz_in_process(settings):
     assert response.json()["status"] == "ok"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_serve_command_answers_on_loopback(tmp_path):
+def test_serve_command_answers_on_loopback(tmp_path, free_port):
     """A fresh install: the first admin key's secret goes to a 0600 file, never to the log."""
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "data"
     process = subprocess.Popen(
         [sys.executable, "-m", "tagloop.cli", "--data-dir", str(data_dir), "serve", "--port", str(port)],
@@ -90,10 +84,10 @@ def _listening_sockets(port: int) -> int:
     return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
 
 
-def test_workers_each_listen_and_share_new_connections(tmp_path):
+def test_workers_each_listen_and_share_new_connections(tmp_path, free_port):
     """With --workers 2 every worker has its own SO_REUSEPORT socket: the kernel spreads new
     connections over both (uvicorn's one shared socket let one worker take a whole burst)."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "tagloop.cli", "--data-dir", str(tmp_path), "serve"]
     process = subprocess.Popen(
         [*command, "--port", str(port), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -118,7 +112,7 @@ def test_workers_each_listen_and_share_new_connections(tmp_path):
         process.wait(timeout=15)
 
 
-def test_a_damaged_model_answers_503_without_paths_after_a_restart(tmp_path, tickets_csv, caplog):
+def test_a_damaged_model_answers_503_without_paths_after_a_restart(tmp_path, tickets_csv, caplog, free_port):
     """Finding 8: a byte of a served model file flipped, the server restarted: classify
     answered 500 with the file's absolute path while the endpoint said IN_SERVICE."""
     settings = Settings(data_dir=tmp_path / "data")
@@ -135,7 +129,7 @@ def test_a_damaged_model_answers_503_without_paths_after_a_restart(tmp_path, tic
     path.write_bytes(bytes(damaged))
 
     app = create_app(settings, start_workers=False)  # the restart
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -346,13 +340,13 @@ def _endless_post(
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
-def live(request, tmp_path_factory):
+def live(request, tmp_path_factory, free_port):
     """A real server (auth on, the default 16 MB body limit) on a loopback port, with uvicorn's
     HTTP parser ``tagloop serve`` uses (httptools) and the other (h11); an admin and a classify key."""
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("bodies") / "data"), start_workers=False)
     tagloop = app.state.tagloop
     keys = {scope: tagloop.keys.create(scope, scope) for scope in ("admin", "classify")}
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=request.param)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -506,11 +500,11 @@ def _peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_uploads_of_200_mb_leave_the_server_memory_bounded(tmp_path):
+def test_uploads_of_200_mb_leave_the_server_memory_bounded(tmp_path, free_port):
     """Finding 4: one anonymous 1 GiB upload took the server from 143 MB to 1.97 GB. Against the
     real ``tagloop serve``: 200 MB anonymous chunked uploads to /v1 and to both Comprehend doors,
     and one with a valid key, leave its peak memory within a few tens of MB."""
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "data"
     log = tmp_path / "serve.log"
     process = subprocess.Popen(

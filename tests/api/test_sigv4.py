@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,12 +25,6 @@ REGION = "us-east-1"
 TARGET = "Comprehend_20171127."
 JSON = "application/x-amz-json-1.1"
 NOWHERE = "arn:aws:comprehend:us-east-1:123456789012:document-classifier-endpoint/nowhere"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -5,18 +5,17 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from tagloop.domain.records import Mode, Split, VersionStatus
 from tagloop.errors import DatasetInvalid, NotFound, ResourceInUse, Stopped
 from tagloop.services.training import TrainRequest
 from tagloop.storage.repositories import DocumentRepository, JobRepository
-from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow, utcnow
+from tagloop.storage.tables import ClassifierRow, ModelVersionRow
 
 TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
 
@@ -200,18 +199,8 @@ def test_should_stop_stops_a_running_training(make_tagloop, tickets_csv):
     assert tagloop.predictions.model("desk")[0] == "v1"
 
 
-def add_newer_jobs(tagloop, count: int) -> None:
-    """``count`` finished jobs of another kind, all newer than every job so far."""
-    rows = [
-        dict(id=uuid.uuid4().hex, kind="other", status="COMPLETED", payload={}, created_at=utcnow())
-        for _ in range(count)
-    ]
-    with tagloop.database.transaction() as session:
-        session.execute(insert(JobRow), rows)
-
-
 def test_stopping_a_version_finds_its_job_however_many_jobs_came_after(
-    make_tagloop, database_url, tickets_csv
+    make_tagloop, database_url, tickets_csv, add_newer_jobs
 ):
     tagloop = make_tagloop(database_url=database_url)
     submission = tagloop.training.submit(TrainRequest(classifier="desk", data=str(tickets_csv)))
