@@ -10,7 +10,11 @@ without a row of its own answers as its parent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class TagloopError(Exception):
@@ -182,3 +186,13 @@ class MethodNotAllowed(UnknownOperation):
 class Unexpected(TagloopError):
     """A failure no one foresaw (a bug): the door answers only that it happened and logs the
     traceback."""
+
+
+def nearest(table: Mapping[type[TagloopError], T], error: TagloopError | type[TagloopError]) -> T:
+    """``error``'s row in a door's ``table`` (an error or its class): its own class's, else its
+    nearest ancestor's. Every table has a row for :class:`TagloopError`, in every error's MRO."""
+    kind = error if isinstance(error, type) else type(error)
+    for ancestor in kind.__mro__:
+        if ancestor in table:
+            return table[ancestor]
+    return table[TagloopError]

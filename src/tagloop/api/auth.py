@@ -143,9 +143,8 @@ async def check_scrape(request: Request) -> None:
     settings = tagloop_of(request).settings
     if not settings.auth:
         return
-    kind, _, credential = request.headers.get("authorization", "").partition(" ")
-    credential = credential.strip()
-    if kind.lower() != "bearer" or not credential:
+    credential = bearer_secret(request.headers.get("authorization", ""))
+    if credential is None:
         raise MissingAuthentication(
             "missing credentials: /metrics needs Authorization: Bearer with TAGLOOP_METRICS_TOKEN "
             "or an admin API key"

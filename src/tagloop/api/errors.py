@@ -50,6 +50,7 @@ from tagloop.errors import (
     UnknownOperation,
     UnreadableBody,
     ValidationFailed,
+    nearest,
 )
 
 
@@ -91,12 +92,7 @@ ANSWERS: dict[type[TagloopError], Answer] = {
 
 def answer(error: TagloopError | type[TagloopError]) -> Answer:
     """The row of ``error`` (an error or its class): its own, else its nearest ancestor's."""
-    kind = error if isinstance(error, type) else type(error)
-    for ancestor in kind.__mro__:
-        row = ANSWERS.get(ancestor)
-        if row is not None:
-            return row
-    return ANSWERS[TagloopError]  # not reached: TagloopError is in every error's MRO
+    return nearest(ANSWERS, error)
 
 
 def native_error(error: TagloopError) -> JSONResponse:

@@ -31,7 +31,7 @@ from tagloop.api.schemas import (
     InvokeResponse,
     KeyCreate,
 )
-from tagloop.api.state import TagloopDep, coalescer_of, metrics_of, tagloop_of
+from tagloop.api.state import TagloopDep, coalescer_of, metrics_of, serving_of, tagloop_of
 from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
@@ -141,9 +141,7 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
     tagloop = _app(request)
     texts, single, asked = _texts(await request.body())
     _check_limits(texts, tagloop.settings)
-    serving = tagloop.endpoints.cached(name)
-    if serving is None:
-        serving = await run_in_threadpool(tagloop.endpoints.serving, name)
+    serving = await serving_of(tagloop, name)
     metrics = metrics_of(request)
     counter = metrics.predicted
     top = tagloop.predictions.answer_top(serving.model, asked)
@@ -200,17 +198,16 @@ async def invoke(name: str, request: Request, _: SignedClassifyScope) -> Respons
     if text is None:
         raise InvalidBody("body: send a JSON object with `Text`")
     _check_limits([text], tagloop.settings)
-    serving = tagloop.endpoints.cached(name)
-    if serving is None:
-        serving = await run_in_threadpool(tagloop.endpoints.serving, name)
+    serving = await serving_of(tagloop, name)
     top = tagloop.predictions.answer_top(serving.model)  # Comprehend's number of classes
     (prediction,) = await coalescer_of(request)(serving.model, [text], top)
     if prediction.error is not None:
         raise prediction.error
-    prediction_id = tagloop.prediction_log.record(name, serving.version_id, text, prediction)
+    result = comprehend_result(prediction)
+    prediction_id = tagloop.prediction_log.record(name, serving.version_id, text, prediction, result)
     if prediction.labels:
         metrics_of(request).predicted(name, prediction.labels[0])
-    (entries,) = comprehend_result(prediction).values()  # the list under Classes (or Labels)
+    (entries,) = result.values()  # the list under Classes (or Labels)
     headers = {PREDICTION_ID_HEADER: prediction_id} if prediction_id else None
     return Response(
         orjson.dumps({"statusCode": 200, "body": entries}), media_type="application/json", headers=headers

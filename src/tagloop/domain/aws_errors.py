@@ -27,6 +27,7 @@ from tagloop.errors import (
     UnreadableBody,
     UnrecognizedClient,
     ValidationFailed,
+    nearest,
 )
 
 INTERNAL = "InternalServerException"
@@ -56,9 +57,4 @@ AWS_TYPES: dict[type[TagloopError], str] = {
 
 def aws_type(error: TagloopError | type[TagloopError]) -> str:
     """Comprehend's ``__type`` for ``error`` (an error or its class)."""
-    kind = error if isinstance(error, type) else type(error)
-    for ancestor in kind.__mro__:
-        name = AWS_TYPES.get(ancestor)
-        if name is not None:
-            return name
-    return INTERNAL  # not reached: TagloopError is in every error's MRO
+    return nearest(AWS_TYPES, error)

@@ -177,23 +177,31 @@ class PredictionLog:
         """Write from a separate process (call before the first ``record``)."""
         self._in_process = True
 
-    def record(self, endpoint: str, version_id: int, text: str, prediction: Prediction) -> str | None:
+    def record(
+        self,
+        endpoint: str,
+        version_id: int,
+        text: str,
+        prediction: Prediction,
+        result: dict[str, Any] | None = None,
+    ) -> str | None:
         """Queue one prediction of a classified text for writing; returns its id (None when
-        logging is off). The row keeps the result as Comprehend's ClassifyDocument answers it,
-        and the text unless ``keep_text`` is off."""
+        logging is off). The row keeps the result as Comprehend's ClassifyDocument answers it
+        (``result``, when the caller built it already for its answer), and the text unless
+        ``keep_text`` is off."""
         if not self.enabled:
             return None
         prediction_id = new_prediction_id()
         labels, scores = prediction.labels, prediction.scores
         top_label, top_score = (labels[0], scores[0]) if scores else (None, None)
-        result = orjson.dumps(comprehend.result(prediction))
+        encoded = orjson.dumps(result if result is not None else comprehend.result(prediction))
         if self._writer is None or not self._writer.is_alive():
             try:
                 self._start_writer()
             except Exception:  # logging must never fail the request: rows wait for the next try
                 log.exception("starting the prediction log writer failed")
         kept = text if self.keep_text else None
-        packed = (prediction_id, endpoint, version_id, kept, result, top_label, top_score, time.time())
+        packed = (prediction_id, endpoint, version_id, kept, encoded, top_label, top_score, time.time())
         if self._in_process:
             if len(self._buffer) < QUEUE_ROWS:  # deque appends and pops are atomic: no lock
                 self._buffer.append(packed)

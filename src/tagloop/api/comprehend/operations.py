@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.comprehend.arns import Arns
+from tagloop.api.state import serving_of
 from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
@@ -78,16 +77,14 @@ class ComprehendApi:
         it (or checked it too long ago) is it resolved on a worker thread, which may read the
         database or load the model."""
         text, name = self._classify_request(body)
-        endpoints = self.tagloop.endpoints
-        serving = endpoints.cached(name)
-        if serving is None:
-            serving = await run_in_threadpool(endpoints.serving, name)
+        serving = await serving_of(self.tagloop, name)
         top = self.tagloop.predictions.answer_top(serving.model)
         (prediction,) = await self.coalescer(serving.model, [text], top)
         if prediction.error is not None:
             raise InvalidRequest(prediction.error.message)
-        self.tagloop.prediction_log.record(serving.endpoint, serving.version_id, text, prediction)
-        return comprehend_result(prediction)
+        result = comprehend_result(prediction)
+        self.tagloop.prediction_log.record(serving.endpoint, serving.version_id, text, prediction, result)
+        return result
 
     def _classify_request(self, body: dict[str, Any]) -> tuple[str, str]:
         """The text of a ClassifyDocument call, checked, and the name of its endpoint."""
