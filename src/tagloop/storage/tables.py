@@ -84,6 +84,8 @@ class DocumentRow(Base):
     __table_args__ = (
         Index("ix_documents_dataset_split", "dataset_id", "split", "id"),
         Index("ix_documents_classifier_split", "classifier_id", "split"),
+        Index("ix_documents_classifier_origin", "classifier_id", "origin"),
+        UniqueConstraint("review_task_id", name="uq_documents_review_task_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -94,6 +96,10 @@ class DocumentRow(Base):
     origin: Mapped[str] = mapped_column(String(16))
     split: Mapped[str] = mapped_column(String(8))
     line: Mapped[int | None] = mapped_column(Integer)
+    review_task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("review_tasks.id", ondelete="SET NULL", name="fk_documents_review_task_id")
+    )
+    """A verified document (origin ``review`` or ``feedback``): the task it was consolidated from."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -191,6 +197,8 @@ class EndpointRow(Base):
     )
     """While CREATING or UPDATING: the version being deployed (``version_id`` serves meanwhile)."""
     desired_inference_units: Mapped[int] = mapped_column(Integer, default=1)
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """The review routing policy (``domain.routing.RoutingPolicy.to_dict``); None: none routed."""
     status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -252,3 +260,157 @@ class WorkerRow(Base):
     concurrency: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ReviewTaskRow(Base):
+    """A document waiting for people (A2I's human loop): the model's prediction, why it was
+    routed, how many answers it needs, and what they consolidated into.
+
+    ``queue`` says who picks it up next: ``review`` (reviewers, while answers are missing),
+    ``moderate`` (a tie, or end-user feedback: a moderator decides) or NULL (nobody: done,
+    stopped or expired). ``holders`` counts the answers given plus the leases not yet expired,
+    so a task is handed out while ``holders < required``. ``uncertainty`` (1 − the best score)
+    and ``oldness`` (minus the creation time in seconds) let one index serve both queue orders,
+    priority first (``ix_review_tasks_uncertain``, ``ix_review_tasks_oldest``).
+    A task made for an A2I human loop has a ``loop_name``, its ``flow_definition_id`` and the
+    loop's ``input_content`` (any JSON); its ``text`` may be empty.
+    """
+
+    __tablename__ = "review_tasks"
+    __table_args__ = (
+        Index("ix_review_tasks_uncertain", "queue", "priority", "uncertainty"),
+        Index("ix_review_tasks_oldest", "queue", "priority", "oldness"),
+        Index("ix_review_tasks_classifier_created", "classifier_id", "created_at"),
+        Index("ix_review_tasks_prediction", "prediction_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"))
+    endpoint: Mapped[str | None] = mapped_column(String(63))
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    prediction_id: Mapped[str | None] = mapped_column(String(36))
+    text: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(16))
+    choices: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    prediction: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    reason: Mapped[str] = mapped_column(String(24))
+    priority: Mapped[float] = mapped_column(default=0.0)
+    uncertainty: Mapped[float] = mapped_column(default=0.0)
+    oldness: Mapped[float] = mapped_column(default=0.0)
+    required: Mapped[int] = mapped_column(Integer, default=1)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    holders: Mapped[int] = mapped_column(Integer, default=0)
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    status: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str | None] = mapped_column(String(16))
+    feedback: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    final_labels: Mapped[list[str] | None] = mapped_column(JsonType)
+    consolidation: Mapped[str | None] = mapped_column(String(24))
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    loop_name: Mapped[str | None] = mapped_column(String(63), unique=True)
+    flow_definition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("flow_definitions.id", ondelete="CASCADE", name="fk_review_tasks_flow_definition_id")
+    )
+    input_content: Mapped[Any | None] = mapped_column(JsonType)
+    output_uri: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReviewAnswerRow(Base):
+    """One reviewer's hold on a task and, once given, their answer: at most one row per task
+    and reviewer, so nobody answers a task twice. ``status``: ``leased`` (handed out until
+    ``leased_until``), ``answered``, ``skipped`` (back of this reviewer's queue) or
+    ``released`` (the lease ran out or was given back). ``answer_content`` is what an A2I task
+    template's form submitted; ``labels`` what a tagloop review page did."""
+
+    __tablename__ = "review_answers"
+    __table_args__ = (
+        UniqueConstraint("task_id", "reviewer", name="uq_review_answers_task_reviewer"),
+        Index("ix_review_answers_reviewer_status", "reviewer", "status", "answered_at"),
+        Index("ix_review_answers_status_leased_until", "status", "leased_until"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("review_tasks.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16), default="reviewer")
+    status: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[list[str] | None] = mapped_column(JsonType)
+    answer_content: Mapped[Any | None] = mapped_column(JsonType)
+    accepted: Mapped[bool | None] = mapped_column()
+    time_spent: Mapped[float | None] = mapped_column()
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HumanTaskUiRow(Base):
+    """An A2I worker task template (SageMaker's HumanTaskUi): a Liquid HTML template."""
+
+    __tablename__ = "human_task_uis"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="Active")
+    tags: Mapped[list[dict[str, str]]] = mapped_column(JsonType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FlowDefinitionRow(Base):
+    """An A2I flow definition: who reviews (TaskCount, lifetimes), what they see (a task UI, or
+    tagloop's own page) and where a completed loop's ``output.json`` goes. ``classifier_id`` or
+    ``labels`` name the labels reviewers choose from when tagloop's page shows the loop."""
+
+    __tablename__ = "flow_definitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    task_ui_id: Mapped[int | None] = mapped_column(ForeignKey("human_task_uis.id", ondelete="RESTRICT"))
+    classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="SET NULL"))
+    labels: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    title: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    task_count: Mapped[int] = mapped_column(Integer, default=1)
+    availability_seconds: Mapped[int] = mapped_column(Integer, default=864_000)
+    time_limit_seconds: Mapped[int] = mapped_column(Integer, default=3_600)
+    output_path: Mapped[str] = mapped_column(Text)
+    role_arn: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="Active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserRow(Base):
+    """A person who signs in to the web UI: ``role`` is reviewer, moderator or admin; the
+    password is kept as an argon2 hash; ``disabled_at`` ends every session at once."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSessionRow(Base):
+    """A signed-in browser: the cookie holds a random token, the row its SHA-256 (a stolen
+    database holds no usable session) and the CSRF token its forms must send back."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
