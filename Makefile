@@ -24,7 +24,15 @@ $(DEV_STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)  ## start the server on the embedded default with the demo classifier
 	$(BIN)/tagloop serve --demo --host $(HOST) --port $(PORT)
 
-test: $(DEV_STAMP)  ## run the whole test suite (needs the local PostgreSQL server)
+# the web UI's tests drive Debian's Chromium (Playwright never downloads a browser)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
+	  || ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
+
+test: $(DEV_STAMP) $(CHROMIUM)  ## run the whole test suite (needs the local PostgreSQL server)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)  ## ruff (style, imports) and mypy (types of src/)
