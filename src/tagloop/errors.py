@@ -113,6 +113,11 @@ class ResourceInUse(TagloopError):
     """The resource is busy or in a state that forbids the operation."""
 
 
+class Conflict(ResourceInUse):
+    """The request conflicts with the resource's current state: a review answer without a
+    lease or given twice, a human loop name reused with other input."""
+
+
 class ResourceUnavailable(TagloopError):
     """The resource exists but cannot serve yet (e.g. a model still training)."""
 

@@ -43,6 +43,7 @@ PINNED = {
     "JobNotFound": (404, "JobNotFoundException", 400, "JobNotFoundException"),
     "AlreadyExists": (409, RIU, 400, RIU),
     "ResourceInUse": (409, RIU, 400, RIU),
+    "Conflict": (409, "ConflictException", 400, RIU),
     "LeaseHeld": (409, RIU, 400, RIU),  # jobs/procrastinate_queue.py
     "Stopped": (409, RIU, 400, RIU),
     "ResourceUnavailable": (503, "ResourceUnavailableException", 400, "ResourceUnavailableException"),

@@ -30,6 +30,7 @@ from tagloop.errors import (
     AccessDenied,
     AlreadyExists,
     AuthenticationFailed,
+    Conflict,
     InvalidBody,
     InvalidRequest,
     InvalidSignature,
@@ -79,6 +80,7 @@ ANSWERS: dict[type[TagloopError], Answer] = {
     JobNotFound: Answer(404, "JobNotFoundException", 400),
     AlreadyExists: Answer(409, "ResourceInUseException", 400),
     ResourceInUse: Answer(409, "ResourceInUseException", 400),
+    Conflict: Answer(409, "ConflictException", 400),
     Stopped: Answer(409, "ResourceInUseException", 400),
     ResourceUnavailable: Answer(503, "ResourceUnavailableException", 400),
     AuthenticationFailed: Answer(401, "UnrecognizedClientException", 400),  # UnrecognizedClient
