@@ -142,6 +142,9 @@ class ReviewService:
         self.clock = clock
         self._listeners: list[Callable[[str], None]] = []
         self._sweep_lock = threading.Lock()
+        # SQLite has one writer: this process's threads take turns here, first come first
+        # served, instead of polling the busy lock (where a waiter can starve for seconds)
+        self._writer = threading.Lock() if database.is_embedded else None
         self._swept_at: datetime | None = None
 
     # --- plumbing ------------------------------------------------------------------------
@@ -150,7 +153,10 @@ class ReviewService:
         """Run ``work`` in a write transaction, again when it failed transiently."""
         for attempt in range(ATTEMPTS):
             try:
-                with write_transaction(self.database) as session:
+                if self._writer is None:
+                    with write_transaction(self.database) as session:
+                        return work(session)
+                with self._writer, write_transaction(self.database) as session:
                     return work(session)
             except Exception as exc:
                 if not transient(exc) or attempt == ATTEMPTS - 1:
@@ -180,6 +186,10 @@ class ReviewService:
                 log.info("review: %d task(s) expired", len(failed))
         finally:
             self._sweep_lock.release()
+
+    @staticmethod
+    def _name(repo: ReviewRepository, classifier_id: int | None) -> str | None:
+        return repo.classifier_name(classifier_id)
 
     def _notify(self, task_ids: Sequence[str]) -> None:
         for task_id in task_ids:
@@ -260,18 +270,17 @@ class ReviewService:
             now = self.clock()
             held = repo.live_lease(reviewer, queue, classifier_id, now)
             if held is not None:
-                task, lease = held
-                return _view(task, repo.classifier_name(task.classifier_id), lease.leased_until)
-            task_id = repo.candidate(reviewer, queue, classifier_id, self.order)
-            if task_id is None:
-                task_id = repo.skipped_candidate(reviewer, queue, classifier_id)
-            if task_id is None:
+                mine, lease = held
+                return _view(mine, self._name(repo, mine.classifier_id), lease.leased_until)
+            task = repo.candidate(reviewer, queue, classifier_id, self.order)
+            if task is None:
+                task = repo.skipped_candidate(reviewer, queue, classifier_id)
+            if task is None:
                 return None
-            task = repo.get(task_id)
             if queue is Queue.MODERATE:
-                return _view(task, repo.classifier_name(task.classifier_id))
-            lease = repo.take(task, reviewer, now)
-            return _view(task, repo.classifier_name(task.classifier_id), lease.leased_until)
+                return _view(task, self._name(repo, task.classifier_id))
+            until = repo.take(task, reviewer, now)
+            return _view(task, self._name(repo, task.classifier_id), until)
 
         return self._write(work)
 
@@ -322,7 +331,7 @@ class ReviewService:
                 if task.status == TaskStatus.COMPLETED.value:
                     completed.append(task.id)
             session.flush()
-            return _view(task, repo.classifier_name(task.classifier_id))
+            return _view(task, self._name(repo, task.classifier_id))
 
         view = self._write(work)
         self._notify(completed)
@@ -425,7 +434,7 @@ class ReviewService:
             row.leased_until = now + timedelta(seconds=task.lease_seconds)
             # holders unchanged: the answer became a lease
             session.flush()
-            return _view(task, repo.classifier_name(task.classifier_id), row.leased_until)
+            return _view(task, self._name(repo, task.classifier_id), row.leased_until)
 
         return self._write(work)
 
@@ -447,7 +456,7 @@ class ReviewService:
                 newly.append(task.id)
             self._complete(repo, task, chosen, Consolidation.MODERATED, moderator, self.clock())
             session.flush()
-            return _view(task, repo.classifier_name(task.classifier_id), answers=repo.answers(task.id))
+            return _view(task, self._name(repo, task.classifier_id), answers=repo.answers(task.id))
 
         view = self._write(work)
         self._notify(newly)
@@ -468,7 +477,7 @@ class ReviewService:
             elif task.status != TaskStatus.STOPPED.value:
                 raise Conflict(f"review task {task_id} is {task.status}: it cannot be stopped")
             session.flush()
-            return _view(task, repo.classifier_name(task.classifier_id))
+            return _view(task, self._name(repo, task.classifier_id))
 
         return self._write(work)
 
@@ -479,7 +488,7 @@ class ReviewService:
         with self._reading() as repo:
             task = repo.get(task_id)
             answers = repo.answers(task_id) if with_answers else []
-            return _view(task, repo.classifier_name(task.classifier_id), answers=answers)
+            return _view(task, self._name(repo, task.classifier_id), answers=answers)
 
     def list(
         self,

@@ -102,26 +102,26 @@ class ReviewRepository:
         second = Task.oldness if order == "oldest" else Task.uncertainty
         return Task.priority.desc(), second.desc()
 
-    def candidate(self, reviewer: str, queue: Queue, classifier_id: int | None, order: str) -> str | None:
+    def candidate(self, reviewer: str, queue: Queue, classifier_id: int | None, order: str) -> Task | None:
         """The first task of ``queue`` this reviewer may take, locked (PostgreSQL: skipping
         rows other transactions hold): holders below required, and no answer, skip or live
         lease of this reviewer on it. One backward scan of the queue's order index."""
         mine = exists().where(
             Ans.task_id == Task.id, Ans.reviewer == reviewer, Ans.status != AnswerStatus.RELEASED.value
         )
-        query = select(Task.id).where(Task.queue == queue.value, ~mine).order_by(*self._order(order)).limit(1)
+        query = select(Task).where(Task.queue == queue.value, ~mine).order_by(*self._order(order)).limit(1)
         if queue is Queue.REVIEW:
             query = query.where(Task.holders < Task.required)
         if classifier_id is not None:
             query = query.where(Task.classifier_id == classifier_id)
         if self.postgres:
             query = query.with_for_update(skip_locked=True)
-        return self.session.scalar(query)
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
-    def skipped_candidate(self, reviewer: str, queue: Queue, classifier_id: int | None) -> str | None:
+    def skipped_candidate(self, reviewer: str, queue: Queue, classifier_id: int | None) -> Task | None:
         """The task this reviewer skipped longest ago that is still open to them."""
         query = (
-            select(Task.id)
+            select(Task)
             .join(Ans, Ans.task_id == Task.id)
             .where(
                 Ans.reviewer == reviewer,
@@ -137,7 +137,7 @@ class ReviewRepository:
             query = query.where(Task.classifier_id == classifier_id)
         if self.postgres:
             query = query.with_for_update(of=Task, skip_locked=True)
-        return self.session.scalar(query)
+        return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
     def live_lease(
         self, reviewer: str, queue: Queue, classifier_id: int | None, now: datetime
@@ -160,21 +160,32 @@ class ReviewRepository:
         found = self.session.execute(query.execution_options(populate_existing=True)).first()
         return (found[0], found[1]) if found is not None else None
 
-    def take(self, task: Task, reviewer: str, now: datetime, role: str = "reviewer") -> Ans:
-        """Lease ``task`` (locked by the caller) to ``reviewer``: their row becomes ``leased``
-        (made if missing) and the task counts one more holder."""
+    def take(self, task: Task, reviewer: str, now: datetime, role: str = "reviewer") -> datetime:
+        """Lease ``task`` (locked by the caller) to ``reviewer`` until the returned time: their
+        row becomes ``leased`` (made if missing) and the task counts one more holder. Core
+        statements: this is the hot path of every answer."""
         until = now + timedelta(seconds=task.lease_seconds)
-        row = self.answer(task.id, reviewer)
-        if row is None:
-            row = Ans(task_id=task.id, reviewer=reviewer, role=role, status=AnswerStatus.LEASED.value)
-            self.session.add(row)
-        row.status = AnswerStatus.LEASED.value
-        row.leased_at = now
-        row.leased_until = until
-        row.answered_at = None
-        task.holders += 1
-        self.session.flush()
-        return row
+        lease = {
+            "status": AnswerStatus.LEASED.value,
+            "leased_at": now,
+            "leased_until": until,
+            "answered_at": None,
+        }
+        reused = self.session.execute(
+            update(Ans)
+            .where(Ans.task_id == task.id, Ans.reviewer == reviewer)
+            .values(**lease)
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(reused) == 0:
+            self.session.execute(insert(Ans).values(task_id=task.id, reviewer=reviewer, role=role, **lease))
+        self.session.execute(
+            update(Task)
+            .where(Task.id == task.id)
+            .values(holders=Task.holders + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return until
 
     # --- answers -------------------------------------------------------------------------
 
