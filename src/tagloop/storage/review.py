@@ -194,10 +194,11 @@ class ReviewRepository:
         return self.session.scalars(query.execution_options(populate_existing=True)).first()
 
     def answers(self, task_id: str, status: AnswerStatus | None = None) -> builtins.list[Ans]:
+        """A task's rows (a handful), optionally of one status: filtered here, so the lookup
+        goes by the (task_id, reviewer) index whatever the planner knows of status."""
         query = select(Ans).where(Ans.task_id == task_id).order_by(Ans.id)
-        if status is not None:
-            query = query.where(Ans.status == status.value)
-        return list(self.session.scalars(query.execution_options(populate_existing=True)))
+        rows = self.session.scalars(query.execution_options(populate_existing=True))
+        return [row for row in rows if status is None or row.status == status.value]
 
     def last_answer(self, reviewer: str) -> Ans | None:
         """The reviewer's most recent answer (not skip)."""
