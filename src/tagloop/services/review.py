@@ -20,6 +20,7 @@ import binascii
 import builtins
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -64,6 +65,7 @@ SWEEP_SECONDS = 1.0
 ATTEMPTS = 8
 """Tries of a write transaction that failed transiently (deadlock, lost race)."""
 MAX_LIST = 1_000
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _view(
@@ -127,9 +129,12 @@ def page_token(view: TaskView) -> str:
 def _after(token: str) -> tuple[datetime, str]:
     try:
         created_at, task_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(created_at), str(task_id)
+        when = datetime.fromisoformat(created_at)
     except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
         raise InvalidRequest("after: not a page token this service gave") from exc
+    if not isinstance(task_id, str) or not _TOKEN_ID.fullmatch(task_id) or when.tzinfo is None:
+        raise InvalidRequest("after: not a page token this service gave")  # nothing odd reaches SQL
+    return when, task_id
 
 
 class ReviewService:
