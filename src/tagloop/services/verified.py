@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import TextIO
+from typing import IO
 
 import orjson
 
@@ -50,7 +50,7 @@ def _csv(database: Database, classifier: str) -> Iterator[str]:
         line.truncate()
 
 
-def export_verified(database: Database, classifier: str, out: TextIO, format: str = "comprehend-csv") -> int:
+def export_verified(database: Database, classifier: str, out: IO[str], format: str = "comprehend-csv") -> int:
     """Write the verified documents of ``classifier`` to ``out``, oldest first; returns how many."""
     count = 0
     for line in verified_lines(database, classifier, format):
