@@ -232,16 +232,15 @@ class ReviewRepository:
         # one statement whether the reviewer's row exists (a lease that was released) or not
         make = postgresql_insert if self.postgres else sqlite_insert
         upsert = make(Ans).values(task_id=task.id, reviewer=reviewer, role=role, **lease)
-        self.session.execute(
-            upsert.on_conflict_do_update(index_elements=[Ans.task_id, Ans.reviewer], set_=lease),
-            execution_options={"synchronize_session": False},
-        )
-        self.session.execute(
-            update(Task)
-            .where(Task.id == task.id)
-            .values(holders=Task.holders + 1)
-            .execution_options(synchronize_session=False)
-        )
+        upsert = upsert.on_conflict_do_update(index_elements=[Ans.task_id, Ans.reviewer], set_=lease)
+        one_more = update(Task).values(holders=Task.holders + 1)
+        if self.postgres:  # both in one statement: the lease's upsert is the update's CTE
+            leased = upsert.returning(Ans.task_id).cte("leased")
+            one_more = one_more.where(Task.id.in_(select(leased.c.task_id)))
+        else:
+            self.session.execute(upsert, execution_options={"synchronize_session": False})
+            one_more = one_more.where(Task.id == task.id)
+        self.session.execute(one_more, execution_options={"synchronize_session": False})
         return until
 
     # --- answers -------------------------------------------------------------------------
