@@ -14,6 +14,7 @@ from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.routing import TaskWriter, insert_tasks
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.settings import Settings
@@ -60,6 +61,9 @@ class Tagloop:
         self.prediction_log = PredictionLog(
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
+        # routed predictions' review tasks, committed in groups (services/routing.py); the
+        # stand-in insert is replaced by ReviewService.add_tasks when review-core is merged
+        self.review_tasks = TaskWriter(lambda tasks: insert_tasks(self.database, tasks))
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
         kinds: list[JobKind] = [
             TrainJob(self.training),
@@ -86,5 +90,6 @@ class Tagloop:
         self.prediction_history.stop_retention()
         self.endpoints.stop_following()
         self.queue.shutdown()
+        self.review_tasks.close()
         self.prediction_log.close()
         self.database.dispose()

@@ -1,0 +1,295 @@
+"""Routing predictions to human review, without slowing classify and without losing a task.
+
+The doors call :func:`routed` for each prediction of an endpoint with an active policy
+(``domain.routing.decide``, a draw from this process's generator) and hand the tasks of the
+routed ones to the :class:`TaskWriter`.
+
+The writer commits tasks in groups: a thread takes what is waiting (up to ``max_rows``
+tasks, lingering ``linger_seconds`` for more), writes it in one transaction through its
+``write`` callable (``ReviewService.add_tasks``) and then resolves the future of every
+request whose tasks were in it. A request whose answer says "routed" waits for that future,
+so a task is in the database before any answer names it: a server killed meanwhile loses
+only tasks nobody was told about. Requests with nothing routed never wait. A write that
+fails (or a backlog over ``max_pending`` tasks) resolves the futures with False: the answer
+says ``routed: false`` and the log says why, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+from tagloop.domain.predictions import Prediction
+from tagloop.domain.review import NewTask, Queue, TaskStatus
+from tagloop.domain.routing import Reason, RoutingPolicy, priority
+from tagloop.services.endpoints import Serving
+from tagloop.services.prediction_log import new_prediction_id
+from tagloop.storage.database import Database
+from tagloop.storage.tables import ReviewTaskRow, utcnow
+
+log = logging.getLogger(__name__)
+
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+draw = _random.random
+"""A uniform draw in [0, 1) for the audit rule: a per-process generator seeded by the OS
+(again in a forked child, so worker processes do not draw the same sequence)."""
+
+Write = Callable[[Sequence[NewTask]], Any]
+"""Writes tasks in one transaction (``ReviewService.add_tasks``); raises if it could not."""
+
+
+def new_task_id() -> str:
+    """A review task id: time-ordered like prediction ids (32 hex digits), so inserts append."""
+    return new_prediction_id()
+
+
+def routed_task(
+    serving: Serving,
+    policy: RoutingPolicy,
+    reason: Reason,
+    text: str,
+    prediction: Prediction,
+    prediction_id: str | None,
+) -> NewTask:
+    """The review task of a prediction ``serving`` made and ``policy`` routed (its id given
+    here: the answer names it before the row exists)."""
+    scores = prediction.scores
+    return NewTask(
+        text=text,
+        mode=prediction.mode,
+        choices=tuple(serving.model.labels),
+        reason=reason.value,
+        classifier_id=serving.classifier_id,
+        endpoint=serving.endpoint,
+        version_id=serving.version_id,
+        prediction_id=prediction_id,
+        prediction={"labels": list(prediction.labels), "scores": list(scores)},
+        priority=priority(prediction),
+        uncertainty=1.0 - scores[0] if scores else 1.0,
+        required=policy.required,
+        lease_seconds=policy.lease_seconds,
+        lifetime_seconds=policy.lifetime_seconds,
+        queue=Queue.REVIEW,
+        id=new_task_id(),
+    )
+
+
+def review_field(task: NewTask | None, stored: bool) -> dict[str, Any]:
+    """What a native answer says under ``review``: ``{"routed": true, "task_id", "reason"}``
+    once the task is stored, else ``{"routed": false}``."""
+    if task is None or not stored:
+        return {"routed": False}
+    return {"routed": True, "task_id": task.id, "reason": task.reason}
+
+
+def insert_tasks(database: Database, tasks: Sequence[NewTask]) -> list[str]:
+    """Insert ``tasks`` as ``review_tasks`` rows in one transaction; their ids.
+
+    A stand-in for ``ReviewService.add_tasks`` (built on another branch) so routing and
+    feedback run and are tested before it lands; the app uses add_tasks once merged.
+    """
+    now = utcnow()
+    rows = []
+    lifetimes = {task.lifetime_seconds for task in tasks if task.lifetime_seconds}
+    expiry = {seconds: now + timedelta(seconds=seconds) for seconds in lifetimes}
+    for task in tasks:
+        rows.append(
+            {
+                "id": task.id or new_task_id(),
+                "classifier_id": task.classifier_id,
+                "endpoint": task.endpoint,
+                "version_id": task.version_id,
+                "prediction_id": task.prediction_id,
+                "text": task.text,
+                "mode": task.mode.value,
+                "choices": list(task.choices),
+                "prediction": task.prediction,
+                "reason": task.reason,
+                "priority": task.priority,
+                "uncertainty": task.uncertainty,
+                "oldness": -now.timestamp(),
+                "required": task.required,
+                "answered": 0,
+                "holders": 0,
+                "lease_seconds": task.lease_seconds,
+                "status": TaskStatus.IN_PROGRESS.value,
+                "queue": task.queue.value,
+                "feedback": task.feedback,
+                "created_at": now,
+                "expires_at": expiry.get(task.lifetime_seconds or 0),
+            }
+        )
+    with database.transaction() as session:
+        session.execute(insert(ReviewTaskRow), rows)
+    return [str(row["id"]) for row in rows]
+
+
+class _Entry:
+    __slots__ = ("future", "loop", "tasks")
+
+    def __init__(
+        self,
+        tasks: Sequence[NewTask],
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[bool] | Future[bool] | None,
+    ) -> None:
+        self.tasks = tasks
+        self.loop = loop
+        self.future = future
+
+
+class TaskWriter:
+    """Group commit of review tasks from a thread of this process (see the module docstring)."""
+
+    def __init__(
+        self,
+        write: Write,
+        *,
+        max_rows: int = 500,
+        linger_seconds: float = 0.002,
+        max_pending: int = 20_000,
+    ) -> None:
+        self.write = write
+        self.max_rows = max_rows
+        self.linger_seconds = linger_seconds
+        self.max_pending = max_pending
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._pending = 0  # tasks queued and not yet written (a rough count: no lock on the hot path)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0  # transactions written (for tests and benchmarks)
+
+    # ---- the doors ---------------------------------------------------------------------
+    async def stored(self, tasks: Sequence[NewTask]) -> bool:
+        """Queue ``tasks`` and wait until the transaction holding them committed: True, or
+        False when they could not be written (the log says why)."""
+        if not tasks:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if not self._put(_Entry(tasks, loop, future)):
+            return False
+        return await future
+
+    def stored_now(self, tasks: Sequence[NewTask], timeout: float = 60.0) -> bool:
+        """:meth:`stored` for a thread that is not an event loop's (batch jobs, the CLI)."""
+        if not tasks:
+            return True
+        future: Future[bool] = Future()
+        if not self._put(_Entry(tasks, None, future)):
+            return False
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            log.error("review tasks not written within %s s: answered as not routed", timeout)
+            return False
+
+    def send(self, tasks: Sequence[NewTask]) -> None:
+        """Queue ``tasks`` without waiting (for answers that do not say they were routed:
+        Comprehend's ClassifyDocument); a task lost in a crash was promised to nobody."""
+        if tasks:
+            self._put(_Entry(tasks, None, None))
+
+    def _put(self, entry: _Entry) -> bool:
+        if self._pending > self.max_pending:
+            behind, count = self._pending, len(entry.tasks)
+            log.warning("review task writer is %d tasks behind: %d tasks not routed", behind, count)
+            return False
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
+        self._pending += len(entry.tasks)
+        self._queue.put(entry)
+        return True
+
+    # ---- the writer thread -------------------------------------------------------------
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="tagloop-review-tasks", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            entry = self._queue.get()
+            if entry is None:
+                break
+            batch = [entry]
+            rows = len(entry.tasks)
+            deadline = time.monotonic() + self.linger_seconds
+            while rows < self.max_rows:
+                try:
+                    remaining = deadline - time.monotonic()
+                    more = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batch.append(more)
+                rows += len(more.tasks)
+            self._commit(batch)
+            self._pending -= rows
+
+    def _commit(self, batch: list[_Entry]) -> None:
+        """One transaction for the batch; if it fails, each request's tasks on their own, so
+        one bad task (its classifier deleted meanwhile, say) fails only its own request."""
+        ok = self._write([task for entry in batch for task in entry.tasks])
+        if ok or len(batch) == 1:
+            _resolve(batch, [ok] * len(batch))
+            return
+        _resolve(batch, [self._write(entry.tasks) for entry in batch])
+
+    def _write(self, tasks: Sequence[NewTask]) -> bool:
+        try:
+            self.write(tasks)
+        except Exception:
+            log.exception("writing %d review tasks failed: their answers say not routed", len(tasks))
+            return False
+        self.batches += 1
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None or not thread.is_alive():
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+
+
+def _resolve(batch: list[_Entry], results: list[bool]) -> None:
+    """Hand each waiting request its result: one wake-up per event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
+    for entry, ok in zip(batch, results, strict=True):
+        future = entry.future
+        if future is None:
+            continue
+        if entry.loop is None:
+            future.set_result(ok)
+        else:
+            by_loop.setdefault(entry.loop, []).append((future, ok))  # type: ignore[arg-type]
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _settle(waiting: list[tuple[asyncio.Future[bool], bool]]) -> None:
+    for future, ok in waiting:
+        if not future.done():  # a request whose client went away is cancelled
+            future.set_result(ok)
