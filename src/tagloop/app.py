@@ -8,6 +8,7 @@ from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
+from tagloop.services.feedback import FeedbackService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
@@ -64,6 +65,13 @@ class Tagloop:
         # routed predictions' review tasks, committed in groups (services/routing.py); the
         # stand-in insert is replaced by ReviewService.add_tasks when review-core is merged
         self.review_tasks = TaskWriter(lambda tasks: insert_tasks(self.database, tasks))
+        self.feedback = FeedbackService(
+            self.database,
+            self.settings,
+            self.predictions,
+            self.endpoints,
+            lambda tasks: self.review_tasks.write(tasks),
+        )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
         kinds: list[JobKind] = [
             TrainJob(self.training),

@@ -1013,6 +1013,121 @@ def endpoints_list(as_json: JsonOption = False) -> None:
     _run_and_print(lambda t: t.endpoints.list(), as_json, ENDPOINT_COLUMNS)
 
 
+ROUTING_COLUMNS = ("setting", "value")
+UNSET = ("none", "off", "")
+
+
+def _unit_or_none(option: str, value: str) -> float | None:
+    if value.strip().lower() in UNSET:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a number from 0 to 1 or 'none', got {value!r}", param_hint=option
+        ) from None
+
+
+def _routing_changes(
+    threshold: str | None,
+    margin: str | None,
+    band: str | None,
+    labels: list[str] | None,
+    audit: float | None,
+    required: int | None,
+    lease_seconds: int | None,
+    lifetime_seconds: str | None,
+) -> dict[str, Any]:
+    """The settings the options change (a setting left out keeps its value)."""
+    changes: dict[str, Any] = {}
+    if threshold is not None:
+        changes["threshold"] = _unit_or_none("--threshold", threshold)
+    if margin is not None:
+        changes["margin"] = _unit_or_none("--margin", margin)
+    if band is not None:
+        bounds = None if band.strip().lower() in UNSET else band.split(",")
+        if bounds is not None and len(bounds) != 2:
+            raise typer.BadParameter(f"expected LOW,HIGH or 'none', got {band!r}", param_hint="--band")
+        changes["band"] = None if bounds is None else [_unit_or_none("--band", bound) for bound in bounds]
+    if labels is not None:
+        changes["labels"] = [label for label in labels if label.strip().lower() not in UNSET]
+    if audit is not None:
+        changes["audit"] = audit
+    if required is not None:
+        changes["required"] = required
+    if lease_seconds is not None:
+        changes["lease_seconds"] = lease_seconds
+    if lifetime_seconds is not None:
+        unset = lifetime_seconds.strip().lower() in UNSET
+        if not unset and not lifetime_seconds.strip().isdigit():
+            raise typer.BadParameter(
+                f"expected seconds or 'none', got {lifetime_seconds!r}", param_hint="--lifetime"
+            )
+        changes["lifetime_seconds"] = None if unset else int(lifetime_seconds)
+    return changes
+
+
+@endpoints_app.command("routing")
+def endpoints_routing(
+    name: Annotated[str, typer.Argument()],
+    threshold: Annotated[
+        str | None, typer.Option(help="Route when the best score is below this (0-1; 'none': off).")
+    ] = None,
+    margin: Annotated[
+        str | None, typer.Option(help="Multi-class: route when the two best differ by less (0-1; 'none').")
+    ] = None,
+    band: Annotated[
+        str | None, typer.Option(help="Multi-label: route when a label's score is in LOW,HIGH ('none').")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="Route always when this is predicted (repeat; 'none')."),
+    ] = None,
+    audit: Annotated[
+        float | None, typer.Option(help="Share of other predictions routed for audit (0-1).")
+    ] = None,
+    required: Annotated[int | None, typer.Option(help="Answers each task needs (1-3).")] = None,
+    lease_seconds: Annotated[
+        int | None, typer.Option("--lease", help="Seconds a reviewer holds a task.")
+    ] = None,
+    lifetime_seconds: Annotated[
+        str | None, typer.Option("--lifetime", help="Seconds a task waits for answers ('none': forever).")
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="Turn routing off (every setting back to its default).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show or change an endpoint's review routing policy: options change only the settings
+    they name; every server follows the change within a second."""
+    changes = _routing_changes(
+        threshold, margin, band, label, audit, required, lease_seconds, lifetime_seconds
+    )
+
+    def run(tagloop: Tagloop) -> dict[str, Any]:
+        if off:
+            return tagloop.endpoints.set_routing(name, None)
+        current = tagloop.endpoints.routing(name)
+        if not changes:
+            return current
+        kept = {key: value for key, value in current.items() if key not in ("endpoint", "active")}
+        return tagloop.endpoints.set_routing(name, kept | changes)
+
+    def rows(tagloop: Tagloop) -> Any:
+        policy = run(tagloop)
+        if as_json:
+            return policy
+        return [{"setting": key, "value": _setting_text(value)} for key, value in policy.items()]
+
+    _run_and_print(rows, as_json, ROUTING_COLUMNS)
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value) or "-"
+    return "-" if value is None else str(value)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for: letters, digits, hyphens (1-63).")],

@@ -135,3 +135,47 @@ class RoutingView(RoutingSettings):
 
     endpoint: str
     active: bool = Field(description="Whether any rule can route a prediction.")
+
+
+class FeedbackRequest(BaseModel):
+    """End-user feedback, in one of two forms: on a logged prediction (`prediction_id`, with
+    `correct` and, when wrong, the right `labels`), or on texts (`classifier` with `sentence`
+    or `sentences`, as the seed workflow's feedback API sends). Each becomes a moderator task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9a-f]{32}$")] | None = Field(
+        None, description="The `prediction_id` of a classify answer (or invoke's X-Tagloop-Prediction-Id)."
+    )
+    correct: bool | None = Field(None, description="Whether the prediction was right.")
+    labels: list[Annotated[str, StringConstraints(max_length=5_000)]] | None = Field(
+        None, max_length=1_000, description="The right labels, when it was wrong."
+    )
+    comment: Annotated[str, StringConstraints(max_length=5_000)] | None = None
+    classifier: Name | None = Field(None, description="With `sentence` or `sentences`: the classifier.")
+    sentence: str | None = Field(None, description="One text to check (classified now).")
+    sentences: list[str] | None = Field(
+        None,
+        description="Several texts (up to TAGLOOP_MAX_CLASSIFY_DOCUMENTS, each TAGLOOP_MAX_CLASSIFY_BYTES).",
+    )
+
+    @model_validator(mode="after")
+    def one_form(self) -> FeedbackRequest:
+        texts = self.sentence is not None or self.sentences is not None
+        if (self.prediction_id is None) == (self.classifier is None):
+            raise ValueError("send either `prediction_id`, or `classifier` with `sentence` or `sentences`")
+        if self.prediction_id is not None:
+            if texts:
+                raise ValueError("`sentence` and `sentences` go with `classifier`, not `prediction_id`")
+            if self.correct is None:
+                raise ValueError("`correct` (true or false) is required with `prediction_id`")
+        elif (self.sentence is None) == (self.sentences is None):
+            raise ValueError("send exactly one of `sentence` or `sentences` with `classifier`")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    task_ids: list[str] = Field(description="The review tasks created, in the moderators' queue.")
+    classifier: str | None = None
+    version: str | None = Field(None, description="The version whose prediction the tasks carry (texts).")
+    prediction_id: str | None = None

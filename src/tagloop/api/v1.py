@@ -27,6 +27,8 @@ from tagloop.api.schemas import (
     ClassifyResponse,
     EndpointCreate,
     EndpointUpdate,
+    FeedbackRequest,
+    FeedbackResponse,
     InvokeRequest,
     InvokeResponse,
     KeyCreate,
@@ -43,6 +45,7 @@ from tagloop.domain.records import JobStatus, Mode
 from tagloop.domain.review import NewTask
 from tagloop.domain.routing import decide
 from tagloop.errors import InvalidBody, LimitExceeded, MethodNotAllowed, TagloopError
+from tagloop.services.feedback import Verdict
 from tagloop.services.routing import draw, review_field, routed_task
 from tagloop.settings import Settings
 
@@ -392,3 +395,19 @@ def list_predictions(
     TAGLOOP_LOG_PREDICTION_TEXT is off)."""
     items, next_cursor = tagloop.prediction_history.page(endpoint, since, label, limit, cursor)
     return {"predictions": items, "next_cursor": next_cursor}
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackResponse)
+def feedback(body: FeedbackRequest, tagloop: TagloopDep, _: ClassifyScope) -> dict[str, Any]:
+    """End-user feedback → review tasks in the moderators' queue (reason `feedback`).
+
+    On a logged prediction: `{"prediction_id": ..., "correct": false, "labels": [...],
+    "comment": ...}` (an unknown or expired id is 404; with prediction logging or its texts off,
+    400 naming the setting). On texts, as the seed workflow's feedback API sends them:
+    `{"classifier": "news", "sentence": "..."}` or `{"classifier": "news", "sentences": [...]}`,
+    each classified now with what the classifier serves. Answers the task ids (201)."""
+    verdict = Verdict(body.correct, tuple(body.labels or ()), body.comment)
+    if body.prediction_id is not None:
+        return tagloop.feedback.on_prediction(body.prediction_id, verdict)
+    texts = [body.sentence] if body.sentence is not None else list(body.sentences or [])
+    return tagloop.feedback.on_texts(str(body.classifier), texts, verdict)
