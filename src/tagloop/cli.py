@@ -1128,6 +1128,65 @@ def _setting_text(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+review_app = typer.Typer(help="Human review.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("feedback")
+def review_feedback(
+    classifier: Annotated[str, typer.Argument(help="The classifier the feedback is about.")],
+    file: Annotated[
+        str, typer.Argument(help='{"classifier": ..., "sentences": [...]} or JSON lines; path or fsspec URL.')
+    ],
+    comment: Annotated[str | None, typer.Option(help="A comment every task carries.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a moderator review task (reason feedback) for each sentence of a feedback file,
+    with the prediction of what the classifier serves now."""
+    import fsspec
+
+    from tagloop.services.feedback import Verdict, parse_feedback_file
+
+    def run(tagloop: Tagloop) -> dict[str, Any]:
+        try:
+            with fsspec.open(file, "rt", encoding="utf-8", compression="infer") as handle:
+                content = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"{file}: cannot read it ({exc.__class__.__name__})") from exc
+        named, sentences = parse_feedback_file(content, file)
+        if named is not None and named != classifier:
+            raise InvalidRequest(f"{file} is feedback for {named!r}, not {classifier!r}")
+        if not sentences:
+            raise InvalidRequest(f"{file}: no sentences")
+        step = tagloop.settings.max_classify_documents
+        for start in range(0, len(sentences), step):  # every sentence checked before any task is made
+            tagloop.feedback.check_texts(sentences[start : start + step], start)
+        task_ids: list[str] = []
+        version = None
+        for start in range(0, len(sentences), step):
+            made = tagloop.feedback.on_texts(
+                classifier, sentences[start : start + step], Verdict(comment=comment)
+            )
+            task_ids += made["task_ids"]
+            version = made["version"]
+        return {"classifier": classifier, "version": version, "task_ids": task_ids}
+
+    result = _guard(lambda: _with_tagloop(run))
+    if as_json:
+        _emit_json(result)
+    else:
+        stdout.print(
+            f"{len(result['task_ids'])} feedback tasks for {classifier} (version {result['version']}):"
+        )
+        for task_id in result["task_ids"]:
+            stdout.print(task_id)
+
+
+def _with_tagloop(action: Callable[[Tagloop], T]) -> T:
+    with _tagloop() as tagloop:
+        return action(tagloop)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for: letters, digits, hyphens (1-63).")],

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from tagloop.domain.comprehend import scored
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.predictions import Prediction
@@ -134,7 +136,7 @@ class FeedbackService:
         """One moderator task per text, each with the prediction of what ``classifier`` serves."""
         verdict = verdict or Verdict()
         _check_verdict(verdict)
-        self._check_texts(texts)
+        self.check_texts(texts)
         endpoint, version_name, version_id, model = self._model(classifier)
         with self.database.reading() as session:
             classifier_id = ClassifierRepository(session).get(classifier).id
@@ -169,14 +171,15 @@ class FeedbackService:
         self.write(tasks)
         return {"task_ids": [task.id for task in tasks], "classifier": classifier, "version": version_name}
 
-    def _check_texts(self, texts: Sequence[str]) -> None:
+    def check_texts(self, texts: Sequence[str], offset: int = 0) -> None:
+        """Refuse a call's texts that cannot be feedback (their number from ``offset``)."""
         if not texts:
             raise InvalidRequest("sentences: send at least one text")
         most = self.settings.max_classify_documents
         if len(texts) > most:
             raise LimitExceeded(over_limit(f"{len(texts):,} sentences", most, "max_classify_documents"))
         limit = self.settings.max_classify_bytes
-        for number, text in enumerate(texts):
+        for number, text in enumerate(texts, start=offset):
             if not isinstance(text, str) or not text.strip():
                 raise InvalidRequest(f"sentences[{number}]: expected a non-empty text")
             if (size := utf8_size_over(text, limit)) is not None:
@@ -251,3 +254,44 @@ def _task(
         },
         id=new_task_id(),
     )
+
+
+def parse_feedback_file(content: str, name: str = "feedback file") -> tuple[str | None, list[str]]:
+    """The classifier (if the file names one) and the sentences of a feedback file: one JSON
+    object ``{"classifier": ..., "sentences": [...]}`` (the seed workflow's feedback file), or
+    JSON lines, each a string or an object with ``sentence`` (or ``text``) and optionally
+    ``classifier``. Errors name the line."""
+    stripped = content.strip()
+    if not stripped:
+        raise InvalidRequest(f"{name}: empty")
+    try:
+        whole = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and "sentences" in whole:
+        sentences = whole["sentences"]
+        if not isinstance(sentences, list) or not all(isinstance(item, str) for item in sentences):
+            raise InvalidRequest(f"{name}: `sentences` must be a list of texts")
+        classifier = whole.get("classifier")
+        if classifier is not None and not isinstance(classifier, str):
+            raise InvalidRequest(f"{name}: `classifier` must be a name")
+        return classifier, sentences
+    classifiers: set[str] = set()
+    sentences = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"{name} line {number}: not JSON ({exc})") from exc
+        if isinstance(item, dict):
+            if isinstance(item.get("classifier"), str):
+                classifiers.add(item["classifier"])
+            item = item.get("sentence", item.get("text"))
+        if not isinstance(item, str):
+            raise InvalidRequest(f"{name} line {number}: expected a text, or an object with `sentence`")
+        sentences.append(item)
+    if len(classifiers) > 1:
+        raise InvalidRequest(f"{name}: lines name several classifiers ({', '.join(sorted(classifiers))})")
+    return (classifiers.pop() if classifiers else None), sentences
