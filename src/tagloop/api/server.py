@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     """The ASGI app; with ``start_workers`` it also runs queued jobs in background threads."""
     tagloop = Tagloop(settings or Settings())
     tagloop.prediction_log.use_process()  # keeps encoding and inserting off this process's GIL
+    tagloop.review_tasks.use_process(tagloop.database.url)  # routed predictions' tasks: likewise
     metrics = ServerMetrics(tagloop.endpoints)
 
     @asynccontextmanager
