@@ -162,7 +162,7 @@ def start_server(data: Path, env: dict[str, str], workers: int) -> tuple[subproc
     port = free_port()
     server = subprocess.Popen(
         [*TAGLOOP, "--data-dir", str(data), "serve", "--port", str(port), "--workers", str(workers)],
-        env={"TAGLOOP_LOG_PREDICTIONS": "true", **env},
+        env={**env, "TAGLOOP_LOG_PREDICTIONS": "true"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -193,11 +193,8 @@ def test_a_task_store_that_fails_says_not_routed(served):
     client, tagloop, keys = served
     put_routing(client, keys, ROUTE_ALL)
 
-    def broken(batch):
-        raise RuntimeError("database down")
-
-    tagloop.review_tasks.close()
-    tagloop.review_tasks.write = broken
+    tagloop.review_tasks.close()  # its writer process now writes where it cannot
+    tagloop.review_tasks.use_process(f"sqlite:///{tagloop.settings.data_dir}/missing/folder/tagloop.db")
     response = client.post(
         "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=bearer(keys["classify"])
     )

@@ -230,6 +230,11 @@ class EndpointService:
         policy = RoutingPolicy.from_dict(stored) if stored else RoutingPolicy()
         return _routing_summary(name, policy)
 
+    def routes_any(self) -> bool:
+        """Whether some endpoint has a routing policy stored."""
+        with self.database.reading() as session:
+            return any(row.routing for row in EndpointRepository(session).list())
+
     def set_routing(self, name: str, policy: RoutingPolicy | dict[str, Any] | None) -> dict[str, Any]:
         """Store ``name``'s routing policy (a dict is checked by ``RoutingPolicy.from_dict``:
         errors name the field; None turns routing off). Every serving process follows it

@@ -41,8 +41,8 @@ from tagloop.storage.repositories import ClassifierRepository, ModelVersionRepos
 from tagloop.storage.tables import ClassifierRow, PredictionRow
 
 MAX_COMMENT = 5_000  # characters
-RECENT_SECONDS = 10.0  # an id this young may still be on its way to the log
-WAIT_SECONDS = 3.0  # how long such an id is waited for
+RECENT_SECONDS = 60.0  # an id this young may still be on its way to the log (its process starting)
+WAIT_SECONDS = 10.0  # how long such an id is waited for
 
 
 @dataclass(frozen=True)
