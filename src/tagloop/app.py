@@ -70,14 +70,16 @@ class Tagloop:
             self.settings,
             self.predictions,
             self.endpoints,
-            lambda tasks: self.review_tasks.write(tasks),
+            self.review_tasks.write_now,
         )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
             BatchJob(self.data_locations),
-            BatchShardJob(self.database, self.models, self.predictions, self.data_locations),
+            BatchShardJob(
+                self.database, self.models, self.predictions, self.data_locations, self.review_tasks.write_now
+            ),
         ]
         for kind in kinds:
             self.queue.register(kind)

@@ -705,6 +705,10 @@ def batch(
     background: Annotated[
         bool, typer.Option("--background", help="Queue the job and return its id.")
     ] = False,
+    routing: Annotated[
+        str | None,
+        typer.Option(help="Route documents to review by this endpoint's routing policy (lines say so)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Classify a large input in parallel shards (Comprehend's StartDocumentClassificationJob)."""
@@ -714,7 +718,14 @@ def batch(
 
     def run() -> dict[str, Any]:
         request = BatchRequest(
-            classifier, input, output, input_format.upper(), version, shard_documents, layout=layout.lower()
+            classifier,
+            input,
+            output,
+            input_format.upper(),
+            version,
+            shard_documents,
+            layout=layout.lower(),
+            routing=routing,
         )
         with _tagloop() as tagloop:
             job_id = tagloop.batch.submit(request)

@@ -46,7 +46,7 @@ from tagloop.domain.review import NewTask
 from tagloop.domain.routing import decide
 from tagloop.errors import InvalidBody, LimitExceeded, MethodNotAllowed, TagloopError
 from tagloop.services.feedback import Verdict
-from tagloop.services.routing import draw, review_field, routed_task
+from tagloop.services.routing import NOT_ROUTED, draw, review_field, routed_task
 from tagloop.settings import Settings
 
 router = APIRouter(prefix="/v1")
@@ -119,9 +119,6 @@ def _check_limits(texts: list[str], settings: Settings) -> None:
     for text in texts:
         if (size := utf8_size_over(text, limit)) is not None:
             raise LimitExceeded(over_limit(f"text is {size:,} bytes", limit, "max_classify_bytes"))
-
-
-NOT_ROUTED = {"routed": False}  # one object for every unrouted result: encoded alike
 
 
 def _classification(prediction: Prediction, prediction_id: str | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -25,7 +26,7 @@ import os
 import pickle
 import queue
 import random
-import select
+import select as ioselect
 import signal
 import socket
 import struct
@@ -36,11 +37,11 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from tagloop.domain.predictions import Prediction
 from tagloop.domain.review import NewTask, Queue, TaskStatus
-from tagloop.domain.routing import Reason, RoutingPolicy, priority
+from tagloop.domain.routing import Reason, RoutingPolicy, decide, priority
 from tagloop.services.endpoints import Serving
 from tagloop.services.prediction_log import new_prediction_id
 from tagloop.storage.database import Database
@@ -70,6 +71,7 @@ def routed_task(
     text: str,
     prediction: Prediction,
     prediction_id: str | None,
+    task_id: str | None = None,
 ) -> NewTask:
     """The review task of a prediction ``serving`` made and ``policy`` routed (its id given
     here: the answer names it before the row exists)."""
@@ -90,15 +92,56 @@ def routed_task(
         lease_seconds=policy.lease_seconds,
         lifetime_seconds=policy.lifetime_seconds,
         queue=Queue.REVIEW,
-        id=new_task_id(),
+        id=task_id or new_task_id(),
     )
+
+
+def route_batch(
+    serving: Serving,
+    policy: RoutingPolicy,
+    texts: Sequence[str],
+    predictions: Sequence[Prediction],
+    seed: str,
+    database: Database,
+    write: Write,
+) -> list[dict[str, Any] | None]:
+    """Route a batch job's chunk: what each line says under ``review`` (None for a document
+    with an error), once the routed ones' tasks are written (raises if they cannot be).
+
+    Task ids and audit draws are derived from ``seed`` (the job and shard) and the document's
+    place, so a shard run again after a crash routes the same documents to the same tasks, and
+    tasks written by the run before are not written twice."""
+    reviews: list[dict[str, Any] | None] = []
+    tasks: list[NewTask] = []
+    for number, (text, prediction) in enumerate(zip(texts, predictions, strict=True)):
+        if prediction.error is not None:
+            reviews.append(None)
+            continue
+        digest = hashlib.blake2b(f"{seed}:{number}".encode(), digest_size=24).digest()
+        reason = decide(policy, prediction, int.from_bytes(digest[16:], "big") / 2**64)
+        if reason is None:
+            reviews.append(NOT_ROUTED)
+            continue
+        task = routed_task(serving, policy, reason, text, prediction, None, digest[:16].hex())
+        tasks.append(task)
+        reviews.append(review_field(task, True))
+    if tasks:
+        with database.reading() as session:
+            ids = [str(task.id) for task in tasks]
+            written = set(session.scalars(select(ReviewTaskRow.id).where(ReviewTaskRow.id.in_(ids))))
+        if len(written) < len(tasks):
+            write([task for task in tasks if task.id not in written])
+    return reviews
+
+
+NOT_ROUTED: dict[str, Any] = {"routed": False}
 
 
 def review_field(task: NewTask | None, stored: bool) -> dict[str, Any]:
     """What a native answer says under ``review``: ``{"routed": true, "task_id", "reason"}``
     once the task is stored, else ``{"routed": false}``."""
     if task is None or not stored:
-        return {"routed": False}
+        return NOT_ROUTED
     return {"routed": True, "task_id": task.id, "reason": task.reason}
 
 
@@ -184,6 +227,11 @@ class TaskWriter:
         self._opening: asyncio.Future[_Channel | None] | None = None
 
     # ---- the doors ---------------------------------------------------------------------
+    def write_now(self, tasks: Sequence[NewTask]) -> None:
+        """Write ``tasks`` in one transaction from the calling thread (feedback, batch jobs:
+        callers that wait anyway); raises if they could not be written."""
+        self.write(tasks)
+
     async def stored(self, tasks: Sequence[NewTask]) -> bool:
         """Queue ``tasks`` and wait until the transaction holding them committed: True, or
         False when they could not be written (the log says why)."""
@@ -395,7 +443,7 @@ def _channel_process(database_url: str, sock: socket.socket) -> None:
             if not chunk:
                 return
             buffer += chunk
-            while select.select([sock], [], [], 0)[0]:  # take everything already sent
+            while ioselect.select([sock], [], [], 0)[0]:  # take everything already sent
                 chunk = sock.recv(1 << 20)
                 if not chunk:
                     break
