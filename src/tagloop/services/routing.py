@@ -1,17 +1,19 @@
 """Routing predictions to human review, without slowing classify and without losing a task.
 
-The doors call :func:`routed` for each prediction of an endpoint with an active policy
-(``domain.routing.decide``, a draw from this process's generator) and hand the tasks of the
-routed ones to the :class:`TaskWriter`.
+The doors decide each prediction of an endpoint with an active policy
+(``domain.routing.decide`` with a draw from this process's generator), make a task of each
+routed one (:func:`routed_task`, its id given here) and hand them to the :class:`TaskWriter`.
 
-The writer commits tasks in groups: a thread takes what is waiting (up to ``max_rows``
-tasks, lingering ``linger_seconds`` for more), writes it in one transaction through its
-``write`` callable (``ReviewService.add_tasks``) and then resolves the future of every
-request whose tasks were in it. A request whose answer says "routed" waits for that future,
-so a task is in the database before any answer names it: a server killed meanwhile loses
-only tasks nobody was told about. Requests with nothing routed never wait. A write that
-fails (or a backlog over ``max_pending`` tasks) resolves the futures with False: the answer
-says ``routed: false`` and the log says why, never a 5xx.
+Group commit. In a server (:meth:`TaskWriter.use_process`), the tasks routed by the requests
+of one event-loop turn go in one message to a writer process, which writes everything that
+has arrived in one transaction (``ReviewService.add_tasks``) and acknowledges it; the
+acknowledgement resolves the requests' futures on the loop. Elsewhere (other loops, threads,
+the CLI) a writer thread does the same with the same ``write``, lingering ``linger_seconds``
+for more. A request whose answer says "routed" awaits its future, so a task is committed
+before any answer names it: a server killed meanwhile loses only tasks nobody was told
+about. Requests with nothing routed never wait. A write that fails (or a backlog over
+``max_pending`` tasks, or a writer process that died) resolves the futures with False: the
+answer says ``routed: false`` and the log says why, never a 5xx.
 """
 
 from __future__ import annotations
