@@ -219,9 +219,16 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
             server, base = start_server(data, env, workers)
             try:
                 headers = {"Authorization": f"Bearer {secret['secret']}"}
-                for _ in range(4 * workers):
+                admin_headers = {"Authorization": f"Bearer {admin['secret']}"}
+                url = f"{base}/v1/endpoints/news/routing"
+                assert httpx.put(url, json={"audit": 1.0}, headers=admin_headers).status_code == 200
+                time.sleep(1.5)
+                for _ in range(8 * workers):  # load the model and start the task writer in every process
                     httpx.post(
-                        f"{base}/v1/endpoints/news/classify", json={"text": "warm up"}, headers=headers
+                        f"{base}/v1/endpoints/news/classify",
+                        json={"text": "warm up"},
+                        headers=headers,
+                        timeout=120,
                     )
                 for connections in map(int, args.connections.split(",")):
                     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
@@ -230,9 +237,7 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
                     for _ in range(args.rounds):
                         for mode in ("off", "on"):
                             response = httpx.put(
-                                f"{base}/v1/endpoints/news/routing",
-                                json=policy if mode == "on" else {},
-                                headers={"Authorization": f"Bearer {admin['secret']}"},
+                                url, json=policy if mode == "on" else {}, headers=admin_headers
                             )
                             assert response.status_code == 200, response.text
                             time.sleep(1.5)  # every worker process follows the change (0.5 s)
@@ -348,7 +353,10 @@ def main() -> None:
                 headers = {"Authorization": f"Bearer {secret}"}
                 for _ in range(4 * workers):  # load the model in every process
                     httpx.post(
-                        f"{base}/v1/endpoints/news/classify", json={"text": "warm up"}, headers=headers
+                        f"{base}/v1/endpoints/news/classify",
+                        json={"text": "warm up"},
+                        headers=headers,
+                        timeout=120,
                     )
                 for connections in map(int, args.connections.split(",")):
                     classify = wrk(base, connections, args.seconds, script)

@@ -15,8 +15,9 @@ from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
-from tagloop.services.routing import TaskWriter, insert_tasks
+from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
+from tagloop.services.task_store import insert_tasks
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.settings import Settings
 from tagloop.storage import migrate

@@ -12,7 +12,8 @@ from tagloop.domain.predictions import Prediction
 from tagloop.domain.records import Mode
 from tagloop.domain.review import NewTask, Queue
 from tagloop.domain.routing import Reason, RoutingPolicy
-from tagloop.services.routing import TaskWriter, draw, insert_tasks, new_task_id, review_field
+from tagloop.services.routing import TaskWriter, draw, new_task_id, review_field
+from tagloop.services.task_store import insert_tasks
 from tagloop.storage import migrate
 from tagloop.storage.database import Database
 from tagloop.storage.tables import ReviewTaskRow

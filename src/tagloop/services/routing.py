@@ -25,29 +25,25 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
-import pickle
 import queue
 import random
-import select as ioselect
-import signal
 import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from tagloop.domain.predictions import Prediction
-from tagloop.domain.review import NewTask, Queue, TaskStatus
+from tagloop.domain.review import NewTask, Queue
 from tagloop.domain.routing import Reason, RoutingPolicy, decide, priority
 from tagloop.services.endpoints import Serving
 from tagloop.services.prediction_log import new_prediction_id
+from tagloop.services.task_store import Write, channel_process, frame, unframe
 from tagloop.storage.database import Database
-from tagloop.storage.tables import ReviewTaskRow, utcnow
+from tagloop.storage.tables import ReviewTaskRow
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +52,6 @@ os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 draw = _random.random
 """A uniform draw in [0, 1) for the audit rule: a per-process generator seeded by the OS
 (again in a forked child, so worker processes do not draw the same sequence)."""
-
-Write = Callable[[Sequence[NewTask]], Any]
-"""Writes tasks in one transaction (``ReviewService.add_tasks``); raises if it could not."""
 
 
 def new_task_id() -> str:
@@ -145,48 +138,6 @@ def review_field(task: NewTask | None, stored: bool) -> dict[str, Any]:
     if task is None or not stored:
         return NOT_ROUTED
     return {"routed": True, "task_id": task.id, "reason": task.reason}
-
-
-def insert_tasks(database: Database, tasks: Sequence[NewTask]) -> list[str]:
-    """Insert ``tasks`` as ``review_tasks`` rows in one transaction; their ids.
-
-    A stand-in for ``ReviewService.add_tasks`` (built on another branch) so routing and
-    feedback run and are tested before it lands; the app uses add_tasks once merged.
-    """
-    now = utcnow()
-    rows = []
-    lifetimes = {task.lifetime_seconds for task in tasks if task.lifetime_seconds}
-    expiry = {seconds: now + timedelta(seconds=seconds) for seconds in lifetimes}
-    for task in tasks:
-        rows.append(
-            {
-                "id": task.id or new_task_id(),
-                "classifier_id": task.classifier_id,
-                "endpoint": task.endpoint,
-                "version_id": task.version_id,
-                "prediction_id": task.prediction_id,
-                "text": task.text,
-                "mode": task.mode.value,
-                "choices": list(task.choices),
-                "prediction": task.prediction,
-                "reason": task.reason,
-                "priority": task.priority,
-                "uncertainty": task.uncertainty,
-                "oldness": -now.timestamp(),
-                "required": task.required,
-                "answered": 0,
-                "holders": 0,
-                "lease_seconds": task.lease_seconds,
-                "status": TaskStatus.IN_PROGRESS.value,
-                "queue": task.queue.value,
-                "feedback": task.feedback,
-                "created_at": now,
-                "expires_at": expiry.get(task.lifetime_seconds or 0),
-            }
-        )
-    with database.transaction() as session:
-        session.execute(insert(ReviewTaskRow), rows)
-    return [str(row["id"]) for row in rows]
 
 
 class _Entry:
@@ -311,7 +262,7 @@ class TaskWriter:
             ours, theirs = socket.socketpair()
             context = multiprocessing.get_context("spawn")
             process = context.Process(
-                target=_channel_process,
+                target=channel_process,
                 args=(self._process_url, theirs),
                 name="tagloop-review-tasks",
                 daemon=True,
@@ -404,80 +355,6 @@ class TaskWriter:
             channel.close(timeout)
 
 
-def _child_write(database: Database) -> Write:
-    """What the writer process writes with (``ReviewService.add_tasks`` once it is merged)."""
-    return lambda tasks: insert_tasks(database, tasks)
-
-
-_LENGTH = struct.Struct(">I")
-
-
-def _frame(value: Any) -> bytes:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
-
-
-def _unframe(buffer: bytearray) -> list[Any]:
-    """The complete frames at the start of ``buffer`` (removed from it)."""
-    values = []
-    start = 0
-    while len(buffer) - start >= 4:
-        (size,) = _LENGTH.unpack_from(buffer, start)
-        if len(buffer) - start - 4 < size:
-            break
-        values.append(pickle.loads(bytes(buffer[start + 4 : start + 4 + size])))
-        start += 4 + size
-    del buffer[:start]
-    return values
-
-
-def _channel_process(database_url: str, sock: socket.socket) -> None:
-    """The writer process: reads batches ``(number, tasks)``; whatever has arrived together is
-    written in one transaction (each batch on its own if that fails), then each batch is
-    acknowledged ``(number, committed)``. Ends when the server's side closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which closes us
-    database = Database(database_url)
-    write = _child_write(database)
-    buffer = bytearray()
-    try:
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                return
-            buffer += chunk
-            while ioselect.select([sock], [], [], 0)[0]:  # take everything already sent
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    break
-                buffer += chunk
-            batches = _unframe(buffer)
-            if batches:
-                sock.sendall(_frame(_commit_batches(write, batches)))
-    except OSError:  # the server process is gone
-        return
-    finally:
-        database.dispose()
-
-
-def _commit_batches(write: Write, batches: list[tuple[int, list[NewTask]]]) -> list[tuple[int, bool]]:
-    try:
-        write([task for _, tasks in batches for task in tasks])
-        return [(number, True) for number, _ in batches]
-    except Exception:
-        if len(batches) == 1:
-            log.exception("writing %d review tasks failed", len(batches[0][1]))
-            return [(batches[0][0], False)]
-    results = []
-    for number, tasks in batches:
-        try:
-            write(tasks)
-            results.append((number, True))
-        except Exception:
-            log.exception("writing %d review tasks failed", len(tasks))
-            results.append((number, False))
-    return results
-
-
 class _Channel(asyncio.Protocol):
     """This process's side of the writer process, on one event loop: batches go out as the
     requests of a loop turn route them; acknowledgements resolve their futures on the loop
@@ -516,11 +393,11 @@ class _Channel(asyncio.Protocol):
             return
         self.number += 1
         self.waiting[self.number] = (len(batch), futures)
-        self.transport.write(_frame((self.number, batch)))
+        self.transport.write(frame((self.number, batch)))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        for acknowledged in _unframe(self.buffer):
+        for acknowledged in unframe(self.buffer):
             for number, ok in acknowledged:
                 count, futures = self.waiting.pop(number, (0, []))
                 self.writer._pending -= count
