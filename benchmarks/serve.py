@@ -158,11 +158,13 @@ def batch_throughput(base: str, headers: dict[str, str], body: bytes, clients: i
     return clients * rounds * 1_000 / elapsed
 
 
-def start_server(data: Path, env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    data: Path, env: dict[str, str], workers: int, log_predictions: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = subprocess.Popen(
         [*TAGLOOP, "--data-dir", str(data), "serve", "--port", str(port), "--workers", str(workers)],
-        env={**env, "TAGLOOP_LOG_PREDICTIONS": "true"},
+        env={**env, "TAGLOOP_LOG_PREDICTIONS": str(log_predictions).lower()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -216,7 +218,7 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
         script = work / "classify.lua"
         script.write_text(LUA % (bodies, secret["secret"]), encoding="utf-8")
         for workers in map(int, args.workers.split(",")):
-            server, base = start_server(data, env, workers)
+            server, base = start_server(data, env, workers, not args.no_log)
             try:
                 headers = {"Authorization": f"Bearer {secret['secret']}"}
                 admin_headers = {"Authorization": f"Bearer {admin['secret']}"}
@@ -254,7 +256,8 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=30)
     print(f"cores: {os.cpu_count()}, {args.seconds} s per run, wrk -t 1, {args.rounds} interleaved runs each")
-    print(f"routing on: threshold {args.threshold} + audit 0.05\n")
+    logged = "off" if args.no_log else "on"
+    print(f"routing on: threshold {args.threshold} + audit 0.05; prediction log {logged}\n")
     print(
         "| workers | conn | off req/s (median) | on req/s (median) | cost | routed | p99 off | on | failed |"
     )
@@ -296,6 +299,9 @@ def main() -> None:
     parser.add_argument("--routing", action="store_true", help="Measure routing on against off instead.")
     parser.add_argument("--rounds", type=int, default=5, help="--routing: interleaved runs of each.")
     parser.add_argument("--threshold", type=float, default=0.5, help="--routing: the policy's threshold.")
+    parser.add_argument(
+        "--no-log", action="store_true", help="--routing: with TAGLOOP_LOG_PREDICTIONS=false."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
