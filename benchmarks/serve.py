@@ -181,6 +181,13 @@ def start_server(
         time.sleep(0.2)
 
 
+def warm_up(base: str, headers: dict[str, str], requests: int) -> None:
+    for _ in range(requests):
+        httpx.post(
+            f"{base}/v1/endpoints/news/classify", json={"text": "warm up"}, headers=headers, timeout=120
+        )
+
+
 def review_tasks(data: Path) -> int:
     from sqlalchemy import func, select
 
@@ -225,13 +232,7 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
                 url = f"{base}/v1/endpoints/news/routing"
                 assert httpx.put(url, json={"audit": 1.0}, headers=admin_headers).status_code == 200
                 time.sleep(1.5)
-                for _ in range(8 * workers):  # load the model and start the task writer in every process
-                    httpx.post(
-                        f"{base}/v1/endpoints/news/classify",
-                        json={"text": "warm up"},
-                        headers=headers,
-                        timeout=120,
-                    )
+                warm_up(base, headers, 8 * workers)  # load the model, start the task writer, in every process
                 for connections in map(int, args.connections.split(",")):
                     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
                     routed = 0
@@ -337,33 +338,10 @@ def main() -> None:
         script.write_text(LUA % (bodies, secret), encoding="utf-8")
         rows, paced_rows, batch_rates = [], [], {}
         for workers in map(int, args.workers.split(",")):
-            port = free_port()
-            server = subprocess.Popen(
-                [*TAGLOOP, "--data-dir", str(data), "serve", "--port", str(port), "--workers", str(workers)],
-                env={**env, "TAGLOOP_LOG_PREDICTIONS": "true"},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            base = f"http://127.0.0.1:{port}"
+            server, base = start_server(data, env, workers)
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("server did not start")
-                    time.sleep(0.2)
                 headers = {"Authorization": f"Bearer {secret}"}
-                for _ in range(4 * workers):  # load the model in every process
-                    httpx.post(
-                        f"{base}/v1/endpoints/news/classify",
-                        json={"text": "warm up"},
-                        headers=headers,
-                        timeout=120,
-                    )
+                warm_up(base, headers, 4 * workers)  # load the model in every process
                 for connections in map(int, args.connections.split(",")):
                     classify = wrk(base, connections, args.seconds, script)
                     health = wrk(f"{base}/healthz", connections, args.seconds, None)
