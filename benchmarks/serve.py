@@ -181,6 +181,30 @@ def start_server(
         time.sleep(0.2)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and every process below it (the
+    server's workers, its prediction log and review task writers), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        total += times.get(current, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
 def warm_up(base: str, headers: dict[str, str], requests: int) -> None:
     for _ in range(requests):
         httpx.post(
@@ -245,10 +269,13 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
                             assert response.status_code == 200, response.text
                             time.sleep(1.5)  # every worker process follows the change (0.5 s)
                             before = review_tasks(data)
+                            cpu = tree_cpu_seconds(server.pid)
                             measured = wrk(base, connections, args.seconds, script)
+                            time.sleep(0.5)  # the writers finish what the run sent
+                            cpu = tree_cpu_seconds(server.pid) - cpu
+                            measured["cpu_ms"] = 1000 * cpu / max(1.0, measured["rps"] * args.seconds)
                             runs[mode].append(measured)
                             if mode == "on":
-                                time.sleep(0.5)
                                 routed += review_tasks(data) - before
                                 on_requests += measured["rps"] * args.seconds
                     results[(workers, connections)] = runs
@@ -263,7 +290,7 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
         "| workers | conn | off req/s (median) | on req/s (median) | cost | routed | p99 off | on | failed |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    verdicts = []
+    verdicts, cpu_rows = [], []
     for (workers, connections), runs in results.items():
         off = sorted(r["rps"] for r in runs["off"])[len(runs["off"]) // 2]
         on = sorted(r["rps"] for r in runs["on"])[len(runs["on"]) // 2]
@@ -277,6 +304,16 @@ def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
             f"| {off_p99:.1f} | {on_p99:.1f} | {failed} |"
         )
         verdicts.append((workers, connections, cost))
+        cpu_off = sorted(r["cpu_ms"] for r in runs["off"])[len(runs["off"]) // 2]
+        cpu_on = sorted(r["cpu_ms"] for r in runs["on"])[len(runs["on"]) // 2]
+        cpu_rows.append((workers, connections, cpu_off, cpu_on))
+    print(
+        "\nCPU time of the server's processes per request (medians; robust to other load on the machine):\n"
+    )
+    print("| workers | conn | off ms/request | on ms/request | cost |")
+    print("|---:|---:|---:|---:|---:|")
+    for workers, connections, cpu_off, cpu_on in cpu_rows:
+        print(f"| {workers} | {connections} | {cpu_off:.3f} | {cpu_on:.3f} | {cpu_on / cpu_off - 1:.1%} |")
     print("\nevery run, in order (req/s):")
     for (workers, connections), runs in results.items():
         pairs = ", ".join(
