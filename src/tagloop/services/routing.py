@@ -155,7 +155,8 @@ class _Entry:
 
 
 class TaskWriter:
-    """Group commit of review tasks from a thread of this process (see the module docstring)."""
+    """Group commit of review tasks: through the writer process for the event loop of a server
+    (:meth:`use_process`), else from a thread of this process (see the module docstring)."""
 
     def __init__(
         self,
@@ -170,7 +171,9 @@ class TaskWriter:
         self.linger_seconds = linger_seconds
         self.max_pending = max_pending
         self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
-        self._pending = 0  # tasks queued and not yet written (a rough count: no lock on the hot path)
+        self._pending = (
+            0  # tasks queued, not yet written: a rough count (no lock on the hot path), for a bound
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0  # transactions written (for tests and benchmarks)
