@@ -11,6 +11,12 @@ docs]}`) docs/s from one client and from two clients per worker, and the equival
 Comprehend inference units (2 docs/s each).
 Targets: classify ≥ 50% of /healthz req/s; p99 ≤ 20 ms at 32 connections; batch ≥ 10,000 docs/s.
 
+`--routing` measures instead what review routing costs (issue 13's target: routing on, with a
+threshold and a 5% audit, costs ≤ 5% of single-document classify req/s against routing off):
+one server, the endpoint's policy switched off and on through `PUT /v1/endpoints/news/routing`
+between interleaved wrk runs (off, on, off, on, ...), the median of each printed with the share
+of answers routed (review tasks counted in the database).
+
 What the ratio compares: tagloop's /healthz is an ordinary (async) FastAPI route, through the
 app's routing and middleware stack; classify is a direct route that skips that stack
 (`tagloop.api.direct`). For the floor, the same run also measures a bare ASGI app under the
@@ -152,17 +158,196 @@ def batch_throughput(base: str, headers: dict[str, str], body: bytes, clients: i
     return clients * rounds * 1_000 / elapsed
 
 
+def start_server(
+    data: Path, env: dict[str, str], workers: int, log_predictions: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [*TAGLOOP, "--data-dir", str(data), "serve", "--port", str(port), "--workers", str(workers)],
+        env={**env, "TAGLOOP_LOG_PREDICTIONS": str(log_predictions).lower()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("server did not start")
+        time.sleep(0.2)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and every process below it (the
+    server's workers, its prediction log and review task writers), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        total += times.get(current, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
+def warm_up(base: str, headers: dict[str, str], requests: int) -> None:
+    for _ in range(requests):
+        httpx.post(
+            f"{base}/v1/endpoints/news/classify", json={"text": "warm up"}, headers=headers, timeout=120
+        )
+
+
+def review_tasks(data: Path) -> int:
+    from sqlalchemy import func, select
+
+    from tagloop.storage.database import Database
+    from tagloop.storage.tables import ReviewTaskRow
+
+    database = Database(f"sqlite:///{data / 'tagloop.db'}")
+    try:
+        with database.reading() as session:
+            return int(session.scalar(select(func.count()).select_from(ReviewTaskRow)) or 0)
+    finally:
+        database.dispose()
+
+
+def routing_cost(args: argparse.Namespace, texts: list[str]) -> None:
+    """Single-document classify req/s with routing off and on (threshold + 5% audit), interleaved."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAGLOOP_")}
+    policy = {"threshold": args.threshold, "audit": 0.05}
+    results: dict[tuple[int, int], dict[str, list[dict[str, float]]]] = {}
+    routed_share: dict[tuple[int, int], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "data"
+        train, test = args.data_dir / "20ng_train.csv.gz", args.data_dir / "20ng_test.csv.gz"
+        run(data, env, "train", "news", "--data", str(train), "--test", str(test))
+        run(data, env, "endpoints", "create", "news", "--classifier", "news")
+        secret = json.loads(
+            run(data, env, "keys", "create", "--name", "bench", "--scope", "classify", "--json")
+        )
+        admin = json.loads(run(data, env, "keys", "create", "--name", "boss", "--scope", "admin", "--json"))
+        bodies = work / "bodies.jsonl"
+        bodies.write_text(
+            "\n".join(json.dumps({"text": text}) for text in texts[:2000]) + "\n", encoding="utf-8"
+        )
+        script = work / "classify.lua"
+        script.write_text(LUA % (bodies, secret["secret"]), encoding="utf-8")
+        for workers in map(int, args.workers.split(",")):
+            server, base = start_server(data, env, workers, not args.no_log)
+            try:
+                headers = {"Authorization": f"Bearer {secret['secret']}"}
+                admin_headers = {"Authorization": f"Bearer {admin['secret']}"}
+                url = f"{base}/v1/endpoints/news/routing"
+                assert httpx.put(url, json={"audit": 1.0}, headers=admin_headers).status_code == 200
+                time.sleep(1.5)
+                warm_up(base, headers, 8 * workers)  # load the model, start the task writer, in every process
+                for connections in map(int, args.connections.split(",")):
+                    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+                    routed = 0
+                    on_requests = 0.0
+                    for _ in range(args.rounds):
+                        for mode in ("off", "on"):
+                            response = httpx.put(
+                                url, json=policy if mode == "on" else {}, headers=admin_headers
+                            )
+                            assert response.status_code == 200, response.text
+                            time.sleep(1.5)  # every worker process follows the change (0.5 s)
+                            before = review_tasks(data)
+                            cpu = tree_cpu_seconds(server.pid)
+                            measured = wrk(base, connections, args.seconds, script)
+                            time.sleep(0.5)  # the writers finish what the run sent
+                            cpu = tree_cpu_seconds(server.pid) - cpu
+                            measured["cpu_ms"] = 1000 * cpu / max(1.0, measured["rps"] * args.seconds)
+                            runs[mode].append(measured)
+                            if mode == "on":
+                                routed += review_tasks(data) - before
+                                on_requests += measured["rps"] * args.seconds
+                    results[(workers, connections)] = runs
+                    routed_share[(workers, connections)] = routed / max(1.0, on_requests)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)
+    print(f"cores: {os.cpu_count()}, {args.seconds} s per run, wrk -t 1, {args.rounds} interleaved runs each")
+    logged = "off" if args.no_log else "on"
+    print(f"routing on: threshold {args.threshold} + audit 0.05; prediction log {logged}\n")
+    print(
+        "| workers | conn | off req/s (median) | on req/s (median) | cost | routed | p99 off | on | failed |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    verdicts, cpu_rows = [], []
+    for (workers, connections), runs in results.items():
+        off = sorted(r["rps"] for r in runs["off"])[len(runs["off"]) // 2]
+        on = sorted(r["rps"] for r in runs["on"])[len(runs["on"]) // 2]
+        off_p99 = sorted(r["p99"] for r in runs["off"])[len(runs["off"]) // 2]
+        on_p99 = sorted(r["p99"] for r in runs["on"])[len(runs["on"]) // 2]
+        failed = sum(r["bad"] for mode in runs.values() for r in mode)
+        cost = 1 - on / off
+        share = routed_share[(workers, connections)]
+        print(
+            f"| {workers} | {connections} | {off:,.0f} | {on:,.0f} | {cost:.1%} | {share:.1%} "
+            f"| {off_p99:.1f} | {on_p99:.1f} | {failed} |"
+        )
+        verdicts.append((workers, connections, cost))
+        cpu_off = sorted(r["cpu_ms"] for r in runs["off"])[len(runs["off"]) // 2]
+        cpu_on = sorted(r["cpu_ms"] for r in runs["on"])[len(runs["on"]) // 2]
+        cpu_rows.append((workers, connections, cpu_off, cpu_on))
+    print(
+        "\nCPU time of the server's processes per request (medians; robust to other load on the machine):\n"
+    )
+    print("| workers | conn | off ms/request | on ms/request | cost |")
+    print("|---:|---:|---:|---:|---:|")
+    for workers, connections, cpu_off, cpu_on in cpu_rows:
+        print(f"| {workers} | {connections} | {cpu_off:.3f} | {cpu_on:.3f} | {cpu_on / cpu_off - 1:.1%} |")
+    print("\nevery run, in order (req/s):")
+    for (workers, connections), runs in results.items():
+        pairs = ", ".join(
+            f"{a['rps']:,.0f}/{b['rps']:,.0f}" for a, b in zip(runs["off"], runs["on"], strict=True)
+        )
+        print(f"- {workers} worker(s), {connections} conn, off/on: {pairs}")
+    print("\ntargets:")
+    for workers, connections, cost in verdicts:
+        verdict = "PASS" if cost <= 0.05 else "FAIL"
+        print(
+            f"- {workers} worker(s), {connections} conn: routing costs ≤ 5% of req/s: {cost:.1%} → {verdict}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", default="32,64")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--routing", action="store_true", help="Measure routing on against off instead.")
+    parser.add_argument("--rounds", type=int, default=5, help="--routing: interleaved runs of each.")
+    parser.add_argument("--threshold", type=float, default=0.5, help="--routing: the policy's threshold.")
+    parser.add_argument(
+        "--no-log", action="store_true", help="--routing: with TAGLOOP_LOG_PREDICTIONS=false."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     with gzip.open(args.data_dir / "20ng_test.csv.gz", "rt", encoding="utf-8", newline="") as handle:
         texts = [row[1][:5_000] for row in csv.reader(handle)]
+    if args.routing:
+        routing_cost(args, texts)
+        return
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAGLOOP_")}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -190,30 +375,10 @@ def main() -> None:
         script.write_text(LUA % (bodies, secret), encoding="utf-8")
         rows, paced_rows, batch_rates = [], [], {}
         for workers in map(int, args.workers.split(",")):
-            port = free_port()
-            server = subprocess.Popen(
-                [*TAGLOOP, "--data-dir", str(data), "serve", "--port", str(port), "--workers", str(workers)],
-                env={**env, "TAGLOOP_LOG_PREDICTIONS": "true"},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            base = f"http://127.0.0.1:{port}"
+            server, base = start_server(data, env, workers)
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("server did not start")
-                    time.sleep(0.2)
                 headers = {"Authorization": f"Bearer {secret}"}
-                for _ in range(4 * workers):  # load the model in every process
-                    httpx.post(
-                        f"{base}/v1/endpoints/news/classify", json={"text": "warm up"}, headers=headers
-                    )
+                warm_up(base, headers, 4 * workers)  # load the model in every process
                 for connections in map(int, args.connections.split(",")):
                     classify = wrk(base, connections, args.seconds, script)
                     health = wrk(f"{base}/healthz", connections, args.seconds, None)

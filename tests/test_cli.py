@@ -818,3 +818,67 @@ def test_predictions_lists_what_was_logged(tmp_path, tickets):
     fields = table[0].split("\t")
     assert fields[1:4] == [ids[1], "desk", "desk v1"] and fields[-1] == "the printer on floor 3 is jammed"
     assert "since: 'yesterday' is not a date" in refused(wrong)
+
+
+def test_endpoint_routing_and_review_feedback(tmp_path, tickets):
+    data_dir = tmp_path / "data"
+    ok(run("train", "desk", "--data", str(write_tickets(tmp_path / "t.csv", tickets)), data_dir=data_dir))
+    ok(run("endpoints", "create", "desk", "--classifier", "desk", data_dir=data_dir))
+    shown = one_json_document(ok(run("endpoints", "routing", "desk", "--json", data_dir=data_dir)))
+    assert shown["active"] is False and shown["required"] == 1
+    changed = one_json_document(
+        ok(
+            run(
+                "endpoints",
+                "routing",
+                "desk",
+                "--threshold",
+                "0.6",
+                "--audit",
+                "0.05",
+                "--label",
+                "NETWORK",
+                "--required",
+                "2",
+                "--lifetime",
+                "3600",
+                "--json",
+                data_dir=data_dir,
+            )
+        )
+    )
+    assert (changed["threshold"], changed["audit"], changed["labels"], changed["required"]) == (
+        0.6,
+        0.05,
+        ["NETWORK"],
+        2,
+    )
+    kept = one_json_document(
+        ok(run("endpoints", "routing", "desk", "--margin", "0.1", "--json", data_dir=data_dir))
+    )
+    assert (
+        kept["threshold"] == 0.6 and kept["margin"] == 0.1 and kept["lifetime_seconds"] == 3600
+    )  # others kept
+    table = ok(run("endpoints", "routing", "desk", "--threshold", "none", data_dir=data_dir))
+    assert "threshold" in table and "margin" in table
+    assert "threshold: 3.0 is not between 0 and 1" in refused(
+        run("endpoints", "routing", "desk", "--threshold", "3", data_dir=data_dir)
+    )
+    assert "required" in refused(run("endpoints", "routing", "desk", "--required", "9", data_dir=data_dir))
+    off = one_json_document(ok(run("endpoints", "routing", "desk", "--off", "--json", data_dir=data_dir)))
+    assert off["active"] is False and off["threshold"] is None and off["labels"] == []
+
+    whole = tmp_path / "feedback.json"
+    whole.write_text(json.dumps({"classifier": "desk", "sentences": ["vpn drops", "printer jammed"]}))
+    lines = tmp_path / "feedback.jsonl"
+    lines.write_text('"refund please"\n{"sentence": "cannot log in"}\n')
+    made = one_json_document(ok(run("review", "feedback", "desk", str(whole), "--json", data_dir=data_dir)))
+    assert len(made["task_ids"]) == 2 and made["version"] == "v1"
+    printed = ok(run("review", "feedback", "desk", str(lines), data_dir=data_dir))
+    assert printed.startswith("2 feedback tasks for desk")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"classifier": "news", "sentences": ["x"]}))
+    assert "'news'" in refused(run("review", "feedback", "desk", str(other), data_dir=data_dir))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('"fine"\n"  "\n')
+    assert "sentences[1]" in refused(run("review", "feedback", "desk", str(empty), data_dir=data_dir))

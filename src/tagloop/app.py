@@ -8,6 +8,7 @@ from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
+from tagloop.services.feedback import FeedbackService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
@@ -15,7 +16,9 @@ from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.review import ReviewService
+from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
+from tagloop.services.task_store import insert_tasks
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.settings import Settings
 from tagloop.storage import migrate
@@ -61,13 +64,25 @@ class Tagloop:
         self.prediction_log = PredictionLog(
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
+        # routed predictions' review tasks, committed in groups (services/routing.py) by the
+        # same row-building as ReviewService.add_tasks (storage/review.task_row)
+        self.review_tasks = TaskWriter(lambda tasks: insert_tasks(self.database, tasks))
+        self.feedback = FeedbackService(
+            self.database,
+            self.settings,
+            self.predictions,
+            self.endpoints,
+            self.review_tasks.write_now,
+        )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
         self.review = ReviewService(self.database, self.settings.review_order)
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
             BatchJob(self.data_locations),
-            BatchShardJob(self.database, self.models, self.predictions, self.data_locations),
+            BatchShardJob(
+                self.database, self.models, self.predictions, self.data_locations, self.review_tasks.write_now
+            ),
         ]
         for kind in kinds:
             self.queue.register(kind)
@@ -88,5 +103,6 @@ class Tagloop:
         self.prediction_history.stop_retention()
         self.endpoints.stop_following()
         self.queue.shutdown()
+        self.review_tasks.close()
         self.prediction_log.close()
         self.database.dispose()

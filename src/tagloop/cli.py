@@ -726,6 +726,10 @@ def batch(
     background: Annotated[
         bool, typer.Option("--background", help="Queue the job and return its id.")
     ] = False,
+    routing: Annotated[
+        str | None,
+        typer.Option(help="Route documents to review by this endpoint's routing policy (lines say so)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Classify a large input in parallel shards (Comprehend's StartDocumentClassificationJob)."""
@@ -735,7 +739,14 @@ def batch(
 
     def run() -> dict[str, Any]:
         request = BatchRequest(
-            classifier, input, output, input_format.upper(), version, shard_documents, layout=layout.lower()
+            classifier,
+            input,
+            output,
+            input_format.upper(),
+            version,
+            shard_documents,
+            layout=layout.lower(),
+            routing=routing,
         )
         with _tagloop() as tagloop:
             job_id = tagloop.batch.submit(request)
@@ -1034,6 +1045,183 @@ def endpoints_list(as_json: JsonOption = False) -> None:
     _run_and_print(lambda t: t.endpoints.list(), as_json, ENDPOINT_COLUMNS)
 
 
+ROUTING_COLUMNS = ("setting", "value")
+UNSET = ("none", "off", "")
+
+
+def _unit_or_none(option: str, value: str) -> float | None:
+    if value.strip().lower() in UNSET:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a number from 0 to 1 or 'none', got {value!r}", param_hint=option
+        ) from None
+
+
+def _routing_changes(
+    threshold: str | None,
+    margin: str | None,
+    band: str | None,
+    labels: list[str] | None,
+    audit: float | None,
+    required: int | None,
+    lease_seconds: int | None,
+    lifetime_seconds: str | None,
+) -> dict[str, Any]:
+    """The settings the options change (a setting left out keeps its value)."""
+    changes: dict[str, Any] = {}
+    if threshold is not None:
+        changes["threshold"] = _unit_or_none("--threshold", threshold)
+    if margin is not None:
+        changes["margin"] = _unit_or_none("--margin", margin)
+    if band is not None:
+        bounds = None if band.strip().lower() in UNSET else band.split(",")
+        if bounds is not None and len(bounds) != 2:
+            raise typer.BadParameter(f"expected LOW,HIGH or 'none', got {band!r}", param_hint="--band")
+        changes["band"] = None if bounds is None else [_unit_or_none("--band", bound) for bound in bounds]
+    if labels is not None:
+        changes["labels"] = [label for label in labels if label.strip().lower() not in UNSET]
+    if audit is not None:
+        changes["audit"] = audit
+    if required is not None:
+        changes["required"] = required
+    if lease_seconds is not None:
+        changes["lease_seconds"] = lease_seconds
+    if lifetime_seconds is not None:
+        unset = lifetime_seconds.strip().lower() in UNSET
+        if not unset and not lifetime_seconds.strip().isdigit():
+            raise typer.BadParameter(
+                f"expected seconds or 'none', got {lifetime_seconds!r}", param_hint="--lifetime"
+            )
+        changes["lifetime_seconds"] = None if unset else int(lifetime_seconds)
+    return changes
+
+
+@endpoints_app.command("routing")
+def endpoints_routing(
+    name: Annotated[str, typer.Argument()],
+    threshold: Annotated[
+        str | None, typer.Option(help="Route when the best score is below this (0-1; 'none': off).")
+    ] = None,
+    margin: Annotated[
+        str | None, typer.Option(help="Multi-class: route when the two best differ by less (0-1; 'none').")
+    ] = None,
+    band: Annotated[
+        str | None, typer.Option(help="Multi-label: route when a label's score is in LOW,HIGH ('none').")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="Route always when this is predicted (repeat; 'none')."),
+    ] = None,
+    audit: Annotated[
+        float | None, typer.Option(help="Share of other predictions routed for audit (0-1).")
+    ] = None,
+    required: Annotated[int | None, typer.Option(help="Answers each task needs (1-3).")] = None,
+    lease_seconds: Annotated[
+        int | None, typer.Option("--lease", help="Seconds a reviewer holds a task.")
+    ] = None,
+    lifetime_seconds: Annotated[
+        str | None, typer.Option("--lifetime", help="Seconds a task waits for answers ('none': forever).")
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="Turn routing off (every setting back to its default).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show or change an endpoint's review routing policy: options change only the settings
+    they name; every server follows the change within a second."""
+    changes = _routing_changes(
+        threshold, margin, band, label, audit, required, lease_seconds, lifetime_seconds
+    )
+
+    def run(tagloop: Tagloop) -> dict[str, Any]:
+        if off:
+            return tagloop.endpoints.set_routing(name, None)
+        current = tagloop.endpoints.routing(name)
+        if not changes:
+            return current
+        kept = {key: value for key, value in current.items() if key not in ("endpoint", "active")}
+        return tagloop.endpoints.set_routing(name, kept | changes)
+
+    def rows(tagloop: Tagloop) -> Any:
+        policy = run(tagloop)
+        if as_json:
+            return policy
+        return [{"setting": key, "value": _setting_text(value)} for key, value in policy.items()]
+
+    _run_and_print(rows, as_json, ROUTING_COLUMNS)
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value) or "-"
+    return "-" if value is None else str(value)
+
+
+review_app = typer.Typer(
+    help="Human review: the task queue, answers, agreement, export of verified documents, feedback.",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("feedback")
+def review_feedback(
+    classifier: Annotated[str, typer.Argument(help="The classifier the feedback is about.")],
+    file: Annotated[
+        str, typer.Argument(help='{"classifier": ..., "sentences": [...]} or JSON lines; path or fsspec URL.')
+    ],
+    comment: Annotated[str | None, typer.Option(help="A comment every task carries.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a moderator review task (reason feedback) for each sentence of a feedback file,
+    with the prediction of what the classifier serves now."""
+    import fsspec
+
+    from tagloop.services.feedback import Verdict, parse_feedback_file
+
+    def run(tagloop: Tagloop) -> dict[str, Any]:
+        try:
+            with fsspec.open(file, "rt", encoding="utf-8", compression="infer") as handle:
+                content = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"{file}: cannot read it ({exc.__class__.__name__})") from exc
+        named, sentences = parse_feedback_file(content, file)
+        if named is not None and named != classifier:
+            raise InvalidRequest(f"{file} is feedback for {named!r}, not {classifier!r}")
+        if not sentences:
+            raise InvalidRequest(f"{file}: no sentences")
+        step = tagloop.settings.max_classify_documents
+        for start in range(0, len(sentences), step):  # every sentence checked before any task is made
+            tagloop.feedback.check_texts(sentences[start : start + step], start)
+        task_ids: list[str] = []
+        version = None
+        for start in range(0, len(sentences), step):
+            made = tagloop.feedback.on_texts(
+                classifier, sentences[start : start + step], Verdict(comment=comment)
+            )
+            task_ids += made["task_ids"]
+            version = made["version"]
+        return {"classifier": classifier, "version": version, "task_ids": task_ids}
+
+    result = _guard(lambda: _with_tagloop(run))
+    if as_json:
+        _emit_json(result)
+    else:
+        stdout.print(
+            f"{len(result['task_ids'])} feedback tasks for {classifier} (version {result['version']}):"
+        )
+        for task_id in result["task_ids"]:
+            stdout.print(task_id)
+
+
+def _with_tagloop(action: Callable[[Tagloop], T]) -> T:
+    with _tagloop() as tagloop:
+        return action(tagloop)
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for: letters, digits, hyphens (1-63).")],
@@ -1209,9 +1397,7 @@ def _announce_admin_key(created: dict[str, Any], host: str, port: int) -> None:
     )
 
 
-# --- human review ---------------------------------------------------------------------------
-review_app = typer.Typer(help="Human review.", no_args_is_help=True)
-app.add_typer(review_app, name="review")
+# --- human review (review_app is defined above, with `review feedback`) ----------------------
 
 TASK_COLUMNS = ("id", "status", "queue", "reason", "answered", "final_labels", "created_at", "text")
 TaskArgument = Annotated[str, typer.Argument(help="A review task's id.")]

@@ -112,12 +112,42 @@ def test_policy_json_round_trip():
         threshold=0.5, margin=0.1, band=(0.3, 0.7), labels=frozenset({"b", "a"}), audit=0.05
     )
     data = json.loads(json.dumps(policy.to_dict()))
-    assert data == {"threshold": 0.5, "margin": 0.1, "band": [0.3, 0.7], "labels": ["a", "b"], "audit": 0.05}
+    assert data == {
+        "threshold": 0.5,
+        "margin": 0.1,
+        "band": [0.3, 0.7],
+        "labels": ["a", "b"],
+        "audit": 0.05,
+        "required": 1,  # the review tasks' settings: their defaults
+        "lease_seconds": 300,
+        "lifetime_seconds": None,
+    }
     assert RoutingPolicy.from_dict(data) == policy
     assert RoutingPolicy.from_dict(RoutingPolicy().to_dict()) == RoutingPolicy()
     assert RoutingPolicy.from_dict({}) == RoutingPolicy()
     assert RoutingPolicy.from_dict({"threshold": 1, "audit": 0}).threshold == 1.0
     assert RoutingPolicy(labels=["x"]).labels == frozenset({"x"})  # type: ignore[arg-type]
+    tasks = RoutingPolicy.from_dict({"required": 3, "lease_seconds": 60, "lifetime_seconds": 86_400})
+    assert tasks.task_settings() == {"required": 3, "lease_seconds": 60, "lifetime_seconds": 86_400}
+    assert not tasks.active  # task settings alone route nothing
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"required": 0}, "required"),
+        ({"required": 4}, "required"),
+        ({"required": 1.5}, "required"),
+        ({"required": True}, "required"),
+        ({"lease_seconds": 29}, "lease_seconds"),
+        ({"lease_seconds": 28_801}, "lease_seconds"),
+        ({"lifetime_seconds": 59}, "lifetime_seconds"),
+        ({"lifetime_seconds": "1h"}, "lifetime_seconds"),
+    ],
+)
+def test_task_settings_are_checked(data, field):
+    with pytest.raises(InvalidRequest, match=f"^{field}:"):
+        RoutingPolicy.from_dict(data)
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,7 @@ async def _signed(request: Request, services: tuple[str, ...]) -> Principal:
 
 ClassifyScope = Annotated[Principal, Depends(require("classify"))]
 AdminScope = Annotated[Principal, Depends(require("admin"))]
+ReviewScope = Annotated[Principal, Depends(require("review"))]
 SignedClassifyScope = Annotated[Principal, Depends(require("classify", signed_for=EXECUTE_API))]
 """Scope ``classify``, by a Bearer secret or a SigV4 signature for ``execute-api``."""
 

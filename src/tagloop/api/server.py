@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     """The ASGI app; with ``start_workers`` it also runs queued jobs in background threads."""
     tagloop = Tagloop(settings or Settings())
     tagloop.prediction_log.use_process()  # keeps encoding and inserting off this process's GIL
+    tagloop.review_tasks.use_process(tagloop.database.url)  # routed predictions' tasks: likewise
     metrics = ServerMetrics(tagloop.endpoints)
 
     @asynccontextmanager
@@ -230,6 +232,8 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         if start_workers:
             tagloop.start_workers()
         tagloop.endpoints.follow()
+        if await run_in_threadpool(tagloop.endpoints.routes_any):
+            await tagloop.review_tasks.prepare()  # the task writer process, before the first routed request
         tagloop.prediction_history.start_retention()  # TAGLOOP_PREDICTION_RETENTION_DAYS: old rows go
         gc.collect()
         gc.freeze()  # the app's own long-lived objects: out of every later full collection

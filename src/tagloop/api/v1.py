@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from tagloop.api.auth import AdminScope, ClassifyScope, SignedClassifyScope
+from tagloop.api.auth import AdminScope, ClassifyScope, ReviewScope, SignedClassifyScope
 from tagloop.api.direct import DirectRoute
 from tagloop.api.errors import answer
 from tagloop.api.schemas import (
@@ -27,9 +27,13 @@ from tagloop.api.schemas import (
     ClassifyResponse,
     EndpointCreate,
     EndpointUpdate,
+    FeedbackRequest,
+    FeedbackResponse,
     InvokeRequest,
     InvokeResponse,
     KeyCreate,
+    RoutingSettings,
+    RoutingView,
 )
 from tagloop.api.state import TagloopDep, coalescer_of, metrics_of, serving_of, tagloop_of
 from tagloop.app import Tagloop
@@ -38,7 +42,11 @@ from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.names import MAX_NAME, NAME_PATTERN
 from tagloop.domain.predictions import Prediction
 from tagloop.domain.records import JobStatus, Mode
+from tagloop.domain.review import NewTask
+from tagloop.domain.routing import decide
 from tagloop.errors import InvalidBody, LimitExceeded, MethodNotAllowed, TagloopError
+from tagloop.services.feedback import Verdict
+from tagloop.services.routing import NOT_ROUTED, draw, review_field, routed_task
 from tagloop.settings import Settings
 
 router = APIRouter(prefix="/v1")
@@ -49,6 +57,8 @@ NamePath = Annotated[str, Path(max_length=MAX_NAME, pattern=NAME_PATTERN)]
 IdPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 INLINE_DOCUMENTS = 8  # requests with this few texts are batched with the others of their event-loop turn
 PREDICTION_ID_HEADER = "x-tagloop-prediction-id"  # invoke's answer has no room for it in its body
+REVIEW_TASK_HEADER = "x-tagloop-review-task-id"  # nor for the review task of a routed prediction
+REVIEW_REASON_HEADER = "x-tagloop-review-reason"
 
 
 def _app(request: Request) -> Tagloop:
@@ -136,6 +146,10 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
     endpoint's model. A single text that cannot be classified (empty, say) is refused with the
     reason (400); with `texts`, each such text gets its `error` in its place in `results`.
 
+    When the endpoint has an active routing policy, each result says whether it went to human
+    review: `"review": {"routed": true, "task_id": ..., "reason": ...}` (answered once the
+    task is stored) or `{"routed": false}`.
+
     Authorization: `Bearer <secret>`, or AWS Signature V4 for the service `execute-api` by a
     tagloop key (as clients of an API Gateway with IAM auth sign)."""
     tagloop = _app(request)
@@ -146,16 +160,27 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
     counter = metrics.predicted
     top = tagloop.predictions.answer_top(serving.model, asked)
 
+    policy = serving.routing
+    routed: list[tuple[int, NewTask]] = []
+
     def shaped(predictions: list[Prediction]) -> list[dict[str, Any]]:
         record = tagloop.prediction_log.record
-        output = []
+        output: list[dict[str, Any]] = []
         for text, prediction in zip(texts, predictions, strict=True):
             prediction_id = None
             if prediction.error is None:
                 prediction_id = record(name, serving.version_id, text, prediction)
                 if prediction.labels:
                     counter(name, prediction.labels[0])
-            output.append(_classification(prediction, prediction_id))
+            entry = _classification(prediction, prediction_id)
+            if policy is not None and prediction.error is None:
+                entry["review"] = NOT_ROUTED
+                reason = decide(policy, prediction, draw())
+                if reason is not None:
+                    routed.append(
+                        (len(output), routed_task(serving, policy, reason, text, prediction, prediction_id))
+                    )
+            output.append(entry)
         return output
 
     if len(texts) <= INLINE_DOCUMENTS:  # scored with the other small requests of this turn
@@ -168,6 +193,10 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
         output = await run_in_threadpool(
             lambda: shaped(list(tagloop.predictions.classify(serving.model, texts, top)))
         )
+    if routed:  # answered only once their tasks are committed (services/routing.py)
+        stored = await tagloop.review_tasks.stored([task for _, task in routed])
+        for index, task in routed:
+            output[index]["review"] = review_field(task, stored)
     head = {"model_version": serving.version, "endpoint": name}
     body = head | output[0] if single else head | {"results": output}
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
@@ -189,7 +218,8 @@ async def invoke(name: str, request: Request, _: SignedClassifyScope) -> Respons
     the body being Comprehend's `Classes` (the best 3), or `Labels` for a multi-label model.
     Errors come in the same envelope, `{"statusCode": 4xx, "body": {"type", "message"}}`, with
     the HTTP status equal to `statusCode`. The prediction's id is in the
-    `X-Tagloop-Prediction-Id` header.
+    `X-Tagloop-Prediction-Id` header; a prediction routed to human review (the endpoint's
+    routing policy) has `X-Tagloop-Review-Task-Id` and `X-Tagloop-Review-Reason` as well.
 
     Authorization: AWS Signature V4 for the service `execute-api` by a tagloop key (what the
     AWS samples' clients send), or `Bearer <secret>`."""
@@ -208,7 +238,12 @@ async def invoke(name: str, request: Request, _: SignedClassifyScope) -> Respons
     if prediction.labels:
         metrics_of(request).predicted(name, prediction.labels[0])
     (entries,) = result.values()  # the list under Classes (or Labels)
-    headers = {PREDICTION_ID_HEADER: prediction_id} if prediction_id else None
+    headers = {PREDICTION_ID_HEADER: prediction_id} if prediction_id else {}
+    policy = serving.routing
+    if policy is not None and (reason := decide(policy, prediction, draw())) is not None:
+        task = routed_task(serving, policy, reason, text, prediction, prediction_id)
+        if await tagloop.review_tasks.stored([task]):  # the headers say routed once it is stored
+            headers |= {REVIEW_TASK_HEADER: str(task.id), REVIEW_REASON_HEADER: task.reason}
     return Response(
         orjson.dumps({"statusCode": 200, "body": entries}), media_type="application/json", headers=headers
     )
@@ -271,6 +306,19 @@ def update_endpoint(
 @router.delete("/endpoints/{name}", status_code=204)
 def delete_endpoint(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> None:
     tagloop.endpoints.delete(name)
+
+
+@router.get("/endpoints/{name}/routing", response_model=RoutingView)
+def show_routing(name: NamePath, tagloop: TagloopDep, _: ReviewScope) -> dict[str, Any]:
+    """The endpoint's review routing policy (scope `review`: reviewers see why tasks come)."""
+    return tagloop.endpoints.routing(name)
+
+
+@router.put("/endpoints/{name}/routing", response_model=RoutingView)
+def set_routing(name: NamePath, body: RoutingSettings, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    """Replace the endpoint's review routing policy (settings left out take their defaults: `{}`
+    turns routing off). Every server process follows it within a second."""
+    return tagloop.endpoints.set_routing(name, body.model_dump(exclude_none=True))
 
 
 @router.get("/classifiers")
@@ -344,3 +392,19 @@ def list_predictions(
     TAGLOOP_LOG_PREDICTION_TEXT is off)."""
     items, next_cursor = tagloop.prediction_history.page(endpoint, since, label, limit, cursor)
     return {"predictions": items, "next_cursor": next_cursor}
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackResponse)
+def feedback(body: FeedbackRequest, tagloop: TagloopDep, _: ClassifyScope) -> dict[str, Any]:
+    """End-user feedback → review tasks in the moderators' queue (reason `feedback`).
+
+    On a logged prediction: `{"prediction_id": ..., "correct": false, "labels": [...],
+    "comment": ...}` (an unknown or expired id is 404; with prediction logging or its texts off,
+    400 naming the setting). On texts, as the seed workflow's feedback API sends them:
+    `{"classifier": "news", "sentence": "..."}` or `{"classifier": "news", "sentences": [...]}`,
+    each classified now with what the classifier serves. Answers the task ids (201)."""
+    verdict = Verdict(body.correct, tuple(body.labels or ()), body.comment)
+    if body.prediction_id is not None:
+        return tagloop.feedback.on_prediction(body.prediction_id, verdict)
+    texts = [body.sentence] if body.sentence is not None else list(body.sentences or [])
+    return tagloop.feedback.on_texts(str(body.classifier), texts, verdict)

@@ -51,7 +51,10 @@ class Reason(StrEnum):
     FEEDBACK = "feedback"
 
 
-_FIELDS = ("threshold", "margin", "band", "labels", "audit")
+_FIELDS = ("threshold", "margin", "band", "labels", "audit", "required", "lease_seconds", "lifetime_seconds")
+MAX_REQUIRED = 3  # A2I's TaskCount: 1-3 answers
+LEASE_SECONDS = (30, 28_800)  # A2I's TaskTimeLimitInSeconds bounds
+LIFETIME_SECONDS = (60, 864_000)  # A2I's TaskAvailabilityLifetimeInSeconds bounds (10 days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +71,19 @@ class RoutingPolicy:
     """Route always when one of these labels is predicted."""
     audit: float = 0.0
     """Share of otherwise unrouted predictions sent for audit, in [0, 1]."""
+    required: int = 1
+    """Answers each routed task needs (A2I's TaskCount), 1 to 3."""
+    lease_seconds: int = 300
+    """How long a reviewer holds a task handed out (A2I's TaskTimeLimitInSeconds), 30 s to 8 h."""
+    lifetime_seconds: int | None = None
+    """How long a routed task waits for its answers before it expires (A2I's
+    TaskAvailabilityLifetimeInSeconds), 60 s to 10 days; None: it never expires."""
 
     def __post_init__(self) -> None:
+        _whole("required", self.required, 1, MAX_REQUIRED)
+        _whole("lease_seconds", self.lease_seconds, *LEASE_SECONDS)
+        if self.lifetime_seconds is not None:
+            _whole("lifetime_seconds", self.lifetime_seconds, *LIFETIME_SECONDS)
         for name in ("threshold", "margin"):
             value = getattr(self, name)
             if value is not None:
@@ -112,6 +126,9 @@ class RoutingPolicy:
             "band": list(self.band) if self.band is not None else None,
             "labels": sorted(self.labels),
             "audit": self.audit,
+            "required": self.required,
+            "lease_seconds": self.lease_seconds,
+            "lifetime_seconds": self.lifetime_seconds,
         }
 
     @classmethod
@@ -134,13 +151,26 @@ class RoutingPolicy:
         if band is not None and (not isinstance(band, list) or len(band) != 2):
             raise InvalidRequest("band: expected two numbers [low, high]")
         audit = data.get("audit")
+        required, lease = data.get("required"), data.get("lease_seconds")
         return cls(
             threshold=data.get("threshold"),
             margin=data.get("margin"),
             band=(band[0], band[1]) if band is not None else None,
             labels=labels,  # type: ignore[arg-type]  # validated and frozen in __post_init__
             audit=0.0 if audit is None else audit,
+            required=1 if required is None else required,
+            lease_seconds=300 if lease is None else lease,
+            lifetime_seconds=data.get("lifetime_seconds"),
         )
+
+    def task_settings(self) -> dict[str, Any]:
+        """What the review tasks this policy creates carry: answers required, lease, lifetime
+        (the fields of ``domain.review.NewTask`` of the same names)."""
+        return {
+            "required": self.required,
+            "lease_seconds": self.lease_seconds,
+            "lifetime_seconds": self.lifetime_seconds,
+        }
 
 
 def _unit(name: str, value: object) -> float:
@@ -151,6 +181,14 @@ def _unit(name: str, value: object) -> float:
     if not (0.0 <= number <= 1.0) or math.isnan(number):
         raise InvalidRequest(f"{name}: {value!r} is not between 0 and 1")
     return number
+
+
+def _whole(name: str, value: object, low: int, high: int) -> None:
+    """Check ``value`` is a whole number in [low, high], or InvalidRequest naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name}: expected a whole number from {low:,} to {high:,}, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name}: {value:,} is not from {low:,} to {high:,}")
 
 
 def decide(policy: RoutingPolicy, prediction: Prediction, draw: float) -> Reason | None:

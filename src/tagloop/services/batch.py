@@ -48,16 +48,19 @@ import fsspec
 import orjson
 
 from tagloop.domain import comprehend
+from tagloop.domain.routing import RoutingPolicy
 from tagloop.errors import InvalidRequest, Stopped
 from tagloop.jobs.port import AwaitChildren, JobContext, JobKindBase, JobQueue
 from tagloop.services.catalog import resolve_version
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.datasets import DAMAGED_STREAM_ERRORS, damaged_compressed_file
+from tagloop.services.endpoints import Serving
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.predictions import PredictionService
+from tagloop.services.routing import Write, route_batch
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
-from tagloop.storage.repositories import ClassifierRepository, ModelVersionRepository
+from tagloop.storage.repositories import ClassifierRepository, EndpointRepository, ModelVersionRepository
 
 ONE_DOC_PER_LINE = "ONE_DOC_PER_LINE"
 ONE_DOC_PER_FILE = "ONE_DOC_PER_FILE"
@@ -88,6 +91,7 @@ class BatchRequest:
     confined: bool = False  # through a network API: input/output checked; files confirmed on use
     layout: str = TAGLOOP_LAYOUT  # or COMPREHEND_LAYOUT: output/output.tar.gz, as Comprehend writes
     member_bytes: int = MEMBER_BYTES  # comprehend layout: bytes of JSON lines per file in the tarball
+    routing: str | None = None  # an endpoint of the classifier whose routing policy routes the documents
 
 
 def confirmed_inputs(fs: Any, files: list[str], locations: DataLocations) -> None:
@@ -216,6 +220,8 @@ class BatchService:
                 payload |= {"layout": COMPREHEND_LAYOUT, "member_bytes": request.member_bytes}
             if request.confined:
                 payload["confined"] = True
+            if request.routing is not None:
+                payload["routing"] = _routing(session, request.routing, classifier.id)
             return self.queue.enqueue(
                 session, BatchJob.kind, payload, id=job_id, classifier_id=classifier.id, version_id=version.id
             )
@@ -252,6 +258,7 @@ class BatchJob(JobKindBase):
         if not shards:
             raise InputUnreadable(f"input {payload['input']} holds no documents")
         common = {key: payload[key] for key in ("version_id", "input_format", "output_dir")}
+        common |= {key: payload[key] for key in ("routing", "layout") if key in payload}
         if payload.get("confined"):
             common["confined"] = True
         context.spawn(BatchShardJob.kind, [{**common, **shard, "shard": i} for i, shard in enumerate(shards)])
@@ -320,17 +327,30 @@ class BatchShardJob(JobKindBase):
     kind = "batch_shard"
 
     def __init__(
-        self, database: Database, models: ModelCache, predictions: PredictionService, locations: DataLocations
+        self,
+        database: Database,
+        models: ModelCache,
+        predictions: PredictionService,
+        locations: DataLocations,
+        write_tasks: Write | None = None,
     ) -> None:
         self.database = database
         self.models = models
         self.predictions = predictions
         self.locations = locations
+        self.write_tasks = write_tasks  # ReviewService.add_tasks: routed documents' review tasks
 
     def run(self, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         with self.database.reading() as session:
             version = ModelVersionRepository(session).get(int(payload["version_id"]))
             model = self.models.get(version)
+        routing = payload.get("routing")
+        serving = policy = None
+        if routing is not None and self.write_tasks is not None:
+            policy = RoutingPolicy.from_dict(routing["policy"])
+            endpoint = routing["endpoint"]
+            serving = Serving(endpoint, "", version.name, version.id, model, policy, version.classifier_id)
+        native = payload.get("layout", TAGLOOP_LAYOUT) == TAGLOOP_LAYOUT  # Comprehend's lines say nothing
         names, texts = self._documents(payload)
         top = self.predictions.answer_top(model)  # the best 3 classes a line, as Comprehend writes
         lines: list[bytes] = []
@@ -340,12 +360,21 @@ class BatchShardJob(JobKindBase):
             if context.should_stop():
                 raise Stopped("stopped on request")
             batch = texts[start : start + chunk]
-            for (file, line), prediction in zip(
-                names[start : start + chunk], self.predictions.classify(model, batch, top), strict=True
+            predictions = list(self.predictions.classify(model, batch, top))
+            reviews: list[dict[str, Any] | None] = [None] * len(batch)
+            if serving is not None and policy is not None and self.write_tasks is not None:
+                seed = f"{payload['output_dir']}:{payload['shard']}:{start}"  # the same again on a retry
+                reviews = route_batch(
+                    serving, policy, batch, predictions, seed, self.database, self.write_tasks
+                )
+            for (file, line), prediction, review in zip(
+                names[start : start + chunk], predictions, reviews, strict=True
             ):
                 if prediction.error is not None:
                     errors += 1
                 line_record = comprehend.output_line(prediction, file, line)
+                if review is not None and native:
+                    line_record["review"] = review
                 lines.append(orjson.dumps(line_record))  # UTF-8, unescaped, like ensure_ascii=False
             context.progress(min(0.99, (start + len(batch)) / max(1, len(texts))), "classifying")
         part = f"part-{int(payload['shard']):05d}.jsonl"
@@ -402,6 +431,19 @@ class BatchShardJob(JobKindBase):
         self, payload: dict[str, Any], results: list[dict[str, Any] | None]
     ) -> dict[str, Any]:
         raise NotImplementedError("shards have no children")
+
+
+def _routing(session: Any, endpoint: str, classifier_id: int) -> dict[str, Any]:
+    """What a job routed by ``endpoint``'s policy carries: the endpoint and its policy now."""
+    row = EndpointRepository(session).get(endpoint)
+    if row.classifier_id != classifier_id:
+        raise InvalidRequest(f"routing: endpoint {endpoint!r} serves another classifier")
+    policy = RoutingPolicy.from_dict(row.routing) if row.routing else RoutingPolicy()
+    if not policy.active:
+        raise InvalidRequest(
+            f"routing: endpoint {endpoint!r} routes nothing (see `tagloop endpoints routing`)"
+        )
+    return {"endpoint": endpoint, "policy": policy.to_dict()}
 
 
 def _tar_gz(store: ArtifactStore, members: list[tuple[str, list[tuple[str, int]]]]) -> bytes:

@@ -10,6 +10,7 @@ holding the old model finishes with it: nothing in flight fails.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from tagloop.domain.limits import MAX_INFERENCE_UNITS
 from tagloop.domain.names import check_name
 from tagloop.domain.records import VersionStatus
+from tagloop.domain.routing import RoutingPolicy
 from tagloop.errors import (
     AlreadyExists,
     ArtifactCorrupt,
@@ -56,6 +58,9 @@ class Serving:
     version: str
     version_id: int
     model: TextModel
+    routing: RoutingPolicy | None = None
+    """The endpoint's review routing policy when one is set and active (None: nothing routed)."""
+    classifier_id: int | None = None
 
 
 def endpoint_summary(
@@ -216,6 +221,33 @@ class EndpointService:
         with self.database.reading() as session:
             return self._summary(session, EndpointRepository(session).get(name))
 
+    # ---- review routing ------------------------------------------------------------------
+    def routing(self, name: str) -> dict[str, Any]:
+        """The endpoint's routing policy as stored (every rule off when none is set)."""
+        with self.database.reading() as session:
+            row = EndpointRepository(session).get(name)
+            stored = row.routing
+        policy = RoutingPolicy.from_dict(stored) if stored else RoutingPolicy()
+        return _routing_summary(name, policy)
+
+    def routes_any(self) -> bool:
+        """Whether some endpoint has a routing policy stored."""
+        with self.database.reading() as session:
+            return any(row.routing for row in EndpointRepository(session).list())
+
+    def set_routing(self, name: str, policy: RoutingPolicy | dict[str, Any] | None) -> dict[str, Any]:
+        """Store ``name``'s routing policy (a dict is checked by ``RoutingPolicy.from_dict``:
+        errors name the field; None turns routing off). Every serving process follows it
+        within ``refresh_seconds``; this one at once."""
+        if not isinstance(policy, RoutingPolicy):
+            policy = RoutingPolicy.from_dict(policy) if policy is not None else RoutingPolicy()
+        with self.database.transaction() as session:
+            row = EndpointRepository(session).get(name)
+            row.routing = policy.to_dict() if policy != RoutingPolicy() else None
+            row.updated_at = utcnow()
+        self._forget(name)
+        return _routing_summary(name, policy)
+
     @staticmethod
     def _summary(session: Any, row: EndpointRow) -> dict[str, Any]:
         classifier = session.get_one(ClassifierRow, row.classifier_id)
@@ -252,7 +284,7 @@ class EndpointService:
                 self._forget(name)
                 self._note_failed(name, None)
                 raise NotFound(f"no endpoint named {name!r}")
-            status, message = row.status, row.message
+            status, message, routing = row.status, row.message, _policy(name, row.routing)
             version = ModelVersionRepository(session).get(row.version_id)
             classifier = session.get_one(ClassifierRow, row.classifier_id)
         if status in (CREATING, FAILED):
@@ -273,7 +305,9 @@ class EndpointService:
             except ArtifactCorrupt as exc:
                 message = self._load_failed(name, version, exc)
                 raise ResourceUnavailable(f"endpoint {name!r} is {FAILED}: {message}") from exc
-            serving = Serving(name, classifier.name, version.name, version.id, model)
+            serving = Serving(name, classifier.name, version.name, version.id, model, routing, classifier.id)
+        elif serving.routing != routing:
+            serving = dataclasses.replace(serving, routing=routing)
         with self._lock:
             newest = self._cache.get(name)
             if newest is not None and newest[1] > read:  # a later read answered first
@@ -351,6 +385,23 @@ class EndpointService:
         with self._lock:
             self._cache.pop(name, None)
             self._forgotten[name] = self._reads  # what reads begun before now found is out of date
+
+
+def _policy(name: str, stored: dict[str, Any] | None) -> RoutingPolicy | None:
+    """The active policy of what ``endpoints.routing`` holds; None when off (or unreadable:
+    a row written by hand, say, which is logged rather than failing every classify)."""
+    if not stored:
+        return None
+    try:
+        policy = RoutingPolicy.from_dict(stored)
+    except TagloopError as exc:
+        log.error("endpoint %s: its stored routing policy is not valid (%s); nothing is routed", name, exc)
+        return None
+    return policy if policy.active else None
+
+
+def _routing_summary(name: str, policy: RoutingPolicy) -> dict[str, Any]:
+    return {"endpoint": name, "active": policy.active} | policy.to_dict()
 
 
 class DeployJob(JobKindBase):

@@ -23,7 +23,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,7 +51,7 @@ from tagloop.domain.review import (
 from tagloop.domain.routing import Reason
 from tagloop.errors import Conflict, InvalidRequest
 from tagloop.storage.database import Database
-from tagloop.storage.review import ReviewRepository, transient, unique_violation, write_transaction
+from tagloop.storage.review import ReviewRepository, task_row, transient, unique_violation, write_transaction
 from tagloop.storage.tables import ReviewAnswerRow, ReviewTaskRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -224,41 +223,7 @@ class ReviewService:
     def add_tasks(self, tasks: Sequence[NewTask]) -> list[str]:
         """Store ``tasks`` in one transaction; returns their ids (given or new)."""
         now = self.clock()
-        rows = []
-        for task in tasks:
-            task.check()
-            rows.append(
-                {
-                    "id": task.id or str(uuid.uuid4()),
-                    "classifier_id": task.classifier_id,
-                    "endpoint": task.endpoint,
-                    "version_id": task.version_id,
-                    "prediction_id": task.prediction_id,
-                    "text": task.text,
-                    "mode": Mode(task.mode).value,
-                    "choices": builtins.list(task.choices),
-                    "prediction": task.prediction,
-                    "reason": str(task.reason),
-                    "priority": float(task.priority),
-                    "uncertainty": float(task.uncertainty),
-                    "oldness": -now.timestamp(),
-                    "required": task.required,
-                    "answered": 0,
-                    "holders": 0,
-                    "lease_seconds": task.lease_seconds,
-                    "status": TaskStatus.IN_PROGRESS.value,
-                    "queue": Queue(task.queue).value,
-                    "feedback": task.feedback,
-                    "final_labels": None,
-                    "loop_name": task.loop_name,
-                    "flow_definition_id": task.flow_definition_id,
-                    "input_content": task.input_content,
-                    "created_at": now,
-                    "expires_at": now + timedelta(seconds=task.lifetime_seconds)
-                    if task.lifetime_seconds
-                    else None,
-                }
-            )
+        rows = [task_row(task, now) for task in tasks]
         try:
             self._write(lambda session: ReviewRepository(session).add_many(rows))
         except IntegrityError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from tagloop.domain.review import EXPIRED, AnswerStatus, Queue, TaskStatus
+from tagloop.domain.records import Mode
+from tagloop.domain.review import EXPIRED, AnswerStatus, NewTask, Queue, TaskStatus
 from tagloop.errors import NotFound
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import rowcount
@@ -91,6 +93,40 @@ def transient(exc: BaseException, unique: bool = False) -> bool:
     if isinstance(orig, sqlite3.OperationalError):
         return "locked" in str(orig) or "busy" in str(orig)
     return getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def task_row(task: NewTask, now: datetime) -> dict[str, Any]:
+    """The ``review_tasks`` row of a new task (checked first) created at ``now``: the one way a
+    task is stored, whether by ReviewService.add_tasks or by the routing writer process."""
+    task.check()
+    return {
+        "id": task.id or str(uuid.uuid4()),
+        "classifier_id": task.classifier_id,
+        "endpoint": task.endpoint,
+        "version_id": task.version_id,
+        "prediction_id": task.prediction_id,
+        "text": task.text,
+        "mode": Mode(task.mode).value,
+        "choices": builtins.list(task.choices),
+        "prediction": task.prediction,
+        "reason": str(task.reason),
+        "priority": float(task.priority),
+        "uncertainty": float(task.uncertainty),
+        "oldness": -now.timestamp(),
+        "required": task.required,
+        "answered": 0,
+        "holders": 0,
+        "lease_seconds": task.lease_seconds,
+        "status": TaskStatus.IN_PROGRESS.value,
+        "queue": Queue(task.queue).value,
+        "feedback": task.feedback,
+        "final_labels": None,
+        "loop_name": task.loop_name,
+        "flow_definition_id": task.flow_definition_id,
+        "input_content": task.input_content,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=task.lifetime_seconds) if task.lifetime_seconds else None,
+    }
 
 
 class ReviewRepository:

@@ -19,8 +19,10 @@ from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode
+from tagloop.domain.routing import decide
 from tagloop.errors import InvalidRequest, JobNotFound, LimitExceeded, NotFound
 from tagloop.services.batch import COMPREHEND_LAYOUT, BatchJob, BatchRequest
+from tagloop.services.routing import draw, routed_task
 from tagloop.services.training import TrainRequest
 
 
@@ -83,7 +85,15 @@ class ComprehendApi:
         if prediction.error is not None:
             raise InvalidRequest(prediction.error.message)
         result = comprehend_result(prediction)
-        self.tagloop.prediction_log.record(serving.endpoint, serving.version_id, text, prediction, result)
+        prediction_id = self.tagloop.prediction_log.record(
+            serving.endpoint, serving.version_id, text, prediction, result
+        )
+        policy = serving.routing
+        if policy is not None and (reason := decide(policy, prediction, draw())) is not None:
+            # the answer stays Comprehend's and names no task: written without waiting
+            self.tagloop.review_tasks.send(
+                [routed_task(serving, policy, reason, text, prediction, prediction_id)]
+            )
         return result
 
     def _classify_request(self, body: dict[str, Any]) -> tuple[str, str]:

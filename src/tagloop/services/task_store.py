@@ -1,0 +1,113 @@
+"""What the review task writer process runs (kept light: a spawned process imports only this,
+the storage layer and the review value types, not the models' libraries)."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import select
+import signal
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Table, insert
+
+from tagloop.domain.review import NewTask
+from tagloop.storage.database import Database
+from tagloop.storage.review import task_row
+from tagloop.storage.tables import ReviewTaskRow, utcnow
+
+log = logging.getLogger(__name__)
+LINGER_SECONDS = 0.001
+REVIEW_TASKS: Table = ReviewTaskRow.__table__  # type: ignore[assignment]  # a declarative class's Table
+
+Write = Callable[[Sequence[NewTask]], Any]
+"""Writes tasks in one transaction (``ReviewService.add_tasks``); raises if it could not."""
+
+
+def insert_tasks(database: Database, tasks: Sequence[NewTask]) -> list[str]:
+    """Insert ``tasks`` as ``review_tasks`` rows in one transaction (rows as
+    ``ReviewService.add_tasks`` makes them); their ids."""
+    now = utcnow()
+    rows = [task_row(task, now) for task in tasks]
+    with database.engine.begin() as connection:  # Core, not an ORM session: 240 µs a transaction, not 600
+        connection.execute(insert(REVIEW_TASKS), rows)
+    return [str(row["id"]) for row in rows]
+
+
+def child_write(database: Database) -> Write:
+    """What the writer process writes with."""
+    return lambda tasks: insert_tasks(database, tasks)
+
+
+_LENGTH = struct.Struct(">I")
+
+
+def frame(value: Any) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+def unframe(buffer: bytearray) -> list[Any]:
+    """The complete frames at the start of ``buffer`` (removed from it)."""
+    values = []
+    start = 0
+    while len(buffer) - start >= 4:
+        (size,) = _LENGTH.unpack_from(buffer, start)
+        if len(buffer) - start - 4 < size:
+            break
+        values.append(pickle.loads(bytes(buffer[start + 4 : start + 4 + size])))
+        start += 4 + size
+    del buffer[:start]
+    return values
+
+
+def channel_process(database_url: str, sock: socket.socket) -> None:
+    """The writer process: reads batches ``(number, tasks)``; whatever has arrived together is
+    written in one transaction (each batch on its own if that fails), then each batch is
+    acknowledged ``(number, committed)``. Ends when the server's side closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which closes us
+    database = Database(database_url)
+    write = child_write(database)
+    buffer = bytearray()
+    try:
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return
+            buffer += chunk
+            wait = LINGER_SECONDS  # what arrives this soon shares the transaction (a commit costs
+            while select.select([sock], [], [], wait)[0]:  # ~200 µs of CPU, a task ~15-40 µs)
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                buffer += chunk
+                wait = 0
+            batches = unframe(buffer)
+            if batches:
+                sock.sendall(frame(commit_batches(write, batches)))
+    except OSError:  # the server process is gone
+        return
+    finally:
+        database.dispose()
+
+
+def commit_batches(write: Write, batches: list[tuple[int, list[NewTask]]]) -> list[tuple[int, bool]]:
+    try:
+        write([task for _, tasks in batches for task in tasks])
+        return [(number, True) for number, _ in batches]
+    except Exception:
+        if len(batches) == 1:
+            log.exception("writing %d review tasks failed", len(batches[0][1]))
+            return [(batches[0][0], False)]
+    results = []
+    for number, tasks in batches:
+        try:
+            write(tasks)
+            results.append((number, True))
+        except Exception:
+            log.exception("writing %d review tasks failed", len(tasks))
+            results.append((number, False))
+    return results
