@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tagloop.domain.dawid_skene import dawid_skene
+from tagloop.domain.dawid_skene import dawid_skene, fit_history, reliable_label
 from tagloop.errors import InvalidRequest
 
 LABELS = ("a", "b", "c", "d")
@@ -162,3 +162,23 @@ def test_dawid_and_skene_1979_patients():
     # anaesthetist 1, who rated each patient three times, is the most consistent with the result
     accuracies = {reviewer: result.accuracy(reviewer) for reviewer in "12345"}
     assert all(0.5 < value <= 1 for value in accuracies.values())
+
+
+def test_reliable_label_overrules_two_spammers_and_needs_known_reviewers():
+    # (one careful reviewer among two uniform spammers could not be told apart: all three answers
+    # would be independent and uniform; careful reviewers agreeing is what identifies them)
+    accuracies = {"good": 0.95, "good2": 0.9, "good3": 0.9, "spam1": 0.25, "spam2": 0.25}
+    _, items = crowd(accuracies, 400, 3, seed=5)
+    result = dawid_skene(items, LABELS)
+    found = reliable_label(result, [("good", "a"), ("spam1", "b"), ("spam2", "b")], 0.9)
+    assert found is not None and found[0] == "a" and found[1] >= 0.9
+    assert reliable_label(result, [("good", "a"), ("stranger", "b")], 0.5) is None
+    assert reliable_label(result, [], 0.5) is None
+    assert reliable_label(result, [("spam1", "a"), ("spam2", "b")], 0.9) is None  # no evidence
+
+
+def test_fit_history_groups_by_task_and_leaves_out_lone_answers():
+    rows = [("t1", "x", ["a"]), ("t1", "y", ["a"]), ("t2", "x", ["b"]), ("t3", "x", ["a", "b"])]
+    rows += [("t3", "y", ["a"])]
+    result, tasks = fit_history(rows)
+    assert tasks == 1 and result.answers == {"x": 1, "y": 1} and result.labels == ("a",)

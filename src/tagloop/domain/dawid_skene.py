@@ -39,8 +39,9 @@ as a reference for the algorithm (no code taken from it). Pure computation, no I
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -209,3 +210,36 @@ def _m_step(
         confusion = np.clip(confusion, 1e-12, None)
         confusion /= confusion.sum(axis=2, keepdims=True)
     return priors, confusion
+
+
+def fit_history(
+    answers: Iterable[tuple[str, str, Sequence[str]]], *, min_answers: int = 2, **options: Any
+) -> tuple[DawidSkeneResult, int]:
+    """Fit on a classifier's answered history: ``answers`` as (task id, reviewer, labels) rows
+    of multi-class answers, grouped here by task id. Tasks with fewer than ``min_answers``
+    one-label answers are left out (an item one reviewer answered alone only tells the model
+    that reviewer agrees with themself). Returns the fit and the number of tasks it used."""
+    tasks: dict[str, list[tuple[str, str]]] = {}
+    for task_id, reviewer, labels in answers:
+        if len(labels) == 1:
+            tasks.setdefault(task_id, []).append((reviewer, labels[0]))
+    items = [pairs for pairs in tasks.values() if len(pairs) >= min_answers]
+    return dawid_skene(items, **options), len(items)
+
+
+def reliable_label(
+    result: DawidSkeneResult, answers: Sequence[tuple[str, str]], threshold: float
+) -> tuple[str, float] | None:
+    """The class of a new item with ``answers`` (reviewer, label) and its posterior, when that
+    posterior reaches ``threshold`` and every reviewer of the item is known to ``result`` (a
+    reviewer without history would add no evidence, and the priors alone decide nothing);
+    None otherwise."""
+    if not answers or any(reviewer not in result.confusion for reviewer, _ in answers):
+        return None
+    posterior = result.posterior(answers)
+    if posterior.size == 0:
+        return None
+    best = int(np.argmax(posterior))
+    if posterior[best] < threshold:
+        return None
+    return result.labels[best], float(posterior[best])
