@@ -108,6 +108,21 @@ def test_a_tie_goes_to_the_moderator_until_there_is_history_then_reliability_dec
     assert reliability["good1"]["answers"] >= 40
 
 
+def test_estimates_are_refreshed_in_the_background_every_n_answers_not_per_answer(app, classifier_id):
+    policy = ReliabilityPolicy("dawid-skene", 30, refresh_answers=40, refresh_seconds=1e9)
+    review = ReviewService(app.database, reliability=policy)
+    history(review, classifier_id, 30, seed=4)  # 90 answers
+    review.reliability.join(timeout=60)
+    made = review.reliability.estimates_made
+    assert 1 <= made <= 3  # the first answer (none yet), then at most every 40 answers
+    if review.reliability.current(classifier_id) is None:  # the last refresh came before task 30
+        tie(review, classifier_id, "t", {"good1": "EMAIL", "good2": "EMAIL"})  # more answers
+        for _ in range(40):
+            review.reliability.answered(classifier_id)
+        review.reliability.join(timeout=60)
+    assert review.reliability.current(classifier_id) is not None
+
+
 def test_multi_label_tasks_keep_majority_vote(app, classifier_id):
     review = ReviewService(app.database, reliability=POLICY)
     history(review, classifier_id, 30, seed=3)

@@ -79,6 +79,7 @@ class Reliabilities:
         self._since: dict[int, int] = {}
         self._refreshing: set[int] = set()
         self._tickets = 0
+        self._threads: set[threading.Thread] = set()
 
     def current(self, classifier_id: int) -> DawidSkeneResult | None:
         """The classifier's estimate as it is now (no database access); None if there is none."""
@@ -100,9 +101,18 @@ class Reliabilities:
             if not due or classifier_id in self._refreshing:
                 return
             self._refreshing.add(classifier_id)
-        threading.Thread(
-            target=self._refresh_quietly, args=(classifier_id,), name="review-reliability", daemon=True
-        ).start()
+            thread = threading.Thread(
+                target=self._refresh_quietly, args=(classifier_id,), name="review-reliability", daemon=True
+            )
+            self._threads.add(thread)
+        thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background estimates running now (tests; an orderly shutdown)."""
+        with self._lock:
+            running = list(self._threads)
+        for thread in running:
+            thread.join(timeout)
 
     def _refresh_quietly(self, classifier_id: int) -> None:
         try:
@@ -112,6 +122,12 @@ class Reliabilities:
         finally:
             with self._lock:
                 self._refreshing.discard(classifier_id)
+                self._threads.discard(threading.current_thread())
+
+    @property
+    def estimates_made(self) -> int:
+        """Estimates started so far (all classifiers)."""
+        return self._tickets
 
     def refresh(self, classifier_id: int) -> Estimate:
         """Estimate the classifier's reliabilities now (whatever the policy's method)."""
