@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tagloop.domain import consolidation
+from tagloop.domain import consolidation, dawid_skene
 from tagloop.domain.consolidation import Answer, Outcome, Status
-from tagloop.domain.dawid_skene import fit_history, reliable_label
+from tagloop.domain.dawid_skene import fit_history
 from tagloop.domain.records import Mode, Origin
 from tagloop.domain.review import (
     AnswerStatus,
@@ -415,15 +415,7 @@ class ReviewService:
         if Mode(task.mode) is not Mode.MULTI_CLASS:
             return None
         result = self.reliability.current(task.classifier_id)
-        if result is None:
-            return None
-        found = reliable_label(result, [(a.reviewer, a.labels[0]) for a in labelled], policy.threshold)
-        if found is None:
-            return None
-        label = found[0]
-        if outcome.needs_moderator:
-            return label if label in outcome.tied else None
-        return label if outcome.labels is not None and (label,) != tuple(outcome.labels) else None
+        return dawid_skene.decide(result, labelled, outcome, policy.threshold) if result else None
 
     def _complete(
         self,
