@@ -57,7 +57,9 @@ class ReliabilityPolicy:
 @dataclass(frozen=True)
 class Estimate:
     result: DawidSkeneResult | None
-    """None while the classifier has fewer than ``min_tasks`` multi-answer tasks."""
+    """None when the classifier has no multi-answer task at all."""
+    usable: bool
+    """Made from at least ``min_tasks`` multi-answer tasks: consolidation may use it."""
     tasks: int
     at: float
     """``monotonic()`` when made."""
@@ -82,22 +84,32 @@ class Reliabilities:
         self._threads: set[threading.Thread] = set()
 
     def current(self, classifier_id: int) -> DawidSkeneResult | None:
-        """The classifier's estimate as it is now (no database access); None if there is none."""
+        """The classifier's estimate as it is now (no database access); None if there is none
+        made from enough tasks."""
         estimate = self._estimates.get(classifier_id)
-        return estimate.result if estimate is not None else None
+        return estimate.result if estimate is not None and estimate.usable else None
+
+    def latest(self, classifier_id: int) -> Estimate:
+        """The classifier's estimate, made now when there is none or it is due (agreement)."""
+        with self._lock:
+            estimate = self._estimates.get(classifier_id)
+            fresh = estimate is not None and not self._due(classifier_id, estimate)
+        return estimate if fresh and estimate is not None else self._estimate(classifier_id)
+
+    def _due(self, classifier_id: int, estimate: Estimate | None) -> bool:
+        return (
+            estimate is None
+            or self._since.get(classifier_id, 0) >= self.policy.refresh_answers
+            or self.monotonic() - estimate.at >= self.policy.refresh_seconds
+        )
 
     def answered(self, classifier_id: int) -> None:
         """Count an answer; start a background refresh when the estimate is due."""
         if not self.policy.enabled:
             return
         with self._lock:
-            since = self._since[classifier_id] = self._since.get(classifier_id, 0) + 1
-            estimate = self._estimates.get(classifier_id)
-            due = (
-                estimate is None
-                or since >= self.policy.refresh_answers
-                or self.monotonic() - estimate.at >= self.policy.refresh_seconds
-            )
+            self._since[classifier_id] = self._since.get(classifier_id, 0) + 1
+            due = self._due(classifier_id, self._estimates.get(classifier_id))
             if not due or classifier_id in self._refreshing:
                 return
             self._refreshing.add(classifier_id)
@@ -140,14 +152,14 @@ class Reliabilities:
         with self.database.reading() as session:
             rows = ReviewRepository(session).labelled_answers(classifier_id)
         result, tasks = fit_history(rows)
-        usable = result if tasks >= self.policy.min_tasks else None
-        estimate = Estimate(usable, tasks, self.monotonic(), ticket)
+        usable = tasks >= self.policy.min_tasks
+        estimate = Estimate(result if tasks else None, usable, tasks, self.monotonic(), ticket)
         with self._lock:
             stored = self._estimates.get(classifier_id)
             if stored is None or stored.ticket < ticket:
                 self._estimates[classifier_id] = estimate
                 self._since[classifier_id] = 0
-        if estimate.result is not None:
+        if estimate.usable and estimate.result is not None:
             log.info(
                 "review: reviewer reliabilities of classifier %s from %d tasks (%d EM iterations)",
                 classifier_id,

@@ -39,7 +39,6 @@ from sqlalchemy.orm import Session
 
 from tagloop.domain import consolidation, dawid_skene
 from tagloop.domain.consolidation import Answer, Outcome, Status
-from tagloop.domain.dawid_skene import fit_history
 from tagloop.domain.records import Mode, Origin
 from tagloop.domain.review import (
     AnswerStatus,
@@ -610,8 +609,9 @@ class ReviewService:
         number of answers, at least 2), Krippendorff's alpha (all tasks with 2+ answers), each
         label's alpha (chose it: yes/no), the share of answer pairs agreeing, each reviewer's
         agreement with the final labels, and each reviewer's estimated accuracy (``reliability``:
-        Dawid–Skene over the multi-class tasks with 2+ answers, fitted afresh here; None when
-        there are none). None where a measure is undefined."""
+        Dawid–Skene over the multi-class tasks with 2+ answers, the service's cached estimate,
+        made now when missing or due, shown even below the tasks consolidation needs; None when
+        there are no such tasks). None where a measure is undefined."""
         with self._reading() as repo:
             classifier_id = repo.classifier_id(classifier)
             tasks = repo.answered_tasks(classifier_id)
@@ -640,19 +640,14 @@ class ReviewService:
                 for j in range(i + 1, len(unit)):
                     pairs += 1
                     agreeing += unit[i] == unit[j]
-        history = [
-            (task.id, row.reviewer, row.labels or [])
-            for task, rows in tasks
-            if task.mode == Mode.MULTI_CLASS.value
-            for row in rows
-        ]
-        fitted, fitted_tasks = fit_history(history)
+        estimate = self.reliability.latest(classifier_id)
+        fitted = estimate.result
         reliability = (
             {
                 reviewer: {"accuracy": fitted.accuracy(reviewer), "answers": fitted.answers[reviewer]}
                 for reviewer in sorted(fitted.confusion)
             }
-            if fitted_tasks
+            if fitted is not None
             else None
         )
         return {
@@ -671,5 +666,5 @@ class ReviewService:
                 for reviewer, tally in consolidation.reviewer_agreement(finals).items()
             },
             "reliability": reliability,
-            "reliability_tasks": fitted_tasks,
+            "reliability_tasks": estimate.tasks,
         }
