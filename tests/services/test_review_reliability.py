@@ -46,6 +46,7 @@ def history(review: ReviewService, classifier_id: int, count: int, seed: int) ->
     for reviewer in ("good1", "good2", "spam"):
         while (view := review.next_task(reviewer)) is not None:
             true = truth[view.text]
+            rng = random.Random(f"{view.text}/{reviewer}")  # whatever order the queue hands tasks out
             if reviewer == "spam":
                 label = rng.choice(CHOICES)
             else:
