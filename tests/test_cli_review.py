@@ -104,7 +104,8 @@ def test_list_show_stats_and_agreement(data_dir):
         ("bob", ["BILLING"]),
     ]
     assert json.loads(stats[1]) == {"pending": 2, "moderate": 1, "mine_today": 2, "mine_total": 2}
-    for expected in ("fleiss_kappa", "krippendorff_alpha", "per label", "per reviewer", "alice", "EMAIL"):
+    expected_words = ("fleiss_kappa", "krippendorff_alpha", "per label", "per reviewer", "alice", "EMAIL")
+    for expected in (*expected_words, "estimated accuracy"):
         assert expected in agreement[1], expected
     assert [task["id"] for task in json.loads(filtered[1])] == [ids["audit"]]
 

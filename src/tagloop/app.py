@@ -15,6 +15,7 @@ from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.review import ReviewService
 from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
@@ -75,7 +76,17 @@ class Tagloop:
             self.review_tasks.write_now,
         )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
-        self.review = ReviewService(self.database, self.settings.review_order)
+        self.review = ReviewService(
+            self.database,
+            self.settings.review_order,
+            reliability=ReliabilityPolicy(
+                self.settings.review_consolidation,
+                self.settings.review_reliability_min_answers,
+                self.settings.review_reliability_threshold,
+                self.settings.review_reliability_refresh_answers,
+                self.settings.review_reliability_refresh_seconds,
+            ),
+        )
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),

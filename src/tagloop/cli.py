@@ -1579,6 +1579,15 @@ def review_agreement(classifier: Annotated[str, typer.Argument()], as_json: Json
     for name, tally in found["reviewers"].items():
         reviewers.add_row(name, str(tally["answers"]), str(tally["agreed"]), _figure(tally["share"]))
     _print_table(reviewers)
+    if found.get("reliability"):
+        title = f"per reviewer (estimated accuracy, Dawid-Skene over {found['reliability_tasks']} tasks)"
+        reliability = Table(title=title)
+        _id_column(reliability, "reviewer")
+        for column in ("answers", "accuracy"):
+            reliability.add_column(column, justify="right")
+        for name, estimate in found["reliability"].items():
+            reliability.add_row(name, str(estimate["answers"]), _figure(estimate["accuracy"]))
+        _print_table(reliability)
 
 
 @review_app.command("export")

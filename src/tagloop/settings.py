@@ -107,6 +107,29 @@ class Settings(BaseSettings):
         description="Review queue order after priority: the most uncertain prediction first "
         "(`uncertain`), or the oldest task first (`oldest`).",
     )
+    review_consolidation: Literal["majority", "dawid-skene"] = Field(
+        "majority",
+        description="How a multi-class task's answers are consolidated: majority vote, a tie to a "
+        "moderator (`majority`); or, once the classifier has enough answered history, by the "
+        "reviewers' reliabilities estimated with Dawid-Skene (`dawid-skene`): a tie it settles, or a "
+        "majority it overrules, with a posterior of at least `TAGLOOP_REVIEW_RELIABILITY_THRESHOLD` "
+        "is decided so (consolidation `dawid_skene`), anything else as with `majority`.",
+    )
+    review_reliability_min_answers: int = Field(
+        50,
+        ge=1,
+        description="Tasks with two or more answers a classifier needs before reviewer reliabilities "
+        "are estimated (`dawid-skene` consolidation).",
+    )
+    review_reliability_threshold: float = Field(
+        0.9, gt=0.5, le=1, description="Least Dawid-Skene posterior that decides a task."
+    )
+    review_reliability_refresh_answers: int = Field(
+        200, ge=1, description="Reviewer reliabilities are estimated again after this many new answers..."
+    )
+    review_reliability_refresh_seconds: float = Field(
+        600.0, gt=0, description="...or after this many seconds, whichever comes first."
+    )
     train_jobs: int = Field(2, ge=1, description="Threads used to fit the linear models.")
 
     @field_validator("allowed_data_urls", mode="before")

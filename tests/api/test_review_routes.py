@@ -242,6 +242,10 @@ def test_a_review_key_cannot_moderate_nor_see_others_answers(served):
         "agreed": 1,
         "share": 1.0,
     }
+    # each reviewer's estimated accuracy (Dawid-Skene over the tasks with several answers)
+    assert agreement["reliability_tasks"] == 1
+    assert set(agreement["reliability"]) == {keys[k]["access_key_id"] for k in ("review", "review2")}
+    assert all(0 <= r["accuracy"] <= 1 and r["answers"] == 1 for r in agreement["reliability"].values())
 
 
 def test_stop(served):

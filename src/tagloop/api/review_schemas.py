@@ -77,7 +77,7 @@ class TaskOut(BaseModel):
     final_labels: list[str] | None
     feedback: dict[str, Any] | None
     loop_name: str | None = Field(description="The A2I human loop's name, for a loop.")
-    consolidation: str | None = Field(description="majority, tie, moderated or answered.")
+    consolidation: str | None = Field(description="majority, dawid_skene, tie, moderated or answered.")
     decided_by: str | None
     failure_code: str | None
     failure_reason: str | None
@@ -107,6 +107,11 @@ class ReviewerAgreementOut(BaseModel):
     share: float | None
 
 
+class ReviewerReliabilityOut(BaseModel):
+    accuracy: float | None
+    answers: int
+
+
 class AgreementOut(BaseModel):
     classifier: str
     tasks: int
@@ -121,3 +126,9 @@ class AgreementOut(BaseModel):
     reviewers: dict[str, ReviewerAgreementOut] = Field(
         description="Each reviewer's agreement with the final labels."
     )
+    reliability: dict[str, ReviewerReliabilityOut] | None = Field(
+        None,
+        description="Each reviewer's accuracy as Dawid-Skene estimates it from the classifier's "
+        "tasks with several answers (None until there are any).",
+    )
+    reliability_tasks: int | None = Field(None, description="Tasks the reliability estimate was made from.")

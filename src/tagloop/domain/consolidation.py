@@ -16,8 +16,8 @@ tagloop (Apache-2.0) cannot take as a dependency, so the formulas are implemente
 are short) and tested against published worked examples. ``crowd-kit`` 1.4.2 (Toloka,
 released 2025-10, Apache-2.0, so the licence fits) provides Dawid–Skene, but it hard-requires
 pandas, pyarrow, nltk and transformers: far too heavy for the domain layer (pure Python and
-numpy), and not added in this slice. Reliability-weighted consolidation (Dawid–Skene) is left
-for the service that wires review, where crowd-kit could be an optional extra.
+numpy). Reliability-weighted consolidation (Dawid–Skene) is written in numpy in
+domain/dawid_skene.py.
 """
 
 from __future__ import annotations

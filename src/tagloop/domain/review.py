@@ -49,6 +49,8 @@ class Consolidation(StrEnum):
     MAJORITY = "majority"
     TIE = "tie"
     MODERATED = "moderated"
+    DAWID_SKENE = "dawid_skene"
+    """Decided by reviewer reliabilities (Dawid–Skene): a tie resolved, or a majority overruled."""
     ANSWERED = "answered"
     """An A2I loop whose answers are template content, not labels: nothing to vote on."""
 

@@ -7,6 +7,10 @@ lease comes back first, so a reload shows the same task; a task they answered ne
 they skipped only after every other. When the required answers are in, a majority becomes the
 task's final labels and one verified ``documents`` row (origin ``review``, or ``feedback`` for
 an end user's feedback); a tie goes to the moderator queue. A moderator's decision is final.
+With TAGLOOP_REVIEW_CONSOLIDATION=dawid-skene and enough history (services/reliability.py), a
+multi-class task of two or more answers is decided by the reviewers' estimated reliabilities
+when their posterior reaches the threshold: a tie settled, or a majority overruled
+(consolidation ``dawid_skene``); otherwise as above.
 
 Housekeeping runs inside the calls that need it, at most once a second per service: leases that
 ran out are released, tasks past their availability lifetime fail (A2I's FailureCode
@@ -32,7 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tagloop.domain import consolidation
+from tagloop.domain import consolidation, dawid_skene
 from tagloop.domain.consolidation import Answer, Outcome, Status
 from tagloop.domain.records import Mode, Origin
 from tagloop.domain.review import (
@@ -50,6 +54,7 @@ from tagloop.domain.review import (
 )
 from tagloop.domain.routing import Reason
 from tagloop.errors import Conflict, InvalidRequest
+from tagloop.services.reliability import Reliabilities, ReliabilityPolicy
 from tagloop.storage.database import Database
 from tagloop.storage.review import ReviewRepository, task_row, transient, unique_violation, write_transaction
 from tagloop.storage.tables import ReviewAnswerRow, ReviewTaskRow, utcnow
@@ -139,12 +144,20 @@ def _after(token: str) -> tuple[datetime, str]:
 class ReviewService:
     """See REVIEW_API.md; ``order`` is TAGLOOP_REVIEW_ORDER (``uncertain`` or ``oldest``)."""
 
-    def __init__(self, database: Database, order: str = "uncertain", clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        database: Database,
+        order: str = "uncertain",
+        clock: Clock = utcnow,
+        reliability: ReliabilityPolicy | None = None,
+    ) -> None:
         if order not in ("uncertain", "oldest"):
             raise InvalidRequest(f"review order: {order!r} is not uncertain or oldest")
         self.database = database
         self.order = order
         self.clock = clock
+        self.reliability = Reliabilities(database, reliability or ReliabilityPolicy())
+        """TAGLOOP_REVIEW_CONSOLIDATION: reviewer reliabilities per classifier, when Dawid–Skene."""
         self._listeners: list[Callable[[str], None]] = []
         self._sweep_lock = threading.Lock()
         # SQLite has one writer: this process's threads take turns here, first come first
@@ -284,11 +297,13 @@ class ReviewService:
         if seconds is not None and (isinstance(seconds, bool) or not seconds >= 0):
             raise InvalidRequest(f"seconds: {seconds!r} is not a time spent")
         completed: list[str] = []
+        labelled: list[int] = []  # the classifier of a multi-class answer with labels
 
         def work(session: Session) -> TaskView:
             repo = ReviewRepository(session)
             task, row, name = repo.lock_with_answer(task_id, reviewer)
             mode = Mode(task.mode)
+            labelled.clear()
             chosen = check_answer(labels, task.choices or [], mode) if labels is not None else None
             if row is not None and row.status == AnswerStatus.ANSWERED.value:
                 raise Conflict(f"{reviewer} already answered review task {task_id}")
@@ -308,6 +323,8 @@ class ReviewService:
             row.answered_at = now
             row.leased_until = None
             task.answered += 1
+            if chosen is not None and task.classifier_id is not None and mode is Mode.MULTI_CLASS:
+                labelled.append(task.classifier_id)
             if task.answered >= task.required:
                 self._consolidate(repo, task, now, row)
                 if task.status == TaskStatus.COMPLETED.value:
@@ -317,6 +334,8 @@ class ReviewService:
 
         view = self._write(work)
         self._notify(completed)
+        for classifier_id in labelled:
+            self.reliability.answered(classifier_id)  # counts; re-estimates now and then, elsewhere
         return view
 
     def _consolidate(
@@ -334,7 +353,11 @@ class ReviewService:
             self._complete(repo, task, None, Consolidation.ANSWERED, None, now, replace=False)
             return
         outcome = consolidation.consolidate(labelled, min(task.required, len(labelled)), Mode(task.mode))
-        if outcome.needs_moderator:
+        decided = self._reliable(task, labelled, outcome)
+        if decided is not None:
+            leases = task.holders > task.answered
+            self._complete(repo, task, (decided,), Consolidation.DAWID_SKENE, None, now, leases, False)
+        elif outcome.needs_moderator:
             task.queue = Queue.MODERATE.value
             task.consolidation = Consolidation.TIE.value
             repo.release_leases(task)
@@ -343,6 +366,20 @@ class ReviewService:
             # for a task in progress
             leases = task.holders > task.answered
             self._complete(repo, task, outcome.labels, Consolidation.MAJORITY, None, now, leases, False)
+
+    def _reliable(self, task: ReviewTaskRow, labelled: Sequence[Answer], outcome: Outcome) -> str | None:
+        """With Dawid–Skene consolidation and an estimate for the task's classifier: the label
+        the reviewers' reliabilities give a multi-class task of two or more answers with at
+        least the threshold's posterior, when it settles a tie (one of the tied labels) or
+        overrules the majority; None when majority vote stands (or a tie goes to the moderator).
+        Multi-label tasks keep majority vote (see domain/dawid_skene.py). No database access."""
+        policy = self.reliability.policy
+        if not policy.enabled or task.classifier_id is None or len(labelled) < 2:
+            return None
+        if Mode(task.mode) is not Mode.MULTI_CLASS:
+            return None
+        result = self.reliability.current(task.classifier_id)
+        return dawid_skene.decide(result, labelled, outcome, policy.threshold) if result else None
 
     def _complete(
         self,
@@ -535,8 +572,11 @@ class ReviewService:
     def agreement(self, classifier: str) -> dict[str, Any]:
         """How much the classifier's reviewers agree: Fleiss' kappa (tasks with the most common
         number of answers, at least 2), Krippendorff's alpha (all tasks with 2+ answers), each
-        label's alpha (chose it: yes/no), the share of answer pairs agreeing, and each
-        reviewer's agreement with the final labels. None where a measure is undefined."""
+        label's alpha (chose it: yes/no), the share of answer pairs agreeing, each reviewer's
+        agreement with the final labels, and each reviewer's estimated accuracy (``reliability``:
+        Dawid–Skene over the multi-class tasks with 2+ answers, the service's cached estimate,
+        made now when missing or due, shown even below the tasks consolidation needs; None when
+        there are no such tasks). None where a measure is undefined."""
         with self._reading() as repo:
             classifier_id = repo.classifier_id(classifier)
             tasks = repo.answered_tasks(classifier_id)
@@ -565,6 +605,16 @@ class ReviewService:
                 for j in range(i + 1, len(unit)):
                     pairs += 1
                     agreeing += unit[i] == unit[j]
+        estimate = self.reliability.latest(classifier_id)
+        fitted = estimate.result
+        reliability = (
+            {
+                reviewer: {"accuracy": fitted.accuracy(reviewer), "answers": fitted.answers[reviewer]}
+                for reviewer in sorted(fitted.confusion)
+            }
+            if fitted is not None
+            else None
+        )
         return {
             "classifier": classifier,
             "tasks": len(units),
@@ -580,4 +630,6 @@ class ReviewService:
                 reviewer: {"answers": tally.answers, "agreed": tally.agreed, "share": tally.share}
                 for reviewer, tally in consolidation.reviewer_agreement(finals).items()
             },
+            "reliability": reliability,
+            "reliability_tasks": estimate.tasks,
         }

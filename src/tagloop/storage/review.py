@@ -462,3 +462,20 @@ class ReviewRepository:
         for answer, task in self.session.execute(answers):
             grouped.setdefault(task.id, (task, []))[1].append(answer)
         return list(grouped.values())
+
+    def labelled_answers(self, classifier_id: int) -> builtins.list[tuple[str, str, builtins.list[str]]]:
+        """(task id, reviewer, labels) of every labelled answer to the classifier's multi-class
+        tasks, by task: what reviewer reliabilities are estimated from (no texts read)."""
+        query = (
+            select(Ans.task_id, Ans.reviewer, Ans.labels)
+            .join(Task, Task.id == Ans.task_id)
+            .where(
+                Task.classifier_id == classifier_id,
+                Task.mode == Mode.MULTI_CLASS.value,
+                Ans.status == AnswerStatus.ANSWERED.value,
+                Ans.labels.is_not(None),
+            )
+            .order_by(Ans.task_id, Ans.id)
+        )
+        rows = self.session.execute(query)
+        return [(task_id, reviewer, list(labels or ())) for task_id, reviewer, labels in rows]
