@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from tagloop.domain.a2i import A2iArns
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobKind, JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
 from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
+from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
@@ -61,6 +63,12 @@ class Tagloop:
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
+        self.human_loops = HumanLoopService(  # A2I: task UIs, flow definitions, human loops
+            self.database,
+            self.data_locations,
+            self.settings.resolved_artifacts_url,
+            A2iArns(self.settings.aws_region, self.settings.aws_account_id),
+        )
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
