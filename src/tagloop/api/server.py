@@ -313,6 +313,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.include_router(v1.router)
     app.include_router(comprehend.router)
     app.include_router(a2i.runtime_router)  # sagemaker-a2i-runtime: /human-loops
+    app.include_router(a2i.loop_pages())  # A2I task templates for reviewers (by a review key until web UI)
     # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)
     app.go_direct(
         lambda inner: MeasureAndLimit(

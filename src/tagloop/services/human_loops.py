@@ -129,6 +129,17 @@ class Loop:
     output_uri: str | None
 
 
+@dataclass(frozen=True)
+class LoopTask:
+    task_id: str
+    loop_name: str
+    template: str | None
+    input_content: Any
+    status: str
+    title: str
+    description: str
+
+
 def _task_ui(row: HumanTaskUiRow) -> TaskUi:
     return TaskUi(row.name, row.content, row.status, row.created_at, list(row.tags or []))
 
@@ -451,16 +462,27 @@ class HumanLoopService:
             output_uri=row.output_uri,
         )
 
-    def template_of(self, task_id: str) -> tuple[str | None, Any]:
-        """A loop task's template (None: shown on tagloop's own page) and its InputContent."""
+    def task_of(self, task_id: str) -> LoopTask:
+        """What a reviewer's page needs of a loop's task: its template (None: tagloop's own
+        page shows it), input, status and the flow's title and description."""
         with self.database.reading() as session:
             repository = HumanLoopRepository(session)
             task = session.get(ReviewTaskRow, task_id)
-            if task is None or task.loop_name is None or task.flow_definition_id is None:
+            flow = (
+                repository.flow_by_id(task.flow_definition_id) if task and task.flow_definition_id else None
+            )
+            if task is None or task.loop_name is None or flow is None:
                 raise NotFound(f"no human loop task {task_id!r}")
-            flow = repository.flow_by_id(task.flow_definition_id)
-            ui = repository.task_ui_by_id(flow.task_ui_id) if flow and flow.task_ui_id is not None else None
-            return (ui.content if ui is not None else None), task.input_content
+            ui = repository.task_ui_by_id(flow.task_ui_id) if flow.task_ui_id is not None else None
+            return LoopTask(
+                task_id=task.id,
+                loop_name=task.loop_name,
+                template=ui.content if ui is not None else None,
+                input_content=task.input_content,
+                status=task.status,
+                title=flow.title,
+                description=flow.description,
+            )
 
     def write_output(self, task_id: str) -> str | None:
         """Write a completed loop's output.json (A2I's shape and place) and record where it

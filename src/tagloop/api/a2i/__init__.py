@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from tagloop.api.a2i.errors import a2i_error, sagemaker_error
+from tagloop.api.a2i.pages import loop_pages
 from tagloop.api.a2i.runtime import is_runtime
 from tagloop.api.a2i.runtime import router as runtime_router
 from tagloop.api.a2i.sagemaker import is_sagemaker
@@ -26,4 +27,4 @@ def error_door(scope: Scope) -> Callable[[TagloopError], Response] | None:
     return None
 
 
-__all__ = ["error_door", "runtime_router"]
+__all__ = ["error_door", "loop_pages", "runtime_router"]

@@ -1,0 +1,230 @@
+"""The pages reviewers answer A2I task templates on: the sandboxed, CSP-locked frame of a
+rendered template, the page embedding it, tagloop's crowd elements, and who may see them.
+Browser tests drive Debian's chromium through Playwright."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tagloop.api.server import create_app
+from tagloop.services.human_loops import FlowRequest
+from tagloop.settings import Settings
+from tagloop.storage.tables import ReviewTaskRow
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".screenshots"
+
+ROWS_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
+<crowd-form>
+  <short-instructions>Choose the team for every ticket.</short-instructions>
+  <table>
+    <tr><th>Ticket</th><th>Model says</th><th>Team</th></tr>
+    {% for row in task.input.rows %}
+    <tr>
+      <td class="text">{{ row.text }}</td>
+      <td>{{ row.predicted }}</td>
+      <td>
+        <select name="team-{{ forloop.index0 }}" required>
+          <option value="">choose…</option>
+          {% for label in task.input.labels %}<option value="{{ label }}">{{ label }}</option>{% endfor %}
+        </select>
+      </td>
+    </tr>
+    {% endfor %}
+  </table>
+  <label>Comment <input name="comment"></label>
+  <img src="http://127.0.0.1:{{ task.input.leak_port }}/img.png">
+  <link rel="stylesheet" href="http://127.0.0.1:{{ task.input.leak_port }}/style.css">
+  <script src="http://127.0.0.1:{{ task.input.leak_port }}/script.js"></script>
+  <script>
+    fetch("http://127.0.0.1:{{ task.input.leak_port }}/fetch").catch(function () {});
+    fetch("/human-loops").catch(function () {});
+    document.body.dataset.inline = "ran";
+  </script>
+</crowd-form>"""
+
+ROWS = [
+    {"text": "the printer on floor 3 is jammed", "predicted": "HARDWARE"},
+    {"text": "<script>alert('x')</script> refund my invoice", "predicted": "BILLING"},
+    {"text": "vpn keeps dropping", "predicted": "HARDWARE"},
+]
+
+
+@contextmanager
+def leak_server() -> Iterator[tuple[int, list[str]]]:
+    """A second local web server: any request a task page makes to it is recorded."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], hits
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pages_server(tmp_path_factory, serve_in_thread):
+    root = tmp_path_factory.mktemp("a2i-pages")
+    app = create_app(Settings(data_dir=root / "data"))
+    tagloop = app.state.tagloop
+    keys = {scope: tagloop.keys.create(scope, scope) for scope in ("classify", "review", "admin")}
+    loops = tagloop.human_loops
+    loops.create_task_ui("rows-ui", ROWS_TEMPLATE)
+    loops.create_flow(
+        FlowRequest(
+            name="rows",
+            task_ui="rows-ui",
+            title="Route tickets",
+            description="One team per ticket",
+            task_count=1,
+            output_path="s3://bucket/out/",
+        )
+    )
+    with serve_in_thread(app) as port:
+        yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "tagloop": tagloop}
+
+
+def add_loop_task(tagloop, flow: str, content: dict) -> str:
+    """A human loop's review task as ReviewService stores one (for the pages' own checks)."""
+    flow_id = tagloop.human_loops.flow(flow).id
+    task_id = str(uuid.uuid4())
+    with tagloop.database.transaction() as session:
+        session.add(
+            ReviewTaskRow(
+                id=task_id,
+                text="",
+                mode="MULTI_CLASS",
+                choices=[],
+                reason="a2i",
+                status="InProgress",
+                queue="review",
+                loop_name=f"loop-{task_id[:8]}",
+                flow_definition_id=flow_id,
+                input_content=content,
+            )
+        )
+    return task_id
+
+
+def bearer(key: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key['secret']}"}
+
+
+def test_the_frame_is_rendered_escaped_and_locked_down(pages_server):
+    task_id = add_loop_task(
+        pages_server["tagloop"], "rows", {"rows": ROWS, "labels": ["HARDWARE", "BILLING"], "leak_port": 9}
+    )
+    response = httpx.get(
+        f"{pages_server['url']}/review/loops/{task_id}/ui", headers=bearer(pages_server["keys"]["review"])
+    )
+    assert response.status_code == 200, response.text
+    policy = response.headers["content-security-policy"]
+    for directive in (
+        "default-src 'none'",
+        "connect-src 'none'",
+        "form-action 'none'",
+        "sandbox allow-scripts",
+    ):
+        assert directive in policy
+    assert "allow-same-origin" not in policy
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; refund my invoice" in response.text
+    assert '<select name="team-2" required>' in response.text
+    page = httpx.get(
+        f"{pages_server['url']}/review/loops/{task_id}", headers=bearer(pages_server["keys"]["review"])
+    )
+    assert page.status_code == 200 and 'sandbox="allow-scripts allow-forms"' in page.text
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+
+
+def test_who_may_see_a_task_frame(pages_server):
+    task_id = add_loop_task(pages_server["tagloop"], "rows", {"rows": [], "labels": [], "leak_port": 9})
+    url = f"{pages_server['url']}/review/loops/{task_id}/ui"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers=bearer(pages_server["keys"]["classify"])).status_code == 403
+    assert httpx.get(url, headers=bearer(pages_server["keys"]["admin"])).status_code == 200
+    unknown = httpx.get(
+        f"{pages_server['url']}/review/loops/nope/ui", headers=bearer(pages_server["keys"]["review"])
+    )
+    assert unknown.status_code == 404
+    answer = httpx.post(f"{pages_server['url']}/review/loops/{task_id}/answer", json={"answerContent": {}})
+    assert answer.status_code == 401
+
+
+def test_crowd_elements_are_served_locally(pages_server):
+    for name, kind in (
+        ("crowd-elements.js", "javascript"),
+        ("crowd-elements.css", "css"),
+        ("a2i-host.js", "javascript"),
+    ):
+        response = httpx.get(f"{pages_server['url']}/a2i/static/{name}")
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    assert httpx.get(f"{pages_server['url']}/a2i/static/..%2Fpages.py").status_code == 404
+    assert httpx.get(f"{pages_server['url']}/a2i/static/pages.py").status_code == 404
+
+
+def browser_page(playwright, key: dict):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+    context = browser.new_context(extra_http_headers=bearer(key))
+    return browser, context.new_page()
+
+
+def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(pages_server):
+    """Attacker: a template (or an input it renders) loading remote images, styles, scripts or
+    calling APIs gets nothing through; the rows of a many-document template come back one
+    answer member per row."""
+    from playwright.sync_api import sync_playwright
+
+    with leak_server() as (leak_port, hits):
+        content = {"rows": ROWS, "labels": ["HARDWARE", "BILLING", "NETWORK"], "leak_port": leak_port}
+        task_id = add_loop_task(pages_server["tagloop"], "rows", content)
+        with sync_playwright() as playwright:
+            browser, page = browser_page(playwright, pages_server["keys"]["review"])
+            try:
+                page.goto(f"{pages_server['url']}/review/loops/{task_id}")
+                frame = page.frame_locator("#a2i-task")
+                frame.locator("select[name=team-0]").wait_for()
+                frame.locator("select[name=team-0]").select_option("HARDWARE")
+                frame.locator("select[name=team-1]").select_option("BILLING")
+                frame.locator("select[name=team-2]").select_option("NETWORK")
+                frame.locator("input[name=comment]").fill("row 2 was odd")
+                answer = frame.locator("crowd-form").evaluate("form => form.answerContent")
+                inline = frame.locator("body").evaluate("body => body.dataset.inline || ''")
+                SCREENSHOTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "a2i-rows.png"), full_page=True)
+            finally:
+                browser.close()
+    assert answer == {
+        "team-0": "HARDWARE",
+        "team-1": "BILLING",
+        "team-2": "NETWORK",
+        "comment": "row 2 was odd",
+    }
+    assert inline == "ran"  # the template's own inline script runs, inside its sandbox
+    assert hits == []  # no image, style, script or fetch reached another host
