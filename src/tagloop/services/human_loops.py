@@ -462,26 +462,33 @@ class HumanLoopService:
             output_uri=row.output_uri,
         )
 
+    def _loop_task(self, repository: HumanLoopRepository, task_id: str) -> tuple[ReviewTaskRow, Flow] | None:
+        """A loop's task row and its flow (None for any other task)."""
+        task = repository.session.get(ReviewTaskRow, task_id)
+        if task is None or task.loop_name is None or task.flow_definition_id is None:
+            return None
+        flow = repository.flow_by_id(task.flow_definition_id)
+        return (task, self._flow(repository, flow)) if flow is not None else None
+
     def task_of(self, task_id: str) -> LoopTask:
         """What a reviewer's page needs of a loop's task: its template (None: tagloop's own
         page shows it), input, status and the flow's title and description."""
         with self.database.reading() as session:
             repository = HumanLoopRepository(session)
-            task = session.get(ReviewTaskRow, task_id)
-            flow = (
-                repository.flow_by_id(task.flow_definition_id) if task and task.flow_definition_id else None
-            )
-            if task is None or task.loop_name is None or flow is None:
+            found = self._loop_task(repository, task_id)
+            if found is None:
                 raise NotFound(f"no human loop task {task_id!r}")
-            ui = repository.task_ui_by_id(flow.task_ui_id) if flow.task_ui_id is not None else None
+            task, flow = found
+            ui = repository.task_ui(flow.task_ui) if flow.task_ui != TAGLOOP_PAGE else None
+            template = ui.content if ui is not None else None
             return LoopTask(
-                task_id=task.id,
-                loop_name=task.loop_name,
-                template=ui.content if ui is not None else None,
-                input_content=task.input_content,
-                status=task.status,
-                title=flow.title,
-                description=flow.description,
+                task.id,
+                str(task.loop_name),
+                template,
+                task.input_content,
+                task.status,
+                flow.title,
+                flow.description,
             )
 
     def write_output(self, task_id: str) -> str | None:
@@ -489,13 +496,10 @@ class HumanLoopService:
         went; what the review service calls once a task completes. Other tasks: nothing."""
         with self.database.reading() as session:
             repository = HumanLoopRepository(session)
-            task = session.get(ReviewTaskRow, task_id)
-            if task is None or task.loop_name is None or task.flow_definition_id is None:
+            found = self._loop_task(repository, task_id)
+            if found is None:
                 return None
-            flow_row = repository.flow_by_id(task.flow_definition_id)
-            if flow_row is None:
-                return None
-            flow = self._flow(repository, flow_row)
+            task, flow = found
             answers = repository.answers(task_id)
             document = {
                 "flowDefinitionArn": self.arns.flow(flow.name),
@@ -521,10 +525,8 @@ class HumanLoopService:
                 "humanLoopName": task.loop_name,
                 "inputContent": task.input_content,
             }
-            root, key = (
-                flow.output_root or self.default_output,
-                output_key(flow.name, task.loop_name, task.created_at),
-            )
+            root = flow.output_root or self.default_output
+            key = output_key(flow.name, str(task.loop_name), task.created_at)
         if root != self.default_output:
             self.locations.confirm(root, "OutputConfig.S3OutputPath")  # nothing swapped in since
         stored = ArtifactStore(root).write_bytes(key, json.dumps(document, ensure_ascii=False).encode())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,10 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagloop.api.server import create_app
 from tagloop.services.human_loops import FlowRequest
-from tagloop.settings import Settings
-from tagloop.storage.tables import ReviewTaskRow
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = [
@@ -28,7 +24,7 @@ BROWSER_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / ".screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[3] / ".screenshots"
 
 ROWS_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
 <crowd-form>
@@ -90,60 +86,25 @@ def leak_server() -> Iterator[tuple[int, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def pages_server(tmp_path_factory, serve_in_thread):
-    root = tmp_path_factory.mktemp("a2i-pages")
-    app = create_app(Settings(data_dir=root / "data"))
-    tagloop = app.state.tagloop
-    keys = {scope: tagloop.keys.create(scope, scope) for scope in ("classify", "review", "admin")}
-    loops = tagloop.human_loops
-    loops.create_task_ui("rows-ui", ROWS_TEMPLATE)
-    loops.create_flow(
+def server(a2i):
+    """The module's server with a flow whose template puts many tickets in one loop."""
+    a2i.tagloop.human_loops.create_task_ui("rows-ui", ROWS_TEMPLATE)
+    a2i.tagloop.human_loops.create_flow(
         FlowRequest(
             name="rows",
             task_ui="rows-ui",
             title="Route tickets",
             description="One team per ticket",
             task_count=1,
-            output_path="s3://bucket/out/",
+            output_path=f"file://{a2i.root}/allowed/out/",
         )
     )
-    with serve_in_thread(app) as port:
-        yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "tagloop": tagloop}
+    return a2i
 
 
-def add_loop_task(tagloop, flow: str, content: dict) -> str:
-    """A human loop's review task as ReviewService stores one (for the pages' own checks)."""
-    flow_id = tagloop.human_loops.flow(flow).id
-    task_id = str(uuid.uuid4())
-    with tagloop.database.transaction() as session:
-        session.add(
-            ReviewTaskRow(
-                id=task_id,
-                text="",
-                mode="MULTI_CLASS",
-                choices=[],
-                reason="a2i",
-                status="InProgress",
-                queue="review",
-                loop_name=f"loop-{task_id[:8]}",
-                flow_definition_id=flow_id,
-                input_content=content,
-            )
-        )
-    return task_id
-
-
-def bearer(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
-def test_the_frame_is_rendered_escaped_and_locked_down(pages_server):
-    task_id = add_loop_task(
-        pages_server["tagloop"], "rows", {"rows": ROWS, "labels": ["HARDWARE", "BILLING"], "leak_port": 9}
-    )
-    response = httpx.get(
-        f"{pages_server['url']}/review/loops/{task_id}/ui", headers=bearer(pages_server["keys"]["review"])
-    )
+def test_the_frame_is_rendered_escaped_and_locked_down(server):
+    task_id = server.loop_row("rows", {"rows": ROWS, "labels": ["HARDWARE", "BILLING"], "leak_port": 9})
+    response = httpx.get(f"{server.url}/review/loops/{task_id}/ui", headers=server.bearer("review"))
     assert response.status_code == 200, response.text
     policy = response.headers["content-security-policy"]
     for directive in (
@@ -156,46 +117,42 @@ def test_the_frame_is_rendered_escaped_and_locked_down(pages_server):
     assert "allow-same-origin" not in policy
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; refund my invoice" in response.text
     assert '<select name="team-2" required>' in response.text
-    page = httpx.get(
-        f"{pages_server['url']}/review/loops/{task_id}", headers=bearer(pages_server["keys"]["review"])
-    )
+    page = httpx.get(f"{server.url}/review/loops/{task_id}", headers=server.bearer("review"))
     assert page.status_code == 200 and 'sandbox="allow-scripts allow-forms"' in page.text
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
 
 
-def test_who_may_see_a_task_frame(pages_server):
-    task_id = add_loop_task(pages_server["tagloop"], "rows", {"rows": [], "labels": [], "leak_port": 9})
-    url = f"{pages_server['url']}/review/loops/{task_id}/ui"
+def test_who_may_see_a_task_frame(server):
+    task_id = server.loop_row("rows", {"rows": [], "labels": [], "leak_port": 9})
+    url = f"{server.url}/review/loops/{task_id}/ui"
     assert httpx.get(url).status_code == 401
-    assert httpx.get(url, headers=bearer(pages_server["keys"]["classify"])).status_code == 403
-    assert httpx.get(url, headers=bearer(pages_server["keys"]["admin"])).status_code == 200
-    unknown = httpx.get(
-        f"{pages_server['url']}/review/loops/nope/ui", headers=bearer(pages_server["keys"]["review"])
-    )
+    assert httpx.get(url, headers=server.bearer("classify")).status_code == 403
+    assert httpx.get(url, headers=server.bearer("admin")).status_code == 200
+    unknown = httpx.get(f"{server.url}/review/loops/nope/ui", headers=server.bearer("review"))
     assert unknown.status_code == 404
-    answer = httpx.post(f"{pages_server['url']}/review/loops/{task_id}/answer", json={"answerContent": {}})
+    answer = httpx.post(f"{server.url}/review/loops/{task_id}/answer", json={"answerContent": {}})
     assert answer.status_code == 401
 
 
-def test_crowd_elements_are_served_locally(pages_server):
+def test_crowd_elements_are_served_locally(server):
     for name, kind in (
         ("crowd-elements.js", "javascript"),
         ("crowd-elements.css", "css"),
         ("a2i-host.js", "javascript"),
     ):
-        response = httpx.get(f"{pages_server['url']}/a2i/static/{name}")
+        response = httpx.get(f"{server.url}/a2i/static/{name}")
         assert response.status_code == 200 and kind in response.headers["content-type"]
-    assert httpx.get(f"{pages_server['url']}/a2i/static/..%2Fpages.py").status_code == 404
-    assert httpx.get(f"{pages_server['url']}/a2i/static/pages.py").status_code == 404
+    assert httpx.get(f"{server.url}/a2i/static/..%2Fpages.py").status_code == 404
+    assert httpx.get(f"{server.url}/a2i/static/pages.py").status_code == 404
 
 
-def browser_page(playwright, key: dict):
+def browser_page(playwright, headers: dict[str, str]):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-    context = browser.new_context(extra_http_headers=bearer(key))
+    context = browser.new_context(extra_http_headers=headers)
     return browser, context.new_page()
 
 
-def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(pages_server):
+def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(server):
     """Attacker: a template (or an input it renders) loading remote images, styles, scripts or
     calling APIs gets nothing through; the rows of a many-document template come back one
     answer member per row."""
@@ -203,11 +160,11 @@ def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(
 
     with leak_server() as (leak_port, hits):
         content = {"rows": ROWS, "labels": ["HARDWARE", "BILLING", "NETWORK"], "leak_port": leak_port}
-        task_id = add_loop_task(pages_server["tagloop"], "rows", content)
+        task_id = server.loop_row("rows", content)
         with sync_playwright() as playwright:
-            browser, page = browser_page(playwright, pages_server["keys"]["review"])
+            browser, page = browser_page(playwright, server.bearer("review"))
             try:
-                page.goto(f"{pages_server['url']}/review/loops/{task_id}")
+                page.goto(f"{server.url}/review/loops/{task_id}")
                 frame = page.frame_locator("#a2i-task")
                 frame.locator("select[name=team-0]").wait_for()
                 frame.locator("select[name=team-0]").select_option("HARDWARE")

@@ -10,11 +10,7 @@ import httpx
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
-
-from tagloop.api.server import create_app
-from tagloop.settings import Settings
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 ROLE = "arn:aws:iam::123456789012:role/a2i"
@@ -27,43 +23,6 @@ TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></sc
     <short-instructions>Pick the team.</short-instructions>
   </crowd-classifier>
 </crowd-form>"""
-
-
-@pytest.fixture(scope="module")
-def a2i_server(tmp_path_factory, serve_in_thread):
-    """A live server whose APIs may write under ``allowed/``, with keys of each scope."""
-    root = tmp_path_factory.mktemp("a2i")
-    (root / "allowed").mkdir()
-    settings = Settings(data_dir=root / "data", allowed_data_urls=(f"file://{root}/allowed/",))
-    app = create_app(settings)
-    tagloop = app.state.tagloop
-    keys = {scope: tagloop.keys.create(scope, scope) for scope in ("classify", "review", "admin")}
-    with serve_in_thread(app) as port:
-        yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "tagloop": tagloop, "root": root}
-
-
-def client(
-    server: dict,
-    service: str = "sagemaker",
-    scope: str = "admin",
-    secret: str | None = None,
-    checked: bool = True,
-):
-    """A boto3 client signing with a tagloop key; ``checked=False`` leaves out botocore's own
-    parameter checks, so that the server's are what refuses."""
-    key = server["keys"][scope]
-    return boto3.client(
-        service,
-        endpoint_url=server["url"],
-        aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=secret or key["secret"],
-        region_name=REGION,
-        config=Config(parameter_validation=checked, retries={"max_attempts": 1}),
-    )
-
-
-def code(info: pytest.ExceptionInfo) -> str:
-    return info.value.response["Error"]["Code"]
 
 
 def make_flow(sagemaker, name: str, ui_arn: str, output: str = "s3://customer-bucket/a2i/", **config):
@@ -83,8 +42,8 @@ def make_flow(sagemaker, name: str, ui_arn: str, output: str = "s3://customer-bu
     )["FlowDefinitionArn"]
 
 
-def test_task_ui_operations(a2i_server):
-    sagemaker = client(a2i_server)
+def test_task_ui_operations(a2i, code):
+    sagemaker = a2i.client("sagemaker")
     arn = sagemaker.create_human_task_ui(HumanTaskUiName="ticket-ui", UiTemplate={"Content": TEMPLATE})[
         "HumanTaskUiArn"
     ]
@@ -121,8 +80,8 @@ def test_task_ui_operations(a2i_server):
     assert code(missing) == "ResourceNotFound"
 
 
-def test_templates_are_checked(a2i_server):
-    sagemaker = client(a2i_server)
+def test_templates_are_checked(a2i, code):
+    sagemaker = a2i.client("sagemaker")
     with pytest.raises(botocore.exceptions.ClientError) as broken:
         sagemaker.create_human_task_ui(
             HumanTaskUiName="broken-ui", UiTemplate={"Content": "{% for x in task.input %}<p>"}
@@ -137,8 +96,8 @@ def test_templates_are_checked(a2i_server):
     assert code(reserved) == "ResourceInUse"
 
 
-def test_flow_definition_operations(a2i_server):
-    sagemaker = client(a2i_server)
+def test_flow_definition_operations(a2i, code):
+    sagemaker = a2i.client("sagemaker")
     ui = sagemaker.create_human_task_ui(HumanTaskUiName="flow-ui", UiTemplate={"Content": TEMPLATE})
     arn = make_flow(
         sagemaker,
@@ -159,7 +118,7 @@ def test_flow_definition_operations(a2i_server):
     )
     assert config["HumanTaskUiArn"] == ui["HumanTaskUiArn"]
     assert described["OutputConfig"]["S3OutputPath"] == "s3://customer-bucket/a2i/"  # as given
-    flow = a2i_server["tagloop"].human_loops.flow("tickets")
+    flow = a2i.tagloop.human_loops.flow("tickets")
     assert flow.labels == ["HARDWARE", "BILLING", "NETWORK"]
     assert flow.output_root.endswith("/artifacts/human-loops")  # not allowed: the artifact store
     summaries = sagemaker.list_flow_definitions()["FlowDefinitionSummaries"]
@@ -177,8 +136,8 @@ def test_flow_definition_operations(a2i_server):
     sagemaker.delete_human_task_ui(HumanTaskUiName="flow-ui")  # no flow uses it now
 
 
-def test_flow_definition_errors(a2i_server):
-    sagemaker = client(a2i_server, checked=False)
+def test_flow_definition_errors(a2i, code):
+    sagemaker = a2i.client("sagemaker", checked=False)
     missing_ui = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-task-ui/nothing-here"
     with pytest.raises(botocore.exceptions.ClientError) as unknown:
         make_flow(sagemaker, "orphan", missing_ui)
@@ -199,13 +158,13 @@ def test_flow_definition_errors(a2i_server):
     assert code(gone) == "ResourceNotFound"
 
 
-def test_an_allowed_output_path_is_used_and_any_other_goes_to_the_artifact_store(a2i_server):
+def test_an_allowed_output_path_is_used_and_any_other_goes_to_the_artifact_store(a2i, code):
     """Attacker: S3OutputPath naming a folder outside TAGLOOP_ALLOWED_DATA_URLS (or another
     protocol) never makes the server write there."""
-    sagemaker, root = client(a2i_server), a2i_server["root"]
+    sagemaker, root = a2i.client("sagemaker"), a2i.root
     page = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-task-ui/tagloop"
     make_flow(sagemaker, "inside", page, output=f"file://{root}/allowed/out/")
-    loops = a2i_server["tagloop"].human_loops
+    loops = a2i.tagloop.human_loops
     assert loops.flow("inside").output_root == f"file://{root}/allowed/out"
     outside = [
         f"file://{root}/elsewhere/",
@@ -220,18 +179,18 @@ def test_an_allowed_output_path_is_used_and_any_other_goes_to_the_artifact_store
     assert not (root / "elsewhere").exists()
 
 
-def test_signatures_and_scopes(a2i_server):
-    admin = a2i_server["keys"]["admin"]
+def test_signatures_and_scopes(a2i, code):
+    admin = a2i.keys["admin"]
     for scope in ("classify", "review"):
         with pytest.raises(botocore.exceptions.ClientError) as denied:
-            client(a2i_server, scope=scope).list_flow_definitions()
+            a2i.client("sagemaker", scope=scope).list_flow_definitions()
         assert code(denied) == "AccessDeniedException"
     with pytest.raises(botocore.exceptions.ClientError) as forged:
-        client(a2i_server, secret="x" * 40).list_flow_definitions()
+        a2i.client("sagemaker", secret="x" * 40).list_flow_definitions()
     assert code(forged) == "InvalidSignatureException"
     assert admin["secret"]
     anonymous = httpx.post(
-        a2i_server["url"] + "/",
+        a2i.url + "/",
         headers={
             "X-Amz-Target": "SageMaker.ListFlowDefinitions",
             "Content-Type": "application/x-amz-json-1.1",
@@ -242,7 +201,7 @@ def test_signatures_and_scopes(a2i_server):
     assert anonymous.json()["__type"] == "MissingAuthenticationTokenException"
     comprehend_signed = boto3.client(  # a signature for another service is refused
         "comprehend",
-        endpoint_url=a2i_server["url"],
+        endpoint_url=a2i.url,
         aws_access_key_id=admin["access_key_id"],
         aws_secret_access_key=admin["secret"],
         region_name=REGION,
@@ -256,19 +215,17 @@ def test_signatures_and_scopes(a2i_server):
     assert code(wrong_service) == "InvalidSignatureException"
 
 
-def test_unknown_operations_and_unreadable_bodies(a2i_server):
-    sagemaker = client(a2i_server)
+def test_unknown_operations_and_unreadable_bodies(a2i, code):
+    sagemaker = a2i.client("sagemaker")
     with pytest.raises(botocore.exceptions.ClientError) as unknown:
         sagemaker.list_notebook_instances()
     assert code(unknown) == "UnknownOperationException"
-    key = a2i_server["keys"]["admin"]
+    key = a2i.keys["admin"]
     for raw in (b"{not json", b"[1, 2]", b"\xff\xfe"):
-        response = signed_post(a2i_server["url"], key, "SageMaker.ListFlowDefinitions", raw)
+        response = signed_post(a2i.url, key, "SageMaker.ListFlowDefinitions", raw)
         assert response.status_code == 400
         assert response.json()["__type"] == "SerializationException"
-    wrong_type = signed_post(
-        a2i_server["url"], key, "SageMaker.ListFlowDefinitions", b'{"MaxResults": "ten"}'
-    )
+    wrong_type = signed_post(a2i.url, key, "SageMaker.ListFlowDefinitions", b'{"MaxResults": "ten"}')
     assert (wrong_type.status_code, wrong_type.json()["__type"]) == (400, "ValidationException")
 
 

@@ -7,90 +7,41 @@ from __future__ import annotations
 
 import json
 import socket
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import botocore.exceptions
 import httpx
 import pytest
-from botocore.config import Config
 
-from tagloop.api.server import create_app
 from tagloop.services.human_loops import FlowRequest
-from tagloop.settings import Settings
-from tagloop.storage.tables import ReviewTaskRow
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 FLOW_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/tickets"
 
 
 @pytest.fixture(scope="module")
-def runtime_server(tmp_path_factory, serve_in_thread):
-    root = tmp_path_factory.mktemp("a2i-runtime")
-    (root / "allowed").mkdir()
-    app = create_app(Settings(data_dir=root / "data", allowed_data_urls=(f"file://{root}/allowed/",)))
-    tagloop = app.state.tagloop
-    keys = {scope: tagloop.keys.create(scope, scope) for scope in ("classify", "review", "admin")}
-    tagloop.human_loops.create_flow(
+def server(a2i):
+    """The module's server with a flow definition shown on tagloop's own page."""
+    a2i.tagloop.human_loops.create_flow(
         FlowRequest(
             name="tickets",
             task_ui="tagloop",
             title="Route the ticket",
             description="Choose a team",
             task_count=1,
-            output_path=f"file://{root}/allowed/out/",
+            output_path=f"file://{a2i.root}/allowed/out/",
             tags=[{"Key": "tagloop:labels", "Value": "HARDWARE/BILLING"}],
         )
     )
-    with serve_in_thread(app) as port:
-        yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "tagloop": tagloop, "root": root}
+    return a2i
 
 
-def runtime(server: dict, scope: str = "classify", checked: bool = True, secret: str | None = None):
-    key = server["keys"][scope]
-    return boto3.client(
-        "sagemaker-a2i-runtime",
-        endpoint_url=server["url"],
-        aws_access_key_id=key["access_key_id"],
-        aws_secret_access_key=secret or key["secret"],
-        region_name=REGION,
-        config=Config(parameter_validation=checked, retries={"max_attempts": 1}),
-    )
+def runtime(server, scope: str = "classify", checked: bool = True, secret: str | None = None):
+    return server.client("sagemaker-a2i-runtime", scope, checked, secret)
 
 
-def code(info: pytest.ExceptionInfo) -> str:
-    return info.value.response["Error"]["Code"]
-
-
-def status(info: pytest.ExceptionInfo) -> int:
-    return info.value.response["ResponseMetadata"]["HTTPStatusCode"]
-
-
-def stored_loop(tagloop, name: str, status: str = "Completed", created_at: datetime | None = None) -> str:
-    """A loop's task row as ReviewService stores one (for listing and deleting checks)."""
-    task_id = str(uuid.uuid4())
-    with tagloop.database.transaction() as session:
-        session.add(
-            ReviewTaskRow(
-                id=task_id,
-                text="",
-                mode="MULTI_CLASS",
-                choices=["HARDWARE", "BILLING"],
-                reason="a2i",
-                status=status,
-                queue=None if status != "InProgress" else "review",
-                loop_name=name,
-                flow_definition_id=tagloop.human_loops.flow("tickets").id,
-                input_content={"taskObject": name},
-                created_at=created_at or datetime.now(UTC),
-            )
-        )
-    return task_id
-
-
-def test_input_errors_are_validation_exceptions(runtime_server):
-    client = runtime(runtime_server, checked=False)
+def test_input_errors_are_validation_exceptions(server, code, status):
+    client = runtime(server, checked=False)
     cases = [
         ("", {"taskObject": "x"}),  # empty name
         ("a" * 64, {"taskObject": "x"}),  # too long
@@ -126,8 +77,8 @@ def test_input_errors_are_validation_exceptions(runtime_server):
     )
 
 
-def test_unknown_flows_and_loops(runtime_server):
-    client = runtime(runtime_server)
+def test_unknown_flows_and_loops(server, code, status):
+    client = runtime(server)
     unknown_flow = FLOW_ARN.replace("tickets", "no-such-flow")
     with pytest.raises(botocore.exceptions.ClientError) as no_flow:
         client.start_human_loop(
@@ -143,12 +94,12 @@ def test_unknown_flows_and_loops(runtime_server):
         assert (code(missing), status(missing)) == ("ResourceNotFoundException", 404), call
 
 
-def test_list_filters_sorts_and_pages(runtime_server):
-    tagloop, client = runtime_server["tagloop"], runtime(runtime_server)
+def test_list_filters_sorts_and_pages(server, code, status):
+    client = runtime(server)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     names = [f"listed-{index}" for index in range(5)]
     for index, name in enumerate(names):
-        stored_loop(tagloop, name, created_at=start + timedelta(hours=index))
+        server.loop_row("tickets", None, name, "Completed", start + timedelta(hours=index))
     paginator = client.get_paginator("list_human_loops")
     pages = list(
         paginator.paginate(
@@ -173,16 +124,16 @@ def test_list_filters_sorts_and_pages(runtime_server):
     with pytest.raises(botocore.exceptions.ClientError) as bad_token:
         client.list_human_loops(FlowDefinitionArn=FLOW_ARN, NextToken="bm90IGEgdG9rZW4=")
     assert code(bad_token) == "ValidationException"
-    raw = runtime(runtime_server, checked=False)
+    raw = runtime(server, checked=False)
     with pytest.raises(botocore.exceptions.ClientError) as too_many:
         raw.list_human_loops(FlowDefinitionArn=FLOW_ARN, MaxResults=101)
     assert code(too_many) == "ValidationException"
 
 
-def test_delete_only_finished_loops(runtime_server):
-    tagloop, client = runtime_server["tagloop"], runtime(runtime_server)
-    stored_loop(tagloop, "finished-loop")
-    stored_loop(tagloop, "running-loop", status="InProgress")
+def test_delete_only_finished_loops(server, code, status):
+    client = runtime(server)
+    server.loop_row("tickets", None, "finished-loop", "Completed")
+    server.loop_row("tickets", None, "running-loop", status="InProgress")
     client.delete_human_loop(HumanLoopName="finished-loop")
     with pytest.raises(botocore.exceptions.ClientError) as gone:
         client.describe_human_loop(HumanLoopName="finished-loop")
@@ -195,18 +146,18 @@ def test_delete_only_finished_loops(runtime_server):
     assert described["HumanLoopArn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-loop/running-loop"
 
 
-def test_signatures_scopes_and_oversized_bodies(runtime_server):
+def test_signatures_scopes_and_oversized_bodies(server, code, status):
     with pytest.raises(botocore.exceptions.ClientError) as forged:
-        runtime(runtime_server, secret="y" * 40).describe_human_loop(HumanLoopName="x")
+        runtime(server, secret="y" * 40).describe_human_loop(HumanLoopName="x")
     assert (code(forged), status(forged)) == ("InvalidSignatureException", 403)
     with pytest.raises(botocore.exceptions.ClientError) as review_key:
-        runtime(runtime_server, scope="review").describe_human_loop(HumanLoopName="x")
+        runtime(server, scope="review").describe_human_loop(HumanLoopName="x")
     assert (code(review_key), status(review_key)) == ("AccessDeniedException", 403)
-    anonymous = httpx.get(runtime_server["url"] + "/human-loops/x")
+    anonymous = httpx.get(server.url + "/human-loops/x")
     assert anonymous.status_code == 401 or anonymous.status_code == 403
     assert anonymous.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
-    limit = runtime_server["tagloop"].settings.max_body_bytes
-    host, port = runtime_server["url"].removeprefix("http://").split(":")
+    limit = server.tagloop.settings.max_body_bytes
+    host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as connection:  # a body announced over the limit
         connection.sendall(
             f"POST /human-loops HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
