@@ -5,6 +5,7 @@ Browser tests drive Debian's chromium through Playwright."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +59,10 @@ ROWS_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"
 ROWS = [
     {"text": "the printer on floor 3 is jammed", "predicted": "HARDWARE"},
     {"text": "<script>alert('x')</script> refund my invoice", "predicted": "BILLING"},
-    {"text": "vpn keeps dropping", "predicted": "HARDWARE"},
+    {
+        "text": "vpn keeps dropping <img src=x onerror=\"document.body.dataset.pwned='yes'\">",
+        "predicted": "HARDWARE",
+    },
 ]
 
 
@@ -173,6 +177,7 @@ def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(
                 frame.locator("input[name=comment]").fill("row 2 was odd")
                 answer = frame.locator("crowd-form").evaluate("form => form.answerContent")
                 inline = frame.locator("body").evaluate("body => body.dataset.inline || ''")
+                pwned = frame.locator("body").evaluate("body => body.dataset.pwned || ''")
                 SCREENSHOTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(SCREENSHOTS / "a2i-rows.png"), full_page=True)
             finally:
@@ -184,4 +189,49 @@ def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(
         "comment": "row 2 was odd",
     }
     assert inline == "ran"  # the template's own inline script runs, inside its sandbox
+    assert pwned == ""  # markup in the loop's input is shown as text, never run
     assert hits == []  # no image, style, script or fetch reached another host
+
+
+def test_a_reviewer_answers_a_many_document_loop_in_the_browser(server):
+    """A loop started with boto3 on a flow whose template shows several tickets: the reviewer
+    answers every row in the browser, and output.json holds one answer member per row."""
+    from playwright.sync_api import sync_playwright
+
+    flow_arn = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/rows"
+    runtime = server.client("sagemaker-a2i-runtime", "classify")
+    content = {"rows": ROWS, "labels": ["HARDWARE", "BILLING", "NETWORK"], "leak_port": 9}
+    runtime.start_human_loop(
+        HumanLoopName="Rows-Loop-1",
+        FlowDefinitionArn=flow_arn,
+        HumanLoopInput={"InputContent": json.dumps(content)},
+    )
+    reviewer = server.keys["review"]["access_key_id"]  # who a review key answers as
+    task = server.tagloop.review.next_task(reviewer)  # what the review page does: lease the next task
+    assert task is not None and task.loop_name == "Rows-Loop-1"
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, server.bearer("review"))
+        try:
+            page.goto(f"{server.url}/review/loops/{task.id}")
+            frame = page.frame_locator("#a2i-task")
+            frame.locator("select[name=team-2]").wait_for()
+            frame.locator("button.crowd-submit").click()  # rows not chosen yet: the browser refuses
+            for index, team in enumerate(["BILLING", "BILLING", "NETWORK"]):
+                frame.locator(f"select[name=team-{index}]").select_option(team)
+            frame.locator("button.crowd-submit").click()
+            page.locator("#a2i-status", has_text="Answer saved.").wait_for()
+            page.screenshot(path=str(SCREENSHOTS / "a2i-rows-answered.png"), full_page=True)
+        finally:
+            browser.close()
+    described = runtime.describe_human_loop(HumanLoopName="Rows-Loop-1")
+    assert described["HumanLoopStatus"] == "Completed"
+    output = json.loads(Path(described["HumanLoopOutput"]["OutputS3Uri"].removeprefix("file://")).read_text())
+    (human,) = output["humanAnswers"]
+    assert human["answerContent"] == {
+        "team-0": "BILLING",
+        "team-1": "BILLING",
+        "team-2": "NETWORK",
+        "comment": "",
+    }
+    assert human["workerId"] == reviewer and human["timeSpentInSeconds"] >= 0
+    assert output["inputContent"] == content and output["humanLoopName"] == "Rows-Loop-1"
