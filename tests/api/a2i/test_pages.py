@@ -235,3 +235,87 @@ def test_a_reviewer_answers_a_many_document_loop_in_the_browser(server):
     }
     assert human["workerId"] == reviewer and human["timeSpentInSeconds"] >= 0
     assert output["inputContent"] == content and output["humanLoopName"] == "Rows-Loop-1"
+
+
+CLASSIFIER_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
+<crowd-form>
+  <crowd-classifier name="category" categories="{{ task.input.labels | to_json }}"
+                    header="Which team handles it?">
+    <classification-target>{{ task.input.taskObject }}</classification-target>
+    <full-instructions header="How to choose"><p>Pick the team that fixes it.</p></full-instructions>
+    <short-instructions>Pick one team.</short-instructions>
+  </crowd-classifier>
+</crowd-form>"""
+
+
+def test_a_crowd_classifier_is_answered_with_the_keyboard(server):
+    """A2I's text-classification sample template: number keys choose, Enter submits, and the
+    answer is what crowd-classifier submits on A2I: {"category": {"label": ...}}."""
+    from playwright.sync_api import sync_playwright
+
+    loops = server.tagloop.human_loops
+    loops.create_task_ui("classifier-ui", CLASSIFIER_TEMPLATE)
+    loops.create_flow(
+        FlowRequest(
+            name="classify-one",
+            task_ui="classifier-ui",
+            title="Route a ticket",
+            description="One team",
+            task_count=1,
+            output_path=f"file://{server.root}/allowed/out/",
+        )
+    )
+    runtime = server.client("sagemaker-a2i-runtime", "classify")
+    content = {
+        "taskObject": "please refund the duplicate charge",
+        "labels": ["HARDWARE", "BILLING", "NETWORK"],
+    }
+    runtime.start_human_loop(
+        HumanLoopName="one-ticket",
+        FlowDefinitionArn="arn:aws:sagemaker:us-east-1:123456789012:flow-definition/classify-one",
+        HumanLoopInput={"InputContent": json.dumps(content)},
+    )
+    reviewer = server.keys["review"]["access_key_id"]
+    task = server.tagloop.review.next_task(reviewer)
+    assert task is not None and task.loop_name == "one-ticket"
+    with sync_playwright() as playwright:
+        browser, page = browser_page(playwright, server.bearer("review"))
+        try:
+            page.goto(f"{server.url}/review/loops/{task.id}")
+            frame = page.frame_locator("#a2i-task")
+            frame.locator(".crowd-category").first.wait_for()
+            labels = frame.locator(".crowd-category span").all_inner_texts()
+            target = frame.locator(".crowd-classification-target").inner_text()
+            page.wait_for_function("document.activeElement && document.activeElement.id === 'a2i-task'")
+            page.keyboard.press("2")  # the frame has the keyboard: no click needed
+            chosen = frame.locator("crowd-form").evaluate("form => form.answerContent")
+            page.keyboard.press("Enter")
+            page.locator("#a2i-status", has_text="Answer saved.").wait_for()
+            page.screenshot(path=str(SCREENSHOTS / "a2i-classifier.png"), full_page=True)
+        finally:
+            browser.close()
+    assert labels == ["HARDWARE", "BILLING", "NETWORK"] and target == content["taskObject"]
+    assert chosen == {"category": {"label": "BILLING"}}
+    described = runtime.describe_human_loop(HumanLoopName="one-ticket")
+    output = json.loads(Path(described["HumanLoopOutput"]["OutputS3Uri"].removeprefix("file://")).read_text())
+    assert output["humanAnswers"][0]["answerContent"] == {"category": {"label": "BILLING"}}
+
+
+def test_answers_are_checked(server):
+    """Attacker: answering a task one does not hold, twice, or with something that is not a
+    template's answer is refused; so is a body over the answer limit."""
+    reviewer = server.bearer("review")
+    task_id = server.loop_row("rows", {"rows": [], "labels": [], "leak_port": 9})
+    url = f"{server.url}/review/loops/{task_id}/answer"
+    not_held = httpx.post(url, json={"answerContent": {"team-0": "X"}}, headers=reviewer)
+    assert not_held.status_code == 409  # no lease on it
+    for body in ({"answerContent": "text"}, {"answerContent": [1]}, {}, {"answerContent": {}, "seconds": -1}):
+        assert httpx.post(url, json=body, headers=reviewer).status_code == 400, body
+    broken = httpx.post(url, content=b"{not json", headers=reviewer | {"Content-Type": "application/json"})
+    assert broken.status_code == 400
+    huge = httpx.post(url, json={"answerContent": {"x": "y" * (3 * 1024 * 1024)}}, headers=reviewer)
+    assert huge.status_code in (400, 413)
+    other = httpx.post(
+        f"{server.url}/review/loops/not-a-task/answer", json={"answerContent": {}}, headers=reviewer
+    )
+    assert other.status_code == 404

@@ -47,6 +47,11 @@
     if (frame.dispatchEvent(event) && frame.dataset.nextUrl) window.location.assign(frame.dataset.nextUrl);
   }
 
+  // The frame takes the keyboard as soon as it is shown: its keys choose and submit.
+  for (const frame of document.querySelectorAll("iframe[data-answer-url]")) {
+    frame.addEventListener("load", () => frame.focus());
+  }
+
   window.addEventListener("message", (event) => {
     const frames = document.querySelectorAll("iframe[data-answer-url]");
     const frame = Array.from(frames).find((candidate) => candidate.contentWindow === event.source);

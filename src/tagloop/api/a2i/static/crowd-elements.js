@@ -238,8 +238,16 @@
     if (!customElements.get(name)) customElements.define(name, element);
   }
 
-  // Number keys choose a category when the page has one classifier (as on tagloop's own page).
+  // Keys, as on tagloop's own page: number keys choose a category when the page has one
+  // classifier; Enter submits (outside text fields, buttons and selects, which keep theirs).
   document.addEventListener("keydown", (event) => {
+    const forms = document.querySelectorAll("crowd-form");
+    const own = event.target.closest && event.target.closest("textarea, button, select, input:not([type=radio]):not([type=checkbox])");
+    if (event.key === "Enter" && !own && forms.length === 1 && forms[0].form) {
+      event.preventDefault();
+      forms[0].form.requestSubmit();
+      return;
+    }
     const classifiers = document.querySelectorAll("crowd-classifier, crowd-classifier-multi-select");
     const field =
       event.target.closest && event.target.closest("input:not([type=radio]):not([type=checkbox]), select, textarea");
