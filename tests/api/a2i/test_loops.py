@@ -137,3 +137,61 @@ def test_task_count_stop_and_list(a2i, code):
     with pytest.raises(botocore.exceptions.ClientError) as no_flow:
         runtime.describe_human_loop(HumanLoopName="to-stop")
     assert code(no_flow) == "ResourceNotFoundException"  # its loops went with it
+
+
+def test_a_flow_takes_a_classifiers_labels_and_expired_loops_fail(a2i, tickets_csv, code):
+    from tagloop.services.training import TrainRequest
+
+    a2i.tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    labels = sorted({label for label in a2i.tagloop.catalog.version("desk", "v1")["labels"]})
+    sagemaker, runtime = a2i.client("sagemaker"), a2i.client("sagemaker-a2i-runtime", "classify")
+    flow_arn = sagemaker.create_flow_definition(
+        FlowDefinitionName="desk-flow",
+        HumanLoopConfig={
+            "WorkteamArn": WORKTEAM,
+            "HumanTaskUiArn": PAGE_UI,
+            "TaskTitle": "Route the ticket",
+            "TaskDescription": "Choose the team",
+            "TaskCount": 1,
+            "TaskAvailabilityLifetimeInSeconds": 60,
+        },
+        OutputConfig={"S3OutputPath": f"file://{a2i.root}/allowed/desk/"},
+        RoleArn=ROLE,
+        Tags=[
+            {"Key": "tagloop:classifier", "Value": "desk"},
+            {"Key": "tagloop:mode", "Value": "MULTI_CLASS"},
+        ],
+    )["FlowDefinitionArn"]
+    assert sorted(a2i.tagloop.human_loops.flow("desk-flow").labels) == labels
+    start(runtime, "will-expire", flow_arn, {"taskObject": "my screen flickers"})
+    view = a2i.tagloop.review.list(status="InProgress")
+    task = next(item for item in view if item.loop_name == "will-expire")
+    assert sorted(task.choices) == labels and task.classifier == "desk"
+    from sqlalchemy import update
+
+    from tagloop.storage.tables import ReviewTaskRow
+
+    with a2i.tagloop.database.transaction() as session:  # its 60 seconds have passed
+        session.execute(
+            update(ReviewTaskRow)
+            .where(ReviewTaskRow.id == task.id)
+            .values(expires_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    a2i.tagloop.review.sweep()
+    described = runtime.describe_human_loop(HumanLoopName="will-expire")
+    assert described["HumanLoopStatus"] == "Failed" and described["FailureCode"]
+    with pytest.raises(botocore.exceptions.ClientError) as unknown:
+        sagemaker.create_flow_definition(
+            FlowDefinitionName="no-classifier",
+            HumanLoopConfig={
+                "WorkteamArn": WORKTEAM,
+                "HumanTaskUiArn": PAGE_UI,
+                "TaskTitle": "t",
+                "TaskDescription": "d",
+                "TaskCount": 1,
+            },
+            OutputConfig={"S3OutputPath": "s3://b/o/"},
+            RoleArn=ROLE,
+            Tags=[{"Key": "tagloop:classifier", "Value": "nothing-by-that-name"}],
+        )
+    assert code(unknown) == "ResourceNotFound"

@@ -13,6 +13,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -169,3 +170,36 @@ def test_no_a2i_runtime_input_gives_a_5xx(app, method, path, data):
     assert response.status_code < 500, (target, body, response.text[:500])
     if response.status_code >= 400:
         assert response.headers["x-amzn-errortype"]
+
+
+def _routes(routes: Any) -> list[APIRoute]:
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):  # however this FastAPI version keeps included routers
+            found += _routes(route.original_router.routes)
+        elif hasattr(route, "routes"):
+            found += _routes(route.routes)
+    return found
+
+
+def test_every_a2i_route_declares_a_scope_and_refuses_anonymous_calls(app):
+    client = app["client"]
+    routes = [
+        route
+        for route in _routes(client.app.routes)
+        if route.path.startswith(("/human-loops", "/review/loops"))
+    ]
+    assert len(routes) == 8
+    for route in routes:
+        scopes = [getattr(d.call, "required_scope", None) for d in route.dependant.dependencies]
+        assert any(scopes), f"{route.path} declares no scope"
+        for method in route.methods:
+            path = route.path.replace("{HumanLoopName}", "x").replace("{task_id}", "x")
+            response = client.request(method, path, json={})
+            assert response.status_code in (401, 403), (
+                f"{method} {route.path} answered {response.status_code}"
+            )
+    public = [route.path for route in _routes(client.app.routes) if route.path.startswith("/a2i/")]
+    assert public == ["/a2i/static/{name}"]  # the crowd elements' files: nothing else is open

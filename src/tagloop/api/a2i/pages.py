@@ -94,23 +94,34 @@ def task_frame(
     return _html(page, FRAME_POLICY.format(origin=origin))
 
 
+def task_frame_html(task_id: str, title: str = "Task", next_url: str | None = None) -> str:
+    """What a review page embeds to show a loop task that has a template: the sandboxed frame,
+    a status line and the script that sends the frame's answer (``a2i-host.js``; give the page
+    a ``<meta name="csrf-token">`` and it is sent as ``X-CSRF-Token``). The frame dispatches
+    ``a2i:answered`` once the answer is saved; without a listener that cancels it, the page
+    goes to ``next_url``."""
+    quoted = html.escape(task_id, quote=True)
+    following = f' data-next-url="{html.escape(next_url, quote=True)}"' if next_url else ""
+    return (
+        f'<iframe id="a2i-task" class="a2i-task" title="{html.escape(title, quote=True)}" '
+        f'src="/review/loops/{quoted}/ui" sandbox="allow-scripts allow-forms" '
+        f'data-answer-url="/review/loops/{quoted}/answer"{following}></iframe>'
+        '<p id="a2i-status" role="status"></p>'
+        f'<script src="{STATIC}/a2i-host.js"></script>'
+    )
+
+
 def host_page(
     task_id: str, title: str, description: str, csrf: str | None = None, next_url: str | None = None
 ) -> str:
-    """A page embedding one loop's task frame (the review page may embed it the same way)."""
-    quoted = html.escape(task_id, quote=True)
+    """A page of its own around :func:`task_frame_html`."""
     meta = f'<meta name="csrf-token" content="{html.escape(csrf, quote=True)}">' if csrf else ""
-    following = f' data-next-url="{html.escape(next_url, quote=True)}"' if next_url else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>{meta}"
         f'<link rel="stylesheet" href="{STATIC}/crowd-elements.css"></head><body>'
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(description)}</p></header>"
-        f'<iframe id="a2i-task" class="a2i-task" title="{html.escape(title, quote=True)}" '
-        f'src="/review/loops/{quoted}/ui" sandbox="allow-scripts allow-forms" '
-        f'data-answer-url="/review/loops/{quoted}/answer"{following}></iframe>'
-        '<p id="a2i-status" role="status"></p>'
-        f'<script src="{STATIC}/a2i-host.js"></script></body></html>'
+        f"{task_frame_html(task_id, title, next_url)}</body></html>"
     )
 
 
