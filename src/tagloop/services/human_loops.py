@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -221,7 +223,7 @@ class HumanLoopService:
                 f"the task UI name {TAGLOOP_PAGE!r} is reserved for tagloop's own review page"
             )
         check_template(content)
-        with self.database.transaction() as session:
+        with _unique(f"HumanTaskUi {name!r} already exists"), self.database.transaction() as session:
             repository = HumanLoopRepository(session)
             if repository.task_ui(name) is not None:
                 raise AlreadyExists(f"HumanTaskUi {name!r} already exists")
@@ -256,10 +258,11 @@ class HumanLoopService:
         mode = (_tag(request.tags, MODE_TAG) or "MULTI_CLASS").upper().replace("-", "_")
         if mode not in ("MULTI_CLASS", "MULTI_LABEL"):
             raise InvalidRequest(f"tag {MODE_TAG} must be MULTI_CLASS or MULTI_LABEL")
-        with self.database.transaction() as session:
+        taken = f"FlowDefinition {request.name!r} already exists"
+        with _unique(taken), self.database.transaction() as session:
             repository = HumanLoopRepository(session)
             if repository.flow(request.name) is not None:
-                raise AlreadyExists(f"FlowDefinition {request.name!r} already exists")
+                raise AlreadyExists(taken)
             ui_id = None
             if request.task_ui != TAGLOOP_PAGE:
                 ui = repository.task_ui(request.task_ui)
@@ -535,6 +538,16 @@ class HumanLoopService:
             HumanLoopRepository(session).set_output(task_id, uri)
         log.debug("human loop %s: output written (%s bytes)", task.loop_name, stored.size)
         return uri
+
+
+@contextmanager
+def _unique(message: str) -> Iterator[None]:
+    """A name taken by a concurrent request at the same moment: AlreadyExists, as when it was
+    taken before."""
+    try:
+        yield
+    except IntegrityError:
+        raise AlreadyExists(message) from None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
