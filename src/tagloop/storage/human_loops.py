@@ -41,7 +41,7 @@ class PageRequest:
 
     after: datetime | None = None
     before: datetime | None = None
-    ascending: bool = True
+    ascending: bool = False  # newest first, as AWS lists by default
     token: str | None = None
     limit: int = 100
 

@@ -5,6 +5,7 @@ and place."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -195,3 +196,31 @@ def test_a_flow_takes_a_classifiers_labels_and_expired_loops_fail(a2i, tickets_c
             Tags=[{"Key": "tagloop:classifier", "Value": "nothing-by-that-name"}],
         )
     assert code(unknown) == "ResourceNotFound"
+
+
+def test_concurrent_starts_of_one_name(a2i, code):
+    """Eight clients start the same loop at once: one loop, every caller gets its ARN; eight
+    with different input: one loop, the others ConflictException (never a 500)."""
+    flow_arn = create_flow(a2i, "racing", f"file://{a2i.root}/allowed/race/")
+
+    def race(name: str, contents: list[dict]) -> list[str]:
+        def one(content: dict) -> str:
+            client = a2i.client("sagemaker-a2i-runtime", "classify")
+            try:
+                return start(client, name, flow_arn, content)
+            except botocore.exceptions.ClientError as error:
+                return error.response["Error"]["Code"]
+
+        with ThreadPoolExecutor(len(contents)) as pool:
+            return list(pool.map(one, contents))
+
+    same = race("same-input", [{"taskObject": "x"}] * 8)
+    assert same == [f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:human-loop/same-input"] * 8
+    other = race("other-input", [{"taskObject": str(index)} for index in range(8)])
+    assert sum(result.startswith("arn:") for result in other) == 1
+    assert other.count("ConflictException") == 7
+    loops = a2i.client("sagemaker-a2i-runtime", "classify").list_human_loops(FlowDefinitionArn=flow_arn)
+    assert sorted(item["HumanLoopName"] for item in loops["HumanLoopSummaries"]) == [
+        "other-input",
+        "same-input",
+    ]
