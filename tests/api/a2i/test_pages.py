@@ -136,6 +136,15 @@ def test_who_may_see_a_task_frame(server):
     assert unknown.status_code == 404
     answer = httpx.post(f"{server.url}/review/loops/{task_id}/answer", json={"answerContent": {}})
     assert answer.status_code == 401
+    server.tagloop.human_loops.create_flow(
+        FlowRequest(
+            name="plain", task_ui="tagloop", title="t", description="d", task_count=1, output_path="s3://b/"
+        )
+    )
+    plain = server.loop_row("plain", {"taskObject": "shown on tagloop's own page"})
+    for path in (f"/review/loops/{plain}", f"/review/loops/{plain}/ui"):
+        response = httpx.get(server.url + path, headers=server.bearer("review"))
+        assert response.status_code == 404 and "review page" in response.json()["error"]["message"]
 
 
 def test_crowd_elements_are_served_locally(server):

@@ -57,6 +57,7 @@ SAFE_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOOP_SCOPE = "review"
+NO_TEMPLATE = "human loop task {task_id!r} has no task template: tagloop's review page shows it"
 
 
 async def key_reviewer(principal: Annotated[Principal, Depends(require(LOOP_SCOPE))]) -> str:
@@ -146,9 +147,7 @@ def loop_pages(reviewer: Callable[..., Any] = key_reviewer) -> APIRouter:
         tagloop = tagloop_of(request)
         loop = await run_in_threadpool(tagloop.human_loops.task_of, task_id)
         if loop.template is None:
-            raise NotFound(
-                f"human loop task {task_id!r} has no task template: it is shown on the review page"
-            )
+            raise NotFound(NO_TEMPLATE.format(task_id=task_id))
         if loop.status != "InProgress":
             raise Conflict(f"human loop task {task_id!r} is {loop.status}")
         readable = tagloop.data_locations.allows_as_is
@@ -159,6 +158,8 @@ def loop_pages(reviewer: Callable[..., Any] = key_reviewer) -> APIRouter:
     @router.get("/review/loops/{task_id}")
     async def loop_page(task_id: str, request: Request, _: str = reviewer_name) -> Response:
         loop = await run_in_threadpool(tagloop_of(request).human_loops.task_of, task_id)
+        if loop.template is None:
+            raise NotFound(NO_TEMPLATE.format(task_id=task_id))
         return _html(host_page(task_id, loop.title, loop.description), PAGE_POLICY)
 
     @router.post("/review/loops/{task_id}/answer")
