@@ -328,3 +328,19 @@ def test_answers_are_checked(server):
         f"{server.url}/review/loops/not-a-task/answer", json={"answerContent": {}}, headers=reviewer
     )
     assert other.status_code == 404
+
+
+def test_the_web_review_page_hook(server):
+    """``task_ui_url`` (the web UI's ``add_web(app, task_ui=...)``): the page of a loop whose
+    flow has a template; None for loops on tagloop's own page and for other tasks."""
+    from types import SimpleNamespace
+
+    from tagloop.api.a2i import task_ui_url
+
+    templated = server.loop_row("rows", {"rows": [], "labels": [], "leak_port": 9})
+    assert (
+        task_ui_url(server.tagloop, SimpleNamespace(id=templated, loop_name="x"))
+        == f"/review/loops/{templated}"
+    )
+    assert task_ui_url(server.tagloop, SimpleNamespace(id="routing-task", loop_name=None)) is None
+    assert task_ui_url(server.tagloop, SimpleNamespace(id="gone", loop_name="gone")) is None

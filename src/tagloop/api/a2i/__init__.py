@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from tagloop.api.a2i.errors import a2i_error, sagemaker_error
-from tagloop.api.a2i.pages import FRAME_POLICY, PAGE_POLICY, loop_pages, task_frame_html
+from tagloop.api.a2i.pages import FRAME_POLICY, PAGE_POLICY, loop_pages, task_frame_html, task_ui_url
 from tagloop.api.a2i.runtime import is_runtime
 from tagloop.api.a2i.runtime import router as runtime_router
 from tagloop.api.a2i.sagemaker import is_sagemaker
@@ -27,4 +27,12 @@ def error_door(scope: Scope) -> Callable[[TagloopError], Response] | None:
     return None
 
 
-__all__ = ["FRAME_POLICY", "PAGE_POLICY", "error_door", "loop_pages", "runtime_router", "task_frame_html"]
+__all__ = [
+    "FRAME_POLICY",
+    "PAGE_POLICY",
+    "error_door",
+    "loop_pages",
+    "runtime_router",
+    "task_frame_html",
+    "task_ui_url",
+]

@@ -22,6 +22,7 @@ import html
 from collections.abc import Callable
 from importlib import resources
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tagloop.api.auth import require
 from tagloop.api.state import tagloop_of
+from tagloop.app import Tagloop
 from tagloop.errors import Conflict, InvalidRequest, NotFound, UnreadableBody
 from tagloop.services.human_loops import MAX_INPUT_BYTES
 from tagloop.services.keys import Principal
@@ -126,13 +128,38 @@ def host_page(
     )
 
 
+def _reviewer(who: Any) -> tuple[str, str | None]:
+    """The reviewer's name and the CSRF token their page must send, from what the reviewer
+    dependency gave: a name (an API key's access key id), or a web session (``.user.name``,
+    ``.csrf_token``)."""
+    if isinstance(who, str):
+        return who, None
+    user = getattr(who, "user", who)
+    return str(user.name), getattr(who, "csrf_token", None)
+
+
+def task_ui_url(tagloop: Tagloop, task: Any) -> str | None:
+    """The page that shows a review task itself, for the web review page's iframe: the one
+    of a human loop whose flow has a task template; None for every other task (tagloop's
+    own page shows those). ``task``: a TaskView (its ``id`` and ``loop_name``)."""
+    if getattr(task, "loop_name", None) is None:
+        return None
+    try:
+        loop = tagloop.human_loops.task_of(task.id)
+    except NotFound:
+        return None
+    return f"/review/loops/{quote(task.id, safe='')}" if loop.template is not None else None
+
+
 def _origin(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
 def loop_pages(reviewer: Callable[..., Any] = key_reviewer) -> APIRouter:
-    """The loop pages' routes, the reviewer named by ``reviewer`` (a FastAPI dependency that
-    returns the reviewer's name and carries ``required_scope``)."""
+    """The loop pages' routes; ``reviewer`` is the FastAPI dependency that says who calls:
+    it returns the reviewer's name, or a web session (``.user.name``; its ``.csrf_token`` is
+    put in the page for the answer's ``X-CSRF-Token``, which the dependency must check on
+    POST). The web UI mounts them with its reviewer role's dependency."""
     router = APIRouter(include_in_schema=False)
     reviewer_name = Depends(reviewer)
 
@@ -143,7 +170,7 @@ def loop_pages(reviewer: Callable[..., Any] = key_reviewer) -> APIRouter:
         return Response(_static(name), media_type=FILES[name], headers={"X-Content-Type-Options": "nosniff"})
 
     @router.get("/review/loops/{task_id}/ui")
-    async def loop_ui(task_id: str, request: Request, _: str = reviewer_name) -> Response:
+    async def loop_ui(task_id: str, request: Request, _: Any = reviewer_name) -> Response:
         tagloop = tagloop_of(request)
         loop = await run_in_threadpool(tagloop.human_loops.task_of, task_id)
         if loop.template is None:
@@ -156,14 +183,15 @@ def loop_pages(reviewer: Callable[..., Any] = key_reviewer) -> APIRouter:
         )
 
     @router.get("/review/loops/{task_id}")
-    async def loop_page(task_id: str, request: Request, _: str = reviewer_name) -> Response:
+    async def loop_page(task_id: str, request: Request, who: Any = reviewer_name) -> Response:
         loop = await run_in_threadpool(tagloop_of(request).human_loops.task_of, task_id)
         if loop.template is None:
             raise NotFound(NO_TEMPLATE.format(task_id=task_id))
-        return _html(host_page(task_id, loop.title, loop.description), PAGE_POLICY)
+        _, csrf = _reviewer(who)
+        return _html(host_page(task_id, loop.title, loop.description, csrf), PAGE_POLICY)
 
     @router.post("/review/loops/{task_id}/answer")
-    async def loop_answer(task_id: str, request: Request, name: str = reviewer_name) -> Response:
+    async def loop_answer(task_id: str, request: Request, who: Any = reviewer_name) -> Response:
         tagloop = tagloop_of(request)
         raw = await request.body()
         if len(raw) > MAX_INPUT_BYTES:
@@ -181,7 +209,11 @@ def loop_pages(reviewer: Callable[..., Any] = key_reviewer) -> APIRouter:
             raise InvalidRequest("seconds must be a number of seconds")
         await run_in_threadpool(tagloop.human_loops.task_of, task_id)  # a loop task, or NotFound
         view = await run_in_threadpool(
-            tagloop.review.answer, task_id, name, answer_content=body["answerContent"], seconds=seconds
+            tagloop.review.answer,
+            task_id,
+            _reviewer(who)[0],
+            answer_content=body["answerContent"],
+            seconds=seconds,
         )
         payload = {
             "task_id": view.id,

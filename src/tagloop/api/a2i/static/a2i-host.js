@@ -4,9 +4,10 @@
  *
  * Only messages from the embedded frame itself are taken. The answer is POSTed as JSON
  * ({"answerContent": ..., "seconds": ...}) with the page's CSRF token (<meta name="csrf-token">)
- * when it has one. Then the frame gets an "a2i:answered" event (detail: the server's answer),
- * which a review page can use to show the next task; without a listener the page goes to the
- * frame's data-next-url, if it has one.
+ * when it has one. Then the frame gets an "a2i:answered" event (detail: the server's answer);
+ * unless a listener cancels it, a page that is itself framed by tagloop's review page tells
+ * that page ({tagloop: "answered"}, same origin only), which shows the next task; a page of
+ * its own goes to the frame's data-next-url, if it has one.
  */
 (function () {
   "use strict";
@@ -44,7 +45,13 @@
     }
     say(frame, "Answer saved.", false);
     const event = new CustomEvent("a2i:answered", { detail: answer, cancelable: true, bubbles: true });
-    if (frame.dispatchEvent(event) && frame.dataset.nextUrl) window.location.assign(frame.dataset.nextUrl);
+    if (!frame.dispatchEvent(event)) return;
+    if (window.parent !== window) {
+      // this page is itself in tagloop's review page (same origin): it shows the next task
+      window.parent.postMessage({ tagloop: "answered", task: answer.task_id }, window.location.origin);
+    } else if (frame.dataset.nextUrl) {
+      window.location.assign(frame.dataset.nextUrl);
+    }
   }
 
   // The frame takes the keyboard as soon as it is shown: its keys choose and submit.
