@@ -27,7 +27,7 @@ from tagloop.api.sigv4 import verify
 from tagloop.api.state import tagloop_of
 from tagloop.app import Tagloop
 from tagloop.domain.a2i import TASK_UI, A2iArns
-from tagloop.errors import AccessDenied, UnknownOperation, UnreadableBody
+from tagloop.errors import AccessDenied, InvalidRequest, UnknownOperation, UnreadableBody
 from tagloop.services.human_loops import Flow, FlowRequest, HumanLoopService, TaskUi
 from tagloop.storage.human_loops import PageRequest
 
@@ -110,9 +110,7 @@ class SageMakerApi:
     def CreateFlowDefinition(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         config = body.get("HumanLoopConfig")
         if not isinstance(config, dict):
-            raise UnknownOperation(
-                "flow definitions without HumanLoopConfig (AWS-managed sources) are not supported"
-            )
+            raise InvalidRequest("HumanLoopConfig is required: tagloop runs loops of custom task types only")
         recorded = {
             key: body[key] for key in ("HumanLoopRequestSource", "HumanLoopActivationConfig") if key in body
         } | {
