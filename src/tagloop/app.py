@@ -16,6 +16,7 @@ from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.review import ReviewService
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.settings import Settings
@@ -63,11 +64,13 @@ class Tagloop:
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
+        self.review = ReviewService(self.database, self.settings.review_order)
         self.human_loops = HumanLoopService(  # A2I: task UIs, flow definitions, human loops
             self.database,
             self.data_locations,
             self.settings.resolved_artifacts_url,
             A2iArns(self.settings.aws_region, self.settings.aws_account_id),
+            self.review,  # a loop is a review task; its output.json is written when it completes
         )
         kinds: list[JobKind] = [
             TrainJob(self.training),

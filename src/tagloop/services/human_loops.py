@@ -28,13 +28,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 
 from tagloop.domain.a2i import A2iArns
 from tagloop.domain.records import Mode
+from tagloop.domain.review import NewTask
 from tagloop.errors import (
     AlreadyExists,
     Conflict,
@@ -44,6 +45,7 @@ from tagloop.errors import (
     ServiceUnavailable,
 )
 from tagloop.services.data_locations import DataLocations
+from tagloop.services.review import ReviewService
 from tagloop.services.task_templates import check_template
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
@@ -60,16 +62,6 @@ OUTPUT_FOLDER = "human-loops"  # in the artifact store, for flows whose S3Output
 MAX_INPUT_BYTES = 3 * 1024 * 1024  # A2I's limit on InputContent
 TEXT_KEYS = ("taskObject", "text", "Text", "sentence", "document", "content")
 SHOWN_TEXT_CHARS = 100_000
-
-
-class Review(Protocol):
-    """What the loops need of ReviewService (``services/review.py``)."""
-
-    def add_tasks(self, tasks: Any) -> list[str]: ...
-
-    def stop(self, task_id: str) -> Any: ...
-
-    def add_listener(self, fn: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -205,7 +197,7 @@ class HumanLoopService:
         locations: DataLocations,
         artifacts_url: str,
         arns: A2iArns,
-        review: Review | None = None,
+        review: ReviewService | None = None,
     ) -> None:
         self.database = database
         self.arns = arns
@@ -380,8 +372,6 @@ class HumanLoopService:
             raise ResourceInUse(f"FlowDefinition {flow_name!r} is {flow.status}")
         if self.review is None:
             raise ServiceUnavailable("human review is not running in this process")
-        from tagloop.domain.review import NewTask  # type: ignore[import-untyped]  # until review-core is merged
-
         task = NewTask(
             text=loop_text(parsed),
             mode=Mode(flow.mode),
