@@ -205,7 +205,7 @@ class HumanLoopService:
         self.default_output = f"{artifacts_url.rstrip('/')}/{OUTPUT_FOLDER}"
         self.review = review
         if review is not None:
-            review.add_listener(self.write_output)
+            review.add_listener(self._completed)
 
     # --- task UIs -----------------------------------------------------------------------
 
@@ -483,6 +483,9 @@ class HumanLoopService:
                 flow.title,
                 flow.description,
             )
+
+    def _completed(self, task_id: str) -> None:
+        self.write_output(task_id)
 
     def write_output(self, task_id: str) -> str | None:
         """Write a completed loop's output.json (A2I's shape and place) and record where it
