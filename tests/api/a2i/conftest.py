@@ -16,6 +16,7 @@ from botocore.config import Config
 
 from tagloop.api.server import create_app
 from tagloop.app import Tagloop
+from tagloop.services.human_loops import FlowRequest
 from tagloop.settings import Settings
 from tagloop.storage.tables import ReviewTaskRow
 
@@ -43,6 +44,18 @@ class A2iServer:
             region_name=REGION,
             config=Config(parameter_validation=checked, retries={"max_attempts": 1}),
         )
+
+    def flow(self, name: str, task_ui: str = "tagloop", title: str = "Route tickets", **changes: Any) -> Any:
+        """A flow definition made through the service, its output in ``allowed/out/``."""
+        values: dict[str, Any] = dict(
+            name=name,
+            task_ui=task_ui,
+            title=title,
+            description="Choose a team",
+            task_count=1,
+            output_path=f"file://{self.root}/allowed/out/",
+        )
+        return self.tagloop.human_loops.create_flow(FlowRequest(**(values | changes)))
 
     def bearer(self, scope: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[scope]['secret']}"}

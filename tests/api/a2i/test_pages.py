@@ -14,8 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagloop.services.human_loops import FlowRequest
-
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = [
     "--headless",
@@ -93,16 +91,7 @@ def leak_server() -> Iterator[tuple[int, list[str]]]:
 def server(a2i):
     """The module's server with a flow whose template puts many tickets in one loop."""
     a2i.tagloop.human_loops.create_task_ui("rows-ui", ROWS_TEMPLATE)
-    a2i.tagloop.human_loops.create_flow(
-        FlowRequest(
-            name="rows",
-            task_ui="rows-ui",
-            title="Route tickets",
-            description="One team per ticket",
-            task_count=1,
-            output_path=f"file://{a2i.root}/allowed/out/",
-        )
-    )
+    a2i.flow("rows", "rows-ui", description="One team per ticket")
     return a2i
 
 
@@ -136,11 +125,7 @@ def test_who_may_see_a_task_frame(server):
     assert unknown.status_code == 404
     answer = httpx.post(f"{server.url}/review/loops/{task_id}/answer", json={"answerContent": {}})
     assert answer.status_code == 401
-    server.tagloop.human_loops.create_flow(
-        FlowRequest(
-            name="plain", task_ui="tagloop", title="t", description="d", task_count=1, output_path="s3://b/"
-        )
-    )
+    server.flow("plain")
     plain = server.loop_row("plain", {"taskObject": "shown on tagloop's own page"})
     for path in (f"/review/loops/{plain}", f"/review/loops/{plain}/ui"):
         response = httpx.get(server.url + path, headers=server.bearer("review"))
@@ -264,16 +249,7 @@ def test_a_crowd_classifier_is_answered_with_the_keyboard(server):
 
     loops = server.tagloop.human_loops
     loops.create_task_ui("classifier-ui", CLASSIFIER_TEMPLATE)
-    loops.create_flow(
-        FlowRequest(
-            name="classify-one",
-            task_ui="classifier-ui",
-            title="Route a ticket",
-            description="One team",
-            task_count=1,
-            output_path=f"file://{server.root}/allowed/out/",
-        )
-    )
+    server.flow("classify-one", "classifier-ui", "Route a ticket")
     runtime = server.client("sagemaker-a2i-runtime", "classify")
     content = {
         "taskObject": "please refund the duplicate charge",

@@ -13,8 +13,6 @@ import botocore.exceptions
 import httpx
 import pytest
 
-from tagloop.services.human_loops import FlowRequest
-
 REGION, ACCOUNT = "us-east-1", "123456789012"
 FLOW_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/tickets"
 
@@ -22,17 +20,7 @@ FLOW_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/tickets"
 @pytest.fixture(scope="module")
 def server(a2i):
     """The module's server with a flow definition shown on tagloop's own page."""
-    a2i.tagloop.human_loops.create_flow(
-        FlowRequest(
-            name="tickets",
-            task_ui="tagloop",
-            title="Route the ticket",
-            description="Choose a team",
-            task_count=1,
-            output_path=f"file://{a2i.root}/allowed/out/",
-            tags=[{"Key": "tagloop:labels", "Value": "HARDWARE/BILLING"}],
-        )
-    )
+    a2i.flow("tickets", tags=[{"Key": "tagloop:labels", "Value": "HARDWARE/BILLING"}])
     return a2i
 
 
