@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,38 +152,44 @@ def refused(response: httpx.Response) -> bool:
     return response.status_code in (401, 403)
 
 
-def browser_page(playwright, headers: dict[str, str]):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-    context = browser.new_context(extra_http_headers=headers)
-    return browser, context.new_page()
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One Chromium for the module's browser tests (Debian's; never a downloaded one)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
 
 
-def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(server):
+@pytest.fixture
+def page(chromium, server) -> Iterator[Any]:
+    """A page of its own (fresh context) whose requests carry the review key."""
+    context = chromium.new_context(extra_http_headers=server.bearer("review"))
+    yield context.new_page()
+    context.close()
+
+
+def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(server, page):
     """Attacker: a template (or an input it renders) loading remote images, styles, scripts or
     calling APIs gets nothing through; the rows of a many-document template come back one
     answer member per row."""
-    from playwright.sync_api import sync_playwright
-
     with leak_server() as (leak_port, hits):
         content = {"rows": ROWS, "labels": ["HARDWARE", "BILLING", "NETWORK"], "leak_port": leak_port}
         task_id = server.loop_row("rows", content)
-        with sync_playwright() as playwright:
-            browser, page = browser_page(playwright, server.bearer("review"))
-            try:
-                page.goto(f"{server.url}/review/loops/{task_id}")
-                frame = page.frame_locator("#a2i-task")
-                frame.locator("select[name=team-0]").wait_for()
-                frame.locator("select[name=team-0]").select_option("HARDWARE")
-                frame.locator("select[name=team-1]").select_option("BILLING")
-                frame.locator("select[name=team-2]").select_option("NETWORK")
-                frame.locator("input[name=comment]").fill("row 2 was odd")
-                answer = frame.locator("crowd-form").evaluate("form => form.answerContent")
-                inline = frame.locator("body").evaluate("body => body.dataset.inline || ''")
-                pwned = frame.locator("body").evaluate("body => body.dataset.pwned || ''")
-                SCREENSHOTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(SCREENSHOTS / "a2i-rows.png"), full_page=True)
-            finally:
-                browser.close()
+        page.goto(f"{server.url}/review/loops/{task_id}")
+        frame = page.frame_locator("#a2i-task")
+        frame.locator("select[name=team-0]").wait_for()
+        frame.locator("select[name=team-0]").select_option("HARDWARE")
+        frame.locator("select[name=team-1]").select_option("BILLING")
+        frame.locator("select[name=team-2]").select_option("NETWORK")
+        frame.locator("input[name=comment]").fill("row 2 was odd")
+        answer = frame.locator("crowd-form").evaluate("form => form.answerContent")
+        inline = frame.locator("body").evaluate("body => body.dataset.inline || ''")
+        pwned = frame.locator("body").evaluate("body => body.dataset.pwned || ''")
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "a2i-rows.png"), full_page=True)
     assert answer == {
         "team-0": "HARDWARE",
         "team-1": "BILLING",
@@ -194,11 +201,9 @@ def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(
     assert hits == []  # no image, style, script or fetch reached another host
 
 
-def test_a_reviewer_answers_a_many_document_loop_in_the_browser(server):
+def test_a_reviewer_answers_a_many_document_loop_in_the_browser(server, page):
     """A loop started with boto3 on a flow whose template shows several tickets: the reviewer
     answers every row in the browser, and output.json holds one answer member per row."""
-    from playwright.sync_api import sync_playwright
-
     flow_arn = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/rows"
     runtime = server.client("sagemaker-a2i-runtime", "classify")
     content = {"rows": ROWS, "labels": ["HARDWARE", "BILLING", "NETWORK"], "leak_port": 9}
@@ -210,20 +215,15 @@ def test_a_reviewer_answers_a_many_document_loop_in_the_browser(server):
     reviewer = server.keys["review"]["access_key_id"]  # who a review key answers as
     task = server.tagloop.review.next_task(reviewer)  # what the review page does: lease the next task
     assert task is not None and task.loop_name == "Rows-Loop-1"
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright, server.bearer("review"))
-        try:
-            page.goto(f"{server.url}/review/loops/{task.id}")
-            frame = page.frame_locator("#a2i-task")
-            frame.locator("select[name=team-2]").wait_for()
-            frame.locator("button.crowd-submit").click()  # rows not chosen yet: the browser refuses
-            for index, team in enumerate(["BILLING", "BILLING", "NETWORK"]):
-                frame.locator(f"select[name=team-{index}]").select_option(team)
-            frame.locator("button.crowd-submit").click()
-            page.locator("#a2i-status", has_text="Answer saved.").wait_for()
-            page.screenshot(path=str(SCREENSHOTS / "a2i-rows-answered.png"), full_page=True)
-        finally:
-            browser.close()
+    page.goto(f"{server.url}/review/loops/{task.id}")
+    frame = page.frame_locator("#a2i-task")
+    frame.locator("select[name=team-2]").wait_for()
+    frame.locator("button.crowd-submit").click()  # rows not chosen yet: the browser refuses
+    for index, team in enumerate(["BILLING", "BILLING", "NETWORK"]):
+        frame.locator(f"select[name=team-{index}]").select_option(team)
+    frame.locator("button.crowd-submit").click()
+    page.locator("#a2i-status", has_text="Answer saved.").wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "a2i-rows-answered.png"), full_page=True)
     described = runtime.describe_human_loop(HumanLoopName="Rows-Loop-1")
     assert described["HumanLoopStatus"] == "Completed"
     output = json.loads(Path(described["HumanLoopOutput"]["OutputS3Uri"].removeprefix("file://")).read_text())
@@ -249,11 +249,9 @@ CLASSIFIER_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elemen
 </crowd-form>"""
 
 
-def test_a_crowd_classifier_is_answered_with_the_keyboard(server):
+def test_a_crowd_classifier_is_answered_with_the_keyboard(server, page):
     """A2I's text-classification sample template: number keys choose, Enter submits, and the
     answer is what crowd-classifier submits on A2I: {"category": {"label": ...}}."""
-    from playwright.sync_api import sync_playwright
-
     loops = server.tagloop.human_loops
     loops.create_task_ui("classifier-ui", CLASSIFIER_TEMPLATE)
     server.flow("classify-one", "classifier-ui", "Route a ticket")
@@ -270,22 +268,17 @@ def test_a_crowd_classifier_is_answered_with_the_keyboard(server):
     reviewer = server.keys["review"]["access_key_id"]
     task = server.tagloop.review.next_task(reviewer)
     assert task is not None and task.loop_name == "one-ticket"
-    with sync_playwright() as playwright:
-        browser, page = browser_page(playwright, server.bearer("review"))
-        try:
-            page.goto(f"{server.url}/review/loops/{task.id}")
-            frame = page.frame_locator("#a2i-task")
-            frame.locator(".crowd-category").first.wait_for()
-            labels = frame.locator(".crowd-category span").all_inner_texts()
-            target = frame.locator(".crowd-classification-target").inner_text()
-            page.wait_for_function("document.activeElement && document.activeElement.id === 'a2i-task'")
-            page.keyboard.press("2")  # the frame has the keyboard: no click needed
-            chosen = frame.locator("crowd-form").evaluate("form => form.answerContent")
-            page.keyboard.press("Enter")
-            page.locator("#a2i-status", has_text="Answer saved.").wait_for()
-            page.screenshot(path=str(SCREENSHOTS / "a2i-classifier.png"), full_page=True)
-        finally:
-            browser.close()
+    page.goto(f"{server.url}/review/loops/{task.id}")
+    frame = page.frame_locator("#a2i-task")
+    frame.locator(".crowd-category").first.wait_for()
+    labels = frame.locator(".crowd-category span").all_inner_texts()
+    target = frame.locator(".crowd-classification-target").inner_text()
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'a2i-task'")
+    page.keyboard.press("2")  # the frame has the keyboard: no click needed
+    chosen = frame.locator("crowd-form").evaluate("form => form.answerContent")
+    page.keyboard.press("Enter")
+    page.locator("#a2i-status", has_text="Answer saved.").wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "a2i-classifier.png"), full_page=True)
     assert labels == ["HARDWARE", "BILLING", "NETWORK"] and target == content["taskObject"]
     assert chosen == {"category": {"label": "BILLING"}}
     described = runtime.describe_human_loop(HumanLoopName="one-ticket")
