@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
-from tagloop.api import a2i, comprehend, v1
+from tagloop.api import a2i, comprehend, review_routes, v1
 from tagloop.api.auth import (
     MISSING,
     PRINCIPAL,
@@ -311,6 +311,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)
+    app.include_router(review_routes.router)
     app.include_router(comprehend.router)
     app.include_router(a2i.runtime_router)  # sagemaker-a2i-runtime: /human-loops
     app.include_router(a2i.loop_pages())  # A2I task templates for reviewers (by a review key until web UI)
