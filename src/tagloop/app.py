@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tagloop.domain.a2i import A2iArns
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobKind, JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
@@ -9,6 +10,7 @@ from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.feedback import FeedbackService
+from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
@@ -86,6 +88,13 @@ class Tagloop:
                 self.settings.review_reliability_refresh_answers,
                 self.settings.review_reliability_refresh_seconds,
             ),
+        )
+        self.human_loops = HumanLoopService(  # A2I: task UIs, flow definitions, human loops
+            self.database,
+            self.data_locations,
+            self.settings.resolved_artifacts_url,
+            A2iArns(self.settings.aws_region, self.settings.aws_account_id),
+            self.review,  # a loop is a review task; its output.json is written when it completes
         )
         kinds: list[JobKind] = [
             TrainJob(self.training),

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
-from tagloop.api import comprehend, review_routes, v1
+from tagloop.api import a2i, comprehend, review_routes, v1
 from tagloop.api.auth import (
     MISSING,
     PRINCIPAL,
@@ -58,6 +58,9 @@ def error_response(scope: Scope, error: TagloopError) -> Response:
     """``error`` in the shape of the door the request's path belongs to: Comprehend's (JSON 1.1
     or CBOR) for its paths, the Lambda envelope of ``/v1/endpoints/{name}/invoke``, the native
     ``{"error": {...}}`` for every other path."""
+    door = a2i.error_door(scope)  # the SageMaker control plane (POST /) and the A2I runtime
+    if door is not None:
+        return door(error)
     protocol = comprehend.protocol_of(scope)
     if protocol is not None:
         return comprehend.aws_error(error, protocol)
@@ -314,6 +317,8 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.include_router(v1.router)
     app.include_router(review_routes.router)
     app.include_router(comprehend.router)
+    app.include_router(a2i.runtime_router)  # sagemaker-a2i-runtime: /human-loops
+    app.include_router(a2i.loop_pages())  # A2I task templates for reviewers (by a review key until web UI)
     # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)
     app.go_direct(
         lambda inner: MeasureAndLimit(

@@ -1,4 +1,5 @@
-"""Comprehend requests checked against Comprehend's own API model before an operation runs.
+"""AWS requests checked against the service's own API model before an operation runs:
+Comprehend's, and SageMaker's and A2I's for the human-loop APIs (``api/a2i``).
 
 The model is botocore's, the one boto3 builds its requests from, so a request may hold what
 AWS says it may: member types, required members, lengths, value ranges, enums and patterns.
@@ -41,8 +42,14 @@ from tagloop.errors import ValidationFailed
 # Operations tagloop answers that botocore's model lacks, and the input shape they share
 # with one it has.
 SAME_INPUT = {"StopDocumentClassificationJob": "DescribeDocumentClassificationJob"}
-# Shapes whose pattern tagloop replaces (see the module's docstring).
-REPLACED_PATTERNS = {"S3Uri": r"[^\x00-\x1f\x7f]+"}
+# Shapes whose pattern tagloop replaces (see the module's docstring). A2I documents a
+# lower-case pattern for human loop names, but AWS's own samples send mixed-case ones
+# (``Comprehend-Text1700000000000``) and A2I takes them: letters, digits and inner hyphens.
+REPLACED_PATTERNS = {
+    "S3Uri": r"[^\x00-\x1f\x7f]+",
+    "HumanLoopName": r"[a-zA-Z0-9](-*[a-zA-Z0-9])*",
+}
+COMPREHEND = "comprehend"
 SEPARATORS = "\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # Unicode's Z categories
 JAVA_CLASSES = {
     r"\p{L}\p{Z}\p{N}_": r"\w" + SEPARATORS,  # letters, numbers and the underscore are exactly \w
@@ -56,11 +63,12 @@ MAX_SHOWN_CHARS = 100
 Check = Callable[[Any, str, list[str]], None]
 
 
-def validate(operation: str, body: dict[str, Any]) -> None:
+def validate(operation: str, body: dict[str, Any], service: str = COMPREHEND) -> None:
     """Refuse ``body`` with :class:`ValidationFailed` unless it is a valid input of
-    ``operation``; members sent as null are removed from it. Operations without an input
-    shape here (none that tagloop answers) are left to the dispatcher."""
-    check = _operation_check(SAME_INPUT.get(operation, operation))
+    ``operation`` of ``service`` (botocore's name: ``comprehend``, ``sagemaker``,
+    ``sagemaker-a2i-runtime``); members sent as null are removed from it. Operations without
+    an input shape here (none that tagloop answers) are left to the dispatcher."""
+    check = _operation_check(service, SAME_INPUT.get(operation, operation))
     if check is None:
         return
     errors: list[str] = []
@@ -71,20 +79,21 @@ def validate(operation: str, body: dict[str, Any]) -> None:
         raise ValidationFailed(f"{count} validation error{'s' if count > 1 else ''} detected: {shown}")
 
 
-def has_input_shape(operation: str) -> bool:
-    return _operation_check(SAME_INPUT.get(operation, operation)) is not None
+def has_input_shape(operation: str, service: str = COMPREHEND) -> bool:
+    return _operation_check(service, SAME_INPUT.get(operation, operation)) is not None
 
 
 @cache
-def _model() -> Any:
+def service_model(service: str = COMPREHEND) -> Any:
+    """botocore's model of ``service``, loaded once."""
     import botocore.session
 
-    return botocore.session.get_session().get_service_model("comprehend")
+    return botocore.session.get_session().get_service_model(service)
 
 
 @cache
-def _operation_check(operation: str) -> Check | None:
-    model = _model()
+def _operation_check(service: str, operation: str) -> Check | None:
+    model = service_model(service)
     if operation not in model.operation_names:
         return None
     shape = model.operation_model(operation).input_shape

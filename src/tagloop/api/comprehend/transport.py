@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
+from tagloop.api.a2i import sagemaker
 from tagloop.api.comprehend.input import validate
 from tagloop.api.comprehend.operations import COROUTINES, OPERATIONS, ComprehendApi
 from tagloop.api.direct import DirectRoute
@@ -109,6 +110,8 @@ async def comprehend(request: Request) -> Response:
     """Every Comprehend operation in the JSON 1.1 protocol; SigV4, scope checked per operation."""
     tagloop = tagloop_of(request)
     target = request.headers.get("x-amz-target", "")
+    if target.startswith(sagemaker.TARGET_PREFIX):  # the SageMaker control plane shares this door
+        return await sagemaker.answer(request, target)
     if not target.startswith(TARGET_PREFIX):  # refused before its body is read
         raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
     operation = target.removeprefix(TARGET_PREFIX)

@@ -133,6 +133,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_review_tasks_classifier_created", ["classifier_id", "created_at"], unique=False
         )
+        batch_op.create_index(
+            "ix_review_tasks_flow_created", ["flow_definition_id", "created_at"], unique=False
+        )
         batch_op.create_index("ix_review_tasks_oldest", ["queue", "priority", "oldness"], unique=False)
         batch_op.create_index("ix_review_tasks_prediction", ["prediction_id"], unique=False)
         batch_op.create_index("ix_review_tasks_status_expires", ["status", "expires_at"], unique=False)
@@ -197,6 +200,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_review_tasks_status_expires")
         batch_op.drop_index("ix_review_tasks_prediction")
         batch_op.drop_index("ix_review_tasks_oldest")
+        batch_op.drop_index("ix_review_tasks_flow_created")
         batch_op.drop_index("ix_review_tasks_classifier_created")
 
     op.drop_table("review_tasks")
