@@ -16,6 +16,7 @@ from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.training import TrainingService, TrainJob
+from tagloop.services.users import UserService
 from tagloop.settings import Settings
 from tagloop.storage import migrate
 from tagloop.storage.artifacts import ArtifactStore
@@ -61,6 +62,7 @@ class Tagloop:
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
+        self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
