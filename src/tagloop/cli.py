@@ -1160,7 +1160,7 @@ def serve(
     """Run the HTTP server (and, on the local queue, the job workers)."""
     from tagloop.api.local_only import check_bind
     from tagloop.api.run import run_server
-    from tagloop.demo import ensure_demo, ensure_first_admin_key
+    from tagloop.demo import ensure_demo, ensure_first_admin_key, ensure_first_admin_user
 
     if no_auth:
         State.overrides["auth"] = False
@@ -1182,6 +1182,9 @@ def serve(
             created = ensure_first_admin_key(tagloop) if embedded and settings.auth else None
             if created:
                 _announce_admin_key(created, host, port)
+            user = ensure_first_admin_user(tagloop, save=not sys.stderr.isatty())
+            if user:
+                _announce_admin_user(user, host, port)
             if not settings.auth:
                 stderr.print(
                     "authentication is off (development): only requests from this machine to "
@@ -1239,6 +1242,26 @@ def _announce_admin_key(created: dict[str, Any], host: str, port: int) -> None:
         "(mode 0600), never in this log. Try:\n"
         f"  SECRET=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"secret\"])' {file})\n"
         f'  curl -H "Authorization: Bearer $SECRET" http://{where}:{port}/v1/endpoints',
+        markup=False,
+        highlight=False,
+    )
+
+
+def _announce_admin_user(created: dict[str, Any], host: str, port: int) -> None:
+    """How to log in to the web UI as the first admin: a generated password is shown once on a
+    terminal; when stderr is not one (a log file), only the 0600 file holding it is named."""
+    import shlex
+
+    where = f"[{host}]" if ":" in host else host
+    if not created["generated"]:
+        password = "the password in TAGLOOP_ADMIN_PASSWORD"
+    elif "file" in created:
+        password = f"the password in {shlex.quote(str(Path(created['file']).resolve()))} (mode 0600)"
+    else:
+        password = f"the password {created['password']} (shown only now)"
+    stderr.print(
+        f"created the web UI user {created['name']} (role admin): log in at http://{where}:{port}/login "
+        f"with {password}; `tagloop users passwd {created['name']}` changes it",
         markup=False,
         highlight=False,
     )

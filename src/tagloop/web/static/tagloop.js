@@ -1,0 +1,1 @@
+// tagloop web UI (filled in with the review page)
