@@ -18,8 +18,11 @@ from tagloop.web.security import HOME, owns_path, safe_next, with_page_headers
 HEADINGS = {400: "Bad request", 401: "Log in first", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
 
 
-def add_web(app: FastAPI) -> None:
-    """Mount the web UI's routes on the server's app."""
+def add_web(app: FastAPI, task_ui: review.TaskUi | None = None) -> None:
+    """Mount the web UI's routes on the server's app. ``task_ui(tagloop, task)``: the URL of
+    a page that renders a task itself (an A2I flow's task template), shown in an iframe of
+    the review page instead of tagloop's label buttons; None for tagloop's own page."""
+    app.state.web_task_ui = task_ui
     app.include_router(pages.router)
     app.include_router(review.router)
 
