@@ -14,6 +14,7 @@ from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.review import ReviewService
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.services.users import UserService
@@ -62,6 +63,7 @@ class Tagloop:
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
         self.prediction_history = PredictionHistory(self.database, self.settings.prediction_retention_days)
+        self.review = ReviewService(self.database, self.settings.review_order)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         kinds: list[JobKind] = [
             TrainJob(self.training),

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A job whose worker stops renewing its lease this long is run again."
     )
+    review_order: Literal["uncertain", "oldest"] = Field(
+        "uncertain",
+        description="Review queue order after priority: the most uncertain prediction first "
+        "(`uncertain`), or the oldest task first (`oldest`).",
+    )
     train_jobs: int = Field(2, ge=1, description="Threads used to fit the linear models.")
 
     @field_validator("allowed_data_urls", mode="before")

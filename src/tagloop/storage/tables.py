@@ -282,6 +282,7 @@ class ReviewTaskRow(Base):
         Index("ix_review_tasks_oldest", "queue", "priority", "oldness"),
         Index("ix_review_tasks_classifier_created", "classifier_id", "created_at"),
         Index("ix_review_tasks_prediction", "prediction_id"),
+        Index("ix_review_tasks_status_expires", "status", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -135,6 +135,7 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_review_tasks_oldest", ["queue", "priority", "oldness"], unique=False)
         batch_op.create_index("ix_review_tasks_prediction", ["prediction_id"], unique=False)
+        batch_op.create_index("ix_review_tasks_status_expires", ["status", "expires_at"], unique=False)
         batch_op.create_index("ix_review_tasks_uncertain", ["queue", "priority", "uncertainty"], unique=False)
 
     op.create_table(
@@ -193,6 +194,7 @@ def downgrade() -> None:
     op.drop_table("review_answers")
     with op.batch_alter_table("review_tasks", schema=None) as batch_op:
         batch_op.drop_index("ix_review_tasks_uncertain")
+        batch_op.drop_index("ix_review_tasks_status_expires")
         batch_op.drop_index("ix_review_tasks_prediction")
         batch_op.drop_index("ix_review_tasks_oldest")
         batch_op.drop_index("ix_review_tasks_classifier_created")
