@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -59,3 +60,28 @@ def browser(web_app) -> Iterator[Callable[..., TestClient]]:
     yield make
     for client in clients:
         client.close()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots (gitignored)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the whole test session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

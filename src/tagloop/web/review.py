@@ -56,6 +56,7 @@ class Choice:
     key: str | None  # None past the 33rd label: a button without a key
     score: float | None
     predicted: bool
+    proposed: bool = False  # an end user's feedback names it
 
 
 def choices_of(task: TaskView) -> list[Choice]:
@@ -63,12 +64,14 @@ def choices_of(task: TaskView) -> list[Choice]:
     prediction = task.prediction or {}
     scores = dict(zip(prediction.get("labels") or [], prediction.get("scores") or [], strict=False))
     predicted = predicted_labels(task.prediction, task.mode) or frozenset()
+    proposed = set((task.feedback or {}).get("labels") or [])
     return [
         Choice(
             label,
             LABEL_KEYS[index] if index < len(LABEL_KEYS) else None,
             float(scores[label]) if isinstance(scores.get(label), int | float) else None,
             label in predicted,
+            label in proposed,
         )
         for index, label in enumerate(task.choices)
     ]
@@ -224,4 +227,3 @@ async def moderate_answer(request: Request, session: ModeratorSession) -> Respon
 async def moderate_skip(request: Request, session: ModeratorSession) -> Response:
     desk, form = _desk(request, session, Queue.MODERATE), await request.form()
     return await _fragment(request, desk, lambda: desk.skip(form))
-
