@@ -141,17 +141,14 @@ class Desk:
         return self.context()
 
     def answer(self, form: FormData) -> dict[str, Any]:
-        task_id, labels = _task_id(form), _labels(form)
+        review, labels = self.tagloop.review, _labels(form)
         if self.queue is Queue.MODERATE:
-            return self.attempt(lambda: self.tagloop.review.moderate(task_id, self.name, labels))
+            return self.attempt(lambda: review.moderate(_task_id(form), self.name, labels))
         seconds = _seconds(form)
-        return self.attempt(
-            lambda: self.tagloop.review.answer(task_id, self.name, labels=labels, seconds=seconds)
-        )
+        return self.attempt(lambda: review.answer(_task_id(form), self.name, labels=labels, seconds=seconds))
 
     def skip(self, form: FormData) -> dict[str, Any]:
-        task_id = _task_id(form)
-        return self.attempt(lambda: self.tagloop.review.skip(task_id, self.name))
+        return self.attempt(lambda: self.tagloop.review.skip(_task_id(form), self.name))
 
     def undo(self) -> dict[str, Any]:
         try:
