@@ -14,6 +14,7 @@ from tagloop.api.server import create_app
 from tagloop.domain.records import Mode
 from tagloop.domain.review import NewTask, Queue, TaskStatus
 from tagloop.settings import Settings
+from tagloop.storage.repositories import ClassifierRepository
 
 from .conftest import ARTIFACTS, FAST, PASSWORD
 
@@ -49,8 +50,18 @@ def live(tmp_path_factory, serve_in_thread) -> Iterator[Live]:
     tagloop.users.create("ana", "reviewer", PASSWORD)
     tagloop.users.create("mo", "moderator", PASSWORD)
     review = tagloop.review
+    with tagloop.database.transaction() as session:  # the classifier the tasks belong to (untrained)
+        desk = ClassifierRepository(session).add("desk", Mode.MULTI_CLASS.value, "|").id
     (tie,) = review.add_tasks(
-        [task("printer or network? the office printer is unreachable", 0, 100, required=2)]
+        [
+            task(
+                "printer or network? the office printer is unreachable",
+                0,
+                100,
+                required=2,
+                classifier_id=desk,
+            )
+        ]
     )
     for reviewer, label in (("bob", "HARDWARE"), ("carl", "NETWORK")):
         assert review.next_task(reviewer).id == tie
@@ -268,6 +279,10 @@ def test_a_moderator_decides_a_tie_and_a_feedback_task(chromium, live):
             labels,
             "mo",
         )
+    page.click("text=Agreement")
+    page.wait_for_selector('[data-testid="agreement"]')
+    assert "bob" in page.text_content("main") and "carl" in page.text_content("main")
+    visit.screenshot("agreement-1280")
     visit.close()
 
 

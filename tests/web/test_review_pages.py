@@ -7,6 +7,7 @@ import re
 
 from tagloop.domain.records import Mode
 from tagloop.domain.review import NewTask, Queue, TaskStatus
+from tagloop.storage.repositories import ClassifierRepository
 from tagloop.web.review import LABEL_KEYS, choices_of
 
 from .conftest import csrf_of
@@ -157,3 +158,22 @@ def test_a_task_ui_renders_in_an_iframe_of_the_page(browser, web_app):
     assert f'<iframe class="task-ui" src="/review/tasks/{task_id}/ui"' in page.text
     assert 'id="answer-form"' not in page.text  # the template's own form answers
     assert "frame-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_agreement_page_is_for_moderators(browser, web_app):
+    tagloop = web_app.state.tagloop
+    with tagloop.database.transaction() as session:
+        desk = ClassifierRepository(session).add("desk", Mode.MULTI_CLASS.value, "|").id
+    review = tagloop.review
+    for text, (first, second) in (("a", ("NETWORK", "NETWORK")), ("b", ("HARDWARE", "BILLING"))):
+        (task_id,) = review.add_tasks([new_task(text, required=2, classifier_id=desk)])
+        for reviewer, label in (("bob", first), ("carl", second)):
+            assert review.next_task(reviewer).id == task_id
+            review.answer(task_id, reviewer, labels=[label])
+    assert browser("ana").get("/moderate/agreement").status_code == 403
+    page = browser("mo").get("/moderate/agreement?classifier=desk")
+    assert page.status_code == 200 and 'data-testid="agreement"' in page.text
+    assert "<td>0.500</td>" in page.text  # one answer pair of two agrees
+    assert "bob" in page.text and "carl" in page.text
+    unknown = browser("mo").get("/moderate/agreement?classifier=<nope>")
+    assert unknown.status_code == 200 and "&lt;nope&gt;" not in unknown.text  # the first one instead

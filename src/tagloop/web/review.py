@@ -220,6 +220,23 @@ async def moderate_answer(request: Request, session: ModeratorSession) -> Respon
     return await _fragment(request, desk, lambda: desk.answer(form))
 
 
+@router.get("/moderate/agreement")
+async def agreement_page(
+    request: Request, session: ModeratorSession, classifier: str | None = None
+) -> Response:
+    """How much reviewers agree, per classifier: kappa, alpha, per label and per reviewer."""
+    tagloop = tagloop_of(request)
+
+    def measure() -> tuple[list[str], dict[str, Any] | None]:
+        names = [row["name"] for row in tagloop.catalog.classifiers()]
+        chosen = classifier if classifier in names else (names[0] if names else None)
+        return names, tagloop.review.agreement(chosen) if chosen is not None else None
+
+    names, figures = await run_in_threadpool(measure)
+    context: dict[str, Any] = {"session": session, "active": "agreement", "names": names, "figures": figures}
+    return await page(request, "agreement.html", "Agreement", **context)
+
+
 @router.post("/moderate/skip")
 async def moderate_skip(request: Request, session: ModeratorSession) -> Response:
     desk, form = _desk(request, session, Queue.MODERATE), await request.form()
