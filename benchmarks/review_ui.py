@@ -36,15 +36,8 @@ from tagloop.domain.review import NewTask
 from tagloop.settings import Settings
 from tagloop.storage import migrate
 from tagloop.storage.database import Database
+from tagloop.web.browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LABELS = ("ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE")
 KEYS = ("1", "2", "Enter", "3", "4", "Enter", "5", "6")
 PASSWORD = "benchmark password"
@@ -82,7 +75,7 @@ def serve(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
 
 def browser_answers(base: str, answers: int, name: str) -> list[float]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         page = browser.new_page(base_url=base, viewport={"width": 1280, "height": 900})
         page.goto("/login")
         page.fill("#name", name)

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tagloop.api.server import create_app
 from tagloop.settings import Settings
+from tagloop.web.browser import CHROMIUM, CHROMIUM_ARGS
 
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # argon2id, cheaper for tests
 PASSWORD = "correct horse"
@@ -62,15 +63,6 @@ def browser(web_app) -> Iterator[Callable[..., TestClient]]:
         client.close()
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots (gitignored)
 
 
@@ -80,7 +72,7 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         try:
             yield browser
         finally:
