@@ -177,3 +177,32 @@ def test_the_agreement_page_is_for_moderators(browser, web_app):
     assert "bob" in page.text and "carl" in page.text
     unknown = browser("mo").get("/moderate/agreement?classifier=<nope>")
     assert unknown.status_code == 200 and "&lt;nope&gt;" not in unknown.text  # the first one instead
+
+
+def test_a_moderator_skips_within_the_page(browser, web_app):
+    """The moderate queue holds no leases: the page carries the moderator's skips."""
+    review = web_app.state.tagloop.review
+    first, second = review.add_tasks(
+        [
+            new_task("first", queue=Queue.MODERATE, priority=2),
+            new_task("second", queue=Queue.MODERATE, priority=1),
+        ]
+    )
+    client = browser("mo")
+    page = client.get("/moderate").text
+    token = csrf_of(page)
+    assert shown_task(page) == first
+    skipped = client.post("/moderate/skip", data={"csrf": token, "task_id": first}, headers=HX).text
+    assert shown_task(skipped) == second and f'name="skipped" value="{first}"' in skipped
+    again = client.post(
+        "/moderate/skip", data={"csrf": token, "task_id": second, "skipped": first}, headers=HX
+    )
+    assert shown_task(again.text) == first  # every one skipped: from the start again
+    decided = client.post(
+        "/moderate/answer",
+        data={"csrf": token, "task_id": second, "label": "EMAIL", "skipped": first},
+        headers=HX,
+    )
+    assert shown_task(decided.text) == second  # still open, and the page remembers the skip
+    assert review.get(second).final_labels is None  # EMAIL is not one of its labels: said, not decided
+    assert "is not one of this task" in decided.text

@@ -30,8 +30,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tagloop.app import Tagloop
 from tagloop.domain.records import Mode
-from tagloop.domain.review import Queue, TaskView, predicted_labels
+from tagloop.domain.review import Queue, TaskStatus, TaskView, predicted_labels
 from tagloop.errors import Conflict, InvalidRequest, NotFound
+from tagloop.services.review import MAX_LIST
 from tagloop.services.users import WebSession
 from tagloop.web.render import page, render
 from tagloop.web.security import role, tagloop_of, with_page_headers
@@ -43,6 +44,7 @@ ModeratorSession = Annotated[WebSession, Depends(role("moderator"))]
 COMMAND_KEYS = frozenset("su")
 LABEL_KEYS = tuple("123456789") + tuple(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in COMMAND_KEYS)
 MAX_SECONDS = 86_400.0
+MAX_SKIPPED = 100
 TaskUi = Callable[[Tagloop, TaskView], str | None]
 """Given a task, the URL of the page that renders it (an A2I task template), or None."""
 SHOWN = (Conflict, InvalidRequest, NotFound)
@@ -102,11 +104,19 @@ class Desk:
     """One person's view of a queue: what the fragment shows next. Blocking (database):
     run on a worker thread."""
 
-    def __init__(self, tagloop: Tagloop, session: WebSession, queue: Queue, task_ui: TaskUi | None) -> None:
+    def __init__(
+        self,
+        tagloop: Tagloop,
+        session: WebSession,
+        queue: Queue,
+        task_ui: TaskUi | None,
+        skipped: tuple[str, ...] = (),
+    ) -> None:
         self.tagloop = tagloop
         self.session = session
         self.queue = queue
         self.task_ui = task_ui
+        self.skipped = skipped  # moderators' skips, carried by the page (the service keeps none)
 
     @property
     def name(self) -> str:
@@ -117,7 +127,7 @@ class Desk:
         queue's and this person's counts, and a notice."""
         review = self.tagloop.review
         if task is None:
-            task = review.next_task(self.name, queue=self.queue)
+            task = self._next()
         if task is not None and self.queue is Queue.MODERATE:
             task = review.get(task.id, with_answers=True)  # moderators see the answers
         stats = review.stats(self.name)
@@ -130,7 +140,24 @@ class Desk:
             "notice": notice,
             "queue": self.queue.value,
             "csrf": self.session.csrf_token,
+            "skipped": self.skipped,
         }
+
+    def _next(self) -> TaskView | None:
+        """The next task: the service's choice; for a moderator who skipped tasks on this page,
+        the queue's first one (priority, then age) they did not skip, all again once every
+        one was skipped."""
+        review = self.tagloop.review
+        if self.queue is Queue.MODERATE and self.skipped:
+            waiting = review.list(
+                queue=Queue.MODERATE.value, status=TaskStatus.IN_PROGRESS.value, limit=MAX_LIST
+            )
+            waiting.sort(key=lambda view: (-view.priority, view.created_at))
+            for view in waiting:
+                if view.id not in self.skipped:
+                    return view
+            self.skipped = ()
+        return review.next_task(self.name, queue=self.queue)
 
     def attempt(self, action: Callable[[], Any]) -> dict[str, Any]:
         """Run ``action``, then show the next task (with what went wrong, if it did)."""
@@ -148,6 +175,9 @@ class Desk:
         return self.attempt(lambda: review.answer(_task_id(form), self.name, labels=labels, seconds=seconds))
 
     def skip(self, form: FormData) -> dict[str, Any]:
+        if self.queue is Queue.MODERATE:  # the moderate queue holds no leases to give back
+            self.skipped = (*self.skipped, _task_id(form))[-MAX_SKIPPED:]
+            return self.context()
         return self.attempt(lambda: self.tagloop.review.skip(_task_id(form), self.name))
 
     def undo(self) -> dict[str, Any]:
@@ -160,8 +190,12 @@ class Desk:
         return self.context(task, notice="your last answer was withdrawn: answer it again")
 
 
-def _desk(request: Request, session: WebSession, queue: Queue) -> Desk:
-    return Desk(tagloop_of(request), session, queue, getattr(request.app.state, "web_task_ui", None))
+def _desk(request: Request, session: WebSession, queue: Queue, form: FormData | None = None) -> Desk:
+    task_ui = getattr(request.app.state, "web_task_ui", None)
+    skipped = (
+        tuple(v[:100] for v in form.getlist("skipped") if isinstance(v, str))[-MAX_SKIPPED:] if form else ()
+    )
+    return Desk(tagloop_of(request), session, queue, task_ui, skipped)
 
 
 async def _page(request: Request, desk: Desk) -> Response:
@@ -216,7 +250,8 @@ async def moderate_page(request: Request, session: ModeratorSession) -> Response
 @router.post("/moderate/answer")
 async def moderate_answer(request: Request, session: ModeratorSession) -> Response:
     """The moderator's decision: final."""
-    desk, form = _desk(request, session, Queue.MODERATE), await request.form()
+    form = await request.form()
+    desk = _desk(request, session, Queue.MODERATE, form)
     return await _fragment(request, desk, lambda: desk.answer(form))
 
 
@@ -239,5 +274,6 @@ async def agreement_page(
 
 @router.post("/moderate/skip")
 async def moderate_skip(request: Request, session: ModeratorSession) -> Response:
-    desk, form = _desk(request, session, Queue.MODERATE), await request.form()
+    form = await request.form()
+    desk = _desk(request, session, Queue.MODERATE, form)
     return await _fragment(request, desk, lambda: desk.skip(form))
