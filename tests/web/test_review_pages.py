@@ -158,6 +158,16 @@ def test_a_task_ui_renders_in_an_iframe_of_the_page(browser, web_app):
     assert f'<iframe class="task-ui" src="/review/tasks/{task_id}/ui"' in page.text
     assert 'id="answer-form"' not in page.text  # the template's own form answers
     assert "frame-src 'self'" in page.headers["content-security-policy"]
+    after = browser("ana").get("/review/next")  # what the page fetches once the task UI answered
+    assert after.text.startswith('<section id="task"') and after.headers["cache-control"] == "no-store"
+
+
+def test_an_empty_queue_looks_again_by_itself(browser):
+    for name, queue in (("ana", "review"), ("mo", "moderate")):
+        fragment = browser(name).get(f"/{queue}/next")
+        assert 'data-testid="empty"' in fragment.text
+        assert f'hx-get="/{queue}/next" hx-trigger="every 15s"' in fragment.text
+    assert browser("ana").get("/moderate/next").status_code == 403
 
 
 def test_the_agreement_page_is_for_moderators(browser, web_app):

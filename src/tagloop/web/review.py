@@ -217,11 +217,15 @@ async def review_page(request: Request, session: ReviewerSession) -> Response:
     return await _page(request, _desk(request, session, Queue.REVIEW))
 
 
+async def _next_fragment(desk: Desk) -> Response:
+    return with_page_headers(HTMLResponse(render("_task.html", **await run_in_threadpool(desk.context))))
+
+
 @router.get("/review/next")
 async def review_next(request: Request, session: ReviewerSession) -> Response:
-    """The fragment of the reviewer's next task (after a task UI in an iframe answered)."""
-    desk = _desk(request, session, Queue.REVIEW)
-    return with_page_headers(HTMLResponse(render("_task.html", **await run_in_threadpool(desk.context))))
+    """The fragment of the reviewer's next task: after a task UI in an iframe answered, and
+    every 15 s while the queue is empty."""
+    return await _next_fragment(_desk(request, session, Queue.REVIEW))
 
 
 @router.post("/review/answer")
@@ -253,6 +257,11 @@ async def moderate_answer(request: Request, session: ModeratorSession) -> Respon
     form = await request.form()
     desk = _desk(request, session, Queue.MODERATE, form)
     return await _fragment(request, desk, lambda: desk.answer(form))
+
+
+@router.get("/moderate/next")
+async def moderate_next(request: Request, session: ModeratorSession) -> Response:
+    return await _next_fragment(_desk(request, session, Queue.MODERATE))
 
 
 @router.get("/moderate/agreement")
