@@ -247,7 +247,14 @@ def main(
 @app.command()
 def train(
     classifier: Annotated[str, typer.Argument(help="Classifier name (created on first training).")],
-    data: Annotated[str, typer.Option("--data", help="Training file: path or fsspec URL.")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Training file: path or fsspec URL. Without it, --with-verified retrains on the "
+            "latest version's data.",
+        ),
+    ] = None,
     test: Annotated[
         str | None, typer.Option("--test", help="Test file; default: a stratified 10% split.")
     ] = None,
@@ -270,6 +277,13 @@ def train(
             help=f"Write every rejected row to FILE (the error lists the first {ROWS_LISTED}).",
         ),
     ] = None,
+    with_verified: Annotated[
+        bool,
+        typer.Option(
+            "--with-verified",
+            help="Also train on the classifier's verified documents (review answers, feedback).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
@@ -290,6 +304,7 @@ def train(
             text_columns=_columns(text_column),
             label_column=label_column,
             on_issue=on_issue,
+            with_verified=with_verified,
         )
         with _tagloop() as tagloop:
             if background:
@@ -338,6 +353,12 @@ def train(
         f"{result['documents']['train']} training and {result['documents']['test']} test documents "
         f"in {result['train_seconds']:.1f} s"
     )
+    verified = {k: result["documents"].get(k) for k in ("review", "feedback") if k in result["documents"]}
+    if verified:
+        stdout.print(
+            "verified documents in training: "
+            + ", ".join(f"{count} from {origin}" for origin, count in verified.items())
+        )
     _metrics_table(result["metrics"], "test set")
 
 

@@ -17,7 +17,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -28,12 +28,13 @@ from tagloop.domain.formats import FormatSpec
 from tagloop.domain.limits import Limits
 from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.names import check_name
-from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Split, VersionStatus
+from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Origin, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
 from tagloop.domain.validation import label_list
 from tagloop.errors import (
     AlreadyExists,
     DatasetInvalid,
+    InvalidRequest,
     NotFound,
     ResourceInUse,
     ResourceUnavailable,
@@ -52,18 +53,20 @@ from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import (
     ClassifierRepository,
+    DatasetRepository,
     DocumentRepository,
     EndpointRepository,
     JobRepository,
     ModelVersionRepository,
 )
-from tagloop.storage.tables import ClassifierRow, JobRow, ModelVersionRow, utcnow
+from tagloop.storage.tables import ClassifierRow, DatasetRow, JobRow, ModelVersionRow, utcnow
 
 
 @dataclass(frozen=True)
 class TrainRequest:
     classifier: str
-    data: str
+    data: str | None
+    """The training file; None with ``with_verified``: the latest version's training data."""
     test: str | None = None
     mode: Mode = Mode.MULTI_CLASS
     delimiter: str = DEFAULT_LABEL_DELIMITER
@@ -75,6 +78,9 @@ class TrainRequest:
     # hears every rejected row of the data or test file (its source, the row), e.g. to write them
     # all to a file: the error itself lists at most MAX_ISSUES_KEPT
     on_issue: Callable[[str, RowIssue], None] | None = None
+    with_verified: bool = False
+    """Train on the classifier's verified documents too (consolidated from review tasks and
+    feedback), all of them in the training split; the version counts them by origin."""
 
 
 def library_versions() -> dict[str, str]:
@@ -112,6 +118,15 @@ class TrainingService:
             on_issue = functools.partial(request.on_issue, source) if request.on_issue else None
             return ReadOptions(spec, request.mode, request.delimiter, limits, on_issue=on_issue)
 
+        if request.data is None:  # retraining: the classifier's own mode and delimiter
+            if not request.with_verified:
+                raise InvalidRequest(
+                    "give the training data (--data), or --with-verified to retrain on the latest "
+                    "version's data plus the verified documents"
+                )
+            with self.database.reading() as session:
+                existing = ClassifierRepository(session).get(request.classifier)
+                request = replace(request, mode=Mode.parse(existing.mode), delimiter=existing.label_delimiter)
         with self.database.transaction() as session:
             classifier = get_or_create_classifier(
                 session, request.classifier, request.mode, request.delimiter
@@ -122,26 +137,44 @@ class TrainingService:
                     f"classifier {request.classifier!r} already has a version {request.version_name!r}"
                 )
             documents = DocumentRepository(session)
-            train_set, train_report = import_dataset(
-                session, classifier, request.data, options(request.data), Split.TRAIN
-            )
-            warnings = list(train_report.warnings)
-            if request.test:
-                test_set, test_report = import_dataset(
-                    session, classifier, request.test, options(request.test), Split.TEST
+            if request.data is None:
+                train_set, test_set, train_labels, test_labels, warnings, fingerprint_parts = (
+                    self._previous_data(session, classifier, request)
                 )
-                warnings += [f"test set: {w}" for w in test_report.warnings]
-                fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
-                train_labels = documents.labels(train_set.id)
-                test_labels = documents.labels(test_set.id)
             else:
-                test_set = train_set
-                train_labels, test_labels, split_warnings = self._hold_out_test_set(documents, train_set.id)
-                warnings += split_warnings
-                fingerprint_parts = [
-                    train_report.fingerprint,
-                    f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
-                ]
+                train_set, train_report = import_dataset(
+                    session, classifier, request.data, options(request.data), Split.TRAIN
+                )
+                warnings = list(train_report.warnings)
+                if request.test:
+                    test_set, test_report = import_dataset(
+                        session, classifier, request.test, options(request.test), Split.TEST
+                    )
+                    warnings += [f"test set: {w}" for w in test_report.warnings]
+                    fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
+                    train_labels = documents.labels(train_set.id)
+                    test_labels = documents.labels(test_set.id)
+                else:
+                    test_set = train_set
+                    train_labels, test_labels, split_warnings = self._hold_out_test_set(
+                        documents, train_set.id
+                    )
+                    warnings += split_warnings
+                    fingerprint_parts = [
+                        train_report.fingerprint,
+                        f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
+                    ]
+            origins: dict[str, int] = {}
+            if request.with_verified:
+                verified, digest = self._add_verified(documents, classifier.id, train_set.id)
+                train_labels = train_labels + verified
+                origins = documents.origins(train_set.id, Split.TRAIN.value)
+                fingerprint_parts.append(f"verified:{digest}")
+                if not verified:
+                    warnings.append(
+                        f"classifier {request.classifier!r} has no verified documents yet "
+                        "(review answers and feedback become verified documents)"
+                    )
             label_counts: dict[str, int] = {}
             for _, labels in train_labels:
                 for label in labels:
@@ -149,7 +182,7 @@ class TrainingService:
             label_counts = dict(sorted(label_counts.items()))
             if request.mode is Mode.MULTI_CLASS and len(label_counts) < 2:
                 raise DatasetInvalid(
-                    request.data,
+                    request.data or f"the data of classifier {request.classifier!r}",
                     [],
                     [f"multi-class training needs at least 2 labels, found {len(label_counts)}"],
                 )
@@ -167,13 +200,19 @@ class TrainingService:
                     "test_fraction": None if request.test else self.settings.test_fraction,
                     "split_seed": None if request.test else self.settings.split_seed,
                     "sources": {"train": request.data, "test": request.test},
+                    "with_verified": request.with_verified,
                 },
                 train_dataset_id=train_set.id,
                 test_dataset_id=test_set.id,
                 data_fingerprint=hashlib.sha256("\n".join(fingerprint_parts).encode()).hexdigest(),
                 labels=list(label_counts),
                 label_counts=label_counts,
-                documents={"train": len(train_labels), "test": len(test_labels)},
+                documents={"train": len(train_labels), "test": len(test_labels)}
+                | {
+                    origin: origins.get(origin, 0)
+                    for origin in documents.VERIFIED_ORIGINS
+                    if request.with_verified
+                },
                 timings={"import_seconds": round(time.perf_counter() - started, 3)},
                 library_versions=library_versions(),
                 warnings=warnings,
@@ -186,6 +225,54 @@ class TrainingService:
                 version_id=version.id,
             )
             return Submission(version.id, job_id)
+
+    def _previous_data(
+        self, session: Session, classifier: ClassifierRow, request: TrainRequest
+    ) -> tuple[
+        DatasetRow,
+        DatasetRow,
+        list[tuple[int, tuple[str, ...]]],
+        list[tuple[int, tuple[str, ...]]],
+        list[str],
+        list[str],
+    ]:
+        """Retraining without a file: a copy of the newest version's training documents (a new
+        dataset: the new version's data never changes under the old one) and its test set."""
+        base = ModelVersionRepository(session).latest(classifier.id, VersionStatus.TRAINED.value)
+        if base is None or base.train_dataset_id is None or base.test_dataset_id is None:
+            raise NotFound(
+                f"classifier {request.classifier!r} has no trained version whose data could be "
+                "reused: give the training data (--data)"
+            )
+        documents = DocumentRepository(session)
+        train_set = DatasetRepository(session).add(classifier.id, f"version {base.name}", "copy")
+        # its imported documents; the verified ones are added afresh (as they stand now) below
+        documents.copy_into(
+            train_set.id,
+            Split.TRAIN.value,
+            documents.of_split(base.train_dataset_id, Split.TRAIN.value, Origin.IMPORT.value),
+        )
+        test_set = DatasetRepository(session).get(base.test_dataset_id)
+        train_labels = documents.labels(train_set.id)
+        test_labels = documents.labels(test_set.id, Split.TEST.value)
+        train_set.documents = len(train_labels)
+        train_set.fingerprint = base.data_fingerprint or ""
+        fingerprint_parts = [f"version:{base.id}:{base.data_fingerprint}"]
+        return train_set, test_set, train_labels, test_labels, [], fingerprint_parts
+
+    @staticmethod
+    def _add_verified(
+        documents: DocumentRepository, classifier_id: int, dataset_id: int
+    ) -> tuple[list[tuple[int, tuple[str, ...]]], str]:
+        """Copy the classifier's verified documents into a dataset's training split; returns
+        their (id, labels) and a digest of what was copied (the version's data fingerprint)."""
+        digest = hashlib.sha256()
+        for text, labels, origin in documents.verified_rows(classifier_id):
+            digest.update("\x1f".join((origin, "\x1e".join(labels), text)).encode() + b"\x00")
+        before = {id_ for id_, _ in documents.labels(dataset_id, Split.TRAIN.value)}
+        documents.copy_into(dataset_id, Split.TRAIN.value, documents.verified(classifier_id))
+        added = [row for row in documents.labels(dataset_id, Split.TRAIN.value) if row[0] not in before]
+        return added, digest.hexdigest()
 
     def _hold_out_test_set(
         self, documents: DocumentRepository, dataset_id: int
@@ -393,7 +480,7 @@ class TrainingService:
     def train(self, request: TrainRequest, progress: Progress | None = None) -> dict[str, Any]:
         """Submit and run the training job in this process (the CLI's ``tagloop train``)."""
         if progress is not None:
-            progress(0.0, f"reading {request.data}")
+            progress(0.0, f"reading {request.data or 'the data of the latest version'}")
         submission = self.submit(request)
         self.queue.run_now(submission.job_id, progress)
         return self.summary(submission.version_id) | {"job_id": submission.job_id}

@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     type_coerce,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
-from tagloop.domain.records import JobStatus
+from tagloop.domain.records import JobStatus, Origin
 from tagloop.errors import InvalidRequest, NotFound
 from tagloop.storage.tables import (
     ApiKeyRow,
@@ -149,6 +150,63 @@ class DocumentRepository:
         for start in range(0, len(ids), chunk):
             part = list(ids[start : start + chunk])
             self.session.execute(update(DocumentRow).where(DocumentRow.id.in_(part)).values(split=split))
+
+    VERIFIED_ORIGINS = (Origin.REVIEW.value, Origin.FEEDBACK.value)
+
+    def copy_into(self, dataset_id: int, split: str, source: Any) -> None:
+        """Copy the documents ``source`` (a WHERE clause on DocumentRow) selects into a dataset's
+        split, in one INSERT … SELECT (texts never travel through Python)."""
+        columns = ("classifier_id", "dataset_id", "text", "labels", "origin", "split", "line")
+        chosen = (
+            select(
+                DocumentRow.classifier_id,
+                literal(dataset_id),
+                DocumentRow.text,
+                DocumentRow.labels,
+                DocumentRow.origin,
+                literal(split),
+                DocumentRow.line,
+            )
+            .where(source)
+            .order_by(DocumentRow.id)
+        )
+        self.session.execute(insert(DocumentRow).from_select(columns, chosen))
+
+    @staticmethod
+    def of_split(dataset_id: int, split: str, origin: str | None = None) -> Any:
+        """The WHERE clause of one split of a dataset (of one origin)."""
+        clause = (DocumentRow.dataset_id == dataset_id) & (DocumentRow.split == split)
+        return clause if origin is None else clause & (DocumentRow.origin == origin)
+
+    @classmethod
+    def verified(cls, classifier_id: int) -> Any:
+        """The WHERE clause of a classifier's verified documents: consolidated from review tasks
+        (origin review or feedback) and not a copy inside some version's dataset."""
+        return (
+            (DocumentRow.classifier_id == classifier_id)
+            & DocumentRow.dataset_id.is_(None)
+            & DocumentRow.origin.in_(cls.VERIFIED_ORIGINS)
+        )
+
+    def verified_rows(self, classifier_id: int) -> Iterator[tuple[str, tuple[str, ...], str]]:
+        """(text, labels, origin) of a classifier's verified documents, oldest first."""
+        query = (
+            select(DocumentRow.text, DocumentRow.labels, DocumentRow.origin)
+            .where(self.verified(classifier_id))
+            .order_by(DocumentRow.id)
+            .execution_options(yield_per=2_000)
+        )
+        for text, labels, origin in self.session.execute(query):
+            yield text, tuple(labels), origin
+
+    def origins(self, dataset_id: int, split: str) -> dict[str, int]:
+        """How many documents of a dataset's split came from each origin."""
+        query = (
+            select(DocumentRow.origin, func.count())
+            .where(DocumentRow.dataset_id == dataset_id, DocumentRow.split == split)
+            .group_by(DocumentRow.origin)
+        )
+        return {origin: int(count) for origin, count in self.session.execute(query)}
 
     def count_for_classifier(self, classifier_id: int) -> int:
         query = select(func.count()).where(DocumentRow.classifier_id == classifier_id)
