@@ -129,6 +129,15 @@ def test_reviewers_answer_blind_and_never_twice(review, classifier_id):
     assert bob.accepted is True  # the model's label
 
 
+def test_task_ids_are_unique(review, classifier_id):
+    review.add_tasks([task(classifier_id, id="t-1")])
+    with pytest.raises(Conflict):
+        review.add_tasks([task(classifier_id, "other", id="t-2"), task(classifier_id, id="t-1")])
+    assert [v.id for v in review.list()] == ["t-1"]
+    with pytest.raises(NotFound):
+        review.get("t-2")
+
+
 def test_answer_needs_a_lease_and_known_labels(review, classifier_id):
     (task_id,) = review.add_tasks([task(classifier_id)])
     with pytest.raises(Conflict):
@@ -221,6 +230,7 @@ def test_majority_completes_and_a_tie_goes_to_the_moderator(review, classifier_i
     assert review.next_task("cy") is None
     assert review.stats().moderate == 1
     assert review.next_task("mod", queue=Queue.MODERATE).id == tie
+    assert review.next_task("ann", queue=Queue.MODERATE).id == tie  # whoever answered it
     assert review.undo("mod") is None  # no answers: nothing to undo
     decided = review.moderate(tie, "mod", ["BILLING"])
     assert decided.status is TaskStatus.COMPLETED and decided.decided_by == "mod"

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from tagloop.domain.consolidation import MAX_ANSWERS
+from tagloop.domain.consolidation import _check_labels as check_labels
 from tagloop.domain.records import Mode
 from tagloop.errors import InvalidRequest
 
@@ -205,10 +206,4 @@ def check_answer(
         for label in chosen:
             if label not in known:
                 raise InvalidRequest(f"{who}: {label!r} is not one of this task's labels")
-    if any(not label.strip() for label in chosen):
-        raise InvalidRequest(f"{who}: an empty label name")
-    if len(set(chosen)) != len(chosen):
-        raise InvalidRequest(f"{who}: a label is chosen twice")
-    if mode is Mode.MULTI_CLASS and len(chosen) != 1:
-        raise InvalidRequest(f"{who}: a multi-class answer chooses exactly one label, not {len(chosen)}")
-    return chosen
+    return check_labels(chosen, mode, who)

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tagloop.domain import consolidation
@@ -50,7 +51,7 @@ from tagloop.domain.review import (
 from tagloop.domain.routing import Reason
 from tagloop.errors import Conflict, InvalidRequest
 from tagloop.storage.database import Database
-from tagloop.storage.review import ReviewRepository, transient, write_transaction
+from tagloop.storage.review import ReviewRepository, transient, unique_violation, write_transaction
 from tagloop.storage.tables import ReviewAnswerRow, ReviewTaskRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,9 @@ class ReviewService:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _write(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in a write transaction, again when it failed transiently."""
+    def _write(self, work: Callable[[Session], T], unique: bool = False) -> T:
+        """Run ``work`` in a write transaction, again when it failed transiently (with
+        ``unique``, also after a duplicate key: a lease row made concurrently)."""
         for attempt in range(ATTEMPTS):
             try:
                 if self._writer is None:
@@ -159,7 +161,7 @@ class ReviewService:
                 with self._writer, write_transaction(self.database) as session:
                     return work(session)
             except Exception as exc:
-                if not transient(exc) or attempt == ATTEMPTS - 1:
+                if not transient(exc, unique) or attempt == ATTEMPTS - 1:
                     raise
                 time.sleep(0.002 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -247,7 +249,12 @@ class ReviewService:
                     else None,
                 }
             )
-        self._write(lambda session: ReviewRepository(session).add_many(rows))
+        try:
+            self._write(lambda session: ReviewRepository(session).add_many(rows))
+        except IntegrityError as exc:
+            if unique_violation(exc):
+                raise Conflict("a review task with one of these ids or loop names exists already") from None
+            raise
         return [row["id"] for row in rows]
 
     # --- reviewing -----------------------------------------------------------------------
@@ -259,8 +266,8 @@ class ReviewService:
         task), then the queue's first task they have neither answered nor skipped, then the
         ones they skipped, longest ago first. None when the queue has nothing for them.
 
-        The moderate queue hands out no leases: moderators see its first task they did not
-        skip; :meth:`moderate` decides it."""
+        The moderate queue hands out no leases (and knows no skips): moderators see its first
+        task, whoever answered it; :meth:`moderate` decides it."""
         self._sweep()
         queue = Queue(queue)
 
@@ -282,7 +289,7 @@ class ReviewService:
             until = repo.take(task, reviewer, now)
             return _view(task, self._name(repo, task.classifier_id), until)
 
-        return self._write(work)
+        return self._write(work, unique=True)
 
     def answer(
         self,

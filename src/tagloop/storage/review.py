@@ -50,11 +50,22 @@ def write_transaction(database: Database) -> Iterator[Session]:
         yield session
 
 
-def transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database failure that the same transaction run again can avoid."""
-    if isinstance(exc, IntegrityError):
-        return True  # a concurrent lease of the same (task, reviewer) row
-    if not isinstance(exc, DBAPIError):
+def unique_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is a duplicate key (a row with the same unique values exists)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    orig = exc.orig
+    if isinstance(orig, sqlite3.IntegrityError):
+        return "UNIQUE" in str(orig)
+    return getattr(orig, "sqlstate", None) == "23505"
+
+
+def transient(exc: BaseException, unique: bool = False) -> bool:
+    """Whether ``exc`` is a database failure that the same transaction run again can avoid;
+    with ``unique``, a duplicate key too (two transactions making the same lease row)."""
+    if unique and unique_violation(exc):
+        return True
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
         return False
     orig = exc.orig
     if isinstance(orig, sqlite3.OperationalError):
@@ -104,14 +115,15 @@ class ReviewRepository:
 
     def candidate(self, reviewer: str, queue: Queue, classifier_id: int | None, order: str) -> Task | None:
         """The first task of ``queue`` this reviewer may take, locked (PostgreSQL: skipping
-        rows other transactions hold): holders below required, and no answer, skip or live
-        lease of this reviewer on it. One backward scan of the queue's order index."""
-        mine = exists().where(
-            Ans.task_id == Task.id, Ans.reviewer == reviewer, Ans.status != AnswerStatus.RELEASED.value
-        )
-        query = select(Task).where(Task.queue == queue.value, ~mine).order_by(*self._order(order)).limit(1)
+        rows other transactions hold). Review queue: holders below required, and no answer,
+        skip or live lease of this reviewer on it. One backward scan of the queue's order
+        index. Moderate queue: its first task."""
+        query = select(Task).where(Task.queue == queue.value).order_by(*self._order(order)).limit(1)
         if queue is Queue.REVIEW:
-            query = query.where(Task.holders < Task.required)
+            mine = exists().where(
+                Ans.task_id == Task.id, Ans.reviewer == reviewer, Ans.status != AnswerStatus.RELEASED.value
+            )
+            query = query.where(Task.holders < Task.required, ~mine)
         if classifier_id is not None:
             query = query.where(Task.classifier_id == classifier_id)
         if self.postgres:
