@@ -131,13 +131,14 @@ class Login:
 
 
 def summary(row: UserRow) -> dict[str, Any]:
+    locked = row.locked_until is not None and row.locked_until > utcnow()
     return {
         "name": row.name,
         "role": row.role,
         "disabled": row.disabled_at is not None,
         "created_at": row.created_at.isoformat(),
         "last_login_at": row.last_login_at.isoformat() if row.last_login_at else None,
-        "locked_until": row.locked_until.isoformat() if row.locked_until else None,
+        "locked_until": row.locked_until.isoformat() if locked and row.locked_until else None,
     }
 
 
