@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 
 from tagloop.domain.records import Mode
@@ -154,8 +154,16 @@ def run(name: str, url: str, args: argparse.Namespace) -> None:
     bare = percentiles(baseline(database, args.answers))
     print(f"  baseline  bare SELECT ... ORDER BY ... LIMIT 1      {bare}")
     one: list[float] = []
+    statements = [0]
+
+    def count(*_: object) -> None:
+        statements[0] += 1
+
+    event.listen(database.engine, "before_cursor_execute", count)
     reviewing(review, "solo", args.answers, one)
+    event.remove(database.engine, "before_cursor_execute", count)
     print(f"  tagloop   answer + next_task, 1 reviewer         {percentiles(one)}")
+    print(f"            SQL statements per answer + next_task  {statements[0] / args.answers:.2f}")
     together: list[float] = []
     threads = [
         threading.Thread(target=reviewing, args=(review, f"r{n}", args.answers // args.reviewers, together))

@@ -1288,6 +1288,236 @@ def _announce_admin_user(created: dict[str, Any], host: str, port: int) -> None:
     )
 
 
+# --- human review ---------------------------------------------------------------------------
+review_app = typer.Typer(help="Human review.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+TASK_COLUMNS = ("id", "status", "queue", "reason", "answered", "final_labels", "created_at", "text")
+TaskArgument = Annotated[str, typer.Argument(help="A review task's id.")]
+
+
+def _task_json(view: Any) -> dict[str, Any]:
+    """A review task (``TaskView``) as JSON: datetimes in ISO 8601, enums as their values."""
+    import dataclasses
+    from datetime import datetime
+    from enum import Enum
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        return value
+
+    return {key: plain(value) for key, value in dataclasses.asdict(view).items()}
+
+
+def _task_row(task: dict[str, Any]) -> dict[str, Any]:
+    return task | {
+        "answered": f"{task['answered']}/{task['required']}",
+        "final_labels": ",".join(task["final_labels"]) if task["final_labels"] is not None else None,
+        "created_at": task["created_at"][:19],
+        "text": _one_line(task["text"])[:60],
+    }
+
+
+@review_app.command("list")
+def review_list(
+    classifier: Annotated[str, typer.Argument()],
+    status: Annotated[
+        str | None, typer.Option(help="InProgress, Completed, Stopped, Stopping or Failed.")
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="review or moderate.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="low_confidence, margin, audit, label, feedback...")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Most tasks shown (newest first), 1-1000.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """A classifier's review tasks, newest first."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            views = tagloop.review.list(
+                classifier=classifier, status=status, queue=queue, reason=reason, limit=limit
+            )
+            return [_task_json(view) for view in views]
+
+    tasks = _guard(run)
+    if as_json:
+        _emit_json(tasks)
+        return
+    table = Table()
+    for column in TASK_COLUMNS:
+        if column == "id":
+            _id_column(table, column)
+        else:
+            table.add_column(column, overflow="fold")
+    for task in tasks:
+        row = _task_row(task)
+        table.add_row(*(str(row[column]) if row[column] is not None else "-" for column in TASK_COLUMNS))
+    _print_table(table)
+
+
+def _show_task(task: dict[str, Any]) -> None:
+    row = _task_row(task)
+    for key in ("id", "classifier", "endpoint", "status", "queue", "reason", "answered", "final_labels"):
+        stdout.print(f"{key}: {row[key] if row[key] is not None else '-'}", markup=False, highlight=False)
+    if task["consolidation"]:
+        decided = f" by {task['decided_by']}" if task["decided_by"] else ""
+        stdout.print(f"consolidation: {task['consolidation']}{decided}", markup=False, highlight=False)
+    prediction = task["prediction"] or {}
+    scored = zip(prediction.get("labels") or [], prediction.get("scores") or [], strict=False)
+    shown = ", ".join(f"{label} {score:.3f}" for label, score in scored)
+    stdout.print(f"prediction: {shown or '-'}", markup=False, highlight=False)
+    stdout.print(f"choices: {', '.join(task['choices'])}", markup=False, highlight=False)
+    stdout.print(f"text: {task['text']}", markup=False, highlight=False)
+    if not task["answers"]:
+        stdout.print("answers: none", markup=False, highlight=False)
+        return
+    table = Table(title="answers")
+    for column in ("reviewer", "status", "labels", "accepted", "seconds", "answered_at"):
+        table.add_column(column, overflow="fold")
+    for answer in task["answers"]:
+        table.add_row(
+            answer["reviewer"],
+            answer["status"],
+            ",".join(answer["labels"]) if answer["labels"] is not None else "-",
+            "-" if answer["accepted"] is None else str(answer["accepted"]).lower(),
+            f"{answer['seconds']:.1f}" if answer["seconds"] is not None else "-",
+            (answer["answered_at"] or "-")[:19],
+        )
+    _print_table(table)
+
+
+def _task_command(action: Callable[[Tagloop], Any], as_json: bool) -> None:
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return _task_json(action(tagloop))
+
+    task = _guard(run)
+    if as_json:
+        _emit_json(task)
+    else:
+        _show_task(task)
+
+
+@review_app.command("show")
+def review_show(task_id: TaskArgument, as_json: JsonOption = False) -> None:
+    """One review task with every reviewer's answer."""
+    _task_command(lambda tagloop: tagloop.review.get(task_id, with_answers=True), as_json)
+
+
+@review_app.command("stats")
+def review_stats(
+    classifier: Annotated[str | None, typer.Argument()] = None,
+    reviewer: Annotated[
+        str | None, typer.Option(help="Also count this reviewer's answers (a user or access key id).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tasks waiting in the review and moderate queues (of one classifier, or all)."""
+    import dataclasses
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return dataclasses.asdict(tagloop.review.stats(reviewer, classifier))
+
+    stats = _guard(run)
+    if as_json:
+        _emit_json(stats)
+        return
+    columns = ("pending", "moderate", *(("mine_today", "mine_total") if reviewer else ()))
+    _print_rows([stats], columns)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@review_app.command("agreement")
+def review_agreement(classifier: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """How much the classifier's reviewers agree, overall, per label and per reviewer."""
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return tagloop.review.agreement(classifier)
+
+    found = _guard(run)
+    if as_json:
+        _emit_json(found)
+        return
+    summary = Table(title=f"agreement of {classifier}'s reviewers")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    for key in ("tasks", "tasks_with_several_answers", "answers", "completed"):
+        summary.add_row(key, str(found[key]))
+    for key in ("fleiss_kappa", "krippendorff_alpha", "pair_agreement"):
+        summary.add_row(key, _figure(found[key]))
+    _print_table(summary)
+    labels = Table(title="per label (Krippendorff's alpha, chose it: yes/no)")
+    labels.add_column("label")
+    labels.add_column("alpha", justify="right")
+    for label, alpha in found["labels"].items():
+        labels.add_row(label, _figure(alpha))
+    _print_table(labels)
+    reviewers = Table(title="per reviewer (agreement with the final labels)")
+    _id_column(reviewers, "reviewer")
+    for column in ("answers", "agreed", "share"):
+        reviewers.add_column(column, justify="right")
+    for name, tally in found["reviewers"].items():
+        reviewers.add_row(name, str(tally["answers"]), str(tally["agreed"]), _figure(tally["share"]))
+    _print_table(reviewers)
+
+
+@review_app.command("export")
+def review_export(
+    classifier: Annotated[str, typer.Argument()],
+    format: Annotated[str, typer.Option("--format", help="comprehend-csv or jsonl.")] = "comprehend-csv",
+    output: Annotated[
+        str | None, typer.Option(help="File to write (complete or not at all); default: stdout.")
+    ] = None,
+) -> None:
+    """Write the classifier's verified documents (review answers, feedback) as training data."""
+    from tagloop.services.verified import export_verified
+
+    def run() -> int:
+        with _tagloop() as tagloop:
+            if output is None:
+                return export_verified(tagloop.database, classifier, sys.stdout, format)
+            with _output_file(output) as handle:
+                return export_verified(tagloop.database, classifier, handle, format)
+
+    count = _guard(run)
+    stderr.print(f"{count:,} verified documents", markup=False, highlight=False)
+
+
+@review_app.command("moderate")
+def review_moderate(
+    task_id: TaskArgument,
+    label: Annotated[list[str], typer.Option("--label", help="A final label (repeat for multi-label).")],
+    moderator: Annotated[
+        str | None, typer.Option(help="Recorded as the decider; default: your login.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Decide a task's final labels (a tie, feedback, or overruling a majority)."""
+    import getpass
+
+    who = moderator or f"cli:{getpass.getuser()}"
+    _task_command(lambda tagloop: tagloop.review.moderate(task_id, who, label), as_json)
+
+
+@review_app.command("stop")
+def review_stop(task_id: TaskArgument, as_json: JsonOption = False) -> None:
+    """Stop a task in progress: it leaves the queues."""
+    _task_command(lambda tagloop: tagloop.review.stop(task_id), as_json)
+
+
 def run() -> None:
     app()
 

@@ -14,6 +14,7 @@ import csv
 import gzip
 import json
 import math
+import typing
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +30,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tagloop.api import v1
+from tagloop.api import review_routes, v1
 from tagloop.api.comprehend.input import SAME_INPUT, java_pattern
 from tagloop.api.comprehend.operations import OPERATIONS
 from tagloop.api.schemas import ClassifyRequest, InvokeRequest
@@ -329,6 +330,18 @@ def test_nul_characters_never_reach_postgresql(postgres_db, tmp_path):
             ("get", "/v1/predictions?endpoint=a%00b", None),
             ("get", "/v1/predictions?label=a%00b", None),
             ("get", "/v1/predictions?since=a%00b", None),
+            ("get", "/v1/review/tasks/a%00b", None),
+            ("post", "/v1/review/tasks/a%00b/answer", {"labels": ["a\x00b"]}),
+            ("post", "/v1/review/next", {"classifier": "a\x00b"}),
+            ("get", "/v1/review/tasks?reason=a%00b", None),
+            (
+                "get",
+                "/v1/review/tasks?after="
+                + base64.urlsafe_b64encode(b'["2026-12-01T00:00:00+00:00", "a\\u0000b"]').decode(),
+                None,
+            ),
+            ("get", "/v1/review/agreement?classifier=a%00b", None),
+            ("get", "/v1/classifiers/a%00b/verified", None),
         ]:
             response = client.request(method, path, json=payload, headers=headers)
             assert 400 <= response.status_code < 500, (method, path, response.text)
@@ -535,7 +548,7 @@ def test_no_body_gives_a_5xx(app, protocol, operation, raw):
 V1_ROUTES = sorted(
     (
         (route, method)
-        for route in v1.router.routes
+        for route in [*v1.router.routes, *review_routes.router.routes]
         if isinstance(route, APIRoute)
         for method in route.methods
     ),
@@ -545,6 +558,8 @@ V1_ROUTES = sorted(
 
 def _v1_body(route: APIRoute) -> st.SearchStrategy[Any]:
     model = route.body_field.field_info.annotation if route.body_field else None
+    if model is not None and not hasattr(model, "model_fields"):  # an optional body: Model | None
+        model = next(arg for arg in typing.get_args(model) if arg is not type(None))
     if model is None and route.name in ("classify", "invoke"):
         # read by hand (direct routes); the schema is what they document
         model = ClassifyRequest if route.name == "classify" else InvokeRequest

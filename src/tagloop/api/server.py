@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
-from tagloop.api import comprehend, v1
+from tagloop.api import comprehend, review_routes, v1
 from tagloop.api.auth import (
     MISSING,
     PRINCIPAL,
@@ -312,6 +312,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)
+    app.include_router(review_routes.router)
     app.include_router(comprehend.router)
     add_web(app)  # the web UI: /, /login, /review, /moderate, /admin, /static (web/)
     # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)

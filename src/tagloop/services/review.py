@@ -20,6 +20,7 @@ import binascii
 import builtins
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -64,6 +65,7 @@ SWEEP_SECONDS = 1.0
 ATTEMPTS = 8
 """Tries of a write transaction that failed transiently (deadlock, lost race)."""
 MAX_LIST = 1_000
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _view(
@@ -127,9 +129,12 @@ def page_token(view: TaskView) -> str:
 def _after(token: str) -> tuple[datetime, str]:
     try:
         created_at, task_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(created_at), str(task_id)
+        when = datetime.fromisoformat(created_at)
     except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
         raise InvalidRequest("after: not a page token this service gave") from exc
+    if not isinstance(task_id, str) or not _TOKEN_ID.fullmatch(task_id) or when.tzinfo is None:
+        raise InvalidRequest("after: not a page token this service gave")  # nothing odd reaches SQL
+    return when, task_id
 
 
 class ReviewService:
@@ -182,8 +187,13 @@ class ReviewService:
             return  # another thread sweeps right now
         try:
             self._swept_at = now
-            self._write(lambda session: ReviewRepository(session).release_expired(now))
-            failed = self._write(lambda session: ReviewRepository(session).expire(now))
+
+            def sweep(session: Session) -> builtins.list[str]:  # one transaction: fewer round trips
+                repo = ReviewRepository(session)
+                repo.release_expired(now)
+                return repo.expire(now)
+
+            failed = self._write(sweep)
             if failed:
                 log.info("review: %d task(s) expired", len(failed))
         finally:
@@ -277,17 +287,18 @@ class ReviewService:
             now = self.clock()
             held = repo.live_lease(reviewer, queue, classifier_id, now)
             if held is not None:
-                mine, lease = held
-                return _view(mine, self._name(repo, mine.classifier_id), lease.leased_until)
-            task = repo.candidate(reviewer, queue, classifier_id, self.order)
-            if task is None:
-                task = repo.skipped_candidate(reviewer, queue, classifier_id)
-            if task is None:
+                mine, lease, name = held
+                return _view(mine, name, lease.leased_until)
+            found = repo.candidate(reviewer, queue, classifier_id, self.order)
+            if found is None:
+                found = repo.skipped_candidate(reviewer, queue, classifier_id)
+            if found is None:
                 return None
+            task, name = found
             if queue is Queue.MODERATE:
-                return _view(task, self._name(repo, task.classifier_id))
+                return _view(task, name)
             until = repo.take(task, reviewer, now)
-            return _view(task, self._name(repo, task.classifier_id), until)
+            return _view(task, name, until)
 
         return self._write(work, unique=True)
 
@@ -311,10 +322,9 @@ class ReviewService:
 
         def work(session: Session) -> TaskView:
             repo = ReviewRepository(session)
-            task = repo.lock(task_id)
+            task, row, name = repo.lock_with_answer(task_id, reviewer)
             mode = Mode(task.mode)
             chosen = check_answer(labels, task.choices or [], mode) if labels is not None else None
-            row = repo.answer(task_id, reviewer)
             if row is not None and row.status == AnswerStatus.ANSWERED.value:
                 raise Conflict(f"{reviewer} already answered review task {task_id}")
             if task.status != TaskStatus.IN_PROGRESS.value or task.queue != Queue.REVIEW.value:
@@ -334,25 +344,29 @@ class ReviewService:
             row.leased_until = None
             task.answered += 1
             if task.answered >= task.required:
-                self._consolidate(repo, task, now)
+                self._consolidate(repo, task, now, row)
                 if task.status == TaskStatus.COMPLETED.value:
                     completed.append(task.id)
             session.flush()
-            return _view(task, self._name(repo, task.classifier_id))
+            return _view(task, name)
 
         view = self._write(work)
         self._notify(completed)
         return view
 
-    def _consolidate(self, repo: ReviewRepository, task: ReviewTaskRow, now: datetime) -> None:
-        answers = repo.answers(task.id, AnswerStatus.ANSWERED)
+    def _consolidate(
+        self, repo: ReviewRepository, task: ReviewTaskRow, now: datetime, last: ReviewAnswerRow
+    ) -> None:
+        """Decide ``task``, whose ``last`` answer (just given) made its answers complete. A
+        task of one answer has no other: its answers are not read again."""
+        answers = [last] if task.answered == 1 else repo.answers(task.id, AnswerStatus.ANSWERED)
         labelled = [
             Answer(row.reviewer, tuple(row.labels), row.time_spent or 0.0, bool(row.accepted))
             for row in answers
             if row.labels is not None
         ]
         if not labelled:  # an A2I template's answers: nothing to vote on
-            self._complete(repo, task, None, Consolidation.ANSWERED, None, now)
+            self._complete(repo, task, None, Consolidation.ANSWERED, None, now, replace=False)
             return
         outcome = consolidation.consolidate(labelled, min(task.required, len(labelled)), Mode(task.mode))
         if outcome.needs_moderator:
@@ -360,7 +374,10 @@ class ReviewService:
             task.consolidation = Consolidation.TIE.value
             repo.release_leases(task)
         elif outcome.labels is not None:
-            self._complete(repo, task, outcome.labels, Consolidation.MAJORITY, None, now)
+            # leases other than answers (holders - answered) need releasing; no document exists
+            # for a task in progress
+            leases = task.holders > task.answered
+            self._complete(repo, task, outcome.labels, Consolidation.MAJORITY, None, now, leases, False)
 
     def _complete(
         self,
@@ -370,17 +387,22 @@ class ReviewService:
         how: Consolidation,
         decided_by: str | None,
         now: datetime,
+        leases: bool = True,
+        replace: bool = True,
     ) -> None:
+        """Complete ``task`` with ``labels``; ``leases``: live leases may remain (released);
+        ``replace``: a verified document may exist already (replaced)."""
         task.status = TaskStatus.COMPLETED.value
         task.queue = None
         task.final_labels = builtins.list(labels) if labels is not None else None
         task.consolidation = how.value
         task.decided_by = decided_by
         task.completed_at = now
-        repo.release_leases(task)
+        if leases:
+            repo.release_leases(task)
         if labels is not None and task.classifier_id is not None:
             origin = Origin.FEEDBACK if task.reason == Reason.FEEDBACK.value else Origin.REVIEW
-            repo.write_document(task, labels, origin.value)
+            repo.write_document(task, labels, origin.value, replace)
 
     def skip(self, task_id: str, reviewer: str) -> None:
         """Put the task the reviewer holds at the back of their own queue (others are not
@@ -388,8 +410,7 @@ class ReviewService:
 
         def work(session: Session) -> None:
             repo = ReviewRepository(session)
-            task = repo.lock(task_id)
-            row = repo.answer(task_id, reviewer)
+            task, row, _ = repo.lock_with_answer(task_id, reviewer)
             if row is None or row.status != AnswerStatus.LEASED.value:
                 if row is not None and row.status == AnswerStatus.SKIPPED.value:
                     return
@@ -413,8 +434,7 @@ class ReviewService:
             last = repo.last_answer(reviewer)
             if last is None:
                 return None
-            task = repo.lock(last.task_id)
-            row = repo.answer(task.id, reviewer)
+            task, row, name = repo.lock_with_answer(last.task_id, reviewer)
             if row is None or row.status != AnswerStatus.ANSWERED.value:
                 raise Conflict("the last answer changed meanwhile: try again")
             if task.consolidation == Consolidation.MODERATED.value:
@@ -441,7 +461,7 @@ class ReviewService:
             row.leased_until = now + timedelta(seconds=task.lease_seconds)
             # holders unchanged: the answer became a lease
             session.flush()
-            return _view(task, self._name(repo, task.classifier_id), row.leased_until)
+            return _view(task, name, row.leased_until)
 
         return self._write(work)
 
@@ -452,7 +472,7 @@ class ReviewService:
 
         def work(session: Session) -> TaskView:
             repo = ReviewRepository(session)
-            task = repo.lock(task_id)
+            task, _, name = repo.lock_with_answer(task_id, None)
             mode = Mode(task.mode)
             chosen = check_answer(labels, task.choices or [], mode)
             if task.status not in (TaskStatus.IN_PROGRESS.value, TaskStatus.COMPLETED.value):
@@ -463,7 +483,7 @@ class ReviewService:
                 newly.append(task.id)
             self._complete(repo, task, chosen, Consolidation.MODERATED, moderator, self.clock())
             session.flush()
-            return _view(task, self._name(repo, task.classifier_id), answers=repo.answers(task.id))
+            return _view(task, name, answers=repo.answers(task.id))
 
         view = self._write(work)
         self._notify(newly)
@@ -475,7 +495,7 @@ class ReviewService:
 
         def work(session: Session) -> TaskView:
             repo = ReviewRepository(session)
-            task = repo.lock(task_id)
+            task, _, name = repo.lock_with_answer(task_id, None)
             if task.status == TaskStatus.IN_PROGRESS.value:
                 task.status = TaskStatus.STOPPED.value
                 task.queue = None
@@ -484,7 +504,7 @@ class ReviewService:
             elif task.status != TaskStatus.STOPPED.value:
                 raise Conflict(f"review task {task_id} is {task.status}: it cannot be stopped")
             session.flush()
-            return _view(task, self._name(repo, task.classifier_id))
+            return _view(task, name)
 
         return self._write(work)
 

@@ -6,8 +6,9 @@ lines (``{"text", "labels", "origin"}``)."""
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
-from typing import TextIO
+from typing import IO
 
 import orjson
 
@@ -26,18 +27,33 @@ def _rows(database: Database, classifier: str) -> Iterator[tuple[str, tuple[str,
             yield text, labels, origin, delimiter
 
 
-def export_verified(database: Database, classifier: str, out: TextIO, format: str = "comprehend-csv") -> int:
-    """Write the verified documents of ``classifier`` to ``out``, oldest first; returns how many."""
+def verified_lines(database: Database, classifier: str, format: str = "comprehend-csv") -> Iterator[str]:
+    """The verified documents of ``classifier`` in ``format``, one line each, oldest first
+    (the format is checked now; the classifier when the first line is asked for)."""
     if format not in FORMATS:
         raise InvalidRequest(f"unknown export format {format!r}: use {' or '.join(FORMATS)}")
-    count = 0
-    if format == "jsonl":
-        for text, labels, origin, _ in _rows(database, classifier):
-            out.write(orjson.dumps({"text": text, "labels": list(labels), "origin": origin}).decode() + "\n")
-            count += 1
-        return count
-    writer = csv.writer(out, lineterminator="\n")
+    return _jsonl(database, classifier) if format == "jsonl" else _csv(database, classifier)
+
+
+def _jsonl(database: Database, classifier: str) -> Iterator[str]:
+    for text, labels, origin, _ in _rows(database, classifier):
+        yield orjson.dumps({"text": text, "labels": list(labels), "origin": origin}).decode() + "\n"
+
+
+def _csv(database: Database, classifier: str) -> Iterator[str]:
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\n")
     for text, labels, _, delimiter in _rows(database, classifier):
         writer.writerow([delimiter.join(labels), text])
+        yield line.getvalue()
+        line.seek(0)
+        line.truncate()
+
+
+def export_verified(database: Database, classifier: str, out: IO[str], format: str = "comprehend-csv") -> int:
+    """Write the verified documents of ``classifier`` to ``out``, oldest first; returns how many."""
+    count = 0
+    for line in verified_lines(database, classifier, format):
+        out.write(line)
         count += 1
     return count

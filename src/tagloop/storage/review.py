@@ -22,7 +22,22 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +52,11 @@ Ans = ReviewAnswerRow
 
 RELEASE_BATCH = 500
 """Expired leases released per sweep transaction (the rest on the next sweep)."""
+
+_CLASSIFIER_NAME = (
+    select(ClassifierRow.name).where(ClassifierRow.id == ReviewTaskRow.classifier_id).scalar_subquery()
+)
+"""A task's classifier's name, asked for with the task: no statement of its own."""
 
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 
@@ -92,11 +112,22 @@ class ReviewRepository:
 
     def lock(self, task_id: str) -> Task:
         """The task's row, locked until the transaction ends (NotFound if there is none)."""
-        query = select(Task).where(Task.id == task_id).with_for_update()
-        row = self.session.scalars(query.execution_options(populate_existing=True)).first()
-        if row is None:
+        return self.lock_with_answer(task_id, None)[0]
+
+    def lock_with_answer(self, task_id: str, reviewer: str | None) -> tuple[Task, Ans | None, str | None]:
+        """The task's row, locked until the transaction ends, with ``reviewer``'s row on it
+        (None if they have none) and the classifier's name: one statement (the answer row is
+        not locked; every writer of it locks its task first). NotFound if there is no task."""
+        query = select(Task, Ans if reviewer is not None else literal(None), _CLASSIFIER_NAME).where(
+            Task.id == task_id
+        )
+        if reviewer is not None:
+            query = query.outerjoin(Ans, and_(Ans.task_id == Task.id, Ans.reviewer == reviewer))
+        query = query.with_for_update(of=Task)
+        found = self.session.execute(query.execution_options(populate_existing=True)).first()
+        if found is None:
             raise NotFound(f"no review task {task_id!r}")
-        return row
+        return found[0], found[1], found[2]
 
     def classifier_name(self, classifier_id: int | None) -> str | None:
         if classifier_id is None:
@@ -113,12 +144,19 @@ class ReviewRepository:
         second = Task.oldness if order == "oldest" else Task.uncertainty
         return Task.priority.desc(), second.desc()
 
-    def candidate(self, reviewer: str, queue: Queue, classifier_id: int | None, order: str) -> Task | None:
+    def candidate(
+        self, reviewer: str, queue: Queue, classifier_id: int | None, order: str
+    ) -> tuple[Task, str | None] | None:
         """The first task of ``queue`` this reviewer may take, locked (PostgreSQL: skipping
-        rows other transactions hold). Review queue: holders below required, and no answer,
-        skip or live lease of this reviewer on it. One backward scan of the queue's order
-        index. Moderate queue: its first task."""
-        query = select(Task).where(Task.queue == queue.value).order_by(*self._order(order)).limit(1)
+        rows other transactions hold), with its classifier's name. Review queue: holders below
+        required, and no answer, skip or live lease of this reviewer on it. One backward scan
+        of the queue's order index. Moderate queue: its first task."""
+        query = (
+            select(Task, _CLASSIFIER_NAME)
+            .where(Task.queue == queue.value)
+            .order_by(*self._order(order))
+            .limit(1)
+        )
         if queue is Queue.REVIEW:
             mine = exists().where(
                 Ans.task_id == Task.id, Ans.reviewer == reviewer, Ans.status != AnswerStatus.RELEASED.value
@@ -127,13 +165,20 @@ class ReviewRepository:
         if classifier_id is not None:
             query = query.where(Task.classifier_id == classifier_id)
         if self.postgres:
-            query = query.with_for_update(skip_locked=True)
-        return self.session.scalars(query.execution_options(populate_existing=True)).first()
+            query = query.with_for_update(of=Task, skip_locked=True)
+        return self._task_and_name(query)
 
-    def skipped_candidate(self, reviewer: str, queue: Queue, classifier_id: int | None) -> Task | None:
-        """The task this reviewer skipped longest ago that is still open to them."""
+    def _task_and_name(self, query: Any) -> tuple[Task, str | None] | None:
+        found = self.session.execute(query.execution_options(populate_existing=True)).first()
+        return (found[0], found[1]) if found is not None else None
+
+    def skipped_candidate(
+        self, reviewer: str, queue: Queue, classifier_id: int | None
+    ) -> tuple[Task, str | None] | None:
+        """The task this reviewer skipped longest ago that is still open to them, with its
+        classifier's name."""
         query = (
-            select(Task)
+            select(Task, _CLASSIFIER_NAME)
             .join(Ans, Ans.task_id == Task.id)
             .where(
                 Ans.reviewer == reviewer,
@@ -149,14 +194,15 @@ class ReviewRepository:
             query = query.where(Task.classifier_id == classifier_id)
         if self.postgres:
             query = query.with_for_update(of=Task, skip_locked=True)
-        return self.session.scalars(query.execution_options(populate_existing=True)).first()
+        return self._task_and_name(query)
 
     def live_lease(
         self, reviewer: str, queue: Queue, classifier_id: int | None, now: datetime
-    ) -> tuple[Task, Ans] | None:
-        """The reviewer's newest lease that has not run out, on a task still in ``queue``."""
+    ) -> tuple[Task, Ans, str | None] | None:
+        """The reviewer's newest lease that has not run out, on a task still in ``queue``, with
+        the task's classifier's name."""
         query = (
-            select(Task, Ans)
+            select(Task, Ans, _CLASSIFIER_NAME)
             .join(Ans, Ans.task_id == Task.id)
             .where(
                 Ans.reviewer == reviewer,
@@ -170,7 +216,7 @@ class ReviewRepository:
         if classifier_id is not None:
             query = query.where(Task.classifier_id == classifier_id)
         found = self.session.execute(query.execution_options(populate_existing=True)).first()
-        return (found[0], found[1]) if found is not None else None
+        return (found[0], found[1], found[2]) if found is not None else None
 
     def take(self, task: Task, reviewer: str, now: datetime, role: str = "reviewer") -> datetime:
         """Lease ``task`` (locked by the caller) to ``reviewer`` until the returned time: their
@@ -183,20 +229,18 @@ class ReviewRepository:
             "leased_until": until,
             "answered_at": None,
         }
-        reused = self.session.execute(
-            update(Ans)
-            .where(Ans.task_id == task.id, Ans.reviewer == reviewer)
-            .values(**lease)
-            .execution_options(synchronize_session=False)
-        )
-        if rowcount(reused) == 0:
-            self.session.execute(insert(Ans).values(task_id=task.id, reviewer=reviewer, role=role, **lease))
-        self.session.execute(
-            update(Task)
-            .where(Task.id == task.id)
-            .values(holders=Task.holders + 1)
-            .execution_options(synchronize_session=False)
-        )
+        # one statement whether the reviewer's row exists (a lease that was released) or not
+        make = postgresql_insert if self.postgres else sqlite_insert
+        upsert = make(Ans).values(task_id=task.id, reviewer=reviewer, role=role, **lease)
+        upsert = upsert.on_conflict_do_update(index_elements=[Ans.task_id, Ans.reviewer], set_=lease)
+        one_more = update(Task).values(holders=Task.holders + 1)
+        if self.postgres:  # both in one statement: the lease's upsert is the update's CTE
+            leased = upsert.returning(Ans.task_id).cte("leased")
+            one_more = one_more.where(Task.id.in_(select(leased.c.task_id)))
+        else:
+            self.session.execute(upsert, execution_options={"synchronize_session": False})
+            one_more = one_more.where(Task.id == task.id)
+        self.session.execute(one_more, execution_options={"synchronize_session": False})
         return until
 
     # --- answers -------------------------------------------------------------------------
@@ -295,10 +339,12 @@ class ReviewRepository:
 
     # --- verified documents --------------------------------------------------------------
 
-    def write_document(self, task: Task, labels: Sequence[str], origin: str) -> None:
-        """The task's verified document (replacing one written before)."""
+    def write_document(self, task: Task, labels: Sequence[str], origin: str, replace: bool = True) -> None:
+        """The task's verified document (with ``replace``, replacing one written before; a task
+        that was in progress has none: undo deletes it when it reopens one)."""
         assert task.classifier_id is not None
-        self.delete_document(task.id)
+        if replace:
+            self.delete_document(task.id)
         self.session.execute(
             insert(DocumentRow).values(
                 classifier_id=task.classifier_id,
