@@ -882,3 +882,40 @@ def test_endpoint_routing_and_review_feedback(tmp_path, tickets):
     empty = tmp_path / "empty.jsonl"
     empty.write_text('"fine"\n"  "\n')
     assert "sentences[1]" in refused(run("review", "feedback", "desk", str(empty), data_dir=data_dir))
+
+
+def test_users_are_created_listed_disabled_enabled_and_given_a_new_password(tmp_path):
+    data_dir = tmp_path / "data"
+    created = one_json_document(
+        ok(run("users", "create", "ana", "--role", "moderator", "--password-stdin", "--json",
+               data_dir=data_dir, stdin="correct horse\n"))
+    )  # fmt: skip
+    assert (created["name"], created["role"], created["disabled"]) == ("ana", "moderator", False)
+    duplicate, no_terminal, bad_role, unknown, disabled = finish(
+        start("users", "create", "ana", "--password-stdin", data_dir=data_dir, stdin="correct horse\n"),
+        start("users", "create", "bob", data_dir=data_dir),  # stdin is not a terminal: no prompt
+        start("users", "create", "bob", "--role=root", "--password-stdin", data_dir=data_dir, stdin="x" * 8),
+        start("users", "disable", "zed", data_dir=data_dir),
+        start("users", "disable", "ana", "--json", data_dir=data_dir),
+    )
+    assert "exists already" in refused(duplicate)
+    assert "--password-stdin" in refused(no_terminal)
+    assert "role must be one of reviewer, moderator, admin" in refused(bad_role)
+    assert "no user 'zed'" in refused(unknown)
+    assert one_json_document(ok(disabled))["disabled"]
+    listed = json.loads(ok(run("users", "list", "--json", data_dir=data_dir)))
+    assert [(user["name"], user["disabled"]) for user in listed] == [("ana", True)]
+    assert "password" not in json.dumps(listed)
+    for result in finish(
+        start("users", "enable", "ana", data_dir=data_dir),
+        start("users", "passwd", "ana", "--password-stdin", data_dir=data_dir, stdin="battery staple\n"),
+    ):
+        ok(result)
+    from tagloop.services.users import UserService
+    from tagloop.storage.database import Database
+
+    database = Database(f"sqlite:///{data_dir / 'tagloop.db'}")
+    try:
+        assert UserService(database).login("ana", "battery staple", "127.0.0.1").session is not None
+    finally:
+        database.dispose()

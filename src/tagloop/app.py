@@ -23,6 +23,7 @@ from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.task_store import insert_tasks
 from tagloop.services.training import TrainingService, TrainJob
+from tagloop.services.users import UserService
 from tagloop.settings import Settings
 from tagloop.storage import migrate
 from tagloop.storage.artifacts import ArtifactStore
@@ -96,6 +97,7 @@ class Tagloop:
             A2iArns(self.settings.aws_region, self.settings.aws_account_id),
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
+        self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),

@@ -1257,6 +1257,62 @@ def keys_revoke(
     _run_and_print(lambda t: t.keys.revoke(t.keys.resolve(access_key_id)), as_json, KEY_COLUMNS)
 
 
+users_app = typer.Typer(help="People of the web UI (roles reviewer, moderator, admin).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+USER_COLUMNS = ("name", "role", "disabled", "created_at", "last_login_at", "locked_until")
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+]
+
+
+def _new_password(from_stdin: bool) -> str:
+    """The password from stdin's first line, or asked twice on the terminal."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise InvalidRequest("no terminal to ask for the password: pass --password-stdin, send it on stdin")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="Lower-case letters, digits and . _ @ - (1-63).")],
+    role: Annotated[str, typer.Option(help="reviewer, moderator or admin.")] = "reviewer",
+    password_stdin: PasswordStdin = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a web UI user (asks for the password on a terminal)."""
+    password = _guard(lambda: _new_password(password_stdin))
+    _run_and_print(lambda t: t.users.create(name, role, password), as_json, USER_COLUMNS)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOption = False) -> None:
+    """List web UI users (never their password hashes)."""
+    _run_and_print(lambda t: t.users.list(), as_json, USER_COLUMNS)
+
+
+@users_app.command("disable")
+def users_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Disable a user: their sessions end at once and they cannot log in."""
+    _run_and_print(lambda t: t.users.disable(name), as_json, USER_COLUMNS)
+
+
+@users_app.command("enable")
+def users_enable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Enable a disabled user again (and lift a login lock)."""
+    _run_and_print(lambda t: t.users.enable(name), as_json, USER_COLUMNS)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument()], password_stdin: PasswordStdin = False, as_json: JsonOption = False
+) -> None:
+    """Set a user's password (ends their sessions, lifts a login lock)."""
+    password = _guard(lambda: _new_password(password_stdin))
+    _run_and_print(lambda t: t.users.set_password(name, password), as_json, USER_COLUMNS)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply database migrations (needed once per release on PostgreSQL)."""
@@ -1313,7 +1369,7 @@ def serve(
     """Run the HTTP server (and, on the local queue, the job workers)."""
     from tagloop.api.local_only import check_bind
     from tagloop.api.run import run_server
-    from tagloop.demo import ensure_demo, ensure_first_admin_key
+    from tagloop.demo import ensure_demo, ensure_first_admin_key, ensure_first_admin_user
 
     if no_auth:
         State.overrides["auth"] = False
@@ -1335,6 +1391,9 @@ def serve(
             created = ensure_first_admin_key(tagloop) if embedded and settings.auth else None
             if created:
                 _announce_admin_key(created, host, port)
+            user = ensure_first_admin_user(tagloop, save=not sys.stderr.isatty())
+            if user:
+                _announce_admin_user(user, host, port)
             if not settings.auth:
                 stderr.print(
                     "authentication is off (development): only requests from this machine to "
@@ -1392,6 +1451,26 @@ def _announce_admin_key(created: dict[str, Any], host: str, port: int) -> None:
         "(mode 0600), never in this log. Try:\n"
         f"  SECRET=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"secret\"])' {file})\n"
         f'  curl -H "Authorization: Bearer $SECRET" http://{where}:{port}/v1/endpoints',
+        markup=False,
+        highlight=False,
+    )
+
+
+def _announce_admin_user(created: dict[str, Any], host: str, port: int) -> None:
+    """How to log in to the web UI as the first admin: a generated password is shown once on a
+    terminal; when stderr is not one (a log file), only the 0600 file holding it is named."""
+    import shlex
+
+    where = f"[{host}]" if ":" in host else host
+    if not created["generated"]:
+        password = "the password in TAGLOOP_ADMIN_PASSWORD"
+    elif "file" in created:
+        password = f"the password in {shlex.quote(str(Path(created['file']).resolve()))} (mode 0600)"
+    else:
+        password = f"the password {created['password']} (shown only now)"
+    stderr.print(
+        f"created the web UI user {created['name']} (role admin): log in at http://{where}:{port}/login "
+        f"with {password}; `tagloop users passwd {created['name']}` changes it",
         markup=False,
         highlight=False,
     )

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         None,
         description="Bearer token that opens /metrics (what Prometheus sends); unset: /metrics needs "
         "an admin API key (open when auth is off).",
+    )
+    admin_password: SecretStr | None = Field(
+        None,
+        description="Password of the first web UI user `admin`, created by `tagloop serve` when there "
+        "is no user; unset: generated and shown once (embedded database only).",
     )
     api_docs: bool = Field(
         True,

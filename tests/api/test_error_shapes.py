@@ -136,7 +136,7 @@ def test_native_unknown_route_and_wrong_method(served):
     assert (
         native(client.get("/v2/nothing"), 404, "UnknownOperationException") == "no route for GET /v2/nothing"
     )
-    assert native(client.get("/"), 405, "MethodNotAllowedException")  # only POST / is Comprehend's
+    assert native(client.delete("/"), 405, "MethodNotAllowedException")  # POST / is Comprehend's
     wrong = client.get("/v1/endpoints/desk/classify", headers=bearer(keys["admin"]))  # a direct route
     assert "it takes POST" in native(wrong, 405, "MethodNotAllowedException")
     assert wrong.headers["allow"] == "POST"

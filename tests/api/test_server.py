@@ -67,14 +67,25 @@ def test_serve_command_answers_on_loopback(tmp_path, free_port):
             f"http://127.0.0.1:{port}/v1/endpoints", headers={"Authorization": f"Bearer {key['secret']}"}
         )
         assert endpoints.status_code == 200
+        user = json.loads((data_dir / "admin-password.json").read_text())  # the web UI's first admin
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            token = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+            form = {"csrf": token, "name": user["name"], "password": user["password"]}
+            assert browser.post("/login", data=form).headers["location"] == "/review"
     finally:
         process.terminate()
         _, log = process.communicate(timeout=10)
     log = log.decode()
-    assert key["secret"] not in log
+    assert key["secret"] not in log and user["password"] not in log
     assert f"its secret is in {(data_dir / 'admin-key.json').resolve()}" in log
+    assert f"log in at http://127.0.0.1:{port}/login with the password in {data_dir.resolve()}" in log
     assert key["access_key_id"] in log
-    for path in (data_dir, data_dir / "admin-key.json", data_dir / "tagloop.db"):
+    for path in (
+        data_dir,
+        data_dir / "admin-key.json",
+        data_dir / "admin-password.json",
+        data_dir / "tagloop.db",
+    ):
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 

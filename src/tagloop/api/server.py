@@ -33,7 +33,7 @@ from tagloop.api.coalesce import Coalescer
 from tagloop.api.comprehend.transport import TARGET_PREFIX
 from tagloop.api.direct import DirectApp
 from tagloop.api.docs import add_docs
-from tagloop.api.errors import LIBRARY_ERRORS, from_http_exception, native_error, translate
+from tagloop.api.errors import LIBRARY_ERRORS, answer, from_http_exception, native_error, translate
 from tagloop.api.local_only import LocalOnly
 from tagloop.api.metrics import ServerMetrics
 from tagloop.api.sigv4 import ALGORITHM
@@ -50,6 +50,8 @@ from tagloop.errors import (
 )
 from tagloop.services.keys import KeyService
 from tagloop.settings import Settings
+from tagloop.web import add_web, error_page, owns
+from tagloop.web.security import role
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,16 @@ log = logging.getLogger(__name__)
 def error_response(scope: Scope, error: TagloopError) -> Response:
     """``error`` in the shape of the door the request's path belongs to: Comprehend's (JSON 1.1
     or CBOR) for its paths, the Lambda envelope of ``/v1/endpoints/{name}/invoke``, the native
-    ``{"error": {...}}`` for every other path."""
+    ``{"error": {...}}`` for every other path but the web UI's (an HTML page, or the way to
+    its login page)."""
     door = a2i.error_door(scope)  # the SageMaker control plane (POST /) and the A2I runtime
     if door is not None:
         return door(error)
     protocol = comprehend.protocol_of(scope)
     if protocol is not None:
         return comprehend.aws_error(error, protocol)
+    if owns(scope):
+        return error_page(scope, error, answer(error).status)
     return v1.invoke_error(error) if v1.is_invoke(scope) else native_error(error)
 
 
@@ -318,7 +323,10 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.include_router(review_routes.router)
     app.include_router(comprehend.router)
     app.include_router(a2i.runtime_router)  # sagemaker-a2i-runtime: /human-loops
-    app.include_router(a2i.loop_pages())  # A2I task templates for reviewers (by a review key until web UI)
+    # the web UI (/, /login, /review, /moderate, /admin, /static; web/), where a reviewer signed
+    # in answers A2I loops whose flow has a task template on the loop pages, in an iframe
+    app.include_router(a2i.loop_pages(reviewer=role("reviewer")))
+    add_web(app, task_ui=a2i.task_ui_url)
     # classify and the Comprehend API skip the rest of FastAPI's stack (see api/direct.py)
     app.go_direct(
         lambda inner: MeasureAndLimit(
