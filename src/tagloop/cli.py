@@ -1369,7 +1369,13 @@ def serve(
     """Run the HTTP server (and, on the local queue, the job workers)."""
     from tagloop.api.local_only import check_bind
     from tagloop.api.run import run_server
-    from tagloop.demo import ensure_demo, ensure_first_admin_key, ensure_first_admin_user
+    from tagloop.demo import (
+        DEMO_ROUTING,
+        ensure_demo,
+        ensure_demo_review,
+        ensure_first_admin_key,
+        ensure_first_admin_user,
+    )
 
     if no_auth:
         State.overrides["auth"] = False
@@ -1386,7 +1392,12 @@ def serve(
                 stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")
             if tagloop.database.is_embedded and tagloop.endpoints.list() == [] and result:
                 _deployed(tagloop, tagloop.endpoints.create(result["classifier"], result["classifier"]))
-                stderr.print(f"endpoint {result['classifier']} serves it")
+                queued = ensure_demo_review(tagloop, result["classifier"])
+                stderr.print(
+                    f"endpoint {result['classifier']} serves it; it routes predictions scored below "
+                    f"{DEMO_ROUTING.threshold} (and 5 % of the others) to review: {queued} of its "
+                    "test tickets wait in the review queue"
+                )
             embedded = tagloop.database.is_embedded
             created = ensure_first_admin_key(tagloop) if embedded and settings.auth else None
             if created:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from tagloop.app import Tagloop
+from tagloop.domain.records import Split
+from tagloop.domain.routing import RoutingPolicy, decide
+from tagloop.services.routing import routed_task
 from tagloop.services.training import TrainRequest
+from tagloop.storage.repositories import DocumentRepository, ModelVersionRepository
 
 DEMO_CLASSIFIER = "service-desk"
 
@@ -24,6 +29,31 @@ def ensure_demo(tagloop: Tagloop) -> dict[str, Any] | None:
     if existing.get(DEMO_CLASSIFIER, {}).get("latest_trained_version"):
         return None
     return tagloop.training.train(TrainRequest(classifier=DEMO_CLASSIFIER, data=demo_data_path()))
+
+
+DEMO_ROUTING = RoutingPolicy(threshold=0.6, audit=0.05)
+"""The demo endpoint's routing: predictions scored below 0.6, and 5 % of the others."""
+
+
+def ensure_demo_review(tagloop: Tagloop, endpoint: str) -> int:
+    """Give a new demo endpoint its routing policy and route the demo's held-out test tickets
+    through it once, so the review page has tasks on the first start (what the policy would
+    have sent to review had users asked). Returns how many tasks were queued."""
+    tagloop.endpoints.set_routing(endpoint, DEMO_ROUTING)
+    serving = tagloop.endpoints.serving(endpoint, refresh=True)
+    with tagloop.database.reading() as session:
+        version = ModelVersionRepository(session).get(serving.version_id)
+        if version.test_dataset_id is None:
+            return 0
+        texts = list(DocumentRepository(session).texts(version.test_dataset_id, Split.TEST.value))
+    draws = random.Random(DEMO_CLASSIFIER)  # the same tasks on every fresh start
+    tasks = []
+    for text, prediction in zip(texts, tagloop.predictions.classify(serving.model, texts), strict=True):
+        reason = decide(DEMO_ROUTING, prediction, draws.random())
+        if reason is not None:
+            tasks.append(routed_task(serving, DEMO_ROUTING, reason, text, prediction, None))
+    tagloop.review.add_tasks(tasks)
+    return len(tasks)
 
 
 ADMIN_KEY_FILE = "admin-key.json"

@@ -193,7 +193,12 @@ def test_every_a2i_route_declares_a_scope_and_refuses_anonymous_calls(app):
     ]
     assert len(routes) == 8
     for route in routes:
-        scopes = [getattr(d.call, "required_scope", None) for d in route.dependant.dependencies]
+        # a key's scope (/human-loops) or, for the loop pages a signed-in reviewer answers on,
+        # the web UI's role
+        scopes = [
+            getattr(d.call, "required_scope", None) or getattr(d.call, "required_role", None)
+            for d in route.dependant.dependencies
+        ]
         assert any(scopes), f"{route.path} declares no scope"
         for method in route.methods:
             path = route.path.replace("{HumanLoopName}", "x").replace("{task_id}", "x")
