@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from tagloop.api.server import create_app
 from tagloop.settings import Settings
-from tagloop.web.browser import CHROMIUM, CHROMIUM_ARGS
 
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # argon2id, cheaper for tests
 PASSWORD = "correct horse"
@@ -65,15 +64,4 @@ def browser(web_app) -> Iterator[Callable[..., TestClient]]:
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots (gitignored)
 
-
-@pytest.fixture(scope="session")
-def chromium():
-    """One headless Chromium for the whole test session."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
-        try:
-            yield browser
-        finally:
-            browser.close()
+# the browser tests' `chromium` fixture (one per module) is in tests/conftest.py
