@@ -232,3 +232,19 @@ def add_newer_jobs() -> Callable[[Tagloop, int], None]:
     """``add_newer_jobs(tagloop, count)``: ``count`` finished jobs of another kind, all newer
     than every job so far (to push a job past a listing's first page)."""
     return _add_newer_jobs
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One headless Chromium per test module: Debian's (``tagloop.web.browser``), never a
+    downloaded one."""
+    from playwright.sync_api import sync_playwright
+
+    from tagloop.web.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -16,7 +15,7 @@ from tagloop.domain.review import NewTask, Queue, TaskStatus
 from tagloop.settings import Settings
 from tagloop.storage.repositories import ClassifierRepository
 
-from .conftest import ARTIFACTS, FAST, PASSWORD
+from .conftest import FAST, PASSWORD, Visit
 
 LABELS = ("HARDWARE", "NETWORK", "SOFTWARE", "BILLING", "ACCESS", "EMAIL")
 LONG = " ".join(["The VPN drops every few minutes when I work from home, and then Outlook asks again."] * 30)
@@ -102,64 +101,6 @@ def live(tmp_path_factory, serve_in_thread) -> Iterator[Live]:
     with serve_in_thread(app) as port:
         yield Live(f"http://127.0.0.1:{port}", tagloop, tie, complaint)
     tagloop.close()
-
-
-class Visit:
-    """A browser context of one person: every request outside the server is aborted and
-    noted, every console error and page error is noted."""
-
-    def __init__(self, chromium, base: str, width: int = 1280, height: int = 900) -> None:
-        self.base = base
-        self.foreign: list[str] = []
-        self.errors: list[str] = []
-        self.context = chromium.new_context(base_url=base, viewport={"width": width, "height": height})
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def _route(self, route) -> None:
-        url = urlsplit(route.request.url)
-        if url.scheme in ("data", "about", "blob") or f"{url.scheme}://{url.netloc}" == self.base:
-            route.continue_()
-        else:
-            self.foreign.append(route.request.url)
-            route.abort()
-
-    def log_in(self, name: str) -> None:
-        page = self.page
-        page.goto("/")
-        assert urlsplit(page.url).path == "/login"
-        page.fill("#name", name)
-        page.fill("#password", PASSWORD)
-        page.keyboard.press("Enter")
-        page.wait_for_selector("#task")
-
-    def task_id(self) -> str | None:
-        return self.page.get_attribute("#task", "data-task")
-
-    def press(self, key: str) -> None:
-        """Press ``key`` and wait for the next task's fragment (a new one, or the same again)."""
-        marker = self.page.evaluate(
-            "() => { const t = document.getElementById('task'); t.dataset.old = '1'; }"
-        )
-        assert marker is None
-        self.page.keyboard.press(key)
-        self.page.wait_for_function("() => !document.getElementById('task').dataset.old")
-
-    def value_of(self, selector: str) -> str:
-        value = self.page.get_attribute(selector, "value")
-        assert value
-        return value
-
-    def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.foreign == [], f"requests left 127.0.0.1: {self.foreign}"
-        assert self.errors == [], f"console errors: {self.errors}"
 
 
 def test_a_reviewer_labels_with_the_keyboard_only(chromium, live):

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from sqlalchemy import select
 
 from tagloop.api.server import create_app
 from tagloop.app import Tagloop
@@ -87,6 +88,12 @@ class A2iServer:
                 )
             )
         return task_id
+
+    def loop_task(self, loop_name: str) -> str:
+        """The review task of a human loop (one started through the A2I API, say)."""
+        query = select(ReviewTaskRow.id).where(ReviewTaskRow.loop_name == loop_name)
+        with self.tagloop.database.transaction() as session:
+            return str(session.scalars(query).one())
 
 
 @pytest.fixture(scope="module")

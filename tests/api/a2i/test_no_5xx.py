@@ -192,20 +192,22 @@ def test_every_a2i_route_declares_a_scope_and_refuses_anonymous_calls(app):
         if route.path.startswith(("/human-loops", "/review/loops"))
     ]
     assert len(routes) == 8
+    admin_key = {"Authorization": f"Bearer {app['key']['secret']}"}
     for route in routes:
-        # a key's scope (/human-loops) or, for the loop pages a signed-in reviewer answers on,
-        # the web UI's role
-        scopes = [
-            getattr(d.call, "required_scope", None) or getattr(d.call, "required_role", None)
-            for d in route.dependant.dependencies
-        ]
-        assert any(scopes), f"{route.path} declares no scope"
+        calls = [d.call for d in route.dependant.dependencies]
+        if route.path.startswith("/review/loops"):  # the loop pages: a signed-in web reviewer
+            roles = [getattr(call, "required_role", None) for call in calls]
+            assert "reviewer" in roles, f"{route.path} declares no web role"
+        else:
+            scopes = [getattr(call, "required_scope", None) for call in calls]
+            assert any(scopes), f"{route.path} declares no scope"
         for method in route.methods:
             path = route.path.replace("{HumanLoopName}", "x").replace("{task_id}", "x")
-            response = client.request(method, path, json={}, follow_redirects=False)
-            login = response.status_code == 303 and response.headers["location"].startswith("/login")
-            assert response.status_code in (401, 403) or login, (
-                f"{method} {route.path} answered {response.status_code}"
-            )
+            for headers in ({}, admin_key) if route.path.startswith("/review/loops") else ({},):
+                response = client.request(method, path, json={}, headers=headers, follow_redirects=False)
+                login = response.status_code == 303 and response.headers["location"].startswith("/login")
+                assert response.status_code in (401, 403) or login, (
+                    f"{method} {route.path} answered {response.status_code} with headers {sorted(headers)}"
+                )
     public = [route.path for route in _routes(client.app.routes) if route.path.startswith("/a2i/")]
     assert public == ["/a2i/static/{name}"]  # the crowd elements' files: nothing else is open

@@ -1,11 +1,13 @@
 """The pages reviewers answer A2I task templates on: the sandboxed, CSP-locked frame of a
-rendered template, the page embedding it, tagloop's crowd elements, and who may see them.
-Browser tests drive Debian's chromium through Playwright."""
+rendered template, the page embedding it, tagloop's crowd elements, and who may see them
+(a reviewer signed in to the web UI; its POSTs carry the session's CSRF token). Browser tests
+drive Debian's chromium through Playwright (``chromium``: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,17 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.web.conftest import ARTIFACTS, FAST, PASSWORD, log_in
 
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[3] / ".screenshots"
+from tagloop.web.security import SESSION_COOKIE
+
+META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 ROWS_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
 <crowd-form>
@@ -90,15 +86,60 @@ def leak_server() -> Iterator[tuple[int, list[str]]]:
 
 @pytest.fixture(scope="module")
 def server(a2i):
-    """The module's server with a flow whose template puts many tickets in one loop."""
+    """The module's server with a flow whose template puts many tickets in one loop, and web
+    users: ana and bo (reviewers), ad (admin)."""
     a2i.tagloop.human_loops.create_task_ui("rows-ui", ROWS_TEMPLATE)
     a2i.flow("rows", "rows-ui", description="One team per ticket")
+    users = a2i.tagloop.users
+    users.hasher = FAST
+    for name, role in (("ana", "reviewer"), ("bo", "reviewer"), ("ad", "admin")):
+        users.create(name, role, PASSWORD)
     return a2i
 
 
-def test_the_frame_is_rendered_escaped_and_locked_down(server):
+@pytest.fixture(scope="module")
+def signed_in(server) -> Iterator[Any]:
+    """``signed_in(name)``: an HTTP client of the live server, logged in at /login as ``name``
+    (one per name for the module)."""
+    clients: dict[str, httpx.Client] = {}
+
+    def make(name: str) -> httpx.Client:
+        if name not in clients:
+            client = httpx.Client(base_url=server.url)
+            assert log_in(client, name).status_code == 303
+            clients[name] = client
+        return clients[name]
+
+    yield make
+    for client in clients.values():
+        client.close()
+
+
+def csrf_token(client: httpx.Client, task_id: str) -> str:
+    """The session's CSRF token, as the loop's page hands it to its script."""
+    page = client.get(f"/review/loops/{task_id}")
+    found = META_CSRF.search(page.text)
+    assert found, page.text[:1000]
+    return found.group(1)
+
+
+def lease(server: Any, reviewer: str, task_id: str) -> None:
+    """What the review page does, until it hands out ``task_id``: lease the next task (others
+    are skipped, for this reviewer only)."""
+    review = server.tagloop.review
+    for _ in range(50):
+        task = review.next_task(reviewer)
+        assert task is not None
+        if task.id == task_id:
+            return
+        review.skip(task.id, reviewer)
+    raise AssertionError(f"{task_id} was never handed out to {reviewer}")
+
+
+def test_the_frame_is_rendered_escaped_and_locked_down(server, signed_in):
+    ana = signed_in("ana")
     task_id = server.loop_row("rows", {"rows": ROWS, "labels": ["HARDWARE", "BILLING"], "leak_port": 9})
-    response = httpx.get(f"{server.url}/review/loops/{task_id}/ui", headers=server.bearer("review"))
+    response = ana.get(f"/review/loops/{task_id}/ui")
     assert response.status_code == 200, response.text
     policy = response.headers["content-security-policy"]
     for directive in (
@@ -111,25 +152,31 @@ def test_the_frame_is_rendered_escaped_and_locked_down(server):
     assert "allow-same-origin" not in policy
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; refund my invoice" in response.text
     assert '<select name="team-2" required>' in response.text
-    page = httpx.get(f"{server.url}/review/loops/{task_id}", headers=server.bearer("review"))
+    assert "assets.crowd.aws" not in response.text  # tagloop's crowd elements stand in for AWS's
+    page = ana.get(f"/review/loops/{task_id}")
     assert page.status_code == 200 and 'sandbox="allow-scripts allow-forms"' in page.text
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    assert META_CSRF.search(page.text)  # the page's script sends the session's token
 
 
-def test_who_may_see_a_task_frame(server):
+def test_who_may_see_a_task_frame(server, signed_in):
+    """Not signed in (whatever API key is sent): the login page. A reviewer or a higher role:
+    the frame."""
     task_id = server.loop_row("rows", {"rows": [], "labels": [], "leak_port": 9})
     url = f"{server.url}/review/loops/{task_id}/ui"
-    assert refused(httpx.get(url)) and refused(httpx.get(url, headers=server.bearer("classify")))
-    assert httpx.get(url, headers=server.bearer("admin")).status_code == 200
-    unknown = httpx.get(f"{server.url}/review/loops/nope/ui", headers=server.bearer("review"))
-    assert unknown.status_code == 404
+    assert refused(httpx.get(url))
+    for scope in ("classify", "review", "admin"):  # API keys are not web sessions
+        assert refused(httpx.get(url, headers=server.bearer(scope))), scope
+    for name in ("ana", "ad"):
+        assert signed_in(name).get(url).status_code == 200, name
+    assert signed_in("ana").get("/review/loops/nope/ui").status_code == 404
     answer = httpx.post(f"{server.url}/review/loops/{task_id}/answer", json={"answerContent": {}})
     assert refused(answer)
     server.flow("plain")
     plain = server.loop_row("plain", {"taskObject": "shown on tagloop's own page"})
     for path in (f"/review/loops/{plain}", f"/review/loops/{plain}/ui"):
-        response = httpx.get(server.url + path, headers=server.bearer("review"))
-        assert response.status_code == 404 and "review page" in response.json()["error"]["message"]
+        response = signed_in("ana").get(path)
+        assert response.status_code == 404 and "review page" in response.text
 
 
 def test_crowd_elements_are_served_locally(server):
@@ -145,28 +192,18 @@ def test_crowd_elements_are_served_locally(server):
 
 
 def refused(response: httpx.Response) -> bool:
-    """Refused for want of a reviewer: 401/403, or (once the web UI answers /review/* for
-    people in browsers) the way to its login page."""
+    """Refused for want of a signed-in reviewer: 401/403, or the way to the login page."""
     if response.status_code == 303:
         return response.headers["location"].startswith("/login")
     return response.status_code in (401, 403)
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """One Chromium for the module's browser tests (Debian's; never a downloaded one)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def page(chromium, server) -> Iterator[Any]:
-    """A page of its own (fresh context) whose requests carry the review key."""
-    context = chromium.new_context(extra_http_headers=server.bearer("review"))
+def page(chromium, server, signed_in) -> Iterator[Any]:
+    """A page of its own (fresh context) signed in as ana (her session's cookie)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    token = signed_in("ana").cookies[SESSION_COOKIE]
+    context.add_cookies([{"name": SESSION_COOKIE, "value": token, "url": server.url}])
     yield context.new_page()
     context.close()
 
@@ -188,8 +225,8 @@ def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(
         answer = frame.locator("crowd-form").evaluate("form => form.answerContent")
         inline = frame.locator("body").evaluate("body => body.dataset.inline || ''")
         pwned = frame.locator("body").evaluate("body => body.dataset.pwned || ''")
-        SCREENSHOTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "a2i-rows.png"), full_page=True)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "a2i-rows.png"), full_page=True)
     assert answer == {
         "team-0": "HARDWARE",
         "team-1": "BILLING",
@@ -199,43 +236,6 @@ def test_a_template_cannot_reach_the_network_and_its_rows_become_answer_content(
     assert inline == "ran"  # the template's own inline script runs, inside its sandbox
     assert pwned == ""  # markup in the loop's input is shown as text, never run
     assert hits == []  # no image, style, script or fetch reached another host
-
-
-def test_a_reviewer_answers_a_many_document_loop_in_the_browser(server, page):
-    """A loop started with boto3 on a flow whose template shows several tickets: the reviewer
-    answers every row in the browser, and output.json holds one answer member per row."""
-    flow_arn = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/rows"
-    runtime = server.client("sagemaker-a2i-runtime", "classify")
-    content = {"rows": ROWS, "labels": ["HARDWARE", "BILLING", "NETWORK"], "leak_port": 9}
-    runtime.start_human_loop(
-        HumanLoopName="Rows-Loop-1",
-        FlowDefinitionArn=flow_arn,
-        HumanLoopInput={"InputContent": json.dumps(content)},
-    )
-    reviewer = server.keys["review"]["access_key_id"]  # who a review key answers as
-    task = server.tagloop.review.next_task(reviewer)  # what the review page does: lease the next task
-    assert task is not None and task.loop_name == "Rows-Loop-1"
-    page.goto(f"{server.url}/review/loops/{task.id}")
-    frame = page.frame_locator("#a2i-task")
-    frame.locator("select[name=team-2]").wait_for()
-    frame.locator("button.crowd-submit").click()  # rows not chosen yet: the browser refuses
-    for index, team in enumerate(["BILLING", "BILLING", "NETWORK"]):
-        frame.locator(f"select[name=team-{index}]").select_option(team)
-    frame.locator("button.crowd-submit").click()
-    page.locator("#a2i-status", has_text="Answer saved.").wait_for()
-    page.screenshot(path=str(SCREENSHOTS / "a2i-rows-answered.png"), full_page=True)
-    described = runtime.describe_human_loop(HumanLoopName="Rows-Loop-1")
-    assert described["HumanLoopStatus"] == "Completed"
-    output = json.loads(Path(described["HumanLoopOutput"]["OutputS3Uri"].removeprefix("file://")).read_text())
-    (human,) = output["humanAnswers"]
-    assert human["answerContent"] == {
-        "team-0": "BILLING",
-        "team-1": "BILLING",
-        "team-2": "NETWORK",
-        "comment": "",
-    }
-    assert human["workerId"] == reviewer and human["timeSpentInSeconds"] >= 0
-    assert output["inputContent"] == content and output["humanLoopName"] == "Rows-Loop-1"
 
 
 CLASSIFIER_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
@@ -265,10 +265,9 @@ def test_a_crowd_classifier_is_answered_with_the_keyboard(server, page):
         FlowDefinitionArn="arn:aws:sagemaker:us-east-1:123456789012:flow-definition/classify-one",
         HumanLoopInput={"InputContent": json.dumps(content)},
     )
-    reviewer = server.keys["review"]["access_key_id"]
-    task = server.tagloop.review.next_task(reviewer)
-    assert task is not None and task.loop_name == "one-ticket"
-    page.goto(f"{server.url}/review/loops/{task.id}")
+    task_id = server.loop_task("one-ticket")
+    lease(server, "ana", task_id)
+    page.goto(f"{server.url}/review/loops/{task_id}")
     frame = page.frame_locator("#a2i-task")
     frame.locator(".crowd-category").first.wait_for()
     labels = frame.locator(".crowd-category span").all_inner_texts()
@@ -278,32 +277,61 @@ def test_a_crowd_classifier_is_answered_with_the_keyboard(server, page):
     chosen = frame.locator("crowd-form").evaluate("form => form.answerContent")
     page.keyboard.press("Enter")
     page.locator("#a2i-status", has_text="Answer saved.").wait_for()
-    page.screenshot(path=str(SCREENSHOTS / "a2i-classifier.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "a2i-classifier.png"), full_page=True)
     assert labels == ["HARDWARE", "BILLING", "NETWORK"] and target == content["taskObject"]
     assert chosen == {"category": {"label": "BILLING"}}
     described = runtime.describe_human_loop(HumanLoopName="one-ticket")
     output = json.loads(Path(described["HumanLoopOutput"]["OutputS3Uri"].removeprefix("file://")).read_text())
-    assert output["humanAnswers"][0]["answerContent"] == {"category": {"label": "BILLING"}}
+    (human,) = output["humanAnswers"]
+    assert human["answerContent"] == {"category": {"label": "BILLING"}} and human["workerId"] == "ana"
 
 
-def test_answers_are_checked(server):
+def test_answers_are_checked(server, signed_in):
     """Attacker: answering a task one does not hold, twice, or with something that is not a
     template's answer is refused; so is a body over the answer limit."""
-    reviewer = server.bearer("review")
+    ana = signed_in("ana")
     task_id = server.loop_row("rows", {"rows": [], "labels": [], "leak_port": 9})
-    url = f"{server.url}/review/loops/{task_id}/answer"
-    not_held = httpx.post(url, json={"answerContent": {"team-0": "X"}}, headers=reviewer)
+    headers = {"X-CSRF-Token": csrf_token(ana, task_id)}
+    url = f"/review/loops/{task_id}/answer"
+    not_held = ana.post(url, json={"answerContent": {"team-0": "X"}}, headers=headers)
     assert not_held.status_code == 409  # no lease on it
     for body in ({"answerContent": "text"}, {"answerContent": [1]}, {}, {"answerContent": {}, "seconds": -1}):
-        assert httpx.post(url, json=body, headers=reviewer).status_code == 400, body
-    broken = httpx.post(url, content=b"{not json", headers=reviewer | {"Content-Type": "application/json"})
+        assert ana.post(url, json=body, headers=headers).status_code == 400, body
+    broken = ana.post(url, content=b"{not json", headers=headers | {"Content-Type": "application/json"})
     assert broken.status_code == 400
-    huge = httpx.post(url, json={"answerContent": {"x": "y" * (3 * 1024 * 1024)}}, headers=reviewer)
+    huge = ana.post(url, json={"answerContent": {"x": "y" * (3 * 1024 * 1024)}}, headers=headers)
     assert huge.status_code in (400, 413)
-    other = httpx.post(
-        f"{server.url}/review/loops/not-a-task/answer", json={"answerContent": {}}, headers=reviewer
-    )
+    other = ana.post("/review/loops/not-a-task/answer", json={"answerContent": {}}, headers=headers)
     assert other.status_code == 404
+    lease(server, "ana", task_id)
+    assert ana.post(url, json={"answerContent": {"team-0": "X"}}, headers=headers).status_code == 200
+    again = ana.post(url, json={"answerContent": {"team-0": "Y"}}, headers=headers)
+    assert again.status_code == 409  # answered already
+
+
+def test_an_answer_needs_the_sessions_csrf_token_and_the_task(server, signed_in):
+    """Attacker: a page of another site, or a script without the session's CSRF token, cannot
+    answer for the signed-in reviewer (403 before anything is stored); another reviewer's
+    session, with its own valid token, cannot answer a task it does not hold (409)."""
+    ana, bo = signed_in("ana"), signed_in("bo")
+    task_id = server.loop_row("rows", {"rows": [], "labels": [], "leak_port": 9})
+    lease(server, "ana", task_id)
+    url = f"/review/loops/{task_id}/answer"
+    body = {"answerContent": {"team-0": "BILLING"}}
+    token = csrf_token(ana, task_id)
+    assert ana.post(url, json=body).status_code == 403  # no token
+    assert ana.post(url, json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    assert ana.post(url, json=body, headers={"X-CSRF-Token": csrf_token(bo, task_id)}).status_code == 403
+    assert ana.post(url, data={"csrf": "wrong"}).status_code == 403  # the form field, wrong
+    cross = {"X-CSRF-Token": token, "Origin": "https://evil.example"}
+    assert ana.post(url, json=body, headers=cross).status_code == 403
+    fetched = {"X-CSRF-Token": token, "Sec-Fetch-Site": "cross-site"}
+    assert ana.post(url, json=body, headers=fetched).status_code == 403
+    theirs = bo.post(url, json=body, headers={"X-CSRF-Token": csrf_token(bo, task_id)})
+    assert theirs.status_code == 409  # bo holds no lease on ana's task
+    task = server.tagloop.review.get(task_id, with_answers=True)
+    assert task.answered == 0 and str(task.status) == "InProgress"
+    assert ana.post(url, json=body, headers={"X-CSRF-Token": token}).status_code == 200
 
 
 def test_the_web_review_page_hook(server):

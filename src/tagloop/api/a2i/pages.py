@@ -5,6 +5,8 @@
   makes it a sandbox: an opaque origin (no cookies, no same-origin requests), no network access
   but tagloop's own crowd elements (``/a2i/static/``), no form submission anywhere, no framing
   by other sites. What its ``<crowd-form>`` submits is posted to the page that embeds it.
+  The ``<script src="https://assets.crowd.aws/crowd-html-elements.js">`` A2I templates start
+  with is left out: tagloop's own crowd elements stand in for it (the policy would refuse it).
 - ``GET /review/loops/{task_id}``: a page embedding that frame, whose script
   (``a2i-host.js``) sends the answer; the review page can embed the same frame and script.
 - ``POST /review/loops/{task_id}/answer``: ``{"answerContent": {...}, "seconds": 12.5}``,
@@ -19,6 +21,7 @@ id names the reviewer).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Annotated, Any
@@ -58,6 +61,10 @@ SAFE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+AWS_CROWD_SCRIPT = re.compile(
+    r"<script\b[^>]*\bsrc=[\"']?https://assets\.crowd\.aws/crowd-html-elements\.js[\"']?[^>]*>\s*</script>",
+    re.IGNORECASE,
+)
 LOOP_SCOPE = "review"
 NO_TEMPLATE = "human loop task {task_id!r} has no task template: tagloop's review page shows it"
 
@@ -86,7 +93,7 @@ def task_frame(
     template: str, input_content: Any, origin: str, readable: Callable[[str], bool] | None
 ) -> Response:
     """The sandboxed page of one loop's rendered template."""
-    rendered = render_task_ui(template, input_content, readable)
+    rendered = render_task_ui(AWS_CROWD_SCRIPT.sub("", template), input_content, readable)
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -123,7 +130,8 @@ def host_page(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>{meta}"
         f'<link rel="stylesheet" href="{STATIC}/crowd-elements.css"></head><body>'
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(description)}</p></header>"
+        f'<header class="a2i-header"><h1>{html.escape(title)}</h1>'
+        f"<p>{html.escape(description)}</p></header>"
         f"{task_frame_html(task_id, title, next_url)}</body></html>"
     )
 

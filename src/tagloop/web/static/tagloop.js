@@ -91,8 +91,19 @@
   }
 
   // an A2I task template in an iframe (same origin) says when it has answered
+  // (and says its height, which its iframe is sized to)
   window.addEventListener("message", function (event) {
-    if (event.origin !== window.location.origin || !event.data || event.data.tagloop !== "answered") return;
+    if (event.origin !== window.location.origin || !event.data) return;
+    if (event.data.tagloop === "size" && isFinite(event.data.height)) {
+      var frames = document.querySelectorAll("iframe.task-ui");
+      for (var i = 0; i < frames.length; i++) {
+        if (frames[i].contentWindow !== event.source) continue;
+        frames[i].style.minHeight = "0";
+        frames[i].style.height = Math.min(Math.max(Math.ceil(event.data.height), 120), 20000) + 2 + "px";
+      }
+      return;
+    }
+    if (event.data.tagloop !== "answered") return;
     var current = task();
     if (current && window.htmx) {
       window.htmx.ajax("GET", "/" + current.dataset.queue + "/next", { target: "#task", swap: "outerHTML" });

@@ -8,6 +8,9 @@
  * unless a listener cancels it, a page that is itself framed by tagloop's review page tells
  * that page ({tagloop: "answered"}, same origin only), which shows the next task; a page of
  * its own goes to the frame's data-next-url, if it has one.
+ *
+ * The frame says its height ({type: "tagloop:a2i-size"}) and is sized to it; a page that is
+ * itself in tagloop's review page then tells that page its own height ({tagloop: "size"}).
  */
 (function () {
   "use strict";
@@ -59,10 +62,23 @@
     frame.addEventListener("load", () => frame.focus());
   }
 
+  function tellSize() {
+    if (window.parent === window) return;
+    const height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    window.parent.postMessage({ tagloop: "size", height: height }, window.location.origin);
+  }
+  if (window.ResizeObserver) new ResizeObserver(tellSize).observe(document.body);
+
   window.addEventListener("message", (event) => {
     const frames = document.querySelectorAll("iframe[data-answer-url]");
     const frame = Array.from(frames).find((candidate) => candidate.contentWindow === event.source);
     const data = event.data;
+    if (frame && data && data.type === "tagloop:a2i-size" && Number.isFinite(data.height)) {
+      frame.style.minHeight = "0";
+      frame.style.height = Math.min(Math.max(Math.ceil(data.height), 120), 20000) + 2 + "px";
+      tellSize();
+      return;
+    }
     if (!frame || !data || data.type !== "tagloop:a2i-answer" || typeof data.answerContent !== "object") return;
     send(frame, data.answerContent);
   });

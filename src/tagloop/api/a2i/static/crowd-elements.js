@@ -254,4 +254,16 @@
     if (classifiers.length !== 1 || field || event.ctrlKey || event.metaKey || event.altKey) return;
     if (/^[1-9]$/.test(event.key)) classifiers[0].choose(Number(event.key) - 1);
   });
+
+  // The embedding page cannot read this page (an opaque origin): it is told its height, and
+  // sizes the frame to it, so the template never scrolls inside a box of a guessed height.
+  function tellSize() {
+    if (window.parent === window || !document.body) return;
+    const height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    window.parent.postMessage({ type: "tagloop:a2i-size", height: height }, "*");
+  }
+  window.addEventListener("load", tellSize);
+  if (window.ResizeObserver) {
+    document.addEventListener("DOMContentLoaded", () => new ResizeObserver(tellSize).observe(document.body));
+  }
 })();
