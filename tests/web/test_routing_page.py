@@ -97,7 +97,7 @@ def test_the_list_shows_every_endpoint_what_it_serves_and_its_policy(browser, we
     assert page.status_code == 200 and 'aria-current="page">Routing<' in page.text
     desk, tags = page.text.split('data-endpoint="tags"')
     assert 'data-endpoint="desk"' in desk and "routing on" in desk and "multi-class" in desk
-    assert 'data-testid="version">v1<' in desk and "classifier <strong>desk</strong>" in desk
+    assert 'data-testid="version">v1<' in desk and "<span>classifier <strong>desk</strong></span>" in desk
     assert setting(desk, "threshold") == "below 0.6" and setting(desk, "audit") == "0.05 (5 %)"
     assert setting(desk, "labels") == "BILLING" and setting(desk, "margin") == "off"
     assert setting(desk, "lifetime_seconds") == "never expires" and setting(desk, "required") == "1"
