@@ -9,6 +9,7 @@ import html
 import re
 
 import pytest
+from sqlalchemy import select
 
 from tagloop.api.server import create_app
 from tagloop.domain.records import Mode
@@ -16,6 +17,7 @@ from tagloop.domain.routing import RoutingPolicy
 from tagloop.errors import InvalidRequest
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
+from tagloop.storage.tables import EndpointRow
 
 from .conftest import FAST, PASSWORD, csrf_of
 from .test_pages import every_route
@@ -198,6 +200,21 @@ def test_every_bad_field_is_named_at_once_with_the_message_v1_gives(browser, web
         headers={"Authorization": f"Bearer {key['secret']}"},
     )
     assert api.status_code == 400 and api.json()["error"]["message"] == "band: low 0.7 is above high 0.2"
+
+
+def test_a_stored_policy_that_cannot_be_read_is_said_and_can_be_saved_over(browser, web_app):
+    tagloop = web_app.state.tagloop
+    with tagloop.database.transaction() as session:  # a row written by hand
+        row = session.scalars(select(EndpointRow).where(EndpointRow.name == "desk")).one()
+        row.routing = {"threshold": 5}
+    admin = browser("ad")
+    listed = admin.get("/admin/routing")
+    assert listed.status_code == 200 and "threshold: 5 is not between 0 and 1" in listed.text
+    page = admin.get("/admin/routing/desk")
+    assert "cannot be read" in page.text and "routing off" in page.text
+    form = form_of(page.text, threshold="0.4")
+    saved = admin.post("/admin/routing/desk", data=form, follow_redirects=False)
+    assert saved.status_code == 303 and tagloop.endpoints.routing("desk")["threshold"] == 0.4
 
 
 def test_a_post_without_the_csrf_token_is_refused(browser, web_app):

@@ -18,15 +18,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from tagloop.app import Tagloop
 from tagloop.domain.names import check_name
 from tagloop.domain.routing import RoutingPolicy
 from tagloop.errors import InvalidRequest
 from tagloop.services.users import WebSession
+from tagloop.web.pages import see_other
 from tagloop.web.render import page
-from tagloop.web.security import role, tagloop_of, with_page_headers
+from tagloop.web.security import role, tagloop_of
 
 router = APIRouter(include_in_schema=False)
 AdminSession = Annotated[WebSession, Depends(role("admin"))]
@@ -155,10 +156,6 @@ def fields_of(policy: dict[str, Any]) -> dict[str, str]:
     fields = {name: shown(policy[name]) for name in (*UNIT_FIELDS, *WHOLE_FIELDS)}
     band = policy["band"] or [None, None]
     return fields | {"band_low": shown(band[0]), "band_high": shown(band[1])}
-
-
-def see_other(location: str) -> RedirectResponse:
-    return with_page_headers(RedirectResponse(location, status_code=303))
 
 
 @router.get("/admin/routing")
