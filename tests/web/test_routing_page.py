@@ -184,12 +184,16 @@ def test_every_bad_field_is_named_at_once_with_the_message_v1_gives(browser, web
     admin = browser("ad")
     page = admin.get("/admin/routing/tags").text
     form = form_of(page, threshold="2", band_low="0.7", band_high="0.2", required="0", label=["EVIL"])
+    form["lease_seconds"] = "9" * 100_000
     refused = admin.post("/admin/routing/tags", data=form)
     assert refused.status_code == 400
     assert field_error(refused.text, "threshold") == "threshold: 2.0 is not between 0 and 1"
     assert field_error(refused.text, "band") == "band: low 0.7 is above high 0.2"
     assert field_error(refused.text, "required") == "required: 0 is not from 1 to 3"
     assert field_error(refused.text, "labels") == "labels: 'EVIL' is not one of this endpoint's labels"
+    long = field_error(refused.text, "lease_seconds")
+    assert long == f"lease_seconds: expected a whole number from 30 to 28,800, got '{'9' * 50}...'"
+    assert "9" * 52 not in refused.text
     assert 'id="band_low" name="band_low" type="number"' in refused.text
     assert 'value="0.7"' in refused.text and 'value="EVIL"' not in refused.text  # as sent, but no strange box
     assert tagloop.endpoints.routing("tags") == OFF | {"endpoint": "tags"}

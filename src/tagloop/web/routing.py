@@ -99,7 +99,7 @@ def endpoint(tagloop: Tagloop, name: str) -> EndpointRouting:
 
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
+    return value.strip()[: MAX_VALUE + 1] if isinstance(value, str) else ""  # past MAX_VALUE: refused
 
 
 def _number(text: str, whole: bool) -> Any:
