@@ -4,6 +4,7 @@ Every request is watched: none may leave 127.0.0.1, and the pages log no console
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import pytest
 from tagloop.api.server import create_app
 from tagloop.domain.records import Mode
 from tagloop.domain.review import NewTask, Queue, TaskStatus
+from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 from tagloop.storage.repositories import ClassifierRepository
 
@@ -240,3 +242,64 @@ def test_the_login_page_on_a_phone(chromium, live):
     visit.screenshot("login-390")
     visit.errors = [e for e in visit.errors if "401" not in e]  # the refused login's own status
     visit.close()
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory, serve_in_thread, tickets) -> Iterator[Live]:
+    """A live server with an admin (ad) and the endpoint ``desk`` (the demo tickets)."""
+    folder = tmp_path_factory.mktemp("routing")
+    data = folder / "tickets.csv"
+    with open(data, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(tickets)
+    app = create_app(Settings(data_dir=folder / "data"), start_workers=False)
+    tagloop = app.state.tagloop
+    tagloop.users.hasher = FAST
+    tagloop.users.create("ad", "admin", PASSWORD)
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(data)))
+    tagloop.queue.run_now(tagloop.endpoints.create("desk", "desk", "v1")["job_id"])
+    tagloop.endpoints.set_routing("desk", {"threshold": 0.5, "labels": ["BILLING"]})
+    with serve_in_thread(app) as port:
+        yield Live(f"http://127.0.0.1:{port}", tagloop, "", "")
+    tagloop.close()
+
+
+def test_an_admin_changes_the_routing_of_an_endpoint(chromium, routed):
+    visit = Visit(chromium, routed.base)
+    visit.log_in("ad")
+    page = visit.page
+    page.click("nav >> text=Routing")
+    page.wait_for_selector('[data-endpoint="desk"]')
+    assert page.text_content('[data-endpoint="desk"] [data-setting="threshold"]') == "below 0.5"
+    visit.screenshot("routing-list-1280")
+    page.click('a:has-text("Edit routing of desk")')
+    page.wait_for_selector('[data-testid="routing-form"]')
+    page.fill("#threshold", "0.65")
+    page.fill("#audit", "0.1")
+    page.check('input[name="label"][value="NETWORK"]')
+    page.click('[data-testid="save"]')
+    page.wait_for_selector('[data-testid="notice"]')
+    assert page.text_content('[data-setting="threshold"]') == "below 0.65"
+    assert page.text_content('[data-setting="audit"]') == "0.1 (10 %)"
+    assert page.text_content('[data-setting="labels"]') == "BILLING, NETWORK"
+    assert page.input_value("#threshold") == "0.65" and page.input_value("#audit") == "0.1"
+    stored = routed.tagloop.endpoints.routing("desk")
+    assert (stored["threshold"], stored["audit"], stored["labels"]) == (0.65, 0.1, ["BILLING", "NETWORK"])
+    visit.screenshot("routing-1280")
+    page.fill("#required", "5")
+    page.click('[data-testid="save"]')
+    page.wait_for_selector('[data-error="required"]')
+    assert page.text_content('[data-error="required"]') == "required: 5 is not from 1 to 3"
+    visit.screenshot("routing-error-1280")
+    assert routed.tagloop.endpoints.routing("desk") == stored
+    visit.errors = [e for e in visit.errors if "400" not in e]  # the refused form's own status
+    visit.close()
+    mobile = Visit(chromium, routed.base, width=390, height=844)
+    mobile.log_in("ad")
+    mobile.page.goto("/admin/routing")
+    mobile.screenshot("routing-list-390")
+    mobile.page.goto("/admin/routing/desk")
+    assert mobile.page.input_value("#threshold") == "0.65"
+    mobile.screenshot("routing-390")
+    overflow = mobile.page.evaluate("() => document.documentElement.scrollWidth")
+    assert overflow <= 390  # nothing wider than the phone
+    mobile.close()
