@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from tagloop.domain.review import NewTask
 from tagloop.storage.database import Database
@@ -35,6 +37,30 @@ def insert_tasks(database: Database, tasks: Sequence[NewTask]) -> list[str]:
     with database.engine.begin() as connection:  # Core, not an ORM session: 240 µs a transaction, not 600
         connection.execute(insert(REVIEW_TASKS), rows)
     return [str(row["id"]) for row in rows]
+
+
+def insert_new_tasks(database: Database, tasks: Sequence[NewTask]) -> int:
+    """Insert those of ``tasks`` whose ids are not stored yet (a journal's replay, run again
+    after a crash: ``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL); a task that
+    cannot be stored otherwise (its classifier deleted meanwhile, say) is logged and skipped.
+    The number of tasks handled."""
+    now = utcnow()
+    rows = [task_row(task, now) for task in tasks]
+    module = postgresql if database.engine.dialect.name == "postgresql" else sqlite
+    statement = module.insert(REVIEW_TASKS).on_conflict_do_nothing()
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        try:
+            with database.engine.begin() as connection:
+                connection.execute(statement, chunk)
+        except IntegrityError:
+            for row in chunk:
+                try:
+                    with database.engine.begin() as connection:
+                        connection.execute(statement, [row])
+                except IntegrityError:
+                    log.exception("review task %s could not be stored: skipped", row["id"])
+    return len(rows)
 
 
 def child_write(database: Database) -> Write:
