@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+from tagloop.domain.review import NewTask
 
 from tagloop.domain.a2i import A2iArns
 from tagloop.jobs.local import LocalJobQueue
@@ -121,11 +124,14 @@ class Tagloop:
         """Routed answers of this server say "routed" once their tasks are journalled (unless
         TAGLOOP_ROUTING_WAIT_FOR_COMMIT): services/task_journal.py."""
         if not self.settings.routing_wait_for_commit:
-            self.review_tasks.use_journal(self.review_journal, lambda tasks: insert_new_tasks(self.database, tasks))
+            self.review_tasks.use_journal(self.review_journal, self._insert_new_tasks)
 
     def replay_review_journal(self) -> int:
         """Store the tasks journalled by server processes that are gone (skipping those stored)."""
-        return replay(self.review_journal, lambda tasks: insert_new_tasks(self.database, tasks))
+        return replay(self.review_journal, self._insert_new_tasks)
+
+    def _insert_new_tasks(self, tasks: Sequence[NewTask]) -> int:
+        return insert_new_tasks(self.database, tasks)
 
     def _queue(self) -> JobQueue:
         workers, lease = self.settings.job_workers, self.settings.job_lease_seconds

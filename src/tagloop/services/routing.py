@@ -461,14 +461,14 @@ class _Channel(asyncio.Protocol):
                 if ok:
                     self.writer.batches += 1
                 elif segments:
-                    log.error("%d review tasks were not written: kept in the journal for the next start", count)
+                    log.error("%d review tasks not written: kept in the journal for the next start", count)
                 else:
                     log.error("%d review tasks were not written: their answers say not routed", count)
                 _settle([(future, ok) for future in futures if future is not None])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiting:
+        if self.waiting and self.writer._journal is None:
             log.error(
                 "the review task writer process is gone: %d batches answered as not routed", len(self.waiting)
             )
