@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tagloop.domain.review import NewTask
-
 from tagloop.domain.a2i import A2iArns
+from tagloop.domain.review import NewTask
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobKind, JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
