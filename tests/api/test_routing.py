@@ -245,3 +245,12 @@ def test_policy_is_followed_by_other_processes(served, tmp_path):
         assert serving.routing.threshold == 1.0
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_routing_wait_for_commit_turns_the_journal_off(tmp_path, wait):
+    app = create_app(Settings(data_dir=tmp_path / "data", routing_wait_for_commit=wait), start_workers=False)
+    try:
+        assert (app.state.tagloop.review_tasks._journal is None) is wait
+    finally:
+        app.state.tagloop.close()
