@@ -47,7 +47,7 @@ from tagloop.domain.review import NewTask, Queue
 from tagloop.domain.routing import Reason, RoutingPolicy, decide, priority
 from tagloop.services.endpoints import Serving
 from tagloop.services.prediction_log import new_prediction_id
-from tagloop.services.task_journal import Journal, Segment, replay
+from tagloop.services.task_journal import Journal, Segment, encode, replay
 from tagloop.services.task_store import Write, channel_process, frame, unframe
 from tagloop.storage.database import Database
 from tagloop.storage.tables import ReviewTaskRow
@@ -215,18 +215,19 @@ class TaskWriter:
         if channel is not None and self._journal is not None:
             if not self._room(len(tasks)):
                 return False
-            segment = self._journal.append(tasks)  # in the kernel: survives a kill of this process
+            record = encode(tasks)  # pickled once: for the journal and the writer process
+            segment = self._journal.append_record(record)  # in the kernel: survives a kill of this process
             if segment is None:
                 return False
             self._pending += len(tasks)
-            channel.add(loop, tasks, None, segment)
+            channel.add(loop, len(tasks), record, None, segment)
             return True  # no wait: the journal's replay stores them if this process dies first
         future: asyncio.Future[bool] = loop.create_future()
         if channel is not None:
             if not self._room(len(tasks)):
                 return False
             self._pending += len(tasks)
-            channel.add(loop, tasks, future)
+            channel.add(loop, len(tasks), encode(tasks), future)
         elif not self._put(_Entry(tasks, loop, future)):
             return False
         return await future
@@ -252,9 +253,10 @@ class TaskWriter:
         channel, loop = self._channel, _running_loop()
         if channel is not None and not channel.closed and loop is not None and loop is self._loop:
             if self._room(len(tasks)):
-                segment = self._journal.append(tasks) if self._journal is not None else None
+                record = encode(tasks)
+                segment = self._journal.append_record(record) if self._journal is not None else None
                 self._pending += len(tasks)
-                channel.add(loop, tasks, None, segment)
+                channel.add(loop, len(tasks), record, None, segment)
             return
         self._put(_Entry(tasks, None, None))
 
@@ -409,7 +411,8 @@ class _Channel(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiting: dict[int, tuple[int, list[asyncio.Future[bool] | None], list[Segment]]] = {}
         self.number = 0
-        self.batch: list[NewTask] = []
+        self.records: list[bytes] = []  # of the requests of this loop turn (task_journal.encode)
+        self.count = 0  # their tasks
         self.futures: list[asyncio.Future[bool] | None] = []
         self.segments: list[Segment] = []  # the journal records of the batch, one per request
         self.closed = False
@@ -420,30 +423,32 @@ class _Channel(asyncio.Protocol):
     def add(
         self,
         loop: asyncio.AbstractEventLoop,
-        tasks: Sequence[NewTask],
+        count: int,
+        record: bytes,
         future: asyncio.Future[bool] | None,
         segment: Segment | None = None,
     ) -> None:
-        if not self.batch:
+        if not self.records:
             loop.call_soon(self.flush)  # after the other requests of this turn
-        self.batch.extend(tasks)
+        self.records.append(record)
+        self.count += count
         self.futures.append(future)
         if segment is not None:
             self.segments.append(segment)
 
     def flush(self) -> None:
-        batch, futures, segments = self.batch, self.futures, self.segments
-        self.batch, self.futures, self.segments = [], [], []
-        if not batch:
+        records, count, futures, segments = self.records, self.count, self.futures, self.segments
+        self.records, self.count, self.futures, self.segments = [], 0, [], []
+        if not records:
             return
         if self.closed or self.transport is None:
-            self.writer._pending -= len(batch)
+            self.writer._pending -= count
             self._done(segments, False)
             _settle([(future, False) for future in futures if future is not None])
             return
         self.number += 1
-        self.waiting[self.number] = (len(batch), futures, segments)
-        self.transport.write(frame((self.number, batch)))
+        self.waiting[self.number] = (count, futures, segments)
+        self.transport.write(frame((self.number, b"".join(records))))
 
     def _done(self, segments: list[Segment], committed: bool) -> None:
         journal = self.writer._journal

@@ -90,11 +90,14 @@ class Journal:
         self.retired: list[Segment] = []
 
     def append(self, tasks: Sequence[NewTask]) -> Segment | None:
-        """Write ``tasks`` as one record; the segment holding it (to :meth:`done` once they are
-        committed), or None if it could not be written (the answer says not routed)."""
+        """Write ``tasks`` as one record: :meth:`append_record`."""
+        return self.append_record(encode(tasks))
+
+    def append_record(self, record: bytes) -> Segment | None:
+        """Write one record (:func:`encode`); the segment holding it (to :meth:`done` once its
+        tasks are committed), or None if it could not be written (the answer says not routed)."""
         try:
             segment = self._segment()
-            record = encode(tasks)
             if os.write(segment.fd, record) != len(record):  # a full disk: a short write
                 raise OSError(errno.ENOSPC, "short write")
         except OSError:

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from tagloop.domain.review import NewTask
+from tagloop.services.task_journal import decode
 from tagloop.storage.database import Database
 from tagloop.storage.review import task_row
 from tagloop.storage.tables import ReviewTaskRow, utcnow
@@ -91,8 +92,9 @@ def unframe(buffer: bytearray) -> list[Any]:
 
 
 def channel_process(database_url: str, sock: socket.socket) -> None:
-    """The writer process: reads batches ``(number, tasks)``; whatever has arrived together is
-    written in one transaction (each batch on its own if that fails), then each batch is
+    """The writer process: reads batches ``(number, records)`` (the records of the requests
+    of a loop turn, as their journal holds them: ``task_journal.encode``); whatever has arrived
+    together is written in one transaction (each batch on its own if that fails), then each batch is
     acknowledged ``(number, committed)``. Ends when the server's side closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which closes us
     database = Database(database_url)
@@ -111,7 +113,7 @@ def channel_process(database_url: str, sock: socket.socket) -> None:
                     break
                 buffer += chunk
                 wait = 0
-            batches = unframe(buffer)
+            batches = [(number, decode(records)) for number, records in unframe(buffer)]
             if batches:
                 sock.sendall(frame(commit_batches(write, batches)))
     except OSError:  # the server process is gone
