@@ -84,7 +84,6 @@ class Journal:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.prefix = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.number = 0
         self.current: Segment | None = None
         self.retired: list[Segment] = []
@@ -142,7 +141,7 @@ class Journal:
     def _create(self) -> Segment:
         private_folder(self.folder)
         self.number += 1
-        name = f"{self.prefix}-{self.number}"
+        name = f"{os.getpid()}-{secrets.token_hex(4)}-{self.number}"  # the pid of now: after a fork too
         hidden = self.folder / f"{name}.new"  # not a .journal until locked: replay skips it
         fd = open_private(hidden, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
         try:
