@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from tagloop.domain.a2i import A2iArns
+from tagloop.domain.review import NewTask
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobKind, JobQueue
 from tagloop.services.batch import BatchJob, BatchService, BatchShardJob
@@ -21,7 +25,8 @@ from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.review import ReviewService
 from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
-from tagloop.services.task_store import insert_tasks
+from tagloop.services.task_journal import replay
+from tagloop.services.task_store import insert_new_tasks, insert_tasks
 from tagloop.services.training import TrainingService, TrainJob
 from tagloop.services.users import UserService
 from tagloop.settings import Settings
@@ -108,6 +113,24 @@ class Tagloop:
         ]
         for kind in kinds:
             self.queue.register(kind)
+
+    @property
+    def review_journal(self) -> Path:
+        """The folder of the serving processes' write-ahead journals of routed review tasks."""
+        return self.settings.data_dir / "review-journal"
+
+    def use_review_journal(self) -> None:
+        """Routed answers of this server say "routed" once their tasks are journalled (unless
+        TAGLOOP_ROUTING_WAIT_FOR_COMMIT): services/task_journal.py."""
+        if not self.settings.routing_wait_for_commit:
+            self.review_tasks.use_journal(self.review_journal, self._insert_new_tasks)
+
+    def replay_review_journal(self) -> int:
+        """Store the tasks journalled by server processes that are gone (skipping those stored)."""
+        return replay(self.review_journal, self._insert_new_tasks)
+
+    def _insert_new_tasks(self, tasks: Sequence[NewTask]) -> int:
+        return insert_new_tasks(self.database, tasks)
 
     def _queue(self) -> JobQueue:
         workers, lease = self.settings.job_workers, self.settings.job_lease_seconds

@@ -1387,6 +1387,7 @@ def serve(
     def prepare() -> None:
         """Migrate the embedded DB (or check the schema) once, before server processes start."""
         with _tagloop() as tagloop:
+            tagloop.replay_review_journal()  # routed tasks of a server killed before their commit
             result = ensure_demo(tagloop) if with_demo else None
             if result:
                 stderr.print(f"demo classifier {result['classifier']} {result['version']} ready")

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     aws_any_region: bool = Field(
         False, description="Accept SigV4 signatures scoped to any region, not only TAGLOOP_AWS_REGION."
     )
+    routing_wait_for_commit: bool = Field(
+        False,
+        description="Routed classify answers wait for their review task's database commit (a few ms; "
+        "costs throughput) instead of its write-ahead journal record in the data dir, which survives "
+        "the server process being killed but not a crash of the machine.",
+    )
     log_predictions: bool = Field(True, description="Keep every classify result with an id for feedback.")
     log_prediction_text: bool = Field(
         True,

@@ -48,6 +48,12 @@ def put_routing(client, keys, policy: dict) -> dict:
 
 
 def tasks(tagloop) -> dict[str, ReviewTaskRow]:
+    """The stored tasks, once the writer has written what it was handed (an answer that says
+    routed leaves with its task journalled, not yet committed)."""
+    deadline = time.monotonic() + 30
+    while tagloop.review_tasks.pending > 0:
+        assert time.monotonic() < deadline, "the task writer did not catch up in 30 s"
+        time.sleep(0.01)
     with tagloop.database.reading() as session:
         return {row.id: row for row in session.scalars(select(ReviewTaskRow))}
 
@@ -115,7 +121,7 @@ def test_native_classify_one_and_several_texts(served):
     one = client.post(url, json={"text": "my vpn keeps dropping"}, headers=bearer(keys["classify"])).json()
     review = one["review"]
     assert review["routed"] is True and review["reason"] == "low_confidence"
-    stored = tasks(tagloop)[review["task_id"]]  # in the database before the answer left
+    stored = tasks(tagloop)[review["task_id"]]  # journalled before the answer left, then committed
     assert stored.text == "my vpn keeps dropping" and stored.endpoint == "desk"
     assert stored.prediction_id == one["prediction_id"] and stored.reason == "low_confidence"
     assert stored.prediction["labels"] == [c["name"] for c in one["classes"]]
@@ -189,11 +195,30 @@ def test_comprehend_answer_is_unchanged_and_its_task_is_written(served):
     assert task.text == text and task.reason == "low_confidence"
 
 
-def test_a_task_store_that_fails_says_not_routed(served):
+def test_a_journal_that_cannot_be_written_says_not_routed(served, tmp_path):
+    client, tagloop, keys = served
+    put_routing(client, keys, ROUTE_ALL)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the journal's folder should be")
+    tagloop.review_tasks.close()
+    tagloop.review_tasks.use_process(tagloop.database.url)
+    tagloop.review_tasks.use_journal(blocked / "journal", lambda tasks: None)
+    response = client.post(
+        "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=bearer(keys["classify"])
+    )
+    assert response.status_code == 200
+    assert [r["review"] for r in response.json()["results"]] == [{"routed": False}] * 2
+    invoked = client.post("/v1/endpoints/desk/invoke", json={"Text": "vpn"}, headers=bearer(keys["classify"]))
+    assert invoked.status_code == 200 and "x-tagloop-review-task-id" not in invoked.headers
+    assert tasks(tagloop) == {}
+
+
+def test_a_task_store_that_fails_says_not_routed_when_answers_wait_for_the_commit(served):
+    """TAGLOOP_ROUTING_WAIT_FOR_COMMIT=true: no journal; a failed commit answers not routed."""
     client, tagloop, keys = served
     put_routing(client, keys, ROUTE_ALL)
 
-    tagloop.review_tasks.close()  # its writer process now writes where it cannot
+    tagloop.review_tasks.close()  # its writer process now writes where it cannot, with no journal
     tagloop.review_tasks.use_process(f"sqlite:///{tagloop.settings.data_dir}/missing/folder/tagloop.db")
     response = client.post(
         "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=bearer(keys["classify"])
@@ -220,3 +245,12 @@ def test_policy_is_followed_by_other_processes(served, tmp_path):
         assert serving.routing.threshold == 1.0
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_routing_wait_for_commit_turns_the_journal_off(tmp_path, wait):
+    app = create_app(Settings(data_dir=tmp_path / "data", routing_wait_for_commit=wait), start_workers=False)
+    try:
+        assert (app.state.tagloop.review_tasks._journal is None) is wait
+    finally:
+        app.state.tagloop.close()

@@ -233,6 +233,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     tagloop = Tagloop(settings or Settings())
     tagloop.prediction_log.use_process()  # keeps encoding and inserting off this process's GIL
     tagloop.review_tasks.use_process(tagloop.database.url)  # routed predictions' tasks: likewise
+    tagloop.use_review_journal()  # ... answered once journalled, not once committed
     metrics = ServerMetrics(tagloop.endpoints)
 
     @asynccontextmanager
@@ -240,6 +241,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
         if start_workers:
             tagloop.start_workers()
         tagloop.endpoints.follow()
+        await run_in_threadpool(tagloop.replay_review_journal)  # of server processes gone (a kill)
         if await run_in_threadpool(tagloop.endpoints.routes_any):
             await tagloop.review_tasks.prepare()  # the task writer process, before the first routed request
         tagloop.prediction_history.start_retention()  # TAGLOOP_PREDICTION_RETENTION_DAYS: old rows go

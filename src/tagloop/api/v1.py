@@ -148,7 +148,8 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
 
     When the endpoint has an active routing policy, each result says whether it went to human
     review: `"review": {"routed": true, "task_id": ..., "reason": ...}` (answered once the
-    task is stored) or `{"routed": false}`.
+    task is kept: in the server's journal, committed to the database a moment later) or
+    `{"routed": false}`.
 
     Authorization: `Bearer <secret>`, or AWS Signature V4 for the service `execute-api` by a
     tagloop key (as clients of an API Gateway with IAM auth sign)."""
@@ -193,7 +194,7 @@ async def classify(name: str, request: Request, _: SignedClassifyScope) -> Respo
         output = await run_in_threadpool(
             lambda: shaped(list(tagloop.predictions.classify(serving.model, texts, top)))
         )
-    if routed:  # answered only once their tasks are committed (services/routing.py)
+    if routed:  # answered once their tasks are journalled (or committed): services/routing.py
         stored = await tagloop.review_tasks.stored([task for _, task in routed])
         for index, task in routed:
             output[index]["review"] = review_field(task, stored)
@@ -242,7 +243,7 @@ async def invoke(name: str, request: Request, _: SignedClassifyScope) -> Respons
     policy = serving.routing
     if policy is not None and (reason := decide(policy, prediction, draw())) is not None:
         task = routed_task(serving, policy, reason, text, prediction, prediction_id)
-        if await tagloop.review_tasks.stored([task]):  # the headers say routed once it is stored
+        if await tagloop.review_tasks.stored([task]):  # the headers say routed once it is kept
             headers |= {REVIEW_TASK_HEADER: str(task.id), REVIEW_REASON_HEADER: task.reason}
     return Response(
         orjson.dumps({"statusCode": 200, "body": entries}), media_type="application/json", headers=headers

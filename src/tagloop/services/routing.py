@@ -4,16 +4,21 @@ The doors decide each prediction of an endpoint with an active policy
 (``domain.routing.decide`` with a draw from this process's generator), make a task of each
 routed one (:func:`routed_task`, its id given here) and hand them to the :class:`TaskWriter`.
 
-Group commit. In a server (:meth:`TaskWriter.use_process`), the tasks routed by the requests
-of one event-loop turn go in one message to a writer process, which writes everything that
-has arrived in one transaction (``ReviewService.add_tasks``) and acknowledges it; the
-acknowledgement resolves the requests' futures on the loop. Elsewhere (other loops, threads,
-the CLI) a writer thread does the same with the same ``write``, lingering ``linger_seconds``
-for more. A request whose answer says "routed" awaits its future, so a task is committed
-before any answer names it: a server killed meanwhile loses only tasks nobody was told
-about. Requests with nothing routed never wait. A write that fails (or a backlog over
-``max_pending`` tasks, or a writer process that died) resolves the futures with False: the
-answer says ``routed: false`` and the log says why, never a 5xx.
+Write-ahead journal, then group commit. In a server (:meth:`TaskWriter.use_process` with
+:meth:`TaskWriter.use_journal`), a request's routed tasks are first appended to this process's
+journal (``services/task_journal.py``: one ``os.write``, in the kernel once it returns, so
+they survive the process being killed); then the tasks routed by the requests of one
+event-loop turn go in one message to a writer process, which writes everything that has
+arrived in one transaction and acknowledges it; the acknowledgement lets the journal delete
+its segments. The answer does not wait for the commit: a server killed meanwhile has its
+journal replayed at the next start (:func:`task_journal.replay`, ids already stored are
+skipped), so every task an answer named is stored. A journal write that fails (or a backlog
+over ``max_pending`` tasks) answers ``routed: false``, never a 5xx.
+
+Without a journal (``TAGLOOP_ROUTING_WAIT_FOR_COMMIT=true``, or a loop or thread other than
+the server's: the CLI, batch jobs) a request whose answer says "routed" awaits its task's
+commit (by the writer process, or a writer thread lingering ``linger_seconds`` for more), so
+a task is committed before any answer names it. Requests with nothing routed never wait.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -41,6 +47,7 @@ from tagloop.domain.review import NewTask, Queue
 from tagloop.domain.routing import Reason, RoutingPolicy, decide, priority
 from tagloop.services.endpoints import Serving
 from tagloop.services.prediction_log import new_prediction_id
+from tagloop.services.task_journal import Journal, Segment, encode, replay
 from tagloop.services.task_store import Write, channel_process, frame, unframe
 from tagloop.storage.database import Database
 from tagloop.storage.tables import ReviewTaskRow
@@ -181,6 +188,13 @@ class TaskWriter:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the writer process serves
         self._channel: _Channel | None = None
         self._opening: asyncio.Future[_Channel | None] | None = None
+        self._journal: Journal | None = None
+        self._replay_insert: Callable[[Sequence[NewTask]], Any] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Tasks handed over and not yet written (or failed): 0 when the writer is idle."""
+        return self._pending
 
     # ---- the doors ---------------------------------------------------------------------
     def write_now(self, tasks: Sequence[NewTask]) -> None:
@@ -189,20 +203,31 @@ class TaskWriter:
         self.write(tasks)
 
     async def stored(self, tasks: Sequence[NewTask]) -> bool:
-        """Queue ``tasks`` and wait until the transaction holding them committed: True, or
-        False when they could not be written (the log says why)."""
+        """Queue ``tasks``: True once an answer may name them (in the journal, or without one
+        once the transaction holding them committed), False when they could not be kept (the
+        log says why)."""
         if not tasks:
             return True
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
         channel = self._channel if self._loop is loop else None
         if (channel is None or channel.closed) and self._process_url is not None:
             channel = await self._open(loop)
+        if channel is not None and self._journal is not None:
+            if not self._room(len(tasks)):
+                return False
+            record = encode(tasks)  # pickled once: for the journal and the writer process
+            segment = self._journal.append_record(record)  # in the kernel: survives a kill of this process
+            if segment is None:
+                return False
+            self._pending += len(tasks)
+            channel.add(loop, len(tasks), record, None, segment)
+            return True  # no wait: the journal's replay stores them if this process dies first
+        future: asyncio.Future[bool] = loop.create_future()
         if channel is not None:
             if not self._room(len(tasks)):
                 return False
             self._pending += len(tasks)
-            channel.add(loop, tasks, future)
+            channel.add(loop, len(tasks), encode(tasks), future)
         elif not self._put(_Entry(tasks, loop, future)):
             return False
         return await future
@@ -228,8 +253,10 @@ class TaskWriter:
         channel, loop = self._channel, _running_loop()
         if channel is not None and not channel.closed and loop is not None and loop is self._loop:
             if self._room(len(tasks)):
+                record = encode(tasks)
+                segment = self._journal.append_record(record) if self._journal is not None else None
                 self._pending += len(tasks)
-                channel.add(loop, tasks, None)
+                channel.add(loop, len(tasks), record, None, segment)
             return
         self._put(_Entry(tasks, None, None))
 
@@ -245,6 +272,13 @@ class TaskWriter:
         their inserts' Python (about 80 µs a task, 350 µs a transaction) stays off the serving
         process's GIL. Requests of other loops and other threads keep the writer thread."""
         self._process_url = database_url
+
+    def use_journal(self, folder: Path, insert_new: Callable[[Sequence[NewTask]], Any]) -> None:
+        """Answer "routed" once the tasks are in a journal in ``folder`` (for the requests of the
+        writer process's loop), not once committed; ``insert_new`` (skipping ids already stored)
+        replays what is left of it when this writer closes."""
+        self._journal = Journal(folder)
+        self._replay_insert = insert_new
 
     async def prepare(self) -> None:
         """Start the writer process now (rather than at the first routed prediction)."""
@@ -356,6 +390,13 @@ class TaskWriter:
             elif self._loop is not None and not self._loop.is_closed():
                 channel.flush()
             channel.close(timeout)
+        journal, self._journal = self._journal, None
+        if journal is not None and self._replay_insert is not None:
+            journal.close()  # segments not acknowledged (the writer process's last batches) stay:
+            try:  # stored now, skipping what the writer process committed before it ended
+                replay(journal.folder, self._replay_insert)
+            except Exception:
+                log.exception("review task journal not replayed at close: the next start will")
 
 
 class _Channel(asyncio.Protocol):
@@ -368,56 +409,77 @@ class _Channel(asyncio.Protocol):
         self.process = process
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiting: dict[int, tuple[int, list[asyncio.Future[bool] | None]]] = {}
+        self.waiting: dict[int, tuple[int, list[asyncio.Future[bool] | None], list[Segment]]] = {}
         self.number = 0
-        self.batch: list[NewTask] = []
+        self.records: list[bytes] = []  # of the requests of this loop turn (task_journal.encode)
+        self.count = 0  # their tasks
         self.futures: list[asyncio.Future[bool] | None] = []
+        self.segments: list[Segment] = []  # the journal records of the batch, one per request
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def add(
-        self, loop: asyncio.AbstractEventLoop, tasks: Sequence[NewTask], future: asyncio.Future[bool] | None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        count: int,
+        record: bytes,
+        future: asyncio.Future[bool] | None,
+        segment: Segment | None = None,
     ) -> None:
-        if not self.batch:
+        if not self.records:
             loop.call_soon(self.flush)  # after the other requests of this turn
-        self.batch.extend(tasks)
+        self.records.append(record)
+        self.count += count
         self.futures.append(future)
+        if segment is not None:
+            self.segments.append(segment)
 
     def flush(self) -> None:
-        batch, futures = self.batch, self.futures
-        self.batch, self.futures = [], []
-        if not batch:
+        records, count, futures, segments = self.records, self.count, self.futures, self.segments
+        self.records, self.count, self.futures, self.segments = [], 0, [], []
+        if not records:
             return
         if self.closed or self.transport is None:
-            self.writer._pending -= len(batch)
+            self.writer._pending -= count
+            self._done(segments, False)
             _settle([(future, False) for future in futures if future is not None])
             return
         self.number += 1
-        self.waiting[self.number] = (len(batch), futures)
-        self.transport.write(frame((self.number, batch)))
+        self.waiting[self.number] = (count, futures, segments)
+        self.transport.write(frame((self.number, b"".join(records))))
+
+    def _done(self, segments: list[Segment], committed: bool) -> None:
+        journal = self.writer._journal
+        if journal is not None:
+            for segment in segments:
+                journal.done(segment, committed)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         for acknowledged in unframe(self.buffer):
             for number, ok in acknowledged:
-                count, futures = self.waiting.pop(number, (0, []))
+                count, futures, segments = self.waiting.pop(number, (0, [], []))
                 self.writer._pending -= count
+                self._done(segments, ok)
                 if ok:
                     self.writer.batches += 1
+                elif segments:
+                    log.error("%d review tasks not written: kept in the journal for the next start", count)
                 else:
                     log.error("%d review tasks were not written: their answers say not routed", count)
                 _settle([(future, ok) for future in futures if future is not None])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiting:
+        if self.waiting and self.writer._journal is None:
             log.error(
                 "the review task writer process is gone: %d batches answered as not routed", len(self.waiting)
             )
-        for count, futures in self.waiting.values():
+        for count, futures, segments in self.waiting.values():
             self.writer._pending -= count
+            self._done(segments, False)
             _settle([(future, False) for future in futures if future is not None])
         self.waiting.clear()
 

@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from tagloop.domain.review import NewTask
+from tagloop.services.task_journal import decode
 from tagloop.storage.database import Database
 from tagloop.storage.review import task_row
 from tagloop.storage.tables import ReviewTaskRow, utcnow
@@ -35,6 +38,30 @@ def insert_tasks(database: Database, tasks: Sequence[NewTask]) -> list[str]:
     with database.engine.begin() as connection:  # Core, not an ORM session: 240 µs a transaction, not 600
         connection.execute(insert(REVIEW_TASKS), rows)
     return [str(row["id"]) for row in rows]
+
+
+def insert_new_tasks(database: Database, tasks: Sequence[NewTask]) -> int:
+    """Insert those of ``tasks`` whose ids are not stored yet (a journal's replay, run again
+    after a crash: ``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL); a task that
+    cannot be stored otherwise (its classifier deleted meanwhile, say) is logged and skipped.
+    The number of tasks handled."""
+    now = utcnow()
+    rows = [task_row(task, now) for task in tasks]
+    module = postgresql if database.engine.dialect.name == "postgresql" else sqlite
+    statement = module.insert(REVIEW_TASKS).on_conflict_do_nothing()
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        try:
+            with database.engine.begin() as connection:
+                connection.execute(statement, chunk)
+        except IntegrityError:
+            for row in chunk:
+                try:
+                    with database.engine.begin() as connection:
+                        connection.execute(statement, [row])
+                except IntegrityError:
+                    log.exception("review task %s could not be stored: skipped", row["id"])
+    return len(rows)
 
 
 def child_write(database: Database) -> Write:
@@ -65,8 +92,9 @@ def unframe(buffer: bytearray) -> list[Any]:
 
 
 def channel_process(database_url: str, sock: socket.socket) -> None:
-    """The writer process: reads batches ``(number, tasks)``; whatever has arrived together is
-    written in one transaction (each batch on its own if that fails), then each batch is
+    """The writer process: reads batches ``(number, records)`` (the records of the requests
+    of a loop turn, as their journal holds them: ``task_journal.encode``); whatever has arrived
+    together is written in one transaction (each batch on its own if that fails), then each batch is
     acknowledged ``(number, committed)``. Ends when the server's side closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which closes us
     database = Database(database_url)
@@ -85,7 +113,7 @@ def channel_process(database_url: str, sock: socket.socket) -> None:
                     break
                 buffer += chunk
                 wait = 0
-            batches = unframe(buffer)
+            batches = [(number, decode(records)) for number, records in unframe(buffer)]
             if batches:
                 sock.sendall(frame(commit_batches(write, batches)))
     except OSError:  # the server process is gone
