@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -86,6 +88,7 @@ class DocumentRow(Base):
         Index("ix_documents_classifier_split", "classifier_id", "split"),
         Index("ix_documents_classifier_origin", "classifier_id", "origin"),
         UniqueConstraint("review_task_id", name="uq_documents_review_task_id"),
+        Index("ix_documents_classifier_hash", "classifier_id", "text_hash"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -100,6 +103,14 @@ class DocumentRow(Base):
         ForeignKey("review_tasks.id", ondelete="SET NULL", name="fk_documents_review_task_id")
     )
     """A verified document (origin ``review`` or ``feedback``): the task it was consolidated from."""
+    text_hash: Mapped[str | None] = mapped_column(String(32))
+    """``domain.loop.text_hash`` of the text, for the documents outside any version's dataset
+    (verified and pooled ones): the same text is not pooled twice, nor pooled once verified."""
+    pool_task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("review_tasks.id", ondelete="SET NULL", name="fk_documents_pool_task_id")
+    )
+    """A pool document (split ``pool``) picked for review: the task it went into (None: still
+    in the pool, or back in it once that task is deleted)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -199,6 +210,11 @@ class EndpointRow(Base):
     desired_inference_units: Mapped[int] = mapped_column(Integer, default=1)
     routing: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     """The review routing policy (``domain.routing.RoutingPolicy.to_dict``); None: none routed."""
+    follows: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """True: serves its classifier's active version (the loop's champion) and moves when a new
+    one is promoted; False: pinned to ``version_id`` (as a Comprehend endpoint on a model ARN)."""
+    pool_rate: Mapped[float] = mapped_column(default=0.0, server_default=text("0"))
+    """The share of its logged predictions (with their text) that feed its classifier's pool."""
     status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -416,3 +432,123 @@ class WebSessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoopRow(Base):
+    """A classifier's learning loop (Comprehend's flywheel): its champion (the active version
+    that every endpoint following the classifier serves), its promotion, trigger and refill
+    settings (``domain.loop.LoopSettings``), and, for a flywheel made by Comprehend's
+    CreateFlywheel, its name and the fields Comprehend records. At most one per classifier;
+    made on first use (an iteration, a promotion, a settings change)."""
+
+    __tablename__ = "loops"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    classifier_id: Mapped[int] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"), unique=True)
+    name: Mapped[str | None] = mapped_column(String(63), unique=True)
+    """The flywheel's name (CreateFlywheel); None: known by its classifier's name only."""
+    active_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_loops_active_version_id")
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    message: Mapped[str | None] = mapped_column(Text)
+    data_lake_uri: Mapped[str | None] = mapped_column(Text)
+    role_arn: Mapped[str | None] = mapped_column(Text)
+    model_type: Mapped[str | None] = mapped_column(String(32))
+    task_config: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    tags: Mapped[list[dict[str, str]]] = mapped_column(JsonType, default=list)
+    verified_mark: Mapped[int] = mapped_column(Integer, default=0)
+    """How many verified documents the classifier had when its last iteration started (the
+    ``after N new verified labels`` trigger counts from here)."""
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the schedule trigger starts the next iteration (None: no schedule)."""
+    ticked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When a process last ran this loop's periodic work (one process per tick: compare-and-set)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class IterationRow(Base):
+    """One turn of a loop: a challenger trained on all verified training data with the
+    classifier's recipe, it and the champion evaluated on the same frozen test set, and the
+    decision. ``name`` is Comprehend's FlywheelIterationId (``20220907T214613Z``); ``status``
+    Comprehend's (TRAINING, EVALUATING, COMPLETED, FAILED, STOP_REQUESTED, STOPPED);
+    ``decision`` ``promoted`` or ``kept`` once COMPLETED, with its ``reason``."""
+
+    __tablename__ = "iterations"
+    __table_args__ = (
+        UniqueConstraint("loop_id", "name", name="uq_iterations_name"),
+        UniqueConstraint("loop_id", "number", name="uq_iterations_number"),
+        Index("ix_iterations_loop_created", "loop_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"))
+    classifier_id: Mapped[int] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``manual`` (CLI, /v1), ``api`` (StartFlywheelIteration), ``verified`` or ``schedule``."""
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    champion_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_iterations_champion_version_id")
+    )
+    challenger_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_iterations_challenger_version_id")
+    )
+    rule: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    """The promotion rule it decided by (metric, minimum gain, per-label guard)."""
+    champion_metrics: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    challenger_metrics: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    per_label: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """Per label: the champion's and the challenger's F1 and their difference."""
+    documents: Mapped[dict[str, int]] = mapped_column(JsonType, default=dict)
+    """Training documents by origin, and the size of the frozen test set."""
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoopDatasetRow(Base):
+    """A dataset added to a loop's data (Comprehend's CreateDataset on a flywheel): TRAIN
+    documents join every later challenger's training data, TEST documents the frozen test set.
+    ``status`` is Comprehend's (CREATING, COMPLETED, FAILED)."""
+
+    __tablename__ = "loop_datasets"
+    __table_args__ = (UniqueConstraint("loop_id", "name", name="uq_loop_datasets_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    loop_id: Mapped[int] = mapped_column(ForeignKey("loops.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    documents: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EventRow(Base):
+    """Something a person may want to hear about (an iteration's decision, drift crossing its
+    threshold, a training done): recorded here when it happens; notifications deliver them."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_created", "created_at"),
+        Index("ix_events_kind_created", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="SET NULL"))
+    endpoint: Mapped[str | None] = mapped_column(String(63))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
