@@ -15,8 +15,10 @@ from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.feedback import FeedbackService
 from tagloop.services.human_loops import HumanLoopService
+from tagloop.services.iterations import IterateJob, IterationService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
+from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
@@ -103,8 +105,12 @@ class Tagloop:
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
+        self.loops = LoopService(self.database, self.models)
+        self.iterations = IterationService(self.database, self.training, self.models, self.queue)
         kinds: list[JobKind] = [
             TrainJob(self.training),
+            IterateJob(self.iterations),
             DeployJob(self.endpoints),
             BatchJob(self.data_locations),
             BatchShardJob(
