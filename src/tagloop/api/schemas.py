@@ -90,11 +90,45 @@ class EndpointCreate(BaseModel):
     classifier: Name
     version: Name | None = None
     desired_inference_units: InferenceUnits = 1
+    follows: bool | None = Field(
+        None, description="Serve the classifier's champion (default: true without a version)."
+    )
 
 
 class EndpointUpdate(BaseModel):
     version: Name | None = None
     desired_inference_units: InferenceUnits | None = None
+    follows: bool | None = Field(None, description="true: follow the champion; false: pin.")
+
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class LoopSettingsPatch(BaseModel):
+    """Loop settings to change (``null`` clears after_verified, every_seconds, refill_below)."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: ShortText | None = None
+    min_gain: Share | None = None
+    max_label_drop: Share | None = None
+    promote: ShortText | None = None
+    test_share: Share | None = None
+    after_verified: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    every_seconds: Annotated[int, Field(ge=60, le=366 * 86_400)] | None = None
+    refill_below: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    refill_strategy: ShortText | None = None
+    refill_count: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class IterationStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait: bool = Field(False, description="Answer once the iteration ended (else at once).")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: Name | None = Field(None, description="Version; default: the champion before the current one.")
 
 
 class KeyCreate(BaseModel):

@@ -31,7 +31,10 @@ from tagloop.api.schemas import (
     FeedbackResponse,
     InvokeRequest,
     InvokeResponse,
+    IterationStart,
     KeyCreate,
+    LoopSettingsPatch,
+    RollbackRequest,
     RoutingSettings,
     RoutingView,
 )
@@ -289,7 +292,9 @@ def list_endpoints(tagloop: TagloopDep, _: AdminScope) -> list[dict[str, Any]]:
 
 @router.post("/endpoints", status_code=201)
 def create_endpoint(body: EndpointCreate, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
-    return tagloop.endpoints.create(body.name, body.classifier, body.version, body.desired_inference_units)
+    return tagloop.endpoints.create(
+        body.name, body.classifier, body.version, body.desired_inference_units, follow=body.follows
+    )
 
 
 @router.get("/endpoints/{name}")
@@ -301,7 +306,7 @@ def show_endpoint(name: NamePath, tagloop: TagloopDep, _: ClassifyScope) -> dict
 def update_endpoint(
     name: NamePath, body: EndpointUpdate, tagloop: TagloopDep, _: AdminScope
 ) -> dict[str, Any]:
-    return tagloop.endpoints.update(name, body.version, body.desired_inference_units)
+    return tagloop.endpoints.update(name, body.version, body.desired_inference_units, follow=body.follows)
 
 
 @router.delete("/endpoints/{name}", status_code=204)
@@ -335,6 +340,80 @@ def list_versions(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> list[di
 @router.get("/classifiers/{name}/versions/{version}")
 def show_version(name: NamePath, version: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
     return tagloop.catalog.version(name, version)
+
+
+# ---- the learning loop (loop-core): loop settings, iterations, promotion, events -------------
+
+
+@router.get("/classifiers/{name}/loop")
+def show_loop(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    """The classifier's loop: its champion, following endpoints and settings."""
+    return tagloop.loops.settings(name)
+
+
+@router.patch("/classifiers/{name}/loop")
+def update_loop(
+    name: NamePath, body: LoopSettingsPatch, tagloop: TagloopDep, _: AdminScope
+) -> dict[str, Any]:
+    """Change loop settings (those left out stay; ``null`` clears a trigger or the refill)."""
+    return tagloop.loops.configure(name, body.model_dump(exclude_unset=True))
+
+
+@router.post("/classifiers/{name}/iterations", status_code=201)
+def start_iteration(
+    name: NamePath, tagloop: TagloopDep, _: AdminScope, body: IterationStart | None = None
+) -> dict[str, Any]:
+    """Start an iteration (its job runs on the server's workers); 409 while one runs."""
+    started = tagloop.iterations.start(name, "manual")
+    if body is not None and body.wait:
+        return tagloop.iterations.wait(name, started["iteration"])
+    return started
+
+
+@router.get("/classifiers/{name}/iterations")
+def list_iterations(
+    name: NamePath,
+    tagloop: TagloopDep,
+    _: AdminScope,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(max_length=MAX_NAME, pattern=NAME_PATTERN)] = None,
+) -> list[dict[str, Any]]:
+    return tagloop.iterations.list(name, limit, after)
+
+
+@router.get("/classifiers/{name}/iterations/{iteration}")
+def show_iteration(name: NamePath, iteration: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.iterations.get(name, iteration)
+
+
+@router.post("/classifiers/{name}/iterations/{iteration}/stop")
+def stop_iteration(name: NamePath, iteration: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    return tagloop.iterations.stop(name, iteration)
+
+
+@router.post("/classifiers/{name}/versions/{version}/promote")
+def promote_version(name: NamePath, version: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    """Make the version the champion; every following endpoint serves it within a second."""
+    return tagloop.loops.promote(name, version)
+
+
+@router.post("/classifiers/{name}/rollback")
+def rollback(
+    name: NamePath, tagloop: TagloopDep, _: AdminScope, body: RollbackRequest | None = None
+) -> dict[str, Any]:
+    return tagloop.loops.rollback(name, body.to if body is not None else None)
+
+
+@router.get("/events")
+def list_events(
+    tagloop: TagloopDep,
+    _: AdminScope,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Events oldest first (after the id ``after``): promotions, iterations, drift."""
+    return tagloop.loops.events(kind, after, limit)
 
 
 @router.get("/jobs")

@@ -227,6 +227,25 @@ class LoopService:
                 moved.append(endpoint.name)
         return moved
 
+    def events(
+        self, kind: str | None = None, after: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Events oldest first after the id ``after`` (for a reader that follows them)."""
+        with self.database.reading() as session:
+            rows = EventRepository(session).list(kind=kind, after_id=after, limit=limit)
+            names = {id_: name for id_, name in session.execute(select(ClassifierRow.id, ClassifierRow.name))}
+            return [
+                {
+                    "id": row.id,
+                    "kind": row.kind,
+                    "classifier": names.get(row.classifier_id) if row.classifier_id is not None else None,
+                    "endpoint": row.endpoint,
+                    "payload": row.payload,
+                    "created_at": row.created_at.isoformat(),
+                }
+                for row in rows
+            ]
+
     def history(self, classifier: str, limit: int = 100) -> list[dict[str, Any]]:
         """The classifier's promotions, newest first."""
         with self.database.reading() as session:
