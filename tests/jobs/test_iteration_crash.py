@@ -1,0 +1,124 @@
+"""Crash test: a real worker process is SIGKILLed while an iteration trains its challenger.
+
+The next worker resumes the same iteration (the same challenger version, trained again from
+the start), it completes with a decision, and the champion serves the whole time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tagloop.app import Tagloop
+from tagloop.settings import Settings
+
+WORDS = {label: [f"{label.lower()}{i}" for i in range(400)] for label in ("ALPHA", "BETA", "GAMMA", "DELTA")}
+SHARED = [f"common{i}" for i in range(3000)]
+
+
+def synthetic_csv(path: Path, documents: int, seed: int = 0) -> Path:
+    """A labelled set big enough that training takes seconds (so a kill lands mid-job)."""
+    rng = random.Random(seed)
+    labels = sorted(WORDS)
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(documents):
+            label = rng.choice(labels)
+            words = rng.choices(WORDS[label], k=25) + rng.choices(SHARED, k=120)
+            rng.shuffle(words)
+            handle.write(f"{label},{' '.join(words)}\n")
+    return path
+
+
+def tagloop(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tagloop.cli", "--data-dir", str(data_dir), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    process = tagloop(data_dir, *args, env=env)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return out
+
+
+@pytest.fixture(params=["local", "procrastinate"])
+def crash_env(request, tmp_path) -> dict[str, str]:
+    env = {"TAGLOOP_JOB_LEASE_SECONDS": "2", "TAGLOOP_JOBS": request.param, "TAGLOOP_LOOP_TICK_SECONDS": "0"}
+    if request.param == "procrastinate":
+        env["TAGLOOP_DATABASE_URL"] = request.getfixturevalue("procrastinate_db")
+    return env
+
+
+def iteration(settings: Settings, name: str) -> dict:
+    app = Tagloop(settings)
+    try:
+        return app.iterations.get("crash", name)
+    finally:
+        app.close()
+
+
+def test_an_iteration_survives_a_killed_worker(tmp_path, crash_env):
+    data_dir = tmp_path / "data"
+    env = crash_env
+    settings = Settings(data_dir=data_dir, database_url=env.get("TAGLOOP_DATABASE_URL"))
+    big = synthetic_csv(tmp_path / "big.csv", 25_000, seed=2)
+    assert (
+        json.loads(run(data_dir, "train", "crash", "--data", str(big), "--json", env=env))["status"]
+        == "TRAINED"
+    )
+    run(data_dir, "versions", "promote", "crash", "v1", env=env)
+    started = json.loads(run(data_dir, "iterate", "crash", "--no-wait", "--json", env=env))
+    assert started["status"] == "TRAINING"
+    worker = tagloop(data_dir, "worker", "--concurrency", "1", env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            state = iteration(settings, started["iteration"])
+            app = Tagloop(settings)
+            try:
+                job = app.jobs.show(started["job_id"])
+            finally:
+                app.close()
+            if job["status"] == "IN_PROGRESS" and job["progress"] >= 0.1:  # the challenger trains
+                break
+            assert state["status"] == "TRAINING", state
+            assert time.monotonic() < deadline, "the iteration never reached the kill point"
+            time.sleep(0.02)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    killed = iteration(settings, started["iteration"])
+    assert (killed["status"], killed["challenger"]) == ("TRAINING", "v2")
+    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json", env=env))}
+    assert versions["v2"]["status"] == "TRAINING"
+    assert json.loads(run(data_dir, "loop", "show", "crash", "--json", env=env))["champion"] == "v1"
+
+    time.sleep(2.5)  # the dead worker's lease runs out
+    deadline = time.monotonic() + 180
+    while iteration(settings, started["iteration"])["status"] not in ("COMPLETED", "FAILED"):
+        run(data_dir, "worker", "--once", env=env)
+        assert time.monotonic() < deadline, "the iteration did not complete after the crash"
+    done = iteration(settings, started["iteration"])
+    assert done["status"] == "COMPLETED", done
+    assert done["challenger"] == "v2" and done["decision"] in ("promoted", "kept")
+    assert done["metrics"]["champion"] is not None and done["metrics"]["challenger"] is not None
+    versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json", env=env))}
+    assert set(versions) == {"v1", "v2"} and versions["v2"]["status"] == "TRAINED"  # no second challenger
+    app = Tagloop(settings)
+    try:
+        assert app.jobs.show(started["job_id"])["attempts"] == 2
+    finally:
+        app.close()
