@@ -235,7 +235,12 @@ def test_endpoint_management(served):
     admin = bearer(keys["admin"])
     created = client.post("/v1/endpoints", json={"name": "other", "classifier": "desk"}, headers=admin)
     assert created.status_code == 201, created.text
-    assert (created.json()["version"], created.json()["status"]) == ("second", "CREATING")
+    # no version: it follows the classifier's champion (the version endpoint desk serves), not the newest
+    assert (created.json()["version"], created.json()["status"], created.json()["follows"]) == (
+        "v1",
+        "CREATING",
+        True,
+    )
     classify = bearer(keys["classify"])
     refused = client.post("/v1/endpoints/other/classify", json={"text": "vpn"}, headers=classify)
     assert refused.status_code == 503  # never a 200 with an empty answer
