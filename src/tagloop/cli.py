@@ -1803,6 +1803,7 @@ def iterate(
     else:
         _iteration_lines(result)
     if result["status"] == "FAILED":
+        stderr.print(f"error: iteration {result['iteration']} failed: {result['message']}", markup=False)
         raise typer.Exit(1)
 
 
