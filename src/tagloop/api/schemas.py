@@ -121,11 +121,6 @@ class LoopSettingsPatch(BaseModel):
     refill_count: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
 
-class IterationStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    wait: bool = Field(False, description="Answer once the iteration ended (else at once).")
-
-
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: Name | None = Field(None, description="Version; default: the champion before the current one.")

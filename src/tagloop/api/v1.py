@@ -31,7 +31,6 @@ from tagloop.api.schemas import (
     FeedbackResponse,
     InvokeRequest,
     InvokeResponse,
-    IterationStart,
     KeyCreate,
     LoopSettingsPatch,
     RollbackRequest,
@@ -360,14 +359,10 @@ def update_loop(
 
 
 @router.post("/classifiers/{name}/iterations", status_code=201)
-def start_iteration(
-    name: NamePath, tagloop: TagloopDep, _: AdminScope, body: IterationStart | None = None
-) -> dict[str, Any]:
-    """Start an iteration (its job runs on the server's workers); 409 while one runs."""
-    started = tagloop.iterations.start(name, "manual")
-    if body is not None and body.wait:
-        return tagloop.iterations.wait(name, started["iteration"])
-    return started
+def start_iteration(name: NamePath, tagloop: TagloopDep, _: AdminScope) -> dict[str, Any]:
+    """Start an iteration (its job runs on the server's or a worker's job threads; follow it
+    with GET .../iterations/{iteration}); 409 while one runs."""
+    return tagloop.iterations.start(name, "manual")
 
 
 @router.get("/classifiers/{name}/iterations")
