@@ -215,12 +215,14 @@ class IterationService:
             except TagloopError as exc:
                 log.error("loop %s: its stored settings are not valid (%s); no trigger runs", loop_id, exc)
                 continue
+            trigger = "schedule"
             try:
                 if settings.every_seconds and next_run_at is not None and next_run_at <= now:
                     self._tick_start(
                         loop_id, classifier_id, "schedule", due=next_run_at, every=settings.every_seconds
                     )
                 elif settings.after_verified:
+                    trigger = "verified"
                     with self.database.reading() as session:
                         count = LoopRepository(session).verified_count(classifier_id)
                     if count - mark >= settings.after_verified:
@@ -228,7 +230,7 @@ class IterationService:
             except ResourceInUse:
                 pass  # one is running; the trigger fires again once it ended
             except TagloopError as exc:
-                log.warning("loop %s: the %s trigger could not start an iteration: %s", loop_id, "loop", exc)
+                log.warning("loop %s: the %s trigger could not start an iteration: %s", loop_id, trigger, exc)
 
     def _tick_start(
         self, loop_id: int, classifier_id: int, trigger: str, due: Any = None, every: int | None = None
