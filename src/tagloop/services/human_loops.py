@@ -22,6 +22,7 @@ definitions, and human loops, which are review tasks (``ReviewService``) with a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -422,9 +423,15 @@ class HumanLoopService:
                 row = repository.loop(name)
                 if row is None:
                     raise NotFound(f"human loop {name!r} does not exist")
-                if attempt == 2 or not self._expired_unswept([row]):
+                unwritten = row.status == "Completed" and row.output_uri is None
+                if attempt == 2 or not (unwritten or self._expired_unswept([row])):
                     return self._loop(repository, row)
-            self._sweep_expired()
+                task_id = row.id
+            if unwritten:
+                with contextlib.suppress(Exception):  # logged by the listener's first try; retried later
+                    self.write_output(task_id)
+            else:
+                self._sweep_expired()
         raise AssertionError("unreachable")
 
     def loops(self, flow: str | None, page: PageRequest) -> tuple[list[Loop], str | None]:
@@ -508,6 +515,20 @@ class HumanLoopService:
 
     def _completed(self, task_id: str) -> None:
         self.write_output(task_id)
+
+    def retry_outputs(self, limit: int = 100) -> int:
+        """Write the output.json of completed loops whose write failed when they completed (an
+        unreachable output store): a part of the periodic work, and of describing such a loop.
+        Returns how many were written; a store still failing is logged and tried again later."""
+        with self.database.reading() as session:
+            pending = HumanLoopRepository(session).unwritten_outputs(limit)
+        written = 0
+        for task_id in pending:
+            try:
+                written += self.write_output(task_id) is not None
+            except Exception:
+                log.warning("human loop task %s: output.json still cannot be written", task_id, exc_info=True)
+        return written
 
     def write_output(self, task_id: str) -> str | None:
         """Write a completed loop's output.json (A2I's shape and place) and record where it
