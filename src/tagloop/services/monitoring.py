@@ -182,7 +182,9 @@ class MonitoringService:
         today = self.clock().astimezone(UTC).date()
         first = today - timedelta(days=days - 1)
         windows = self._windows(session, endpoint, first - timedelta(days=1), today)
-        recorded = MonitoringRepository(session).drift_windows(endpoint.name, _day(first))
+        recorded = MonitoringRepository(session).drift_windows(
+            endpoint.name, [window.day for window in windows[1:]]
+        )
         items = []
         for index in range(1, len(windows)):
             figures = self._figures(windows[index], windows[index - 1], reference)
@@ -308,8 +310,7 @@ class MonitoringService:
             repo = MonitoringRepository(session)
             if not repo.lock_endpoint(endpoint_id):
                 return
-            window_start = _day(date.fromisoformat(item["day"]))
-            if item["day"] in repo.drift_windows(name, window_start):
+            if repo.drift_windows(name, [item["day"]]):
                 return  # another process recorded it meanwhile
             endpoint = session.get(EndpointRow, endpoint_id)
             payload = {

@@ -3,7 +3,7 @@
 Every query reads one endpoint's rows in a time range through an index on (endpoint or
 classifier, created_at) and returns a few rows per day, never one per prediction:
 ``ix_predictions_endpoint_created`` for the predictions, ``ix_review_tasks_classifier_created``
-for the review tasks (and their answers), ``ix_events_kind_created`` for the events.
+for the review tasks (and their answers); the few drift events are found by kind.
 Days are UTC calendar days as ``YYYY-MM-DD`` text.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import Select, and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from tagloop.domain.drift import SCORE_BINS, SCORE_EDGES
@@ -46,15 +46,11 @@ class MonitoringRepository:
         self.session = session
         self.dialect = session.get_bind().dialect.name
 
-    def predictions(
-        self, endpoint: str, start: datetime, end: datetime
-    ) -> list[tuple[str, str | None, int, int]]:
-        """(day, best label, score bin, count) of the endpoint's predictions logged in
-        [start, end); a prediction without a best label (a multi-label one that chose none)
-        has label None and bin -1. One scan of the index range."""
+    def predictions_query(self, endpoint: str, start: datetime, end: datetime) -> Select[Any]:
+        """The query of :meth:`predictions` (its plan is checked by the tests)."""
         day = utc_day(PredictionRow.created_at, self.dialect).label("day")
         bin_ = case((PredictionRow.top_score.is_(None), -1), else_=score_bin(PredictionRow.top_score))
-        query = (
+        return (
             select(day, PredictionRow.top_label, bin_.label("bin"), func.count())
             .where(
                 PredictionRow.endpoint == endpoint,
@@ -63,7 +59,15 @@ class MonitoringRepository:
             )
             .group_by(day, PredictionRow.top_label, bin_)
         )
-        return [(str(d), label, int(b), int(n)) for d, label, b, n in self.session.execute(query)]
+
+    def predictions(
+        self, endpoint: str, start: datetime, end: datetime
+    ) -> list[tuple[str, str | None, int, int]]:
+        """(day, best label, score bin, count) of the endpoint's predictions logged in
+        [start, end); a prediction without a best label (a multi-label one that chose none)
+        has label None and bin -1. One scan of the index range."""
+        rows = self.session.execute(self.predictions_query(endpoint, start, end))
+        return [(str(d), label, int(b), int(n)) for d, label, b, n in rows]
 
     def routed(
         self, endpoint: str, classifier_id: int, reasons: Iterable[str], start: datetime, end: datetime
@@ -110,17 +114,15 @@ class MonitoringRepository:
         )
         return {str(d): (int(n), int(a or 0)) for d, n, a in self.session.execute(query)}
 
-    def drift_windows(self, endpoint: str, since: datetime) -> set[str]:
-        """The windows (days) of the endpoint that have a ``drift.detected`` event recorded at or
-        after ``since`` (an event is recorded during or after its window)."""
-        query = select(EventRow.payload).where(
-            EventRow.kind == DRIFT_EVENT, EventRow.created_at >= since, EventRow.endpoint == endpoint
+    def drift_windows(self, endpoint: str, windows: Iterable[str]) -> set[str]:
+        """Which of ``windows`` (days) of the endpoint have a ``drift.detected`` event (a few
+        per endpoint at most: one per drifted day; read through ``ix_events_kind_created``)."""
+        wanted = list(windows)
+        window = EventRow.payload["window"].as_string()
+        query = select(window).where(
+            EventRow.kind == DRIFT_EVENT, EventRow.endpoint == endpoint, window.in_(wanted)
         )
-        windows: set[str] = set()
-        for payload in self.session.scalars(query):
-            if isinstance(payload, dict) and isinstance(payload.get("window"), str):
-                windows.add(payload["window"])
-        return windows
+        return {str(found) for found in self.session.scalars(query)}
 
     def lock_endpoint(self, endpoint_id: int) -> bool:
         """Lock the endpoint's row until the transaction ends (whether it still exists): the
