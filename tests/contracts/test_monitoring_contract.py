@@ -278,7 +278,8 @@ def test_tick_records_one_event_per_endpoint_and_day_whoever_runs_it(desk):
     assert (event.endpoint, event.classifier_id) == ("desk", version.classifier_id)
     assert event.payload["window"] == "2026-12-02" and event.payload["predictions"] == 200
     assert event.payload["vs_training"]["labels"]["psi"] >= 0.2
-    services[0].tick()  # within refresh_seconds: nothing run, nothing recorded
+    services[0].tick()  # its first tick: runs, finds the events recorded
+    services[0].tick()  # within refresh_seconds: nothing run
     monitoring(tagloop).tick()  # a new process's first tick: runs, finds the event recorded
     assert len(drift_events(tagloop)) == 2
     assert monitoring(tagloop).report("desk", days=2)["days"][0]["event"] is True
@@ -326,3 +327,15 @@ def test_the_queries_read_the_predictions_through_their_endpoint_index(desk):
         explain = "EXPLAIN QUERY PLAN" if repo.dialect == "sqlite" else "EXPLAIN"
         plan = " ".join(str(row) for row in session.execute(text(f"{explain} {compiled}")))
     assert "ix_predictions_endpoint_created" in plan, plan
+
+
+def test_a_gauges_refresh_does_not_hold_back_the_tick(desk):
+    tagloop, version = desk
+    seed(tagloop, version, monitoring(tagloop))
+    service = monitoring(tagloop)
+    service.latest()  # a scrape: refreshes the figures in the background, records nothing
+    assert service._refreshing is not None
+    service._refreshing.join()
+    assert service.latest()["desk"]["drift"] is True and drift_events(tagloop) == []
+    service.tick()  # the ticker right after: still records
+    assert sorted(event.endpoint for event in drift_events(tagloop)) == ["desk", "other"]

@@ -96,6 +96,7 @@ class MonitoringService:
         self._lock = threading.Lock()
         self._latest: dict[str, dict[str, Any]] = {}
         self._latest_at: float | None = None
+        self._ticked_at: float | None = None
         self._refreshing: threading.Thread | None = None
         self._monotonic: Callable[[], float] = time.monotonic
 
@@ -279,9 +280,10 @@ class MonitoringService:
         ``refresh_seconds`` in a process; safe when several processes run it (the events of an
         endpoint are checked and recorded under a lock on its row)."""
         now = self._monotonic()
-        with self._lock:
-            if self._latest_at is not None and now - self._latest_at < self.refresh_seconds:
+        with self._lock:  # its own clock: a gauges' refresh (no events) never holds the events back
+            if self._ticked_at is not None and now - self._ticked_at < self.refresh_seconds:
                 return
+            self._ticked_at = now
         self.run()
 
     def run(self, record_events: bool = True) -> dict[str, dict[str, Any]]:
