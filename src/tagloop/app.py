@@ -21,6 +21,7 @@ from tagloop.services.keys import KeyService
 from tagloop.services.loop_ticker import LoopTicker
 from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.monitoring import MonitoringService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
@@ -106,11 +107,21 @@ class Tagloop:
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
+            self.database,
+            self.artifacts,
+            self.models,
+            psi_threshold=self.settings.drift_psi_threshold,
+            min_count=self.settings.drift_min_count,
+            refresh_seconds=self.settings.monitor_seconds,
+        )
         # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
         self.loops = LoopService(self.database, self.models)
         self.iterations = IterationService(self.database, self.training, self.models, self.queue)
         # the loop's periodic work in serve and worker (TAGLOOP_LOOP_TICK_SECONDS); parts are added here
-        self.ticker = LoopTicker([self.iterations.tick], self.settings.loop_tick_seconds)
+        self.ticker = LoopTicker(
+            [self.iterations.tick, self.monitoring.tick], self.settings.loop_tick_seconds
+        )
         kinds: list[JobKind] = [
             TrainJob(self.training),
             IterateJob(self.iterations),
