@@ -14,6 +14,7 @@ from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.feedback import FeedbackService
+from tagloop.services.flywheels import FlywheelService
 from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
@@ -102,6 +103,7 @@ class Tagloop:
             A2iArns(self.settings.aws_region, self.settings.aws_account_id),
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
+        self.flywheels = FlywheelService(self.database, self.settings)  # Comprehend's flywheels on loops
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         kinds: list[JobKind] = [
             TrainJob(self.training),

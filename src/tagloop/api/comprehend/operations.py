@@ -4,16 +4,16 @@ Comprehend's member names, calling tagloop's services. Nothing here knows the pr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import inspect
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.comprehend.arns import Arns
+from tagloop.api.comprehend.flywheels import FlywheelOperations
+from tagloop.api.comprehend.paging import page as _page
+from tagloop.api.comprehend.paging import page_size as _page_size
 from tagloop.api.state import serving_of
 from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
@@ -30,38 +30,7 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso).timestamp() if iso else None
 
 
-_TOKEN = re.compile(r"[0-9]{1,18}")
-
-
-def _start(token: str | None) -> int:
-    """Where the page a NextToken of ours points at starts; any other token is refused."""
-    if token is None:
-        return 0
-    try:
-        decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
-    except (binascii.Error, ValueError):
-        decoded = ""
-    if _TOKEN.fullmatch(decoded) is None:
-        raise InvalidRequest("Invalid NextToken")
-    return int(decoded)
-
-
-def _page_size(body: dict[str, Any]) -> int:
-    size = int(body.get("MaxResults") or 100)
-    if not 1 <= size <= 500:
-        raise InvalidRequest("MaxResults must be between 1 and 500")
-    return size
-
-
-def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    start = _start(body.get("NextToken"))
-    size = _page_size(body)
-    chunk = items[start : start + size]
-    more = start + size < len(items)
-    return chunk, base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
-
-
-class ComprehendApi:
+class ComprehendApi(FlywheelOperations):
     """One method per operation; each takes the request body and returns the response body.
 
     ClassifyDocument is a coroutine, run on the event loop; the others may touch the database
