@@ -16,8 +16,10 @@ from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.feedback import FeedbackService
 from tagloop.services.flywheels import FlywheelService
 from tagloop.services.human_loops import HumanLoopService
+from tagloop.services.iterations import IterateJob, IterationService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
+from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
@@ -105,8 +107,12 @@ class Tagloop:
         )
         self.flywheels = FlywheelService(self.database, self.settings)  # Comprehend's flywheels on loops
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
+        self.loops = LoopService(self.database, self.models)
+        self.iterations = IterationService(self.database, self.training, self.models, self.queue)
         kinds: list[JobKind] = [
             TrainJob(self.training),
+            IterateJob(self.iterations),
             DeployJob(self.endpoints),
             BatchJob(self.data_locations),
             BatchShardJob(

@@ -51,6 +51,7 @@ from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.settings import Settings
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
+from tagloop.storage.loops import LoopRepository
 from tagloop.storage.repositories import (
     ClassifierRepository,
     DatasetRepository,
@@ -59,7 +60,7 @@ from tagloop.storage.repositories import (
     JobRepository,
     ModelVersionRepository,
 )
-from tagloop.storage.tables import ClassifierRow, DatasetRow, JobRow, ModelVersionRow, utcnow
+from tagloop.storage.tables import ClassifierRow, DatasetRow, DocumentRow, JobRow, ModelVersionRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,11 @@ class TrainRequest:
     on_issue: Callable[[str, RowIssue], None] | None = None
     with_verified: bool = False
     """Train on the classifier's verified documents too (consolidated from review tasks and
-    feedback), all of them in the training split; the version counts them by origin."""
+    feedback): those of split ``train`` in training, the held-out ones (split ``test``, the
+    loop's frozen test set) in the test set; the version counts them by origin."""
+    base_version_id: int | None = None
+    """Without ``data``: retrain on this version's data (default: the loop's champion, else the
+    newest TRAINED version), plus the loop's datasets and the verified documents."""
 
 
 def library_versions() -> dict[str, str]:
@@ -108,6 +113,32 @@ class TrainingService:
     # ---- submit ----------------------------------------------------------------------
     def submit(self, request: TrainRequest) -> Submission:
         """Import the data, record a SUBMITTED version and enqueue its training job, atomically."""
+        if request.data is None and not request.with_verified and request.base_version_id is None:
+            raise InvalidRequest(
+                "give the training data (--data), or --with-verified to retrain on the latest "
+                "version's data plus the verified documents"
+            )
+        with self.database.transaction() as session:
+            version = self.prepare(session, request)
+            job_id = self.queue.enqueue(
+                session,
+                TrainJob.kind,
+                {"version_id": version.id},
+                classifier_id=version.classifier_id,
+                version_id=version.id,
+            )
+            return Submission(version.id, job_id)
+
+    def prepare(self, session: Session, request: TrainRequest) -> ModelVersionRow:
+        """Import or compose the data and record a SUBMITTED version in ``session``'s
+        transaction (no job: :meth:`submit` enqueues one, an iteration trains it inline).
+
+        With a file (``request.data``) the version trains on it (its test file, or a held-out
+        share); with ``with_verified`` the verified ``train`` documents join its training data
+        and the verified ``test`` documents its test set. Without a file it trains on
+        :meth:`_compose`'s data: the base version's imported documents, the loop's datasets and
+        the verified documents, each on its side of the frozen test set. Either way no training
+        document has the text of a test document (those are dropped from training)."""
         started = time.perf_counter()
         limits = Limits.from_settings(self.settings)
         if request.version_name is not None:
@@ -119,169 +150,204 @@ class TrainingService:
             return ReadOptions(spec, request.mode, request.delimiter, limits, on_issue=on_issue)
 
         if request.data is None:  # retraining: the classifier's own mode and delimiter
-            if not request.with_verified:
-                raise InvalidRequest(
-                    "give the training data (--data), or --with-verified to retrain on the latest "
-                    "version's data plus the verified documents"
-                )
-            with self.database.reading() as session:
-                existing = ClassifierRepository(session).get(request.classifier)
-                request = replace(request, mode=Mode.parse(existing.mode), delimiter=existing.label_delimiter)
-        with self.database.transaction() as session:
-            classifier = get_or_create_classifier(
-                session, request.classifier, request.mode, request.delimiter
+            existing = ClassifierRepository(session).get(request.classifier)
+            request = replace(request, mode=Mode.parse(existing.mode), delimiter=existing.label_delimiter)
+        classifier = get_or_create_classifier(session, request.classifier, request.mode, request.delimiter)
+        versions = ModelVersionRepository(session)
+        if request.version_name and versions.find(classifier.id, request.version_name):
+            raise AlreadyExists(
+                f"classifier {request.classifier!r} already has a version {request.version_name!r}"
             )
-            versions = ModelVersionRepository(session)
-            if request.version_name and versions.find(classifier.id, request.version_name):
-                raise AlreadyExists(
-                    f"classifier {request.classifier!r} already has a version {request.version_name!r}"
+        documents = DocumentRepository(session)
+        origins: dict[str, int] = {}
+        base_id: int | None = None
+        if request.data is None:
+            train_set, base_id, warnings, fingerprint_parts = self._compose(session, classifier, request)
+            test_set = train_set
+            if documents.count(train_set.id, Split.TEST.value) == 0:  # no test set of its own yet
+                _, _, split_warnings = self._hold_out_test_set(documents, train_set.id)
+                warnings += split_warnings
+                fingerprint_parts.append(f"split:{self.settings.test_fraction}:{self.settings.split_seed}")
+            origins = documents.origins(train_set.id, Split.TRAIN.value)
+        else:
+            train_set, train_report = import_dataset(
+                session, classifier, request.data, options(request.data), Split.TRAIN
+            )
+            warnings = list(train_report.warnings)
+            if request.test:
+                test_set, test_report = import_dataset(
+                    session, classifier, request.test, options(request.test), Split.TEST
                 )
-            documents = DocumentRepository(session)
-            if request.data is None:
-                train_set, test_set, train_labels, test_labels, warnings, fingerprint_parts = (
-                    self._previous_data(session, classifier, request)
-                )
+                warnings += [f"test set: {w}" for w in test_report.warnings]
+                fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
             else:
-                train_set, train_report = import_dataset(
-                    session, classifier, request.data, options(request.data), Split.TRAIN
-                )
-                warnings = list(train_report.warnings)
-                if request.test:
-                    test_set, test_report = import_dataset(
-                        session, classifier, request.test, options(request.test), Split.TEST
-                    )
-                    warnings += [f"test set: {w}" for w in test_report.warnings]
-                    fingerprint_parts = [train_report.fingerprint, test_report.fingerprint]
-                    train_labels = documents.labels(train_set.id)
-                    test_labels = documents.labels(test_set.id)
-                else:
-                    test_set = train_set
-                    train_labels, test_labels, split_warnings = self._hold_out_test_set(
-                        documents, train_set.id
-                    )
-                    warnings += split_warnings
-                    fingerprint_parts = [
-                        train_report.fingerprint,
-                        f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
-                    ]
-            origins: dict[str, int] = {}
+                test_set = train_set
+                _, _, split_warnings = self._hold_out_test_set(documents, train_set.id)
+                warnings += split_warnings
+                fingerprint_parts = [
+                    train_report.fingerprint,
+                    f"split:{self.settings.test_fraction}:{self.settings.split_seed}",
+                ]
             if request.with_verified:
-                verified, digest = self._add_verified(documents, classifier.id, train_set.id)
-                train_labels = train_labels + verified
-                origins = documents.origins(train_set.id, Split.TRAIN.value)
+                digest, count = self._add_verified(documents, classifier.id, train_set.id, test_set.id)
                 fingerprint_parts.append(f"verified:{digest}")
-                if not verified:
+                origins = documents.origins(train_set.id, Split.TRAIN.value)
+                if not count:
                     warnings.append(
                         f"classifier {request.classifier!r} has no verified documents yet "
                         "(review answers and feedback become verified documents)"
                     )
-            label_counts: dict[str, int] = {}
-            for _, labels in train_labels:
-                for label in labels:
-                    label_counts[label] = label_counts.get(label, 0) + 1
-            label_counts = dict(sorted(label_counts.items()))
-            if request.mode is Mode.MULTI_CLASS and len(label_counts) < 2:
-                raise DatasetInvalid(
-                    request.data or f"the data of classifier {request.classifier!r}",
-                    [],
-                    [f"multi-class training needs at least 2 labels, found {len(label_counts)}"],
-                )
-            unseen = sorted({label for _, labels in test_labels for label in labels} - set(label_counts))
-            if unseen:
-                warnings.append(f"test labels with no training documents: {label_list(unseen)}")
-            version = versions.add(
-                classifier.id,
-                request.version_name,
-                status=VersionStatus.SUBMITTED.value,
-                recipe=tfidf_linear.TfidfLinearModel.recipe,
-                parameters={
-                    "recipe": tfidf_linear.TfidfLinearModel.recipe,
-                    **asdict(request.params),
-                    "test_fraction": None if request.test else self.settings.test_fraction,
-                    "split_seed": None if request.test else self.settings.split_seed,
-                    "sources": {"train": request.data, "test": request.test},
-                    "with_verified": request.with_verified,
-                },
-                train_dataset_id=train_set.id,
-                test_dataset_id=test_set.id,
-                data_fingerprint=hashlib.sha256("\n".join(fingerprint_parts).encode()).hexdigest(),
-                labels=list(label_counts),
-                label_counts=label_counts,
-                documents={"train": len(train_labels), "test": len(test_labels)}
-                | {
-                    origin: origins.get(origin, 0)
-                    for origin in documents.VERIFIED_ORIGINS
-                    if request.with_verified
-                },
-                timings={"import_seconds": round(time.perf_counter() - started, 3)},
-                library_versions=library_versions(),
-                warnings=warnings,
+        dropped = documents.drop_test_texts_from_training(train_set.id, test_set.id)
+        if dropped:
+            warnings.append(
+                f"{dropped:,} training document(s) with the text of a test document left out of training"
             )
-            job_id = self.queue.enqueue(
-                session,
-                TrainJob.kind,
-                {"version_id": version.id},
-                classifier_id=classifier.id,
-                version_id=version.id,
-            )
-            return Submission(version.id, job_id)
-
-    def _previous_data(
-        self, session: Session, classifier: ClassifierRow, request: TrainRequest
-    ) -> tuple[
-        DatasetRow,
-        DatasetRow,
-        list[tuple[int, tuple[str, ...]]],
-        list[tuple[int, tuple[str, ...]]],
-        list[str],
-        list[str],
-    ]:
-        """Retraining without a file: a copy of the newest version's training documents (a new
-        dataset: the new version's data never changes under the old one) and its test set."""
-        base = ModelVersionRepository(session).latest(classifier.id, VersionStatus.TRAINED.value)
-        if base is None or base.train_dataset_id is None or base.test_dataset_id is None:
-            raise NotFound(
-                f"classifier {request.classifier!r} has no trained version whose data could be "
-                "reused: give the training data (--data)"
-            )
-        documents = DocumentRepository(session)
-        train_set = DatasetRepository(session).add(classifier.id, f"version {base.name}", "copy")
-        # its imported documents; the verified ones are added afresh (as they stand now) below
-        documents.copy_into(
-            train_set.id,
-            Split.TRAIN.value,
-            documents.of_split(base.train_dataset_id, Split.TRAIN.value, Origin.IMPORT.value),
-        )
-        test_set = DatasetRepository(session).get(base.test_dataset_id)
-        train_labels = documents.labels(train_set.id)
+        train_labels = documents.labels(train_set.id, Split.TRAIN.value)
         test_labels = documents.labels(test_set.id, Split.TEST.value)
-        train_set.documents = len(train_labels)
-        train_set.fingerprint = base.data_fingerprint or ""
-        fingerprint_parts = [f"version:{base.id}:{base.data_fingerprint}"]
-        return train_set, test_set, train_labels, test_labels, [], fingerprint_parts
+        train_set.documents = documents.count(train_set.id, Split.TRAIN.value) + (
+            documents.count(train_set.id, Split.TEST.value) if test_set is train_set else 0
+        )
+        label_counts: dict[str, int] = {}
+        for _, labels in train_labels:
+            for label in labels:
+                label_counts[label] = label_counts.get(label, 0) + 1
+        label_counts = dict(sorted(label_counts.items()))
+        if request.mode is Mode.MULTI_CLASS and len(label_counts) < 2:
+            raise DatasetInvalid(
+                request.data or f"the data of classifier {request.classifier!r}",
+                [],
+                [f"multi-class training needs at least 2 labels, found {len(label_counts)}"],
+            )
+        unseen = sorted({label for _, labels in test_labels for label in labels} - set(label_counts))
+        if unseen:
+            warnings.append(f"test labels with no training documents: {label_list(unseen)}")
+        composed = request.data is None
+        return versions.add(
+            classifier.id,
+            request.version_name,
+            status=VersionStatus.SUBMITTED.value,
+            recipe=tfidf_linear.TfidfLinearModel.recipe,
+            parameters={
+                "recipe": tfidf_linear.TfidfLinearModel.recipe,
+                **asdict(request.params),
+                "test_fraction": None if request.test else self.settings.test_fraction,
+                "split_seed": None if request.test else self.settings.split_seed,
+                "sources": {"train": request.data, "test": request.test},
+                "with_verified": request.with_verified or composed,
+                "base_version_id": base_id,
+            },
+            train_dataset_id=train_set.id,
+            test_dataset_id=test_set.id,
+            data_fingerprint=hashlib.sha256("\n".join(fingerprint_parts).encode()).hexdigest(),
+            labels=list(label_counts),
+            label_counts=label_counts,
+            documents={"train": len(train_labels), "test": len(test_labels)}
+            | {
+                origin: origins.get(origin, 0)
+                for origin in documents.VERIFIED_ORIGINS
+                if request.with_verified or composed
+            },
+            timings={"import_seconds": round(time.perf_counter() - started, 3)},
+            library_versions=library_versions(),
+            warnings=warnings,
+        )
+
+    def _compose(
+        self, session: Session, classifier: ClassifierRow, request: TrainRequest
+    ) -> tuple[DatasetRow, int | None, list[str], list[str]]:
+        """A new dataset for a version trained without a file (an iteration's challenger,
+        ``train --with-verified`` without data), as issue 14 defines it:
+
+        - training split: the base version's imported training documents, the documents of
+          the loop's TRAIN datasets and the verified ``train`` documents;
+        - test split (the frozen test set): the base version's imported test documents, the
+          loop's TEST datasets and the verified ``test`` documents.
+
+        The base is ``request.base_version_id``, else the loop's champion, else the newest
+        TRAINED version, else none (a loop with datasets or verified documents only).
+        Returns the dataset, the base version's id, warnings and fingerprint parts."""
+        versions = ModelVersionRepository(session)
+        loop = LoopRepository(session).find(classifier.id)
+        base: ModelVersionRow | None
+        if request.base_version_id is not None:
+            base = versions.get(request.base_version_id)
+            if base.classifier_id != classifier.id:
+                raise NotFound(f"classifier {classifier.name!r} has no version {request.base_version_id}")
+        elif loop is not None and loop.active_version_id is not None:
+            base = versions.get(loop.active_version_id)
+        else:
+            base = versions.latest(classifier.id, VersionStatus.TRAINED.value)
+        loop_train = LoopRepository(session).datasets(loop.id, "TRAIN") if loop is not None else []
+        loop_test = LoopRepository(session).datasets(loop.id, "TEST") if loop is not None else []
+        documents = DocumentRepository(session)
+        verified = documents.verified_count(classifier.id)
+        if (base is None or base.train_dataset_id is None) and not loop_train and not verified:
+            raise NotFound(
+                f"classifier {classifier.name!r} has no trained version whose data could be "
+                "reused, no loop dataset and no verified document: give the training data (--data)"
+            )
+        dataset = DatasetRepository(session).add(
+            classifier.id, f"version {base.name}" if base is not None else "loop data", "copy"
+        )
+        parts: list[str] = []
+        if base is not None and base.train_dataset_id is not None:
+            documents.copy_into(
+                dataset.id,
+                Split.TRAIN.value,
+                documents.of_split(base.train_dataset_id, Split.TRAIN.value, Origin.IMPORT.value),
+            )
+            if base.test_dataset_id is not None:
+                documents.copy_into(
+                    dataset.id,
+                    Split.TEST.value,
+                    documents.of_split(base.test_dataset_id, Split.TEST.value, Origin.IMPORT.value),
+                )
+            parts.append(f"version:{base.id}:{base.data_fingerprint}")
+        for rows, split in ((loop_train, Split.TRAIN), (loop_test, Split.TEST)):
+            for loop_dataset in rows:
+                assert loop_dataset.dataset_id is not None
+                documents.copy_into(
+                    dataset.id, split.value, DocumentRow.dataset_id == loop_dataset.dataset_id
+                )
+                parts.append(f"loop-{split.value}:{loop_dataset.dataset_id}")
+        digest, _ = self._add_verified(documents, classifier.id, dataset.id, dataset.id)
+        parts.append(f"verified:{digest}")
+        warnings = (
+            []
+            if verified
+            else [
+                f"classifier {classifier.name!r} has no verified documents yet "
+                "(review answers and feedback become verified documents)"
+            ]
+        )
+        return dataset, base.id if base is not None else None, warnings, parts
 
     @staticmethod
     def _add_verified(
-        documents: DocumentRepository, classifier_id: int, dataset_id: int
-    ) -> tuple[list[tuple[int, tuple[str, ...]]], str]:
-        """Copy the classifier's verified documents into a dataset's training split; returns
-        their (id, labels) and a digest of what was copied (the version's data fingerprint)."""
+        documents: DocumentRepository, classifier_id: int, train_id: int, test_id: int
+    ) -> tuple[str, int]:
+        """Copy the classifier's verified documents into the training split of ``train_id``
+        (those of split ``train``) and the test split of ``test_id`` (those held out: split
+        ``test``); returns a digest of what was copied (the version's data fingerprint) and
+        how many were."""
         digest = hashlib.sha256()
+        count = 0
         for text, labels, origin in documents.verified_rows(classifier_id):
             digest.update("\x1f".join((origin, "\x1e".join(labels), text)).encode() + b"\x00")
-        before = {id_ for id_, _ in documents.labels(dataset_id, Split.TRAIN.value)}
-        documents.copy_into(dataset_id, Split.TRAIN.value, documents.verified(classifier_id))
-        added = [row for row in documents.labels(dataset_id, Split.TRAIN.value) if row[0] not in before]
-        return added, digest.hexdigest()
+            count += 1
+        verified = documents.verified(classifier_id)
+        documents.copy_into(train_id, Split.TRAIN.value, verified & (DocumentRow.split == Split.TRAIN.value))
+        documents.copy_into(test_id, Split.TEST.value, verified & (DocumentRow.split == Split.TEST.value))
+        return digest.hexdigest(), count
 
     def _hold_out_test_set(
         self, documents: DocumentRepository, dataset_id: int
     ) -> tuple[list[tuple[int, tuple[str, ...]]], list[tuple[int, tuple[str, ...]]], list[str]]:
-        """Mark a stratified share of a dataset as its test split.
+        """Mark a stratified share of a dataset's training split as its test split.
 
         Returns the (id, labels) of the training and of the test documents, and warnings.
         """
-        rows = documents.labels(dataset_id)
+        rows = documents.labels(dataset_id, Split.TRAIN.value)
         mask, too_small = stratified_holdout(
             stratification_keys([labels for _, labels in rows]),
             self.settings.test_fraction,
@@ -410,6 +476,12 @@ class TrainingService:
                 raise NotFound(f"classifier {classifier!r} has no version {version!r}")
             if row.status in self.BUSY:
                 raise ResourceInUse(f"version {version} is {row.status}: stop its training first")
+            loop = LoopRepository(session).find(classifier_row.id)
+            if loop is not None and loop.active_version_id == row.id:
+                raise ResourceInUse(
+                    f"version {version} is the champion of classifier {classifier!r}: promote "
+                    "another version first (tagloop versions promote, or rollback)"
+                )
             serving = [
                 e.name
                 for e in EndpointRepository(session).list()

@@ -199,6 +199,26 @@ class DocumentRepository:
         for text, labels, origin in self.session.execute(query):
             yield text, tuple(labels), origin
 
+    def verified_count(self, classifier_id: int) -> int:
+        return int(self.session.scalar(select(func.count()).where(self.verified(classifier_id))) or 0)
+
+    def drop_test_texts_from_training(self, train_id: int, test_id: int) -> int:
+        """Delete the training documents of ``train_id`` whose text is that of a test document
+        of ``test_id`` (a test document is never trained on); returns how many."""
+        test_texts = select(DocumentRow.text).where(
+            DocumentRow.dataset_id == test_id, DocumentRow.split == "test"
+        )
+        result = self.session.execute(
+            delete(DocumentRow)
+            .where(
+                DocumentRow.dataset_id == train_id,
+                DocumentRow.split == "train",
+                DocumentRow.text.in_(test_texts),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)
+
     def origins(self, dataset_id: int, split: str) -> dict[str, int]:
         """How many documents of a dataset's split came from each origin."""
         query = (

@@ -42,12 +42,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from tagloop.domain.loop import LoopSettings, held_out, text_hash
 from tagloop.domain.records import Mode
 from tagloop.domain.review import EXPIRED, AnswerStatus, NewTask, Queue, TaskStatus
 from tagloop.errors import NotFound
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import rowcount
-from tagloop.storage.tables import ClassifierRow, DocumentRow, ReviewAnswerRow, ReviewTaskRow
+from tagloop.storage.tables import ClassifierRow, DocumentRow, LoopRow, ReviewAnswerRow, ReviewTaskRow
 
 Task = ReviewTaskRow
 Ans = ReviewAnswerRow
@@ -381,6 +382,7 @@ class ReviewRepository:
         assert task.classifier_id is not None
         if replace:
             self.delete_document(task.id)
+        hash_ = text_hash(task.text)
         self.session.execute(
             insert(DocumentRow).values(
                 classifier_id=task.classifier_id,
@@ -388,11 +390,20 @@ class ReviewRepository:
                 text=task.text,
                 labels=list(labels),
                 origin=origin,
-                split="train",
+                split="test" if held_out(hash_, self.test_share(task.classifier_id)) else "train",
                 line=None,
                 review_task_id=task.id,
+                text_hash=hash_,
             )
         )
+
+    def test_share(self, classifier_id: int) -> float:
+        """The share of verified documents the classifier's loop holds out (its frozen test
+        set, ``domain.loop.held_out``): its loop's setting, else the default."""
+        stored = self.session.scalar(select(LoopRow.settings).where(LoopRow.classifier_id == classifier_id))
+        if stored and "test_share" in stored:
+            return float(stored["test_share"])
+        return LoopSettings().test_share
 
     def delete_document(self, task_id: str) -> None:
         self.session.execute(
