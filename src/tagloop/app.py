@@ -105,11 +105,12 @@ class Tagloop:
             A2iArns(self.settings.aws_region, self.settings.aws_account_id),
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
-        self.flywheels = FlywheelService(self.database, self.settings)  # Comprehend's flywheels on loops
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
         self.loops = LoopService(self.database, self.models)
         self.iterations = IterationService(self.database, self.training, self.models, self.queue)
+        # Comprehend's flywheels: loops known by a name, their datasets (services/flywheels.py)
+        self.flywheels = FlywheelService(self.database, self.settings, self.loops, self.iterations)
         kinds: list[JobKind] = [
             TrainJob(self.training),
             IterateJob(self.iterations),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import builtins
 import unicodedata
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,12 +31,13 @@ from sqlalchemy.orm import Session
 
 from tagloop.domain.formats import COMPREHEND_CSV, FormatSpec
 from tagloop.domain.limits import Limits
-from tagloop.domain.loop import LoopSettings
 from tagloop.domain.names import check_name
 from tagloop.domain.records import Mode, Split
 from tagloop.errors import AlreadyExists, DatasetInvalid, InvalidRequest, ResourceInUse
 from tagloop.services.catalog import resolve_version
 from tagloop.services.datasets import ReadOptions, import_dataset
+from tagloop.services.iterations import MAX_LIST, IterationService
+from tagloop.services.loops import LoopService, ensure_loop
 from tagloop.settings import Settings
 from tagloop.storage.database import Database
 from tagloop.storage.loop_datasets import (
@@ -62,20 +62,19 @@ ACTIVE = "ACTIVE"
 DEFAULT_DELIMITER = "|"
 MAX_TAGS = 200
 
-Promote = Callable[[str, str, str], Any]
-"""``promote(classifier, version, reason)``: make a version the champion of its classifier's
-loop and re-point the endpoints that follow it (``LoopService.promote``)."""
-
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
 class FlywheelService:
-    def __init__(self, database: Database, settings: Settings, promote: Promote | None = None) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, loops: LoopService, iterations: IterationService
+    ) -> None:
         self.database = database
         self.settings = settings
-        self._promote = promote
+        self.loops = loops
+        self.iterations = iterations
 
     # ---- flywheels ---------------------------------------------------------------------
     def create(
@@ -116,7 +115,7 @@ class FlywheelService:
                         f"classifier {classifier!r} already has flywheel {loop.name!r}: a classifier has one"
                     )
                 if loop is None:
-                    loop = self._new_loop(session, classifier_row)
+                    loop = ensure_loop(session, classifier_row)
                 if loop.active_version_id is None:
                     loop.active_version_id = version_row.id
                 elif loop.active_version_id != version_row.id:
@@ -137,7 +136,7 @@ class FlywheelService:
                         "versions (ActiveModelArn), or choose another flywheel name"
                     )
                 classifier_row = ClassifierRepository(session).add(name, mode.value, DEFAULT_DELIMITER)
-                loop = self._new_loop(session, classifier_row)
+                loop = ensure_loop(session, classifier_row)
                 config: dict[str, Any] = {"Mode": mode.value}
                 if labels is not None:
                     config["Labels"] = labels
@@ -154,13 +153,6 @@ class FlywheelService:
         if promote_to is not None:
             self._promoted(*promote_to, reason="CreateFlywheel")
         return self.show(name)
-
-    @staticmethod
-    def _new_loop(session: Session, classifier: ClassifierRow) -> LoopRow:
-        row = LoopRow(classifier_id=classifier.id, settings=LoopSettings().to_dict(), status=ACTIVE, tags=[])
-        session.add(row)
-        session.flush()
-        return row
 
     def _task(self, task_config: dict[str, Any]) -> tuple[Mode, list[str] | None, str]:
         if task_config.get("EntityRecognitionConfig") is not None:
@@ -286,15 +278,8 @@ class FlywheelService:
         return self.show(name)
 
     def _promoted(self, classifier: str, version: str, reason: str) -> None:
-        if self._promote is not None:
-            self._promote(classifier, version, reason)
-            return
-        with self.database.transaction() as session:  # no loop service: the champion alone
-            classifier_row = ClassifierRepository(session).get(classifier)
-            loop = FlywheelRepository(session).for_classifier(classifier_row.id)
-            version_row = ModelVersionRepository(session).find(classifier_row.id, version)
-            if loop is not None and version_row is not None:
-                loop.active_version_id = version_row.id
+        """A manual promotion: the champion and every following endpoint, in one transaction."""
+        self.loops.promote(classifier, version, reason=reason)
 
     def delete(self, name: str) -> None:
         with self.database.transaction() as session:
@@ -325,6 +310,37 @@ class FlywheelService:
             row.task_config = None
             row.tags = []
             row.updated_at = utcnow()
+
+    # ---- iterations --------------------------------------------------------------------
+    def start_iteration(self, flywheel: str) -> dict[str, Any]:
+        """Start an iteration of the flywheel's loop (ResourceInUse while one runs)."""
+        return self.iterations.start(self.classifier_of(flywheel), trigger="api")
+
+    def iteration(self, flywheel: str, iteration: str) -> dict[str, Any]:
+        return self.iterations.get(self.classifier_of(flywheel), iteration)
+
+    def history(
+        self,
+        flywheel: str,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """The flywheel's iterations, newest first, created within the bounds given."""
+        classifier = self.classifier_of(flywheel)
+        found: builtins.list[dict[str, Any]] = []
+        after = None
+        while True:
+            chunk = self.iterations.list(classifier, limit=MAX_LIST, after=after)
+            found += chunk
+            if len(chunk) < MAX_LIST:
+                break
+            after = chunk[-1]["iteration"]
+        return [
+            item
+            for item in found
+            if (created_after is None or datetime.fromisoformat(item["created_at"]) > created_after)
+            and (created_before is None or datetime.fromisoformat(item["created_at"]) < created_before)
+        ]
 
     # ---- datasets ----------------------------------------------------------------------
     def create_dataset(

@@ -14,6 +14,13 @@ from tagloop.app import Tagloop
 from tagloop.errors import InvalidRequest
 
 COMPREHEND_CSV = "COMPREHEND_CSV"
+FLYWHEEL_METRICS = {
+    "AverageF1Score": "F1Score",
+    "AveragePrecision": "Precision",
+    "AverageRecall": "Recall",
+    "AverageAccuracy": "Accuracy",
+}
+"""Comprehend's flywheel metrics and the classifier metrics they are (macro averages)."""
 DATASET_S3URI = "InputDataConfig.DocumentClassifierInputDataConfig.S3Uri"
 
 
@@ -180,3 +187,53 @@ class FlywheelOperations:
         )
         page, token = _page([self._dataset_properties(dataset) for dataset in datasets], body)
         return {"DatasetPropertiesList": page} | ({"NextToken": token} if token else {})
+
+    # ---- iterations --------------------------------------------------------------------
+    def _iteration_properties(self, flywheel: str, iteration: dict[str, Any]) -> dict[str, Any]:
+        classifier = iteration["classifier"]
+        metrics = iteration.get("metrics") or {}
+        message = iteration.get("message")
+        if iteration.get("decision"):
+            message = f"{iteration['decision']}: {iteration.get('reason') or ''}".rstrip(": ")
+        return present(
+            {
+                "FlywheelArn": self.arns.flywheel(flywheel),
+                "FlywheelIterationId": iteration["iteration"],
+                "CreationTime": epoch(iteration.get("created_at")),
+                "EndTime": epoch(iteration.get("ended_at")),
+                "Status": iteration["status"],
+                "Message": message,
+                "EvaluatedModelArn": self._model_arn(classifier, iteration.get("champion")),
+                "EvaluatedModelMetrics": flywheel_metrics(metrics.get("champion")),
+                "TrainedModelArn": self._model_arn(classifier, iteration.get("challenger")),
+                "TrainedModelMetrics": flywheel_metrics(metrics.get("challenger")),
+            }
+        )
+
+    def StartFlywheelIteration(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        flywheel = self._flywheel_name(body)
+        started = self.tagloop.flywheels.start_iteration(flywheel)
+        return {"FlywheelArn": self.arns.flywheel(flywheel), "FlywheelIterationId": started["iteration"]}
+
+    def DescribeFlywheelIteration(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        flywheel = self._flywheel_name(body)
+        iteration = self.tagloop.flywheels.iteration(flywheel, str(body.get("FlywheelIterationId", "")))
+        return {"FlywheelIterationProperties": self._iteration_properties(flywheel, iteration)}
+
+    def ListFlywheelIterationHistory(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        flywheel = self._flywheel_name(body)
+        wanted = body.get("Filter") or {}
+        iterations = self.tagloop.flywheels.history(
+            flywheel, when(wanted.get("CreationTimeAfter")), when(wanted.get("CreationTimeBefore"))
+        )
+        page, token = _page([self._iteration_properties(flywheel, item) for item in iterations], body)
+        return {"FlywheelIterationPropertiesList": page} | ({"NextToken": token} if token else {})
+
+
+def flywheel_metrics(metrics: dict[str, Any] | None) -> dict[str, float] | None:
+    """A model's evaluation as Comprehend's FlywheelModelEvaluationMetrics."""
+    if not metrics:
+        return None
+    return {
+        name: float(metrics[ours]) for name, ours in FLYWHEEL_METRICS.items() if metrics.get(ours) is not None
+    } or None
