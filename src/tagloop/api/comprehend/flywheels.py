@@ -34,7 +34,10 @@ def when(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(float(value), UTC)
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (ValueError, OverflowError, OSError) as exc:  # before year 1: a filter nothing passes
+        raise InvalidRequest(f"timestamp {value!r} is out of range") from exc
 
 
 def present(properties: dict[str, Any]) -> dict[str, Any]:
