@@ -20,7 +20,9 @@ def store(make_tagloop, database_url):
     return make_tagloop(database_url=database_url)
 
 
-def add_verified(store, classifier: str, rows: list[tuple[str, str, Origin]]) -> None:
+def add_verified(
+    store, classifier: str, rows: list[tuple[str, str, Origin]], split: Split = Split.TRAIN
+) -> None:
     with store.database.transaction() as session:
         classifier_id = ClassifierRepository(session).get(classifier).id
         DocumentRepository(session).add_many(
@@ -30,7 +32,7 @@ def add_verified(store, classifier: str, rows: list[tuple[str, str, Origin]]) ->
                 "text": text,
                 "labels": [label],
                 "origin": origin.value,
-                "split": Split.TRAIN.value,
+                "split": split.value,
                 "line": None,
             }
             for text, label, origin in rows
@@ -79,7 +81,13 @@ def test_retraining_without_a_file_reuses_the_latest_data_and_keeps_old_versions
                 DocumentRow.split == Split.TRAIN.value,
             )
         )
-        assert rows[second["version"]].test_dataset_id == rows[first["version"]].test_dataset_id
+
+        # the same test documents, copied into the new version's own dataset (its test split)
+        def test_texts(row: ModelVersionRow) -> list[str]:
+            return list(DocumentRepository(session).texts(row.test_dataset_id, Split.TEST.value))
+
+        assert test_texts(rows[second["version"]]) == test_texts(rows[first["version"]])
+        assert rows[second["version"]].test_dataset_id == rows[second["version"]].train_dataset_id
         assert rows[second["version"]].train_dataset_id != rows[first["version"]].train_dataset_id
     assert old_train == first["documents"]["train"]
     # more verified data later never changes the version trained before it
@@ -102,3 +110,30 @@ def test_retraining_needs_data_or_verified_and_a_trained_version(store, tickets_
         store.training.train(TrainRequest(classifier="desk", data=None))
     with pytest.raises(NotFound):
         store.training.train(TrainRequest(classifier="nobody", data=None, with_verified=True))
+
+
+HELD_OUT = [
+    ("the dishwasher on floor 2 floods the kitchen", "FACILITIES", Origin.REVIEW),
+    ("coffee machine on floor 3 is broken", "FACILITIES", Origin.FEEDBACK),  # also a train text
+]
+
+
+@pytest.mark.parametrize("data", ["file", "none"])
+def test_held_out_verified_documents_join_the_test_set_and_are_never_trained_on(store, tickets_csv, data):
+    first = store.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    add_verified(store, "desk", VERIFIED)
+    add_verified(store, "desk", HELD_OUT, Split.TEST)
+    second = store.training.train(
+        TrainRequest(classifier="desk", data=str(tickets_csv) if data == "file" else None, with_verified=True)
+    )
+    assert second["documents"]["test"] == first["documents"]["test"] + 2
+    # the verified train document with the text of a held-out one is left out of training
+    assert second["documents"]["train"] == first["documents"]["train"] + 3
+    assert any("text of a test document" in warning for warning in second["warnings"])
+    with store.database.reading() as session:
+        row = session.scalars(select(ModelVersionRow).where(ModelVersionRow.name == second["version"])).one()
+        documents = DocumentRepository(session)
+        train = set(documents.texts(row.train_dataset_id, Split.TRAIN.value))
+        test = set(documents.texts(row.test_dataset_id, Split.TEST.value))
+    assert {text for text, _, _ in HELD_OUT} <= test
+    assert not train & test

@@ -34,6 +34,7 @@ from tagloop.errors import (
 from tagloop.jobs.port import JobContext, JobKindBase, JobQueue
 from tagloop.recipes.base import TextModel
 from tagloop.services.catalog import resolve_version
+from tagloop.services.loops import ensure_loop, promote_in
 from tagloop.services.model_cache import ModelCache
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, EndpointRepository, ModelVersionRepository
@@ -82,6 +83,7 @@ def endpoint_summary(
         "mode": classifier.mode,
         "status": row.status,
         "message": row.message,
+        "follows": bool(row.follows),
         "desired_inference_units": row.desired_inference_units,
         "current_inference_units": row.desired_inference_units,
         "created_at": row.created_at.isoformat(),
@@ -115,16 +117,28 @@ class EndpointService:
     # starting up, say) becomes FAILED with a message; updating it deploys again.
 
     def create(
-        self, name: str, classifier: str, version: str | None = None, inference_units: int = 1
+        self,
+        name: str,
+        classifier: str,
+        version: str | None = None,
+        inference_units: int = 1,
+        follow: bool | None = None,
     ) -> dict[str, Any]:
+        """A new endpoint on ``version``, pinned there; with no version (or ``follow``) it
+        follows its classifier's champion (no champion yet: ``version``, else the newest
+        TRAINED version, becomes the champion) and moves whenever a new one is promoted."""
         check_name("endpoint", name)
         _check_units(inference_units)
+        follows = version is None if follow is None else follow
         with self.database.transaction() as session:
             endpoints = EndpointRepository(session)
             if endpoints.find(name) is not None:
                 raise AlreadyExists(f"endpoint {name!r} exists already")
             classifier_row = ClassifierRepository(session).get(classifier)
-            version_row = resolve_version(session, classifier_row, version)
+            if follows:
+                version_row = self._champion(session, classifier_row, version)
+            else:
+                version_row = resolve_version(session, classifier_row, version)
             row = endpoints.add(
                 name=name,
                 classifier_id=classifier_row.id,
@@ -132,21 +146,62 @@ class EndpointService:
                 desired_version_id=version_row.id,
                 desired_inference_units=inference_units,
                 status=CREATING,
+                follows=follows,
             )
             job_id = self._deploy(session, row, version_row)
             return endpoint_summary(row, classifier_row, version_row) | {"job_id": job_id}
 
+    @staticmethod
+    def _champion(session: Any, classifier: ClassifierRow, version: str | None) -> ModelVersionRow:
+        """The champion a following endpoint serves; with none yet, ``version`` (else the
+        newest TRAINED version) becomes it. A ``version`` other than the champion is refused:
+        a following endpoint serves the champion."""
+        loop = ensure_loop(session, classifier)
+        if loop.active_version_id is None:
+            chosen = resolve_version(session, classifier, version)
+            promote_in(session, classifier, loop, chosen, "first following endpoint")
+            return chosen
+        champion = ModelVersionRepository(session).get(loop.active_version_id)
+        if version is not None and version != champion.name:
+            raise InvalidRequest(
+                f"an endpoint that follows classifier {classifier.name!r} serves its champion, "
+                f"version {champion.name}: give no version, or pin the endpoint to version {version} "
+                "(promote a version to make it the champion)"
+            )
+        return champion
+
     def update(
-        self, name: str, version: str | None = None, inference_units: int | None = None
+        self,
+        name: str,
+        version: str | None = None,
+        inference_units: int | None = None,
+        follow: bool | None = None,
     ) -> dict[str, Any]:
-        """Move ``name`` to ``version`` (default: the newest trained) and/or record new desired
-        inference units (recorded and reported, not provisioned: see :func:`endpoint_summary`)."""
+        """Move ``name`` to ``version`` (default: the newest trained; for an endpoint that
+        follows: its classifier's champion) and/or record new desired inference units
+        (recorded and reported, not provisioned: see :func:`endpoint_summary`). ``follow``
+        True makes it follow the champion; False pins it (to ``version``, else where it is)."""
         if inference_units is not None:
             _check_units(inference_units)
         with self.database.transaction() as session:
             row = EndpointRepository(session).get(name)
             classifier_row = session.get_one(ClassifierRow, row.classifier_id)
-            version_row = resolve_version(session, classifier_row, version)
+            follows = row.follows if follow is None else follow
+            if follows:
+                if follow is None and version is not None:
+                    champion = self._champion(session, classifier_row, None)
+                    if version != champion.name:
+                        raise InvalidRequest(
+                            f"endpoint {name!r} follows the champion of {classifier_row.name!r} "
+                            f"(version {champion.name}): pin it to move it to version {version}, "
+                            "or promote that version"
+                        )
+                version_row = self._champion(session, classifier_row, version)
+            elif follow is False and version is None:
+                version_row = ModelVersionRepository(session).get(row.desired_version_id or row.version_id)
+            else:
+                version_row = resolve_version(session, classifier_row, version)
+            row.follows = follows
             job_id = None
             if row.status in (CREATING, UPDATING) and version_row.id != row.desired_version_id:
                 raise ResourceInUse(f"endpoint {name!r} is {row.status}: wait until it is IN_SERVICE")
