@@ -8,6 +8,7 @@ import copy
 import csv
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -350,6 +351,160 @@ def test_list_flywheels_filters_and_pages(server, admin):
         admin.delete_flywheel(FlywheelArn=f"{PREFIX}:flywheel/{name}")
 
 
+def wait_iteration(admin, flywheel: str, iteration: str) -> dict:
+    return wait(
+        lambda: admin.describe_flywheel_iteration(FlywheelArn=flywheel, FlywheelIterationId=iteration)[
+            "FlywheelIterationProperties"
+        ],
+        lambda p: p["Status"] in ("COMPLETED", "FAILED", "STOPPED"),
+        seconds=300,
+    )
+
+
+def wait_serving(admin, endpoint: str, model: str) -> dict:
+    return wait(
+        lambda: admin.describe_endpoint(EndpointArn=endpoint)["EndpointProperties"],
+        lambda p: p["Status"] == "IN_SERVICE" and p["ModelArn"] == model,
+        seconds=30,
+    )
+
+
+def test_iterations_endpoints_and_jobs_on_a_flywheel(server, admin):
+    """The whole flywheel workflow as Comprehend code writes it: a flywheel on a model, data
+    added, an iteration run and read back, the trained model made active by hand, an endpoint
+    on the flywheel following the active model, a job on the flywheel using it."""
+    model = trained(admin, server, "loop-desk")
+    flywheel = admin.create_flywheel(
+        FlywheelName="loop-wheel", ActiveModelArn=model, DataAccessRoleArn=ROLE, DataLakeS3Uri=LAKE
+    )["FlywheelArn"]
+    admin.create_dataset(
+        FlywheelArn=flywheel,
+        DatasetName="march",
+        DatasetType="TRAIN",
+        InputDataConfig=dataset_config(str(server["inbox"] / "more.csv")),
+    )
+    admin.create_dataset(
+        FlywheelArn=flywheel,
+        DatasetName="gold",
+        DatasetType="TEST",
+        InputDataConfig=dataset_config(str(server["inbox"] / "test.csv")),
+    )
+    following = admin.create_endpoint(
+        EndpointName="loop-follows", FlywheelArn=flywheel, DesiredInferenceUnits=1
+    )
+    assert following["ModelArn"] == model
+    pinned = admin.create_endpoint(EndpointName="loop-pinned", ModelArn=model, DesiredInferenceUnits=1)
+    described = wait_serving(admin, following["EndpointArn"], model)
+    assert described["FlywheelArn"] == flywheel
+    assert "FlywheelArn" not in wait_serving(admin, pinned["EndpointArn"], model)
+
+    started = admin.start_flywheel_iteration(FlywheelArn=flywheel)
+    iteration = started["FlywheelIterationId"]
+    assert started["FlywheelArn"] == flywheel and re.fullmatch(r"[0-9]{8}T[0-9]{6}Z", iteration)
+    properties = wait_iteration(admin, flywheel, iteration)
+    assert properties["Status"] == "COMPLETED", properties
+    assert properties["EvaluatedModelArn"] == model
+    challenger = properties["TrainedModelArn"]
+    assert challenger.startswith(f"{PREFIX}:document-classifier/loop-desk/version/") and challenger != model
+    for metrics in (properties["EvaluatedModelMetrics"], properties["TrainedModelMetrics"]):
+        assert set(metrics) == {"AverageF1Score", "AveragePrecision", "AverageRecall", "AverageAccuracy"}
+        assert all(0.0 <= value <= 1.0 for value in metrics.values())
+    assert properties["Message"].startswith(("promoted", "kept")), properties["Message"]
+    assert isinstance(properties["CreationTime"], datetime) and isinstance(properties["EndTime"], datetime)
+    history = admin.list_flywheel_iteration_history(FlywheelArn=flywheel)["FlywheelIterationPropertiesList"]
+    assert [item["FlywheelIterationId"] for item in history] == [iteration]
+    future = datetime.now(UTC) + timedelta(days=1)
+    assert (
+        admin.list_flywheel_iteration_history(FlywheelArn=flywheel, Filter={"CreationTimeAfter": future})[
+            "FlywheelIterationPropertiesList"
+        ]
+        == []
+    )
+    assert (
+        admin.describe_flywheel(FlywheelArn=flywheel)["FlywheelProperties"]["LatestFlywheelIteration"]
+        == iteration
+    )
+    assert (
+        refused(
+            admin.describe_flywheel_iteration, FlywheelArn=flywheel, FlywheelIterationId="20000101T000000Z"
+        )[0]
+        == "ResourceNotFoundException"
+    )
+
+    # Comprehend leaves promotion to a person: UpdateFlywheel makes the trained model active
+    # (the loop's rule may have done so already); the following endpoint moves, the pinned stays
+    active = admin.update_flywheel(FlywheelArn=flywheel, ActiveModelArn=challenger)["FlywheelProperties"]
+    assert active["ActiveModelArn"] == challenger
+    wait_serving(admin, following["EndpointArn"], challenger)
+    assert (
+        admin.describe_endpoint(EndpointArn=pinned["EndpointArn"])["EndpointProperties"]["ModelArn"] == model
+    )
+    classify = client(server, "classify")
+    answer = classify.classify_document(Text="the printer is jammed", EndpointArn=following["EndpointArn"])
+    assert answer["Classes"][0]["Name"] == "HARDWARE"
+    # and back: a rollback is one more UpdateFlywheel
+    admin.update_flywheel(FlywheelArn=flywheel, ActiveModelArn=model)
+    wait_serving(admin, following["EndpointArn"], model)
+    # UpdateEndpoint: FlywheelArn makes the pinned endpoint follow; DesiredModelArn pins again
+    assert (
+        admin.update_endpoint(EndpointArn=pinned["EndpointArn"], FlywheelArn=flywheel)["DesiredModelArn"]
+        == model
+    )
+    assert (
+        admin.describe_endpoint(EndpointArn=pinned["EndpointArn"])["EndpointProperties"]["FlywheelArn"]
+        == flywheel
+    )
+    admin.update_endpoint(EndpointArn=pinned["EndpointArn"], DesiredModelArn=challenger)
+    repinned = wait_serving(admin, pinned["EndpointArn"], challenger)
+    assert "FlywheelArn" not in repinned
+    other = trained(admin, server, "loop-other")
+    assert (
+        refused(
+            admin.create_endpoint,
+            EndpointName="loop-bad",
+            FlywheelArn=flywheel,
+            ModelArn=other,
+            DesiredInferenceUnits=1,
+        )[0]
+        == "InvalidRequestException"
+    )
+    assert (
+        refused(admin.create_endpoint, EndpointName="loop-none", DesiredInferenceUnits=1)[0]
+        == "InvalidRequestException"
+    )
+
+    # a classification job on the flywheel runs its active model
+    source = server["inbox"] / "job.txt"
+    source.write_text("printer jammed\nrefund my invoice\n", encoding="utf-8")
+    job = admin.start_document_classification_job(
+        FlywheelArn=flywheel,
+        InputDataConfig={"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
+        OutputDataConfig={"S3Uri": str(server["inbox"] / "job-out")},
+        DataAccessRoleArn=ROLE,
+    )
+    described_job = admin.describe_document_classification_job(JobId=job["JobId"])[
+        "DocumentClassificationJobProperties"
+    ]
+    assert described_job["DocumentClassifierArn"] == model
+    assert (
+        refused(
+            admin.start_document_classification_job,
+            InputDataConfig={"S3Uri": str(source)},
+            OutputDataConfig={"S3Uri": str(server["inbox"] / "job-out")},
+            DataAccessRoleArn=ROLE,
+        )[0]
+        == "InvalidRequestException"
+    )
+    wait(
+        lambda: admin.describe_document_classification_job(JobId=job["JobId"])[
+            "DocumentClassificationJobProperties"
+        ],
+        lambda p: p["JobStatus"] in ("COMPLETED", "FAILED", "STOPPED"),
+    )
+    for endpoint in (following, pinned):
+        admin.delete_endpoint(EndpointArn=endpoint["EndpointArn"])
+
+
 # ---- the attacker's tests ------------------------------------------------------------------
 
 
@@ -617,6 +772,7 @@ def signed_post(server, target: str, body: bytes) -> httpx.Response:
         ("DescribeFlywheel", {"FlywheelArn": ["x"]}),
         ("ListFlywheels", {"Filter": {"CreationTimeAfter": "yesterday"}}),
         ("ListFlywheels", {"Filter": {"CreationTimeAfter": 1e300}}),
+        ("ListDatasets", {"Filter": {"CreationTimeAfter": -1e12}}),
         ("ListFlywheels", {"MaxResults": 2**40}),
         ("ListDatasets", {"Filter": {"DatasetType": "VALIDATION"}}),
         (
@@ -654,3 +810,10 @@ def test_malformed_members_are_validation_errors(server, open_wheel, target, bod
     response = signed_post(server, target, json.dumps(body).encode())
     assert response.status_code == 400, response.text
     assert response.json()["__type"] == "ValidationException", response.text
+
+
+def test_a_timestamp_before_year_one_is_refused_not_a_crash(server):
+    body = {"Filter": {"CreationTimeBefore": -253402300799}}  # in the model's range, not in Python's
+    response = signed_post(server, "ListFlywheels", json.dumps(body).encode())
+    assert response.status_code == 400, response.text
+    assert response.json()["__type"] == "InvalidRequestException", response.text
