@@ -817,3 +817,18 @@ def test_a_timestamp_before_year_one_is_refused_not_a_crash(server):
     response = signed_post(server, "ListFlywheels", json.dumps(body).encode())
     assert response.status_code == 400, response.text
     assert response.json()["__type"] == "InvalidRequestException", response.text
+
+
+def test_the_readmes_flywheel_code_runs(server, admin):
+    """The README's flywheel snippet, run as written against the server (only the dataset's
+    location changed to one this server allows)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    code = readme.split("<!-- README-FLYWHEEL-START -->")[1].split("<!-- README-FLYWHEEL-END -->")[0]
+    code = code.split("```python")[1].split("```")[0]
+    assert "s3://bucket/march.csv" in code
+    code = code.replace("s3://bucket/march.csv", str(server["inbox"] / "more.csv"))
+    scope = {"comprehend": admin, "arn": trained(admin, server, "readme-desk"), "time": time}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["found"]["Status"] == "COMPLETED"
+    properties = admin.describe_flywheel(FlywheelArn=scope["flywheel"])["FlywheelProperties"]
+    assert properties["ActiveModelArn"] == scope["found"]["TrainedModelArn"]

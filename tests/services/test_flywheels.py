@@ -154,3 +154,20 @@ def test_bad_flywheels_are_refused_and_leave_nothing(tagloop, arguments, error):
         tagloop.flywheels.create("bad", **arguments)
     assert count(tagloop, LoopRow) == 0
     assert count(tagloop, ClassifierRow) == 0
+
+
+def test_a_flywheel_on_another_version_promotes_it(tagloop, desk, tickets_csv):
+    """The classifier's loop serves v2 through a following endpoint; a flywheel made on v1
+    makes v1 the champion and the endpoint moves with it (one promotion, recorded)."""
+    tagloop.training.train(TrainRequest(classifier=desk, data=str(tickets_csv), version_name="v2"))
+    tagloop.endpoints.create("desk-live", desk, follow=True)  # no champion yet: v2, the newest
+    assert tagloop.loops.champion(desk)["version"] == "v2"
+    made = tagloop.flywheels.create("wheel", classifier=desk, version="v1")
+    assert made["active_version"] == "v1"
+    assert tagloop.endpoints.show("desk-live")["version"] == "v1"
+    latest = tagloop.loops.history(desk)[0]
+    assert (latest["from"], latest["to"], latest["reason"]) == ("v2", "v1", "CreateFlywheel")
+    updated = tagloop.flywheels.update("wheel", classifier=desk, version="v2")
+    assert updated["active_version"] == "v2" and tagloop.endpoints.show("desk-live")["version"] == "v2"
+    with pytest.raises(InvalidRequest):
+        tagloop.flywheels.update("wheel", classifier="elsewhere", version="v1")
