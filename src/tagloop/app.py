@@ -19,6 +19,7 @@ from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.iterations import IterateJob, IterationService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
+from tagloop.services.loop_ticker import LoopTicker
 from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
@@ -109,6 +110,8 @@ class Tagloop:
         # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
         self.loops = LoopService(self.database, self.models)
         self.iterations = IterationService(self.database, self.training, self.models, self.queue)
+        # the loop's periodic work in serve and worker (TAGLOOP_LOOP_TICK_SECONDS); parts are added here
+        self.ticker = LoopTicker([self.iterations.tick], self.settings.loop_tick_seconds)
         # Comprehend's flywheels: loops known by a name, their datasets (services/flywheels.py)
         self.flywheels = FlywheelService(self.database, self.settings, self.loops, self.iterations)
         kinds: list[JobKind] = [
@@ -153,7 +156,12 @@ class Tagloop:
         """Run queued jobs in background threads of this process (serve, worker)."""
         self.queue.start()
 
+    def start_ticker(self) -> None:
+        """Run the learning loop's periodic work in a background thread (serve, worker)."""
+        self.ticker.start()
+
     def close(self) -> None:
+        self.ticker.stop()
         self.prediction_history.stop_retention()
         self.endpoints.stop_following()
         self.queue.shutdown()

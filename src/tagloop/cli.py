@@ -876,6 +876,7 @@ def worker(
             stderr.print(
                 f"{tagloop.queue.name} worker: {tagloop.settings.job_workers} job(s) at once; Ctrl-C stops"
             )
+            tagloop.start_ticker()  # the learning loop's triggers (TAGLOOP_LOOP_TICK_SECONDS)
             tagloop.queue.serve_forever()
 
     _guard(run)
@@ -990,7 +991,15 @@ def _run_and_print(action: Callable[[Tagloop], Any], as_json: bool, columns: tup
         _print_rows(result if isinstance(result, list) else [result], columns)
 
 
-ENDPOINT_COLUMNS = ("name", "classifier", "version", "status", "desired_inference_units", "updated_at")
+ENDPOINT_COLUMNS = (
+    "name",
+    "classifier",
+    "version",
+    "follows",
+    "status",
+    "desired_inference_units",
+    "updated_at",
+)
 KEY_COLUMNS = ("access_key_id", "name", "scope", "created_at", "revoked_at")
 
 
@@ -1002,11 +1011,21 @@ def endpoints_create(
     inference_units: Annotated[
         int, typer.Option(help="Recorded like Comprehend's DesiredInferenceUnits.")
     ] = 1,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Serve the classifier's champion, moving when one is promoted (default without --version).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an endpoint serving a trained version (waits until its model is loaded)."""
+    """Create an endpoint serving a trained version (waits until its model is loaded). Without
+    --version it follows the classifier's champion; with one it is pinned there."""
     _run_and_print(
-        lambda t: _deployed(t, t.endpoints.create(name, classifier, version, inference_units)),
+        lambda t: _deployed(
+            t, t.endpoints.create(name, classifier, version, inference_units, follow=True if follow else None)
+        ),
         as_json,
         ENDPOINT_COLUMNS,
     )
@@ -1024,12 +1043,18 @@ def endpoints_update(
     name: Annotated[str, typer.Argument()],
     version: Annotated[str | None, typer.Option(help="Version; default: newest trained.")] = None,
     inference_units: Annotated[int | None, typer.Option(help="New desired inference units.")] = None,
+    follow: Annotated[
+        bool | None,
+        typer.Option("--follow/--pin", help="Follow the classifier's champion, or pin to a version."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Move an endpoint to another version: once its model is loaded, every server switches
     within a second; a model that cannot load leaves the current one serving."""
     _run_and_print(
-        lambda t: _deployed(t, t.endpoints.update(name, version, inference_units)), as_json, ENDPOINT_COLUMNS
+        lambda t: _deployed(t, t.endpoints.update(name, version, inference_units, follow=follow)),
+        as_json,
+        ENDPOINT_COLUMNS,
     )
 
 
@@ -1723,6 +1748,229 @@ def review_moderate(
 def review_stop(task_id: TaskArgument, as_json: JsonOption = False) -> None:
     """Stop a task in progress: it leaves the queues."""
     _task_command(lambda tagloop: tagloop.review.stop(task_id), as_json)
+
+
+# ---- the learning loop (issue 14, loop-core): iterate, iterations, promote, rollback, loop ------
+
+ITERATION_COLUMNS = ("iteration", "status", "trigger", "champion", "challenger", "decision", "reason")
+
+
+def _loop_figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _iteration_lines(result: dict[str, Any]) -> None:
+    metric = (result.get("rule") or {}).get("metric", "F1Score")
+    champion = (result["metrics"].get("champion") or {}).get(metric)
+    challenger = (result["metrics"].get("challenger") or {}).get(metric)
+    stdout.print(
+        f"iteration {result['iteration']} of {result['classifier']}: {result['status']}"
+        + (f", {result['decision']}" if result.get("decision") else ""),
+        markup=False,
+        highlight=False,
+    )
+    stdout.print(
+        f"champion {result['champion'] or '-'} {metric} {_loop_figure(champion)}; "
+        f"challenger {result['challenger'] or '-'} {metric} {_loop_figure(challenger)}",
+        markup=False,
+        highlight=False,
+    )
+    if result.get("reason") or result.get("message"):
+        stdout.print(result.get("reason") or result.get("message"), markup=False, highlight=False)
+
+
+@app.command()
+def iterate(
+    classifier: Annotated[str, typer.Argument()],
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Queue the iteration's job and return at once.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run an iteration of CLASSIFIER's loop: train a challenger on all verified training
+    data, evaluate it and the champion on the same frozen test set, promote by the loop's rule."""
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            if no_wait:
+                return tagloop.iterations.start(classifier)
+            with _progress() as progress:
+                return tagloop.iterations.run(classifier, progress)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+    else:
+        _iteration_lines(result)
+    if result["status"] == "FAILED":
+        raise typer.Exit(1)
+
+
+@app.command()
+def iterations(
+    classifier: Annotated[str, typer.Argument()],
+    iteration: Annotated[str | None, typer.Argument(help="Show one iteration (name or number).")] = None,
+    limit: Annotated[int, typer.Option(help="Iterations listed, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List CLASSIFIER's iterations, or show one with its figures."""
+
+    def run() -> Any:
+        with _tagloop() as tagloop:
+            if iteration is not None:
+                return tagloop.iterations.get(classifier, iteration)
+            return tagloop.iterations.list(classifier, limit)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+    elif iteration is not None:
+        _iteration_lines(result)
+        table = Table("label", "champion F1", "challenger F1", "delta")
+        for label, figures in (result.get("per_label") or {}).items():
+            cells = [figures.get(key) for key in ("champion", "challenger", "delta")]
+            table.add_row(
+                label,
+                *("-" if value is None else f"{value:.4f}" for value in cells[:2]),
+                "-" if cells[2] is None else f"{cells[2]:+.4f}",
+            )
+        _print_table(table)
+    else:
+        _print_rows(result, ITERATION_COLUMNS)
+
+
+@versions_app.command("promote")
+def versions_promote(
+    classifier: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument()],
+    as_json: JsonOption = False,
+) -> None:
+    """Make VERSION the champion: every endpoint that follows CLASSIFIER serves it within a second."""
+    _promotion(lambda tagloop: tagloop.loops.promote(classifier, version), as_json)
+
+
+@versions_app.command("rollback")
+def versions_rollback(
+    classifier: Annotated[str, typer.Argument()],
+    to: Annotated[str | None, typer.Option("--to", help="Version; default: the champion before.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Promote the champion before the current one again (or --to VERSION)."""
+    _promotion(lambda tagloop: tagloop.loops.rollback(classifier, to), as_json)
+
+
+def _promotion(action: Callable[[Tagloop], dict[str, Any]], as_json: bool) -> None:
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            return action(tagloop)
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    moved = ", ".join(result["endpoints"]) or "no endpoint"
+    if result["changed"]:
+        stdout.print(
+            f"{result['classifier']}: champion {result['previous'] or '-'} → {result['champion']}; "
+            f"moved {moved}",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        stdout.print(f"{result['classifier']}: {result['champion']} is the champion already", markup=False)
+
+
+loop_app = typer.Typer(help="A classifier's learning loop: its champion and settings.", no_args_is_help=True)
+app.add_typer(loop_app, name="loop")
+
+
+def _print_loop(result: dict[str, Any]) -> None:
+    rows = [
+        ("champion", result["champion"]),
+        ("following endpoints", ", ".join(result["following_endpoints"])),
+    ]
+    rows += [(key, value) for key, value in result["settings"].items()]
+    rows += [
+        ("verified documents", result["verified_documents"]),
+        ("next scheduled run", result["next_run_at"]),
+        ("latest iteration", result["latest_iteration"]),
+    ]
+    table = Table("setting", "value", title=f"loop of {result['classifier']}")
+    for key, value in rows:
+        table.add_row(key, "-" if value in (None, "") else str(value))
+    _print_table(table)
+
+
+@loop_app.command("show")
+def loop_show(classifier: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Show CLASSIFIER's champion and loop settings."""
+    result = _guard(lambda: _with_tagloop(lambda tagloop: tagloop.loops.settings(classifier)))
+    _emit_json(result) if as_json else _print_loop(result)
+
+
+def _optional_int(name: str, value: str | None) -> tuple[bool, int | None]:
+    if value is None:
+        return False, None
+    if value.strip().lower() in UNSET:
+        return True, None
+    try:
+        return True, int(value)
+    except ValueError:
+        raise InvalidRequest(f"{name}: expected a whole number or 'off', got {value!r}") from None
+
+
+@loop_app.command("set")
+def loop_set(
+    classifier: Annotated[str, typer.Argument()],
+    metric: Annotated[str | None, typer.Option(help="Metric to improve (F1Score = macro-F1).")] = None,
+    min_gain: Annotated[float | None, typer.Option(help="Promote only if it improves by this much.")] = None,
+    max_label_drop: Annotated[
+        float | None, typer.Option(help="…and no label's F1 falls by more than this.")
+    ] = None,
+    promote: Annotated[str | None, typer.Option(help="auto, or manual (decide, move nothing).")] = None,
+    test_share: Annotated[
+        float | None, typer.Option(help="Share of verified documents held out as the frozen test set.")
+    ] = None,
+    after_verified: Annotated[
+        str | None, typer.Option(help="Iterate after this many new verified documents ('off': never).")
+    ] = None,
+    every: Annotated[str | None, typer.Option(help="Iterate every this many seconds ('off': never).")] = None,
+    refill_below: Annotated[
+        str | None, typer.Option(help="Refill the review queue when fewer tasks wait ('off').")
+    ] = None,
+    refill_strategy: Annotated[str | None, typer.Option(help="Query strategy of refills.")] = None,
+    refill_count: Annotated[int | None, typer.Option(help="Documents per refill.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change CLASSIFIER's loop settings (the others stay)."""
+
+    def run() -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        for name, value in (
+            ("metric", metric),
+            ("min_gain", min_gain),
+            ("max_label_drop", max_label_drop),
+            ("promote", promote),
+            ("test_share", test_share),
+            ("refill_strategy", refill_strategy),
+            ("refill_count", refill_count),
+        ):
+            if value is not None:
+                changes[name] = value
+        for name, raw in (
+            ("after_verified", after_verified),
+            ("every_seconds", every),
+            ("refill_below", refill_below),
+        ):
+            given, parsed = _optional_int(name, raw)
+            if given:
+                changes[name] = parsed
+        if not changes:
+            raise InvalidRequest("nothing to change: give at least one setting (see --help)")
+        return _with_tagloop(lambda tagloop: tagloop.loops.configure(classifier, changes))
+
+    result = _guard(run)
+    _emit_json(result) if as_json else _print_loop(result)
 
 
 def run() -> None:

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often a server re-reads where an endpoint points."
     )
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded per process.")
+    loop_tick_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How often `serve` and `worker` run the learning loop's periodic work "
+        "(iteration triggers, refills); 0: never.",
+    )
     jobs: Literal["local", "procrastinate"] = Field(
         "local",
         description="Job queue: worker threads in this process (local), or Procrastinate on PostgreSQL.",

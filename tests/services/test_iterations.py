@@ -41,10 +41,10 @@ def verify(tagloop, rows: list[tuple[str, str]]) -> None:
     with tagloop.database.reading() as session:
         classifier_id = ClassifierRepository(session).get("desk").id
         labels = tuple(session.scalars(select(ModelVersionRow.labels)).first())
-    tagloop.review.add_tasks(
-        [NewTask(text=text, mode=Mode.MULTI_CLASS, choices=labels, reason="feedback", classifier_id=classifier_id)
-         for text, _ in rows]
-    )  # fmt: skip
+    new = [
+        NewTask(text, Mode.MULTI_CLASS, labels, "feedback", classifier_id=classifier_id) for text, _ in rows
+    ]
+    tagloop.review.add_tasks(new)
     wanted = dict(rows)
     while (task := tagloop.review.next_task("ann")) is not None:
         tagloop.review.answer(task.id, "ann", labels=[wanted[task.text]])
@@ -119,8 +119,12 @@ def test_the_frozen_test_set_never_leaks_into_training(desk, tickets):
                  "origin": "import", "split": Split.TRAIN.value, "line": n}
                 for n, (label, text) in enumerate(rows)
             )  # fmt: skip
-            session.add(LoopDatasetRow(loop_id=loop.id, dataset_id=dataset.id, name=kind.lower(), kind=kind,
-                                       source=f"{kind}.csv", status="COMPLETED", documents=len(rows)))  # fmt: skip
+            session.add(
+                LoopDatasetRow(
+                    loop_id=loop.id, dataset_id=dataset.id, name=kind.lower(), kind=kind,
+                    source=f"{kind}.csv", status="COMPLETED", documents=len(rows),
+                )
+            )  # fmt: skip
     result = desk.iterations.run("desk")
     assert result["status"] == "COMPLETED"
     train, test = version_texts(desk, result["challenger"])

@@ -240,6 +240,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if start_workers:
             tagloop.start_workers()
+            tagloop.start_ticker()  # the learning loop's triggers (TAGLOOP_LOOP_TICK_SECONDS)
         tagloop.endpoints.follow()
         await run_in_threadpool(tagloop.replay_review_journal)  # of server processes gone (a kill)
         if await run_in_threadpool(tagloop.endpoints.routes_any):
