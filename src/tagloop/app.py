@@ -14,6 +14,7 @@ from tagloop.services.catalog import Catalog
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.feedback import FeedbackService
+from tagloop.services.flywheels import FlywheelService
 from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.iterations import IterateJob, IterationService
 from tagloop.services.jobs import JobService
@@ -122,6 +123,8 @@ class Tagloop:
         self.ticker = LoopTicker(
             [self.iterations.tick, self.monitoring.tick], self.settings.loop_tick_seconds
         )
+        # Comprehend's flywheels: loops known by a name, their datasets (services/flywheels.py)
+        self.flywheels = FlywheelService(self.database, self.settings, self.loops, self.iterations)
         kinds: list[JobKind] = [
             TrainJob(self.training),
             IterateJob(self.iterations),

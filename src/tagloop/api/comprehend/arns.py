@@ -19,6 +19,12 @@ class Arns:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:document-classification-job/{job_id}"
 
+    def flywheel(self, name: str) -> str:
+        return f"{self.prefix}:flywheel/{name}"
+
+    def dataset(self, flywheel: str, name: str) -> str:
+        return f"{self.prefix}:flywheel/{flywheel}/dataset/{name}"
+
     @staticmethod
     def parse_classifier(arn: str) -> tuple[str, str | None]:
         resource = arn.split(":", 5)[-1]
@@ -35,3 +41,22 @@ class Arns:
         if kind != "document-classifier-endpoint" or not name:
             raise InvalidRequest(f"not a document classifier endpoint ARN: {arn!r}")
         return name
+
+    @staticmethod
+    def parse_flywheel(arn: str) -> str:
+        """The flywheel name of ``arn:aws:comprehend:<region>:<account>:flywheel/<name>``."""
+        resource = arn.split(":", 5)[-1]
+        kind, _, name = resource.partition("/")
+        if kind != "flywheel" or not name or "/" in name:
+            raise InvalidRequest(f"not a flywheel ARN: {arn!r}")
+        return name
+
+    @staticmethod
+    def parse_dataset(arn: str) -> tuple[str, str]:
+        """The flywheel and dataset names of ``...:flywheel/<flywheel>/dataset/<dataset>``."""
+        resource = arn.split(":", 5)[-1]
+        kind, _, rest = resource.partition("/")
+        flywheel, _, dataset = rest.partition("/dataset/")
+        if kind != "flywheel" or not flywheel or not dataset or "/" in flywheel or "/" in dataset:
+            raise InvalidRequest(f"not a flywheel dataset ARN: {arn!r}")
+        return flywheel, dataset

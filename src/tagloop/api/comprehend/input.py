@@ -32,6 +32,8 @@ import base64
 import binascii
 import math
 import re
+import sys
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
@@ -100,10 +102,26 @@ def _operation_check(service: str, operation: str) -> Check | None:
     return _compile(shape) if shape is not None else None
 
 
+@cache
+def _other_ranges() -> str:
+    """The code points of Unicode's C categories (control, format, surrogate, private use,
+    unassigned) as the inside of a character class: Java's ``\\p{C}``."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(code))[0] == "C":
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\U{low:08x}" + (f"-\\U{high:08x}" if high > low else "") for low, high in ranges)
+
+
 def java_pattern(pattern: str) -> re.Pattern[str] | None:
     """A Java regular expression of the model as a Python one (None if it cannot be)."""
     for java, python in JAVA_CLASSES.items():
         pattern = pattern.replace(java, python)
+    if r"\P{C}" in pattern:  # not in Unicode's C categories (flywheel labels)
+        pattern = pattern.replace(r"\P{C}", f"[^{_other_ranges()}]")
     try:
         return re.compile(pattern)
     except re.error:

@@ -4,23 +4,23 @@ Comprehend's member names, calling tagloop's services. Nothing here knows the pr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import inspect
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from tagloop.api.coalesce import Coalescer
 from tagloop.api.comprehend.arns import Arns
+from tagloop.api.comprehend.flywheels import FlywheelOperations
+from tagloop.api.comprehend.paging import page as _page
+from tagloop.api.comprehend.paging import page_size as _page_size
 from tagloop.api.state import serving_of
 from tagloop.app import Tagloop
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode
 from tagloop.domain.routing import decide
-from tagloop.errors import InvalidRequest, JobNotFound, LimitExceeded, NotFound
+from tagloop.errors import InvalidRequest, JobNotFound, LimitExceeded, NotFound, ResourceUnavailable
 from tagloop.services.batch import COMPREHEND_LAYOUT, BatchJob, BatchRequest
 from tagloop.services.routing import draw, routed_task
 from tagloop.services.training import TrainRequest
@@ -30,38 +30,7 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.fromisoformat(iso).timestamp() if iso else None
 
 
-_TOKEN = re.compile(r"[0-9]{1,18}")
-
-
-def _start(token: str | None) -> int:
-    """Where the page a NextToken of ours points at starts; any other token is refused."""
-    if token is None:
-        return 0
-    try:
-        decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
-    except (binascii.Error, ValueError):
-        decoded = ""
-    if _TOKEN.fullmatch(decoded) is None:
-        raise InvalidRequest("Invalid NextToken")
-    return int(decoded)
-
-
-def _page_size(body: dict[str, Any]) -> int:
-    size = int(body.get("MaxResults") or 100)
-    if not 1 <= size <= 500:
-        raise InvalidRequest("MaxResults must be between 1 and 500")
-    return size
-
-
-def _page(items: list[dict[str, Any]], body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    start = _start(body.get("NextToken"))
-    size = _page_size(body)
-    chunk = items[start : start + size]
-    more = start + size < len(items)
-    return chunk, base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
-
-
-class ComprehendApi:
+class ComprehendApi(FlywheelOperations):
     """One method per operation; each takes the request body and returns the response body.
 
     ClassifyDocument is a coroutine, run on the event loop; the others may touch the database
@@ -226,13 +195,39 @@ class ComprehendApi:
             "CreationTime": _epoch(endpoint["created_at"]),
             "LastModifiedTime": _epoch(endpoint["updated_at"]),
         }
+        if endpoint.get("follows") and (
+            flywheel := self.tagloop.flywheels.flywheel_of(endpoint["classifier"])
+        ):
+            properties["FlywheelArn"] = self.arns.flywheel(flywheel)  # it serves the flywheel's active model
         return {key: value for key, value in properties.items() if value is not None}
 
+    def _flywheel_model(self, body: dict[str, Any], model_member: str) -> tuple[str, str | None]:
+        """The classifier of the request's FlywheelArn, and the version its ``model_member``
+        (optional) names, which must be of that classifier."""
+        classifier = self.tagloop.flywheels.classifier_of(Arns.parse_flywheel(str(body["FlywheelArn"])))
+        version = None
+        if body.get(model_member):
+            named, version = Arns.parse_classifier(str(body[model_member]))
+            if named != classifier:
+                raise InvalidRequest(
+                    f"{model_member} must be a model of the flywheel's classifier {classifier!r}"
+                )
+        return classifier, version
+
     def CreateEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        name, version = Arns.parse_classifier(str(body.get("ModelArn", "")))
-        created = self.tagloop.endpoints.create(
-            str(body.get("EndpointName", "")), name, version, int(body.get("DesiredInferenceUnits") or 1)
-        )
+        """On a ModelArn: pinned to that model, as on Comprehend. On a FlywheelArn: serving the
+        flywheel's active model, and following it whenever another becomes active."""
+        units = int(body.get("DesiredInferenceUnits") or 1)
+        endpoint = str(body.get("EndpointName", ""))
+        if body.get("FlywheelArn"):
+            classifier, version = self._flywheel_model(body, "ModelArn")
+            created = self.tagloop.endpoints.create(endpoint, classifier, version, units, follow=True)
+            model = self.arns.classifier(created["classifier"], created["version"])
+            return {"EndpointArn": self.arns.endpoint(created["name"]), "ModelArn": model}
+        if not body.get("ModelArn"):
+            raise InvalidRequest("ModelArn or FlywheelArn is required")
+        name, version = Arns.parse_classifier(str(body["ModelArn"]))
+        created = self.tagloop.endpoints.create(endpoint, name, version, units, follow=False)
         return {"EndpointArn": self.arns.endpoint(created["name"]), "ModelArn": body["ModelArn"]}
 
     def DescribeEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -240,14 +235,28 @@ class ComprehendApi:
         return {"EndpointProperties": self._endpoint_properties(endpoint)}
 
     def UpdateEndpoint(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        """DesiredModelArn pins the endpoint to that model (as on Comprehend); FlywheelArn (of
+        the endpoint's classifier) makes it serve the flywheel's active model and follow it."""
         name = Arns.parse_endpoint(str(body.get("EndpointArn", "")))
-        version = None
-        if body.get("DesiredModelArn"):
+        version, follow = None, None
+        if body.get("FlywheelArn"):
+            classifier, version = self._flywheel_model(body, "DesiredModelArn")
+            if classifier != self.tagloop.endpoints.show(name)["classifier"]:
+                raise InvalidRequest("FlywheelArn must be the flywheel of the endpoint's classifier")
+            follow = True
+        elif body.get("DesiredModelArn"):
             classifier, version = Arns.parse_classifier(body["DesiredModelArn"])
             if classifier != self.tagloop.endpoints.show(name)["classifier"]:
                 raise InvalidRequest("DesiredModelArn must be a version of the endpoint's classifier")
+            follow = False
         units = body.get("DesiredInferenceUnits")
-        self.tagloop.endpoints.update(name, version, int(units) if units is not None else None)
+        updated = self.tagloop.endpoints.update(
+            name, version, int(units) if units is not None else None, follow=follow
+        )
+        if follow:
+            return {
+                "DesiredModelArn": self.arns.classifier(updated["classifier"], updated["desired_version"])
+            }
         return {"DesiredModelArn": body.get("DesiredModelArn")} if body.get("DesiredModelArn") else {}
 
     def ListEndpoints(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -298,7 +307,19 @@ class ComprehendApi:
         return {"JobId": job["id"], "JobStatus": job["status"]}
 
     def StartDocumentClassificationJob(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        name, version = Arns.parse_classifier(str(body.get("DocumentClassifierArn", "")))
+        """On a DocumentClassifierArn, or on a FlywheelArn: its active model (unless a
+        DocumentClassifierArn of the flywheel's classifier names a version)."""
+        if body.get("FlywheelArn"):
+            name, version = self._flywheel_model(body, "DocumentClassifierArn")
+            if version is None:
+                flywheel = self.tagloop.flywheels.show(Arns.parse_flywheel(str(body["FlywheelArn"])))
+                version = flywheel["active_version"]
+                if version is None:
+                    raise ResourceUnavailable(f"flywheel {flywheel['name']!r} has no active model yet")
+        elif body.get("DocumentClassifierArn"):
+            name, version = Arns.parse_classifier(str(body["DocumentClassifierArn"]))
+        else:
+            raise InvalidRequest("DocumentClassifierArn or FlywheelArn is required")
         source = body.get("InputDataConfig") or {}
         target = body.get("OutputDataConfig") or {}
         if not source.get("S3Uri") or not target.get("S3Uri"):
