@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tagloop.domain.a2i import A2iArns
+from tagloop.domain.limits import Limits
 from tagloop.domain.review import NewTask
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobKind, JobQueue
@@ -17,6 +18,7 @@ from tagloop.services.feedback import FeedbackService
 from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
+from tagloop.services.pool import PoolService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
@@ -102,6 +104,8 @@ class Tagloop:
             A2iArns(self.settings.aws_region, self.settings.aws_account_id),
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
+        # the unlabelled pool (files, /v1 documents, sampled logged predictions)
+        self.pool = PoolService(self.database, Limits.from_settings(self.settings), self.data_locations)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         kinds: list[JobKind] = [
             TrainJob(self.training),
