@@ -18,13 +18,14 @@ from tagloop.services.feedback import FeedbackService
 from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
-from tagloop.services.pool import PoolService
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.review import ReviewService
+from tagloop.services.review_fill import ReviewFill
 from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.task_journal import replay
@@ -106,6 +107,8 @@ class Tagloop:
         )
         # the unlabelled pool (files, /v1 documents, sampled logged predictions)
         self.pool = PoolService(self.database, Limits.from_settings(self.settings), self.data_locations)
+        # active-learning picks from the pool into the review queue; refill is a loop-ticker part
+        self.review_fill = ReviewFill(self.database, self.models, self.settings.pool_score_limit)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         kinds: list[JobKind] = [
             TrainJob(self.training),
