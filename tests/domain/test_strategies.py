@@ -83,15 +83,15 @@ def test_every_strategy_returns_at_most_count_distinct_indices(name):
     rng = np.random.default_rng(3)
     n = 40
     scores = rng.dirichlet(np.ones(4), size=n)
-    features = _normalized(rng.random((n, 6)))
-    pool = Candidates(scores, features, _normalized(rng.random((3, 6))))
+    features = _normalized(np.eye(n) + 0.1 * rng.random((n, n)))  # distinct documents
+    pool = Candidates(scores, features, _normalized(rng.random((3, n))))
     chosen = strategy(name).select(pool, 7, rng)
     assert chosen.dtype == np.int64
     assert len(chosen) == 7 == len(set(chosen.tolist()))
     assert all(0 <= i < n for i in chosen)
     assert len(strategy(name).select(pool, 0, rng)) == 0
     assert len(strategy(name).select(pool, 1000, rng)) <= n
-    empty = Candidates(np.zeros((0, 4)), _normalized(np.zeros((0, 6))), None)
+    empty = Candidates(np.zeros((0, 4)), _normalized(np.zeros((0, n))), None)
     assert len(strategy(name).select(empty, 5, rng)) == 0
 
 
@@ -111,3 +111,90 @@ def _normalized(dense: np.ndarray):
     norms = np.linalg.norm(dense, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return sp.csr_matrix(dense / norms)
+
+
+# ---- batch-aware strategies --------------------------------------------------------------------
+E = np.eye(4)
+# three groups of near-duplicate documents (cosine 0.9999 within a group, 0 across):
+#   group A: docs 0, 1 ~ e1     group B: docs 2, 3 ~ e2     group C: docs 4, 5 ~ e3
+GROUPED = _normalized(
+    np.vstack([E[0], E[0] + 0.01 * E[3], E[1], E[1] + 0.01 * E[3], E[2], E[2] + 0.01 * E[3]])
+)
+GROUP = [0, 0, 1, 1, 2, 2]
+# two labels; gap between the two scores: .02 .04 .10 .06 .50 .30
+GROUPED_SCORES = np.array(
+    [[0.51, 0.49], [0.52, 0.48], [0.55, 0.45], [0.53, 0.47], [0.75, 0.25], [0.65, 0.35]]
+)
+
+
+def test_plain_margin_spends_a_batch_on_near_duplicates():
+    assert picks("margin", Candidates(GROUPED_SCORES, GROUPED), 3) == [0, 1, 3]  # 0 and 1: group A twice
+
+
+def test_cluster_margin_takes_the_most_doubtful_document_of_each_cluster():
+    pool = Candidates(GROUPED_SCORES, GROUPED)
+    # the 6 candidates (10 × 3 ≥ 6) fall in the three groups; each gives its smallest gap:
+    # A -> 0 (.02), B -> 3 (.06), C -> 5 (.30); in margin order
+    for seed in range(5):
+        assert picks("cluster-margin", pool, 3, seed) == [0, 3, 5]
+    assert picks("cluster-margin", pool, 1) == [0]  # one cluster: the global best
+
+
+def test_badge_starts_with_the_largest_gradient_and_never_repeats_a_duplicate():
+    # exact duplicates (same row, same scores) in each group; gradient norm² = 2 (1 - p_best)²:
+    # largest for doc 0 (p = .51). A duplicate of a pick is at distance 0: probability 0.
+    rows = _normalized(np.vstack([E[0], E[0], E[1], E[1], E[2], E[2]]))
+    scores = np.array([[0.51, 0.49], [0.51, 0.49], [0.6, 0.4], [0.6, 0.4], [0.7, 0.3], [0.7, 0.3]])
+    pool = Candidates(scores, rows)
+    for seed in range(20):
+        chosen = picks("badge", pool, 3, seed)
+        assert chosen[0] == 0
+        assert sorted(GROUP[i] for i in chosen) == [0, 1, 2]
+    assert len(picks("badge", pool, 6)) == 3  # only three distinct gradients: it stops there
+
+
+def test_coreset_covers_what_the_labelled_set_does_not():
+    # labelled: e1. Cosine distance to the nearest labelled-or-picked row:
+    #   doc 0 = e1: 0; doc 1 = (e1+e2)/√2: .293; doc 2 = e2: 1; doc 3 = e3: 1; doc 4 = e3: 1
+    # pick 2 (first of the ones at 1): doc 1 stays at .293; pick 3: doc 4 drops to 0;
+    # pick 1 (.293); then only distance-0 documents are left, so it stops
+    rows = _normalized(np.vstack([E[0], E[0] + E[1], E[1], E[2], E[2]]))
+    pool = Candidates(np.full((5, 2), 0.5), rows, _normalized(E[:1]))
+    assert picks("coreset", pool, 5) == [2, 3, 1]
+    assert picks("coreset", pool, 2) == [2, 3]
+
+
+def test_density_weighs_doubt_by_typicality_and_skips_duplicates():
+    # docs 0, 1, 2 = e1 (copies), doc 3 = e2, doc 4 = e3; mean row (.6, .2, .2):
+    # density .6 .6 .6 .2 .2; entropy .693 .673 .325 .693 .611; product .416 .404 .195 .139 .122
+    # greedy: 0, skip 1 and 2 (cosine 1 with 0), 3, 4
+    rows = _normalized(np.vstack([E[0], E[0], E[0], E[1], E[2]]))
+    scores = np.array([[0.5, 0.5], [0.6, 0.4], [0.9, 0.1], [0.5, 0.5], [0.7, 0.3]])
+    pool = Candidates(scores, rows)
+    assert picks("density", pool, 3) == [0, 3, 4]
+    assert picks("entropy", pool, 3) == [0, 3, 1]  # plain entropy takes the copy
+
+
+@pytest.mark.parametrize("name", ["cluster-margin", "badge", "coreset", "density"])
+def test_batch_aware_strategies_pick_no_near_duplicates(name):
+    # 30 topics, each present three times with tiny differences (cosine > .99) and nearly the
+    # same scores; a batch of 10 must hold 10 different topics
+    rng = np.random.default_rng(11)
+    topics = np.eye(30) + 0.05 * rng.random((30, 30))
+    rows = np.vstack([topics + 0.005 * rng.random((30, 30)) for _ in range(3)])
+    base = rng.dirichlet(np.ones(3), size=30)
+    scores = np.vstack([base, base, base]) + 0.001 * rng.random((90, 3))
+    scores /= scores.sum(axis=1, keepdims=True)
+    pool = Candidates(scores, _normalized(rows), _normalized(rng.random((2, 30))))
+    chosen = strategy(name).select(pool, 10, np.random.default_rng(5))
+    assert len(chosen) == 10
+    assert len({int(i) % 30 for i in chosen}) == 10
+    assert len(picks("margin", pool, 10)) == 10
+    assert len({i % 30 for i in picks("margin", pool, 10)}) < 10  # the fixture has duplicates to avoid
+
+
+@pytest.mark.parametrize("name", ["cluster-margin", "badge", "coreset", "density"])
+def test_batch_aware_strategies_need_features(name):
+    assert strategy(name).needs_features
+    with pytest.raises(InvalidRequest, match="feature rows"):
+        strategy(name).select(POOL, 2, RNG)

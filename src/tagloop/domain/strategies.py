@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from tagloop.errors import InvalidRequest
 
@@ -166,11 +167,199 @@ class Entropy:
         return ranked(entropy(candidates.scores, candidates.multi_label), _count(candidates, count))
 
 
+# ---- batch-aware strategies: a batch that covers the doubt, not ten copies of one document -----
+def _rows(candidates: Candidates, name: str) -> sp.csr_matrix:
+    if candidates.features is None:
+        raise InvalidRequest(f"strategy {name} needs the model's feature rows of the candidates")
+    features = sp.csr_matrix(candidates.features, dtype=np.float64)
+    if features.shape[0] != len(candidates.scores):
+        raise InvalidRequest(
+            f"{features.shape[0]} feature rows for {len(candidates.scores)} scored candidates"
+        )
+    return features
+
+
+def _dense_projection(features: sp.csr_matrix, rng: np.random.Generator, dims: int = 64) -> np.ndarray:
+    """Rows as short dense l2-normalized vectors for clustering: the rows themselves when there
+    are few columns, else their leading ``dims`` LSA components (truncated SVD)."""
+    if features.shape[1] <= 4 * dims or features.shape[0] <= dims:
+        dense = features.toarray()
+    else:
+        from sklearn.decomposition import TruncatedSVD
+
+        svd = TruncatedSVD(n_components=dims, random_state=int(rng.integers(2**31 - 1)))
+        dense = svd.fit_transform(features)
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    return np.asarray(dense / np.where(norms > 0, norms, 1.0))
+
+
+class ClusterMargin:
+    """Margin sampling spread over clusters: the ``PREFILTER × count`` lowest-margin documents
+    are clustered into ``count`` groups (k-means on their TF-IDF rows, reduced by LSA when wide,
+    weighted by their uncertainty), and each group gives its lowest-margin document; the picks
+    come in margin order. Near-duplicates share a cluster, so a batch holds at most one of them.
+
+    Zhdanov, "Diverse mini-batch Active Learning", arXiv:1901.05954, 2019 (pre-filter by margin,
+    weighted k-means); Citovsky et al., "Batch Active Learning at Scale" (Cluster-Margin),
+    NeurIPS 2021 (margin candidates, one pick per cluster).
+    """
+
+    name = "cluster-margin"
+    needs_features = True
+    PREFILTER = 10
+
+    def select(self, candidates: Candidates, count: int, rng: np.random.Generator) -> np.ndarray:
+        n = _count(candidates, count)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        features = _rows(candidates, self.name)
+        doubt = margin(candidates.scores, candidates.multi_label)  # in [-1, 0]
+        shortlist = ranked(doubt, min(len(doubt), self.PREFILTER * n))
+        if len(shortlist) <= n:
+            return shortlist
+        from sklearn.cluster import KMeans
+
+        points = _dense_projection(features[shortlist], rng)
+        weights = 1.0 + doubt[shortlist] + 1e-3  # 1 - gap: the most doubtful weigh most
+        clusters = KMeans(n_clusters=n, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(
+            points, sample_weight=weights
+        )
+        picks = []
+        for cluster in np.unique(clusters):
+            members = shortlist[clusters == cluster]
+            picks.append(members[np.argmax(doubt[members])])  # shortlist order breaks ties
+        picks_array = np.asarray(picks, dtype=np.int64)
+        return picks_array[np.argsort(-doubt[picks_array], kind="stable")]
+
+
+class Badge:
+    """BADGE: k-means++ seeding over the gradient embeddings of the model's last layer.
+
+    For a linear model over TF-IDF rows ``x`` with scores ``p`` and hypothesized labels ``ŷ``
+    (the best label; multi-label: every label scored ≥ 0.5), the loss gradient with respect to
+    the weights is the outer product ``g = (p - ŷ) ⊗ x``: large when the model is unsure, and
+    pointing where the document lies. Its norm and inner products factor,
+    ``<g_a, g_b> = <u_a, u_b>·<x_a, x_b>`` with ``u = p - ŷ``, so nothing of size labels × features
+    is built. The first pick is the largest gradient, each next one is drawn with probability
+    proportional to its squared distance to the nearest pick (k-means++): an exact
+    near-duplicate of a pick has probability 0.
+
+    Ash, Zhang, Krishnamurthy, Langford & Agarwal, "Deep Batch Active Learning by Diverse,
+    Uncertain Gradient Lower Bounds", ICLR 2020; Arthur & Vassilvitskii, "k-means++", SODA 2007.
+    """
+
+    name = "badge"
+    needs_features = True
+
+    def select(self, candidates: Candidates, count: int, rng: np.random.Generator) -> np.ndarray:
+        n = _count(candidates, count)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        features = _rows(candidates, self.name)
+        scores = np.asarray(candidates.scores, dtype=np.float64)
+        hypothesis = np.zeros_like(scores)
+        if candidates.multi_label:
+            hypothesis[scores >= 0.5] = 1.0
+        else:
+            hypothesis[np.arange(len(scores)), scores.argmax(axis=1)] = 1.0
+        u = scores - hypothesis
+        u_norm2 = np.einsum("ij,ij->i", u, u)
+        x_norm2 = np.asarray(features.multiply(features).sum(axis=1)).ravel()
+        norm2 = u_norm2 * x_norm2
+        picks = [int(np.argmax(norm2))]
+        nearest = np.full(len(scores), np.inf)
+        for _ in range(n - 1):
+            c = picks[-1]
+            cross = (u @ u[c]) * np.asarray(features @ features[c].T.toarray()).ravel()
+            nearest = np.minimum(nearest, np.maximum(norm2 + norm2[c] - 2.0 * cross, 0.0))
+            nearest[picks] = 0.0
+            total = nearest.sum()
+            if not total > 1e-12:
+                break  # every candidate left duplicates a pick
+            picks.append(int(rng.choice(len(nearest), p=nearest / total)))
+        return np.asarray(picks, dtype=np.int64)
+
+
+class CoreSet:
+    """Core-set (greedy k-center): each pick is the candidate farthest (cosine distance of the
+    TF-IDF rows) from everything labelled or picked so far, so the labelled set covers the pool.
+    Uses no score: pure diversity (it tends to pick outliers on text; compare it in a simulation).
+
+    Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set Approach",
+    ICLR 2018 (k-Center-Greedy).
+    """
+
+    name = "coreset"
+    needs_features = True
+    CHUNK = 2_048
+
+    def select(self, candidates: Candidates, count: int, rng: np.random.Generator) -> np.ndarray:
+        n = _count(candidates, count)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        features = _rows(candidates, self.name)
+        closest = np.full(features.shape[0], -np.inf)  # highest cosine to a labelled or picked row
+        if candidates.labelled is not None and candidates.labelled.shape[0]:
+            labelled_t = sp.csr_matrix(candidates.labelled, dtype=np.float64).T.tocsc()
+            for start in range(0, features.shape[0], self.CHUNK):
+                block = features[start : start + self.CHUNK] @ labelled_t
+                closest[start : start + self.CHUNK] = block.max(axis=1).toarray().ravel()
+        picks: list[int] = []
+        for _ in range(n):
+            distance = 1.0 - closest
+            distance[picks] = -np.inf
+            pick = int(np.argmax(distance))  # the first of equals
+            if picks and not distance[pick] > 1e-9:
+                break  # everything left duplicates a pick or a labelled document
+            picks.append(pick)
+            closest = np.maximum(closest, np.asarray(features @ features[pick].T.toarray()).ravel())
+        return np.asarray(picks, dtype=np.int64)
+
+
+class DensityWeighted:
+    """Information density: entropy × the candidate's mean cosine similarity to the pool
+    (a doubtful document that is typical of many others, not an outlier), taken greedily and
+    skipping any candidate whose cosine with a pick of the batch is ``DUPLICATE_COSINE`` or more.
+
+    Settles & Craven, "An Analysis of Active Learning Strategies for Sequence Labeling Tasks",
+    EMNLP 2008 (information density, β = 1); the skip rule is the near-duplicate filter of
+    this module.
+    """
+
+    name = "density"
+    needs_features = True
+    DUPLICATE_COSINE = 0.8
+
+    def select(self, candidates: Candidates, count: int, rng: np.random.Generator) -> np.ndarray:
+        n = _count(candidates, count)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        features = _rows(candidates, self.name)
+        centre = np.asarray(features.mean(axis=0)).ravel()
+        density = np.maximum(np.asarray(features @ centre).ravel(), 0.0)
+        value = entropy(candidates.scores, candidates.multi_label) * density
+        picks: list[int] = []
+        picked_rows: sp.csr_matrix | None = None
+        for index in np.argsort(-value, kind="stable"):
+            row = features[int(index)]
+            if picked_rows is not None and (picked_rows @ row.T).max() >= self.DUPLICATE_COSINE:
+                continue
+            picks.append(int(index))
+            picked_rows = row if picked_rows is None else sp.vstack([picked_rows, row], format="csr")
+            if len(picks) == n:
+                break
+        return np.asarray(picks, dtype=np.int64)
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "random": RandomSampling,
     "least-confidence": LeastConfidence,
     "margin": Margin,
     "entropy": Entropy,
+    "cluster-margin": ClusterMargin,
+    "badge": Badge,
+    "coreset": CoreSet,
+    "density": DensityWeighted,
 }
 """Strategy name -> a factory of it (each call makes a fresh strategy)."""
 

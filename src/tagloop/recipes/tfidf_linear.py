@@ -113,6 +113,11 @@ class TfidfLinearModel:
     def scores(self, texts: Iterable[str]) -> np.ndarray:
         return calibrate(self.mode, self.decision(texts), self.calibration)
 
+    def scores_of_features(self, features: sp.spmatrix) -> np.ndarray:
+        """:meth:`scores` of documents already turned into this model's feature rows."""
+        decision = np.asarray(sp.csr_matrix(features, dtype=np.float32) @ self._coef_t, dtype=np.float64)
+        return calibrate(self.mode, decision + self.intercept, self.calibration)
+
     def decide(self, scores: np.ndarray) -> list[list[int]]:
         order = np.argsort(-scores, axis=1, kind="stable")
         if self.mode is Mode.MULTI_CLASS:
@@ -426,6 +431,58 @@ def fit(
     counted_seconds = time.perf_counter() - counting
     if stop():
         raise Stopped("training stopped on request")
+    return fit_features(
+        mode,
+        labels,
+        features,
+        vectorizer.vocabulary_,
+        vectorizer.idf_,
+        truth,
+        keys,
+        params,
+        n_jobs=n_jobs,
+        progress=report,
+        should_stop=stop,
+        counted_seconds=counted_seconds,
+    )
+
+
+def vectorize(
+    texts: Iterable[str], params: TfidfLinearParams | None = None
+) -> tuple[TfidfVectorizer, sp.csr_matrix]:
+    """A TF-IDF vectorizer fitted on ``texts`` as :func:`fit` fits its own, and the rows of
+    ``texts``. No labels are used: a learning-curve simulation fits it once on the whole pool,
+    then :func:`fit_features` at each step on the rows of the labelled documents."""
+    params = params or TfidfLinearParams()
+    vectorizer = params.vectorizer()
+    try:
+        features = vectorizer.fit_transform(texts).tocsr()
+    except ValueError as exc:
+        raise TrainingFailed(f"no usable words in the texts ({exc})") from exc
+    return vectorizer, features
+
+
+def fit_features(
+    mode: Mode,
+    labels: list[str],
+    features: sp.csr_matrix,
+    vocabulary: Mapping[str, int],
+    idf: np.ndarray,
+    truth: np.ndarray,
+    keys: list[str],
+    params: TfidfLinearParams | None = None,
+    n_jobs: int = 2,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    counted_seconds: float = 0.0,
+) -> TfidfLinearModel:
+    """The linear models and calibration of :func:`fit` on ready TF-IDF rows ``features`` (of
+    the vectorizer with ``vocabulary`` and ``idf``, l2-normalized), one row per ``truth`` row."""
+    params = params or TfidfLinearParams()
+    report = progress or (lambda fraction, message: None)
+    stop = should_stop or (lambda: False)
+    if features.shape[0] != len(truth):
+        raise TrainingFailed(f"{features.shape[0]} feature rows for {len(truth)} label rows")
     folds = calibration_folds(keys, params.calibration_fraction, params.seed)
     # slot -1 is the final model on every document; slot f is fold f's hold-out model
     slots: list[tuple[int, sp.csr_matrix, np.ndarray, float]] = [(-1, features, truth, 1e-4)]
@@ -490,9 +547,7 @@ def fit(
         calibration = fit_calibration(mode, np.zeros((0, len(labels))), np.zeros((0, len(labels))))
     calibration["fit_seconds"] = round(time.perf_counter() - started, 3)
     report(1.0, "model fitted")
-    return TfidfLinearModel(
-        mode, labels, params, vectorizer.vocabulary_, vectorizer.idf_, coef, intercept, calibration
-    )
+    return TfidfLinearModel(mode, labels, params, vocabulary, idf, coef, intercept, calibration)
 
 
 def fit_labelled(
