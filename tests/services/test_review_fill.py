@@ -213,3 +213,13 @@ def test_refill_tops_the_queue_up_when_it_runs_low(store, trained):
             select(DocumentRow.pool_task_id).where(DocumentRow.pool_task_id.in_(open_tasks))
         )
         assert len(set(marked)) == len(open_tasks) == pending
+
+
+@pytest.mark.parametrize("name", ["coreset", "cluster-margin", "badge", "density"])
+def test_batch_aware_strategies_fill_from_the_models_features(store, trained, name):
+    copies = [f"{text}." for text in POOL]  # near-duplicates of each pool text
+    store.pool.add_documents("desk", POOL + copies)
+    result = filler(store).fill("desk", name, 4)
+    assert result["picked"] == 4 and result["strategy"] == name
+    texts = [store.review.get(task["task_id"]).text for task in result["tasks"]]
+    assert len({text.rstrip(".") for text in texts}) == 4  # no text picked with its near-copy
