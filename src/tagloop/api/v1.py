@@ -301,7 +301,15 @@ def show_endpoint(name: NamePath, tagloop: TagloopDep, _: ClassifyScope) -> dict
 def update_endpoint(
     name: NamePath, body: EndpointUpdate, tagloop: TagloopDep, _: AdminScope
 ) -> dict[str, Any]:
-    return tagloop.endpoints.update(name, body.version, body.desired_inference_units)
+    """Move the endpoint to `version` (default: the newest trained) and/or record new desired
+    inference units; `pool_rate` alone changes only the share of predictions fed to the pool."""
+    if body.pool_rate is not None and body.version is None and body.desired_inference_units is None:
+        tagloop.pool.set_rate(name, body.pool_rate)
+        return tagloop.endpoints.show(name)
+    summary = tagloop.endpoints.update(name, body.version, body.desired_inference_units)
+    if body.pool_rate is not None:
+        summary["pool_rate"] = tagloop.pool.set_rate(name, body.pool_rate)["pool_rate"]
+    return summary
 
 
 @router.delete("/endpoints/{name}", status_code=204)
