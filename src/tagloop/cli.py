@@ -1862,10 +1862,11 @@ def review_fill(
     if as_json:
         _emit_json(result)
         return
+    which = {"champion": "the champion", "endpoint": "served by an endpoint", "newest": "the newest trained"}
     stdout.print(
-        f"{result['picked']:,} tasks for {classifier} ({result['strategy']}, scored by "
-        f"{result['version']}, the {result['model']} version, over {result['pool_scored']:,} of "
-        f"{result['pool_waiting']:,} pool documents)",
+        f"{result['picked']:,} tasks for {classifier} ({result['strategy']}; pool scored by "
+        f"{result['version']}, {which.get(result['model'], result['model'])}: "
+        f"{result['pool_scored']:,} of {result['pool_waiting']:,} waiting documents)",
         markup=False,
         highlight=False,
     )
