@@ -217,7 +217,8 @@ def test_an_endpoint_feeds_the_sampled_share_of_its_predictions_once(store, endp
         )
         assert {text for text, origin in pooled if origin == "prediction"} == expected
     # a second tick finds nothing new; new predictions are fed on the next
-    assert service.sample_predictions()["endpoints"]["desk-ep"]["added"] == 0
+    service.tick()
+    assert store.pool.count("desk")["waiting"] == len(expected)
     more = log_predictions(store, endpoint["version"], ["one more", "and another"])
     added = service.sample_predictions()["endpoints"]["desk-ep"]["added"]
     assert added == sum(sampled(pid, 0.5) for pid in more)

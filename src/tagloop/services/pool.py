@@ -364,6 +364,12 @@ class PoolService:
                 log.exception("pool: sampling the predictions of endpoint %s failed", name)
         return {"endpoints": figures}
 
+    def tick(self) -> None:
+        """The loop ticker's part: :meth:`sample_predictions`, its figures logged."""
+        for name, figures in self.sample_predictions()["endpoints"].items():
+            if figures["added"]:
+                log.info("pool: %d prediction(s) of endpoint %s joined the pool", figures["added"], name)
+
     def _sample(self, endpoint: str, classifier_id: int, rate: float) -> dict[str, int]:
         now = self.clock()
         with write_transaction(self.database) as session:

@@ -132,6 +132,12 @@ class ReviewFill:
                 log.exception("refill of %s failed", name)
         return {"classifiers": filled}
 
+    def tick(self) -> None:
+        """The loop ticker's part: :meth:`refill`, its figures logged."""
+        for name, filled in self.refill()["classifiers"].items():
+            if filled["picked"]:
+                log.info("refill: %d active-learning task(s) for %s", filled["picked"], name)
+
     # --- the work --------------------------------------------------------------------------
 
     def _fill(
