@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from tagloop.domain.records import Mode
 from tagloop.domain.review import TaskStatus
-from tagloop.domain.strategies import margin
+from tagloop.domain.strategies import entropy, margin
 from tagloop.errors import InvalidRequest, ResourceUnavailable
 from tagloop.services.review import ReviewService
 from tagloop.services.review_fill import ReviewFill
@@ -223,3 +223,27 @@ def test_batch_aware_strategies_fill_from_the_models_features(store, trained, na
     assert result["picked"] == 4 and result["strategy"] == name
     texts = [store.review.get(task["task_id"]).text for task in result["tasks"]]
     assert len({text.rstrip(".") for text in texts}) == 4  # no text picked with its near-copy
+
+
+def test_a_multi_label_classifier_gets_tasks_with_its_assigned_labels(store, tickets, write_csv):
+    rows = []
+    for i, (label, text) in enumerate(tickets):
+        other_label, other_text = tickets[(i + 7) % len(tickets)]
+        joined = i % 3 == 0 and other_label != label
+        rows.append(
+            [f"{label}|{other_label}" if joined else label, f"{text} {other_text}" if joined else text]
+        )
+    store.training.train(
+        TrainRequest(classifier="ml", data=str(write_csv(rows, "ml.csv")), mode=Mode.MULTI_LABEL)
+    )
+    store.pool.add_documents("ml", POOL)
+    result = filler(store).fill("ml", "entropy", 4)
+    _, model = store.predictions.model("ml")
+    scores = model.scores(POOL)
+    expected = [POOL[i] for i in np.argsort(-entropy(scores, multi_label=True), kind="stable")[:4]]
+    tasks = [store.review.get(task["task_id"]) for task in result["tasks"]]
+    assert [task.text for task in tasks] == expected
+    for task in tasks:
+        row = scores[POOL.index(task.text)]
+        assigned = {model.labels[j] for j in model.decide(row[None, :])[0]}
+        assert task.mode is Mode.MULTI_LABEL and set(task.prediction["labels"]) == assigned
