@@ -187,7 +187,7 @@ def test_a_bad_plan_is_refused(changes, message):
 def test_read_labelled_reads_like_training_and_refuses_bad_rows(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("ALPHA,alphafox please\nBRAVO,bravoowl help\n", encoding="utf-8")
-    data, warnings = read_labelled(str(good), Mode.MULTI_CLASS, Limits())
+    data, _ = read_labelled(str(good), Mode.MULTI_CLASS, Limits())
     assert data.texts == ["alphafox please", "bravoowl help"]
     assert data.label_sets == [("ALPHA",), ("BRAVO",)]
     bad = tmp_path / "bad.csv"
