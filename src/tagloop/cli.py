@@ -1772,6 +1772,8 @@ def simulate(
         return result
 
     result = _guard(run)
+    if plot is not None:
+        stderr.print(f"curves written to {plot}", markup=False, highlight=False)
     if as_json:
         _emit_json(result)
         return
@@ -1800,8 +1802,6 @@ def simulate(
             name, *cells, f"{final['labels']:,.0f}", f"{final['accuracy']:.4f}", f"{final['f1']:.4f}"
         )
     _print_table(table)
-    if plot is not None:
-        stderr.print(f"curves written to {plot}", markup=False, highlight=False)
 
 
 def run() -> None:
