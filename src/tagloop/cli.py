@@ -1888,6 +1888,85 @@ def review_refill(as_json: JsonOption = False) -> None:
 # --- end of the unlabelled pool section -----------------------------------------------------------
 
 
+# ---- simulate: learning curves of the query strategies (issue 14) -------------------------------
+@app.command()
+def simulate(
+    data: Annotated[str, typer.Option("--data", help="Fully labelled training file (the simulated pool).")],
+    test: Annotated[str, typer.Option("--test", help="Labelled test file.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Strategies to compare, comma-separated (e.g. margin,random).")
+    ] = "margin,random",
+    initial_per_label: Annotated[int, typer.Option(help="Documents per label known at the start.")] = 10,
+    batch: Annotated[int, typer.Option(help="Documents labelled per step.")] = 50,
+    budget: Annotated[int, typer.Option(help="Stop once this many documents are labelled.")] = 3000,
+    repeats: Annotated[int, typer.Option(help="Runs per strategy (seeds seed, seed+1, ...).")] = 3,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    mode: Annotated[str, typer.Option(help="multi-class or multi-label.")] = "multi-class",
+    delimiter: Annotated[str, typer.Option(help="Joins the labels of a multi-label row.")] = "|",
+    format: Annotated[str | None, typer.Option(help="comprehend-csv, csv (header) or jsonl.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column(s) holding the text.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    plot: Annotated[
+        str | None, typer.Option("--plot", metavar="FILE", help="Write the curves as SVG.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Learning curves: how many labels each query strategy needs, simulated on labelled files
+    with the real training and strategy code (nothing is stored)."""
+    from tagloop.domain.limits import Limits
+    from tagloop.domain.records import Mode
+    from tagloop.services.simulation import SimulationPlan, curve_svg, read_labelled
+    from tagloop.services.simulation import simulate as run_simulation
+
+    def run() -> dict[str, Any]:
+        names = tuple(part.strip() for part in strategy.split(",") if part.strip())
+        plan = SimulationPlan(names, initial_per_label, batch, budget, repeats, seed)
+        parsed = Mode.parse(mode)
+        limits = Limits.from_settings(_settings())
+        options = (delimiter, format, _columns(text_column), label_column)
+        train_set, warnings = read_labelled(data, parsed, limits, *options)
+        test_set, _ = read_labelled(test, parsed, limits, *options)
+        _warn(warnings)
+        with _progress() as progress:
+            result = run_simulation(train_set, test_set, parsed, plan, progress=progress)
+        if plot is not None:
+            with _output_file(plot) as handle:
+                handle.write(curve_svg(result, title=f"learning curves: {Path(data).name}"))
+        return result
+
+    result = _guard(run)
+    if plot is not None:
+        stderr.print(f"curves written to {plot}", markup=False, highlight=False)
+    if as_json:
+        _emit_json(result)
+        return
+    full = result["full"]
+    stdout.print(
+        f"full data: {full['labels']:,} labels, accuracy {full['accuracy']:.4f}, macro-F1 {full['f1']:.4f}"
+    )
+    targets = list(next(iter(result["strategies"].values()))["to_reach"])
+    table = Table(title="labels needed to reach a share of the full-data accuracy (mean ± std over repeats)")
+    table.add_column("strategy")
+    for target in targets:
+        table.add_column(target, justify="right")
+    table.add_column("final labels", justify="right")
+    table.add_column("final accuracy", justify="right")
+    table.add_column("final macro-F1", justify="right")
+    for name, figures in result["strategies"].items():
+        cells = []
+        for target in targets:
+            reach = figures["to_reach"][target]
+            if reach["mean"] is None:
+                cells.append(f"not reached ({reach['reached']}/{reach['repeats']})")
+            else:
+                cells.append(f"{reach['mean']:,.0f} ± {reach['std']:,.0f}")
+        final = figures["final"]
+        table.add_row(
+            name, *cells, f"{final['labels']:,.0f}", f"{final['accuracy']:.4f}", f"{final['f1']:.4f}"
+        )
+    _print_table(table)
+
+
 def run() -> None:
     app()
 

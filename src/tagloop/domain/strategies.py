@@ -180,23 +180,29 @@ def _rows(candidates: Candidates, name: str) -> sp.csr_matrix:
 
 
 def _dense_projection(features: sp.csr_matrix, rng: np.random.Generator, dims: int = 64) -> np.ndarray:
-    """Rows as short dense l2-normalized vectors for clustering: the rows themselves when there
-    are few columns, else their leading ``dims`` LSA components (truncated SVD)."""
-    if features.shape[1] <= 4 * dims or features.shape[0] <= dims:
-        dense = features.toarray()
+    """Rows as short dense l2-normalized vectors for clustering: their leading ``dims`` LSA
+    components, computed from the rows' Gram matrix (rows × rows: a shortlist is short, while
+    its TF-IDF rows are hundreds of thousands of columns wide). With ``dims`` at least the
+    number of rows the vectors keep every distance of the rows exactly."""
+    gram = np.asarray((features @ features.T).toarray(), dtype=np.float64)
+    m = gram.shape[0]
+    if m <= 4 * dims:
+        values, vectors = np.linalg.eigh(gram)
+        values, vectors = values[-dims:], vectors[:, -dims:]
     else:
-        from sklearn.decomposition import TruncatedSVD
+        from scipy.sparse.linalg import eigsh
 
-        svd = TruncatedSVD(n_components=dims, random_state=int(rng.integers(2**31 - 1)))
-        dense = svd.fit_transform(features)
+        start = rng.standard_normal(m)
+        values, vectors = eigsh(gram, k=dims, which="LA", v0=start)
+    dense = vectors * np.sqrt(np.maximum(values, 0.0))
     norms = np.linalg.norm(dense, axis=1, keepdims=True)
     return np.asarray(dense / np.where(norms > 0, norms, 1.0))
 
 
 class ClusterMargin:
     """Margin sampling spread over clusters: the ``PREFILTER × count`` lowest-margin documents
-    are clustered into ``count`` groups (k-means on their TF-IDF rows, reduced by LSA when wide,
-    weighted by their uncertainty), and each group gives its lowest-margin document; the picks
+    are clustered into ``count`` groups (k-means on their TF-IDF rows reduced to 64 LSA
+    dimensions, weighted by their uncertainty), and each group gives its lowest-margin document; the picks
     come in margin order. Near-duplicates share a cluster, so a batch holds at most one of them.
 
     Zhdanov, "Diverse mini-batch Active Learning", arXiv:1901.05954, 2019 (pre-filter by margin,

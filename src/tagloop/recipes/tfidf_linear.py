@@ -92,7 +92,12 @@ class TfidfLinearModel:
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.calibration = calibration
         self._coef_t = np.ascontiguousarray(self.coef.T)  # (features × labels), float32, made once
-        self.features = NgramFeatures(vocabulary, self.idf, params.sublinear_tf)
+
+    @cached_property
+    def features(self) -> NgramFeatures:
+        """The feature transform of texts (built on first use: a simulation that scores ready
+        feature rows never needs it)."""
+        return NgramFeatures(self.vocabulary, self.idf, self.params.sublinear_tf)
 
     @cached_property
     def vectorizer(self) -> TfidfVectorizer:
@@ -478,6 +483,29 @@ def fit_features(
 ) -> TfidfLinearModel:
     """The linear models and calibration of :func:`fit` on ready TF-IDF rows ``features`` (of
     the vectorizer with ``vocabulary`` and ``idf``, l2-normalized), one row per ``truth`` row."""
+    coef, intercept, calibration = fit_linear(
+        mode, labels, features, truth, keys, params, n_jobs, progress, should_stop, counted_seconds
+    )
+    params = params or TfidfLinearParams()
+    return TfidfLinearModel(mode, labels, params, vocabulary, idf, coef, intercept, calibration)
+
+
+def fit_linear(
+    mode: Mode,
+    labels: list[str],
+    features: sp.csr_matrix,
+    truth: np.ndarray,
+    keys: list[str],
+    params: TfidfLinearParams | None = None,
+    n_jobs: int = 2,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    counted_seconds: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The weights (labels × feature columns), intercepts and calibration :func:`fit_features`
+    builds its model from. A feature column no training row uses gets weight 0 (liblinear's
+    weights are sums of training rows), so a caller may pass only the columns its rows use and
+    put the weights back in place."""
     params = params or TfidfLinearParams()
     report = progress or (lambda fraction, message: None)
     stop = should_stop or (lambda: False)
@@ -547,7 +575,7 @@ def fit_features(
         calibration = fit_calibration(mode, np.zeros((0, len(labels))), np.zeros((0, len(labels))))
     calibration["fit_seconds"] = round(time.perf_counter() - started, 3)
     report(1.0, "model fitted")
-    return TfidfLinearModel(mode, labels, params, vocabulary, idf, coef, intercept, calibration)
+    return coef, intercept, calibration
 
 
 def fit_labelled(

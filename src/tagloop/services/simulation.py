@@ -25,6 +25,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import scipy.sparse as sp
 
+from tagloop.domain.formats import FormatSpec
+from tagloop.domain.limits import Limits
 from tagloop.domain.metrics import evaluate, indicator
 from tagloop.domain.progress import Progress
 from tagloop.domain.records import Mode
@@ -32,6 +34,7 @@ from tagloop.domain.splitting import stratification_keys
 from tagloop.domain.strategies import STRATEGIES, Candidates, Strategy, strategy
 from tagloop.errors import InvalidRequest
 from tagloop.recipes import tfidf_linear
+from tagloop.services.datasets import DatasetReader, ReadOptions
 
 MAX_REPEATS = 20
 MAX_STEPS = 2_000
@@ -46,6 +49,8 @@ class SimulationPlan:
     repeats: int = 3
     seed: int = 0
     targets: tuple[float, ...] = (0.95, 0.99)
+    stop_at_target: bool = False
+    """End a run once it reaches the highest target (saves time; its curve ends there)."""
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -74,6 +79,27 @@ class SimulationPlan:
 class LabelledTexts:
     texts: list[str]
     label_sets: list[tuple[str, ...]]
+
+
+def read_labelled(
+    source: str,
+    mode: Mode,
+    limits: Limits,
+    delimiter: str = "|",
+    format: str | None = None,
+    text_columns: tuple[str, ...] = (),
+    label_column: str | None = None,
+) -> tuple[LabelledTexts, list[str]]:
+    """The valid rows of a labelled file (any format ``tagloop train`` reads), and the warnings;
+    DatasetInvalid listing the rejected rows, as training would."""
+    spec = FormatSpec.infer(source, format, text_columns, label_column)
+    reader = DatasetReader(source, ReadOptions(spec, mode, delimiter, limits, warn_rare_labels=False))
+    texts, label_sets = [], []
+    for item in reader:
+        texts.append(item.text)
+        label_sets.append(item.labels)
+    report = reader.finish()
+    return LabelledTexts(texts, label_sets), list(report.warnings)
 
 
 @dataclass
@@ -116,16 +142,24 @@ class Simulator:
         self.keys = stratification_keys(train.label_sets)
 
     def fit(self, rows: np.ndarray) -> tfidf_linear.TfidfLinearModel:
-        return tfidf_linear.fit_features(
+        """The recipe's model fitted on the training ``rows`` (what ``fit_features`` fits, on
+        the columns these rows use: the others would get weight 0, so they are left out of the
+        fit and filled with 0 after it)."""
+        chosen = self.features[rows]
+        columns = np.unique(chosen.indices)
+        coef, intercept, calibration = tfidf_linear.fit_linear(
             self.mode,
             self.labels,
-            self.features[rows],
-            self.vocabulary,
-            self.idf,
+            chosen[:, columns],
             self.truth[rows],
             [self.keys[i] for i in rows],
             self.params,
             n_jobs=self.n_jobs,
+        )
+        full = np.zeros((len(self.labels), self.features.shape[1]), dtype=np.float32)
+        full[:, columns] = coef
+        return tfidf_linear.TfidfLinearModel(
+            self.mode, self.labels, self.params, self.vocabulary, self.idf, full, intercept, calibration
         )
 
     def evaluate(self, model: tfidf_linear.TfidfLinearModel) -> dict[str, float]:
@@ -152,6 +186,7 @@ class Simulator:
         rng: np.random.Generator,
         times: StepTimes,
         stop: Callable[[], None] = lambda: None,
+        enough: float = math.inf,
     ) -> list[dict[str, float]]:
         """One learning curve: the test figures after each step (labels = documents known)."""
         n = self.features.shape[0]
@@ -167,7 +202,7 @@ class Simulator:
             curve.append({"labels": len(labelled), **self.evaluate(model)})
             pool = np.flatnonzero(in_pool)
             count = min(batch, budget - len(labelled), len(pool))
-            if count <= 0:
+            if count <= 0 or curve[-1]["accuracy"] >= enough:
                 break
             scored = time.perf_counter()
             candidates = Candidates(
@@ -274,6 +309,7 @@ def simulate(
                 np.random.default_rng([seed, 1]),
                 times[name],
                 stop,
+                max(plan.targets) * full["accuracy"] - 1e-12 if plan.stop_at_target else math.inf,
             )
             curves[name].append(curve)
             done += 1
