@@ -19,6 +19,7 @@ from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.monitoring import MonitoringService
 from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
@@ -110,6 +111,14 @@ class Tagloop:
         # active-learning picks from the pool into the review queue; refill is a loop-ticker part
         self.review_fill = ReviewFill(self.database, self.models, self.settings.pool_score_limit)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
+            self.database,
+            self.artifacts,
+            self.models,
+            psi_threshold=self.settings.drift_psi_threshold,
+            min_count=self.settings.drift_min_count,
+            refresh_seconds=self.settings.monitor_seconds,
+        )
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),
