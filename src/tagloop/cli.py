@@ -1768,7 +1768,8 @@ def pool_add(
     for row in report["rejected_rows"][:ROWS_LISTED]:
         stderr.print(f"  {data}:{row['line']}: {row['reason']}", markup=False, highlight=False)
     stdout.print(
-        f"added {report['added']:,} to the pool of {classifier}; {report['duplicates']:,} duplicates, "
+        f"added {report['added']:,} to the pool of {classifier}; {report['duplicates']:,} "
+        f"duplicate{'' if report['duplicates'] == 1 else 's'}, "
         f"{report['rejected']:,} rejected; pool: {_pool_figures(report['pool'])}",
         markup=False,
         highlight=False,
