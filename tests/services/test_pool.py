@@ -65,7 +65,7 @@ def test_a_file_is_pooled_without_its_labels_and_repeats_are_reported_by_line(st
     assert all(r.text_hash == text_hash(r.text) and r.pool_task_id is None for r in rows)
     again = store.pool.add("desk", str(path))  # the whole file again: nothing new
     assert (again["added"], again["duplicates"]) == (0, 4)
-    assert {row["of"] for row in again["duplicate_rows"]} == {"pool"}
+    assert [row["of"] for row in again["duplicate_rows"]] == ["pool", "pool", "line 2", "pool"]
     assert store.pool.count("desk")["waiting"] == 3
 
 

@@ -14,10 +14,13 @@ the rest are added in one transaction (a file where every row fails is refused w
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from tagloop.domain.formats import FormatSpec, RawRow, read_rows
 from tagloop.domain.limits import Limits, over_limit, utf8_size_over
@@ -222,49 +225,58 @@ class PoolService:
         origin: Origin,
         rows: Callable[[Mode, str, _Report], Iterator[_Row]],
     ) -> dict[str, Any]:
+        """Read, check and hash every row first (into a private temporary file, so memory stays
+        constant), then insert the new ones in one transaction: the pool lock (on SQLite the
+        write lock) is held for the database work only, not while a remote file downloads."""
         report = _Report(classifier, source, origin.value)
-        with write_transaction(self.database) as session:
+        with self.database.reading() as session:
             row = ClassifierRepository(session).get(classifier)
-            pool = PoolRepository(session)
-            pool.lock(row.id)
-            seen: dict[str, int] = {}  # hash -> first line in this source
-            batch: list[tuple[_Row, str]] = []
-            for item in rows(Mode(row.mode), row.label_delimiter, report):
-                batch.append((item, text_hash(item.text)))
-                if len(batch) >= BATCH:
-                    self._insert(pool, row, batch, seen, report, origin)
-                    batch = []
-            self._insert(pool, row, batch, seen, report, origin)
-            if report.rejected and not report.added and not report.duplicates:
-                raise DatasetInvalid(source, report.issues)
-            if not (report.added or report.duplicates or report.rejected):
-                raise InvalidRequest(f"{source}: no documents")
-            counts = pool.counts(row.id)
+            mode, delimiter = Mode(row.mode), row.label_delimiter
+        seen: dict[str, int] = {}  # hash -> first line in this source
+        with tempfile.TemporaryFile() as spool:  # 0600, and unlinked at once on POSIX
+            for item in rows(mode, delimiter, report):
+                hash_ = text_hash(item.text)
+                if hash_ in seen:
+                    report.duplicate(item.line, f"line {seen[hash_]}")
+                    continue
+                seen[hash_] = item.line
+                spool.write(orjson.dumps([item.line, item.text, list(item.labels), hash_]) + b"\n")
+            seen.clear()
+            spool.seek(0)
+            with write_transaction(self.database) as session:
+                row = ClassifierRepository(session).get(classifier)
+                pool = PoolRepository(session)
+                pool.lock(row.id)
+                batch: list[list[Any]] = []
+                for line in spool:
+                    batch.append(orjson.loads(line))
+                    if len(batch) >= BATCH:
+                        self._insert(pool, row.id, batch, report, origin)
+                        batch = []
+                self._insert(pool, row.id, batch, report, origin)
+                if report.rejected and not report.added and not report.duplicates:
+                    raise DatasetInvalid(source, report.issues)
+                if not (report.added or report.duplicates or report.rejected):
+                    raise InvalidRequest(f"{source}: no documents")
+                counts = pool.counts(row.id)
+        report.duplicate_rows.sort(key=lambda found: found["line"])
         return report.as_dict() | {"pool": counts}
 
+    @staticmethod
     def _insert(
-        self,
-        pool: PoolRepository,
-        classifier: ClassifierRow,
-        batch: Sequence[tuple[_Row, str]],
-        seen: dict[str, int],
-        report: _Report,
-        origin: Origin,
+        pool: PoolRepository, classifier_id: int, batch: Sequence[list[Any]], report: _Report, origin: Origin
     ) -> None:
+        """Insert the rows of ``batch`` (line, text, labels, hash) the classifier has not pooled
+        or verified; report the others."""
         if not batch:
             return
-        known = pool.known(classifier.id, [hash_ for _, hash_ in batch])
+        known = pool.known(classifier_id, [hash_ for _, _, _, hash_ in batch])
         rows: list[dict[str, Any]] = []
-        for item, hash_ in batch:
+        for line, text, labels, hash_ in batch:
             if hash_ in known:
-                report.duplicate(item.line, known[hash_])
-            elif hash_ in seen:
-                report.duplicate(item.line, f"line {seen[hash_]}")
+                report.duplicate(line, known[hash_])
             else:
-                seen[hash_] = item.line
-                rows.append(
-                    _document_row(classifier.id, item.text, list(item.labels), origin, item.line, hash_)
-                )
+                rows.append(_document_row(classifier_id, text, labels, origin, line, hash_))
         pool.add_many(rows)
         report.added += len(rows)
 
