@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             say(line)
 
     step_rows: list[dict[str, Any]] = []
-    if not args.no_step_cost and STEP_COST_DATASET in names:
+    if not args.no_step_cost and STEP_COST_DATASET in report["datasets"]:
         train = read_csv(args.data_dir / f"{STEP_COST_DATASET}_train.csv.gz")
         test = read_csv(args.data_dir / f"{STEP_COST_DATASET}_test.csv.gz")
         best = next(
