@@ -115,7 +115,7 @@ def labels_table(name: str, result: dict[str, Any], setup: Setup) -> tuple[list[
         f"(macro-F1 {full['f1']:.4f}); start {setup.initial_per_label} per label, batch {setup.batch}, "
         f"budget {setup.budget:,}, {result['plan']['repeats']} repeat(s)",
         "",
-        "| strategy | labels to 95 % | labels to 99 % | vs random (95 %) | accuracy at the last step |",
+        "| strategy | labels to 95 % | labels to 99 % | vs random (95 %) | accuracy, last common step |",
         "|---|---|---|---|---|",
     ]
     random_reach = (
