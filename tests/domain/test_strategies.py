@@ -198,3 +198,22 @@ def test_batch_aware_strategies_need_features(name):
     assert strategy(name).needs_features
     with pytest.raises(InvalidRequest, match="feature rows"):
         strategy(name).select(POOL, 2, RNG)
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_takes_multi_label_scores(name):
+    rng = np.random.default_rng(8)
+    n = 30
+    scores = rng.random((n, 4))  # independent yes/no scores per label
+    pool = Candidates(scores, _normalized(np.eye(n) + 0.1 * rng.random((n, n))), None, multi_label=True)
+    chosen = strategy(name).select(pool, 6, np.random.default_rng(2))
+    assert len(chosen) == 6 == len(set(chosen.tolist()))
+
+
+def test_badge_multi_label_hypothesis_is_every_label_at_or_above_half():
+    # doc 0: scores .5 .5 -> hypothesis (1, 1), u = (-.5, -.5), |u|² = .5
+    # doc 1: scores .9 .1 -> hypothesis (1, 0), u = (-.1, .1), |u|² = .02
+    # doc 2: scores .6 .45 -> hypothesis (1, 0), u = (-.4, .45), |u|² = .3625
+    rows = _normalized(np.eye(3))
+    pool = Candidates(np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.45]]), rows, multi_label=True)
+    assert picks("badge", pool, 1) == [0]  # the largest gradient

@@ -405,7 +405,7 @@ def curve_svg(
                 f'stroke="#888" stroke-dasharray="4 4"/>'
             )
             out.append(
-                f'<text x="{left + plot_w + 4}" y="{y(level) + 4:.1f}" fill="#666">'
+                f'<text x="{left + plot_w - 4}" y="{y(level) - 4:.1f}" fill="#666" text-anchor="end">'
                 f"{_share(target)} of full</text>"
             )
     for i, name in enumerate(names):
@@ -413,7 +413,7 @@ def curve_svg(
         steps = result["strategies"][name]["steps"]
         path = " ".join(f"{x(float(p['labels'])):.1f},{y(float(p['accuracy'])):.1f}" for p in steps)
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        legend_y = top + 14 + 18 * i + 18 * len(targets)
+        legend_y = top + 14 + 18 * i
         out.append(
             f'<line x1="{left + plot_w + 8}" x2="{left + plot_w + 28}" y1="{legend_y - 4}" '
             f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="2"/>'
