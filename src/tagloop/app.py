@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tagloop.domain.a2i import A2iArns
+from tagloop.domain.limits import Limits
 from tagloop.domain.review import NewTask
 from tagloop.jobs.local import LocalJobQueue
 from tagloop.jobs.port import JobKind, JobQueue
@@ -23,11 +24,13 @@ from tagloop.services.loop_ticker import LoopTicker
 from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.monitoring import MonitoringService
+from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.review import ReviewService
+from tagloop.services.review_fill import ReviewFill
 from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.task_journal import replay
@@ -107,6 +110,10 @@ class Tagloop:
             A2iArns(self.settings.aws_region, self.settings.aws_account_id),
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
+        # the unlabelled pool (files, /v1 documents, sampled logged predictions)
+        self.pool = PoolService(self.database, Limits.from_settings(self.settings), self.data_locations)
+        # active-learning picks from the pool into the review queue; refill is a loop-ticker part
+        self.review_fill = ReviewFill(self.database, self.models, self.settings.pool_score_limit)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
             self.database,
@@ -121,7 +128,14 @@ class Tagloop:
         self.iterations = IterationService(self.database, self.training, self.models, self.queue)
         # the loop's periodic work in serve and worker (TAGLOOP_LOOP_TICK_SECONDS); parts are added here
         self.ticker = LoopTicker(
-            [self.iterations.tick, self.monitoring.tick], self.settings.loop_tick_seconds
+            [
+                self.iterations.tick,  # iterations whose trigger is due
+                self.pool.tick,  # logged predictions sampled into pools
+                self.review_fill.tick,  # review queues refilled with active-learning picks
+                self.monitoring.tick,  # drift figures and events
+                self.human_loops.tick,  # A2I output.json files whose write failed
+            ],
+            self.settings.loop_tick_seconds,
         )
         # Comprehend's flywheels: loops known by a name, their datasets (services/flywheels.py)
         self.flywheels = FlywheelService(self.database, self.settings, self.loops, self.iterations)

@@ -1974,6 +1974,249 @@ def loop_set(
     _emit_json(result) if as_json else _print_loop(result)
 
 
+# --- the unlabelled pool and active-learning picks (issue 14, loop-pool) ------------------------
+
+pool_app = typer.Typer(help="The unlabelled pool active learning picks from.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+POOL_COLUMNS = ("id", "origin", "labels", "task_id", "task_status", "created_at", "text")
+
+
+def _pool_figures(counts: dict[str, Any]) -> str:
+    origins = ", ".join(f"{count:,} {origin}" for origin, count in sorted(counts["by_origin"].items()))
+    return f"{counts['waiting']:,} waiting, {counts['picked']:,} picked" + (
+        f" ({origins})" if origins else ""
+    )
+
+
+@pool_app.command("add")
+def pool_add(
+    classifier: Annotated[str, typer.Argument(help="Classifier whose pool gets the texts.")],
+    data: Annotated[str, typer.Argument(metavar="FILE", help="Path or fsspec URL of the texts.")],
+    keep_labels: Annotated[
+        bool, typer.Option("--keep-labels", help="Keep the file's labels as hints (default: dropped).")
+    ] = False,
+    format: Annotated[str | None, typer.Option(help="comprehend-csv, csv (header) or jsonl.")] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column(s) holding the text, comma-separated (joined).")
+    ] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a file's texts to CLASSIFIER's pool; texts already pooled or verified are skipped."""
+    from tagloop.domain.formats import FormatSpec
+
+    def run() -> dict[str, Any]:
+        spec = FormatSpec.infer(data, format, _columns(text_column), label_column)
+        with _tagloop() as tagloop:
+            return tagloop.pool.add(classifier, data, spec, keep_labels=keep_labels)
+
+    report = _guard(run)
+    if as_json:
+        _emit_json(report)
+        return
+    for row in report["rejected_rows"][:ROWS_LISTED]:
+        stderr.print(f"  {data}:{row['line']}: {row['reason']}", markup=False, highlight=False)
+    stdout.print(
+        f"added {report['added']:,} to the pool of {classifier}; {report['duplicates']:,} "
+        f"duplicate{'' if report['duplicates'] == 1 else 's'}, "
+        f"{report['rejected']:,} rejected; pool: {_pool_figures(report['pool'])}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@pool_app.command("count")
+def pool_count(classifier: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """How many documents wait in CLASSIFIER's pool, and how many were picked for review."""
+    counts = _guard(lambda: _with_tagloop(lambda t: t.pool.count(classifier)))
+    if as_json:
+        _emit_json(counts)
+    else:
+        stdout.print(f"{classifier}: {_pool_figures(counts)}", markup=False, highlight=False)
+
+
+@pool_app.command("list")
+def pool_list(
+    classifier: Annotated[str, typer.Argument()],
+    picked: Annotated[
+        bool | None, typer.Option("--picked/--waiting", help="Only picked ones, or only waiting ones.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Documents per page (1-1000).")] = 100,
+    after: Annotated[int | None, typer.Option(help="`next_after` of the page before.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """CLASSIFIER's pool documents, oldest first."""
+    page = _guard(lambda: _with_tagloop(lambda t: t.pool.list(classifier, picked, limit, after)))
+    if as_json:
+        _emit_json(page)
+        return
+    rows = [
+        doc
+        | {
+            "labels": ",".join(doc["labels"]) or None,
+            "created_at": doc["created_at"][:19],
+            "text": _one_line(doc["text"])[:60],
+        }
+        for doc in page["documents"]
+    ]
+    _print_rows(rows, POOL_COLUMNS)
+    if page["next_after"] is not None:
+        stderr.print(f"more: --after {page['next_after']}", markup=False, highlight=False)
+
+
+@pool_app.command("clear")
+def pool_clear(classifier: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Delete the documents waiting in CLASSIFIER's pool (picked ones stay with their tasks)."""
+    result = _guard(lambda: _with_tagloop(lambda t: t.pool.clear(classifier)))
+    if as_json:
+        _emit_json(result)
+    else:
+        stdout.print(f"removed {result['removed']:,} from the pool of {classifier}", markup=False)
+
+
+@pool_app.command("sample")
+def pool_sample(as_json: JsonOption = False) -> None:
+    """Feed the pools from the endpoints' logged predictions now (servers do it every loop tick)."""
+    result = _guard(lambda: _with_tagloop(lambda t: t.pool.sample_predictions()))
+    if as_json:
+        _emit_json(result)
+        return
+    rows = [{"endpoint": name} | figures for name, figures in result["endpoints"].items()]
+    _print_rows(rows, ("endpoint", "examined", "added", "duplicates"))
+
+
+@endpoints_app.command("pool")
+def endpoints_pool(
+    name: Annotated[str, typer.Argument()],
+    rate: Annotated[
+        float, typer.Option(help="Share (0-1) of its logged predictions fed to the pool; 0: off.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Feed a share of an endpoint's logged predictions (with their text) to its classifier's pool."""
+    _run_and_print(lambda t: t.pool.set_rate(name, rate), as_json, ("endpoint", "classifier", "pool_rate"))
+
+
+@review_app.command("fill")
+def review_fill(
+    classifier: Annotated[str, typer.Argument()],
+    strategy: Annotated[str, typer.Option(help="Query strategy, e.g. margin, entropy, coreset.")] = "margin",
+    count: Annotated[int, typer.Option(help="Picks to put in the review queue.")] = 50,
+    required: Annotated[int, typer.Option(help="Answers each task needs (1-3).")] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Put the pool documents a query strategy finds most worth labelling in the review queue."""
+    result = _guard(
+        lambda: _with_tagloop(lambda t: t.review_fill.fill(classifier, strategy, count, required))
+    )
+    if as_json:
+        _emit_json(result)
+        return
+    which = {"champion": "the champion", "endpoint": "served by an endpoint", "newest": "the newest trained"}
+    stdout.print(
+        f"{result['picked']:,} tasks for {classifier} ({result['strategy']}; pool scored by "
+        f"{result['version']}, {which.get(result['model'], result['model'])}: "
+        f"{result['pool_scored']:,} of {result['pool_waiting']:,} waiting documents)",
+        markup=False,
+        highlight=False,
+    )
+
+
+@review_app.command("refill")
+def review_refill(as_json: JsonOption = False) -> None:
+    """Top up the review queues of loops with a refill setting now (servers do it every loop tick)."""
+    result = _guard(lambda: _with_tagloop(lambda t: t.review_fill.refill()))
+    if as_json:
+        _emit_json(result)
+        return
+    rows = [
+        {"classifier": name, "picked": filled["picked"]} for name, filled in result["classifiers"].items()
+    ]
+    _print_rows(rows, ("classifier", "picked"))
+
+
+# --- end of the unlabelled pool section -----------------------------------------------------------
+
+
+# ---- simulate: learning curves of the query strategies (issue 14) -------------------------------
+@app.command()
+def simulate(
+    data: Annotated[str, typer.Option("--data", help="Fully labelled training file (the simulated pool).")],
+    test: Annotated[str, typer.Option("--test", help="Labelled test file.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Strategies to compare, comma-separated (e.g. margin,random).")
+    ] = "margin,random",
+    initial_per_label: Annotated[int, typer.Option(help="Documents per label known at the start.")] = 10,
+    batch: Annotated[int, typer.Option(help="Documents labelled per step.")] = 50,
+    budget: Annotated[int, typer.Option(help="Stop once this many documents are labelled.")] = 3000,
+    repeats: Annotated[int, typer.Option(help="Runs per strategy (seeds seed, seed+1, ...).")] = 3,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    mode: Annotated[str, typer.Option(help="multi-class or multi-label.")] = "multi-class",
+    delimiter: Annotated[str, typer.Option(help="Joins the labels of a multi-label row.")] = "|",
+    format: Annotated[str | None, typer.Option(help="comprehend-csv, csv (header) or jsonl.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column(s) holding the text.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    plot: Annotated[
+        str | None, typer.Option("--plot", metavar="FILE", help="Write the curves as SVG.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Learning curves: how many labels each query strategy needs, simulated on labelled files
+    with the real training and strategy code (nothing is stored)."""
+    from tagloop.domain.limits import Limits
+    from tagloop.domain.records import Mode
+    from tagloop.services.simulation import SimulationPlan, curve_svg, read_labelled
+    from tagloop.services.simulation import simulate as run_simulation
+
+    def run() -> dict[str, Any]:
+        names = tuple(part.strip() for part in strategy.split(",") if part.strip())
+        plan = SimulationPlan(names, initial_per_label, batch, budget, repeats, seed)
+        parsed = Mode.parse(mode)
+        limits = Limits.from_settings(_settings())
+        options = (delimiter, format, _columns(text_column), label_column)
+        train_set, warnings = read_labelled(data, parsed, limits, *options)
+        test_set, _ = read_labelled(test, parsed, limits, *options)
+        _warn(warnings)
+        with _progress() as progress:
+            result = run_simulation(train_set, test_set, parsed, plan, progress=progress)
+        if plot is not None:
+            with _output_file(plot) as handle:
+                handle.write(curve_svg(result, title=f"learning curves: {Path(data).name}"))
+        return result
+
+    result = _guard(run)
+    if plot is not None:
+        stderr.print(f"curves written to {plot}", markup=False, highlight=False)
+    if as_json:
+        _emit_json(result)
+        return
+    full = result["full"]
+    stdout.print(
+        f"full data: {full['labels']:,} labels, accuracy {full['accuracy']:.4f}, macro-F1 {full['f1']:.4f}"
+    )
+    targets = list(next(iter(result["strategies"].values()))["to_reach"])
+    table = Table(title="labels needed to reach a share of the full-data accuracy (mean ± std over repeats)")
+    table.add_column("strategy")
+    for target in targets:
+        table.add_column(target, justify="right")
+    table.add_column("final labels", justify="right")
+    table.add_column("final accuracy", justify="right")
+    table.add_column("final macro-F1", justify="right")
+    for name, figures in result["strategies"].items():
+        cells = []
+        for target in targets:
+            reach = figures["to_reach"][target]
+            if reach["mean"] is None:
+                cells.append(f"not reached ({reach['reached']}/{reach['repeats']})")
+            else:
+                cells.append(f"{reach['mean']:,.0f} ± {reach['std']:,.0f}")
+        final = figures["final"]
+        table.add_row(
+            name, *cells, f"{final['labels']:,.0f}", f"{final['accuracy']:.4f}", f"{final['f1']:.4f}"
+        )
+    _print_table(table)
+
+
 # ---- monitoring (drift per endpoint and day: services/monitoring.py) -------------------------
 MONITOR_TOP_LABELS = 3
 

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         30.0, gt=0, description="A job whose worker stops renewing its lease this long is run again."
     )
+    pool_score_limit: int = Field(
+        20_000,
+        ge=100,
+        description="Most pool documents one fill of the review queue scores (a random sample of them "
+        "when the pool is bigger), and most labelled documents a batch-aware strategy compares them with.",
+    )
     review_order: Literal["uncertain", "oldest"] = Field(
         "uncertain",
         description="Review queue order after priority: the most uncertain prediction first "

@@ -99,6 +99,14 @@ class EndpointUpdate(BaseModel):
     version: Name | None = None
     desired_inference_units: InferenceUnits | None = None
     follows: bool | None = Field(None, description="true: follow the champion; false: pin.")
+    pool_rate: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Share (0-1) of its logged predictions (with their text) fed to its classifier's "
+        "unlabelled pool; 0: off.",
+    )
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -306,7 +306,17 @@ def show_endpoint(name: NamePath, tagloop: TagloopDep, _: ClassifyScope) -> dict
 def update_endpoint(
     name: NamePath, body: EndpointUpdate, tagloop: TagloopDep, _: AdminScope
 ) -> dict[str, Any]:
-    return tagloop.endpoints.update(name, body.version, body.desired_inference_units, follow=body.follows)
+    """Move the endpoint to `version` (default: the newest trained), make it follow the champion
+    or pin it, and/or record new desired inference units; `pool_rate` alone changes only the
+    share of predictions fed to the pool."""
+    moves = body.version is not None or body.desired_inference_units is not None or body.follows is not None
+    if body.pool_rate is not None and not moves:
+        tagloop.pool.set_rate(name, body.pool_rate)
+        return tagloop.endpoints.show(name)
+    summary = tagloop.endpoints.update(name, body.version, body.desired_inference_units, follow=body.follows)
+    if body.pool_rate is not None:
+        summary["pool_rate"] = tagloop.pool.set_rate(name, body.pool_rate)["pool_rate"]
+    return summary
 
 
 @router.delete("/endpoints/{name}", status_code=204)

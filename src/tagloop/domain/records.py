@@ -26,6 +26,8 @@ class Origin(StrEnum):
     IMPORT = "import"
     REVIEW = "review"
     FEEDBACK = "feedback"
+    PREDICTION = "prediction"
+    """A pool document sampled from an endpoint's logged predictions."""
 
 
 class Split(StrEnum):

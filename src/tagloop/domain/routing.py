@@ -49,6 +49,8 @@ class Reason(StrEnum):
     LABEL = "label"
     AUDIT = "audit"
     FEEDBACK = "feedback"
+    ACTIVE_LEARNING = "active_learning"
+    """Picked from the unlabelled pool by a query strategy (services/review_fill.py)."""
 
 
 _FIELDS = ("threshold", "margin", "band", "labels", "audit", "required", "lease_seconds", "lifetime_seconds")

@@ -92,7 +92,12 @@ class TfidfLinearModel:
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.calibration = calibration
         self._coef_t = np.ascontiguousarray(self.coef.T)  # (features × labels), float32, made once
-        self.features = NgramFeatures(vocabulary, self.idf, params.sublinear_tf)
+
+    @cached_property
+    def features(self) -> NgramFeatures:
+        """The feature transform of texts (built on first use: a simulation that scores ready
+        feature rows never needs it)."""
+        return NgramFeatures(self.vocabulary, self.idf, self.params.sublinear_tf)
 
     @cached_property
     def vectorizer(self) -> TfidfVectorizer:
@@ -112,6 +117,11 @@ class TfidfLinearModel:
 
     def scores(self, texts: Iterable[str]) -> np.ndarray:
         return calibrate(self.mode, self.decision(texts), self.calibration)
+
+    def scores_of_features(self, features: sp.spmatrix) -> np.ndarray:
+        """:meth:`scores` of documents already turned into this model's feature rows."""
+        decision = np.asarray(sp.csr_matrix(features, dtype=np.float32) @ self._coef_t, dtype=np.float64)
+        return calibrate(self.mode, decision + self.intercept, self.calibration)
 
     def decide(self, scores: np.ndarray) -> list[list[int]]:
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -426,6 +436,81 @@ def fit(
     counted_seconds = time.perf_counter() - counting
     if stop():
         raise Stopped("training stopped on request")
+    return fit_features(
+        mode,
+        labels,
+        features,
+        vectorizer.vocabulary_,
+        vectorizer.idf_,
+        truth,
+        keys,
+        params,
+        n_jobs=n_jobs,
+        progress=report,
+        should_stop=stop,
+        counted_seconds=counted_seconds,
+    )
+
+
+def vectorize(
+    texts: Iterable[str], params: TfidfLinearParams | None = None
+) -> tuple[TfidfVectorizer, sp.csr_matrix]:
+    """A TF-IDF vectorizer fitted on ``texts`` as :func:`fit` fits its own, and the rows of
+    ``texts``. No labels are used: a learning-curve simulation fits it once on the whole pool,
+    then :func:`fit_features` at each step on the rows of the labelled documents."""
+    params = params or TfidfLinearParams()
+    vectorizer = params.vectorizer()
+    try:
+        features = vectorizer.fit_transform(texts).tocsr()
+    except ValueError as exc:
+        raise TrainingFailed(f"no usable words in the texts ({exc})") from exc
+    return vectorizer, features
+
+
+def fit_features(
+    mode: Mode,
+    labels: list[str],
+    features: sp.csr_matrix,
+    vocabulary: Mapping[str, int],
+    idf: np.ndarray,
+    truth: np.ndarray,
+    keys: list[str],
+    params: TfidfLinearParams | None = None,
+    n_jobs: int = 2,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    counted_seconds: float = 0.0,
+) -> TfidfLinearModel:
+    """The linear models and calibration of :func:`fit` on ready TF-IDF rows ``features`` (of
+    the vectorizer with ``vocabulary`` and ``idf``, l2-normalized), one row per ``truth`` row."""
+    coef, intercept, calibration = fit_linear(
+        mode, labels, features, truth, keys, params, n_jobs, progress, should_stop, counted_seconds
+    )
+    params = params or TfidfLinearParams()
+    return TfidfLinearModel(mode, labels, params, vocabulary, idf, coef, intercept, calibration)
+
+
+def fit_linear(
+    mode: Mode,
+    labels: list[str],
+    features: sp.csr_matrix,
+    truth: np.ndarray,
+    keys: list[str],
+    params: TfidfLinearParams | None = None,
+    n_jobs: int = 2,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    counted_seconds: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The weights (labels × feature columns), intercepts and calibration :func:`fit_features`
+    builds its model from. A feature column no training row uses gets weight 0 (liblinear's
+    weights are sums of training rows), so a caller may pass only the columns its rows use and
+    put the weights back in place."""
+    params = params or TfidfLinearParams()
+    report = progress or (lambda fraction, message: None)
+    stop = should_stop or (lambda: False)
+    if features.shape[0] != len(truth):
+        raise TrainingFailed(f"{features.shape[0]} feature rows for {len(truth)} label rows")
     folds = calibration_folds(keys, params.calibration_fraction, params.seed)
     # slot -1 is the final model on every document; slot f is fold f's hold-out model
     slots: list[tuple[int, sp.csr_matrix, np.ndarray, float]] = [(-1, features, truth, 1e-4)]
@@ -490,9 +575,7 @@ def fit(
         calibration = fit_calibration(mode, np.zeros((0, len(labels))), np.zeros((0, len(labels))))
     calibration["fit_seconds"] = round(time.perf_counter() - started, 3)
     report(1.0, "model fitted")
-    return TfidfLinearModel(
-        mode, labels, params, vectorizer.vocabulary_, vectorizer.idf_, coef, intercept, calibration
-    )
+    return coef, intercept, calibration
 
 
 def fit_labelled(

@@ -86,6 +86,7 @@ def endpoint_summary(
         "follows": bool(row.follows),
         "desired_inference_units": row.desired_inference_units,
         "current_inference_units": row.desired_inference_units,
+        "pool_rate": row.pool_rate,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }

@@ -516,6 +516,10 @@ class HumanLoopService:
     def _completed(self, task_id: str) -> None:
         self.write_output(task_id)
 
+    def tick(self) -> None:
+        """The periodic work (a loop-ticker part): :meth:`retry_outputs`."""
+        self.retry_outputs()
+
     def retry_outputs(self, limit: int = 100) -> int:
         """Write the output.json of completed loops whose write failed when they completed (an
         unreachable output store): a part of the periodic work, and of describing such a loop.

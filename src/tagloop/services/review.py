@@ -492,7 +492,8 @@ class ReviewService:
         return view
 
     def stop(self, task_id: str) -> TaskView:
-        """Stop a task in progress (A2I StopHumanLoop): it leaves the queues, leases end.
+        """Stop a task in progress (A2I StopHumanLoop): it leaves the queues, leases end (and
+        an active-learning pick's pool document goes back to the pool).
         Stopping a stopped task again is a no-op; Conflict for completed or failed ones."""
 
         def work(session: Session) -> TaskView:
@@ -503,6 +504,7 @@ class ReviewService:
                 task.queue = None
                 task.completed_at = self.clock()
                 repo.release_leases(task)
+                repo.return_to_pool(task)  # an active-learning pick waits in the pool again
             elif task.status != TaskStatus.STOPPED.value:
                 raise Conflict(f"review task {task_id} is {task.status}: it cannot be stopped")
             session.flush()

@@ -45,8 +45,10 @@ from sqlalchemy.orm import Session
 from tagloop.domain.loop import LoopSettings, held_out, text_hash
 from tagloop.domain.records import Mode
 from tagloop.domain.review import EXPIRED, AnswerStatus, NewTask, Queue, TaskStatus
+from tagloop.domain.routing import Reason
 from tagloop.errors import NotFound
 from tagloop.storage.database import Database
+from tagloop.storage.pool import PoolRepository
 from tagloop.storage.repositories import rowcount
 from tagloop.storage.tables import ClassifierRow, DocumentRow, LoopRow, ReviewAnswerRow, ReviewTaskRow
 
@@ -128,6 +130,19 @@ def task_row(task: NewTask, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "expires_at": now + timedelta(seconds=task.lifetime_seconds) if task.lifetime_seconds else None,
     }
+
+
+ACTIVE_LEARNING = Reason.ACTIVE_LEARNING.value  # tasks made from the pool
+
+
+def _picks(ended: Sequence[Any]) -> dict[int, builtins.list[str]]:
+    """Of (task id, classifier id, reason) rows of tasks that ended without labels, the
+    active-learning ones by classifier: their pool documents go back to the pool."""
+    found: dict[int, builtins.list[str]] = {}
+    for task_id, classifier_id, reason in ended:
+        if reason == ACTIVE_LEARNING and classifier_id is not None:
+            found.setdefault(classifier_id, []).append(task_id)
+    return found
 
 
 class ReviewRepository:
@@ -350,21 +365,22 @@ class ReviewRepository:
     def expire(self, now: datetime) -> builtins.list[str]:
         """Fail the open tasks whose availability ran out (A2I: status Failed, FailureCode
         Expired); they leave the queues and their leases are released."""
-        ids = list(
-            self.session.scalars(
-                update(Task)
-                .where(Task.status == TaskStatus.IN_PROGRESS.value, Task.expires_at < now)
-                .values(
-                    status=TaskStatus.FAILED.value,
-                    queue=None,
-                    failure_code=EXPIRED,
-                    failure_reason="The task was not completed within its availability lifetime.",
-                    completed_at=now,
-                )
-                .returning(Task.id)
-                .execution_options(synchronize_session=False)
+        expired = self.session.execute(
+            update(Task)
+            .where(Task.status == TaskStatus.IN_PROGRESS.value, Task.expires_at < now)
+            .values(
+                status=TaskStatus.FAILED.value,
+                queue=None,
+                failure_code=EXPIRED,
+                failure_reason="The task was not completed within its availability lifetime.",
+                completed_at=now,
             )
-        )
+            .returning(Task.id, Task.classifier_id, Task.reason)
+            .execution_options(synchronize_session=False)
+        ).all()
+        ids = [task_id for task_id, _, _ in expired]
+        for classifier_id, task_ids in _picks(expired).items():
+            PoolRepository(self.session).return_to_pool(classifier_id, task_ids)
         if ids:
             self.session.execute(
                 update(Ans)
@@ -373,6 +389,12 @@ class ReviewRepository:
                 .execution_options(synchronize_session=False)
             )
         return ids
+
+    def return_to_pool(self, task: Task) -> None:
+        """An active-learning task that ended without labels (stopped): its pool document waits
+        in the pool again."""
+        if task.reason == ACTIVE_LEARNING and task.classifier_id is not None:
+            PoolRepository(self.session).return_to_pool(task.classifier_id, [task.id])
 
     # --- verified documents --------------------------------------------------------------
 
