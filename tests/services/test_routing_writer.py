@@ -12,8 +12,10 @@ from tagloop.domain.predictions import Prediction
 from tagloop.domain.records import Mode
 from tagloop.domain.review import NewTask, Queue
 from tagloop.domain.routing import Reason, RoutingPolicy
+from tagloop.services import routing
 from tagloop.services.routing import TaskWriter, draw, new_task_id, review_field
-from tagloop.services.task_store import insert_tasks
+from tagloop.services.task_journal import decode, encode
+from tagloop.services.task_store import insert_tasks, unframe
 from tagloop.storage import migrate
 from tagloop.storage.database import Database
 from tagloop.storage.tables import ReviewTaskRow
@@ -167,3 +169,42 @@ def test_prediction_without_scores_has_full_uncertainty():
     prediction = Prediction([], [], Mode.MULTI_LABEL)
     task = routed_task(Serving(), RoutingPolicy(audit=1.0), Reason.AUDIT, "t", prediction, None)  # type: ignore[arg-type]
     assert task.uncertainty == 1.0 and task.choices == ("A", "B") and task.id
+
+
+class _Transport:
+    """What the channel writes to the writer process, decoded: one list of tasks per message."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, list[str]]] = []
+
+    def write(self, data: bytes) -> None:
+        ((number, records),) = unframe(bytearray(data))
+        self.messages.append((number, [task.text for task in decode(records)]))
+
+
+def test_journalled_tasks_gather_for_a_while_and_a_waiting_request_sends_them_at_once(monkeypatch):
+    monkeypatch.setattr(routing, "FLUSH_SECONDS", 3600.0)  # no timer fires in this test
+
+    async def scenario() -> list[tuple[int, list[str]]]:
+        loop = asyncio.get_running_loop()
+        writer = TaskWriter(lambda tasks: None, max_rows=5)
+        channel = routing._Channel(writer, None)  # type: ignore[arg-type]  # no process: never closed here
+        transport = _Transport()
+        channel.connection_made(transport)  # type: ignore[arg-type]
+        for text in ("one", "two"):  # journalled: nobody waits for their commit
+            channel.add(loop, 1, encode([new_task(text)]), None)
+        await asyncio.sleep(0)  # a few loop turns: still gathering
+        await asyncio.sleep(0)
+        assert transport.messages == []
+        waiting = loop.create_future()  # a request that awaits its task's commit
+        channel.add(loop, 1, encode([new_task("three")]), waiting)
+        await asyncio.sleep(0)  # sent at the end of this turn, with what had gathered
+        assert transport.messages == [(1, ["one", "two", "three"])]
+        for number in range(5):  # max_rows journalled tasks go without waiting for the timer
+            channel.add(loop, 1, encode([new_task(f"bulk {number}")]), None)
+        await asyncio.sleep(0)
+        assert transport.messages[1:] == [(2, [f"bulk {number}" for number in range(5)])]
+        assert channel.timer is None or channel.timer.cancelled()
+        return transport.messages
+
+    assert len(asyncio.run(scenario())) == 2

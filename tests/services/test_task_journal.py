@@ -5,14 +5,17 @@ once their tasks are committed."""
 from __future__ import annotations
 
 import os
+import pickle
 import stat
+import struct
+import zlib
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
 
 from tagloop.domain.records import Mode
-from tagloop.domain.review import NewTask
+from tagloop.domain.review import NewTask, Queue
 from tagloop.services import task_journal
 from tagloop.services.routing import new_task_id
 from tagloop.services.task_journal import Journal, decode, encode, replay
@@ -41,6 +44,47 @@ def test_a_torn_or_damaged_last_record_is_skipped():
     damaged[-1] ^= 0xFF  # the CRC catches what the length alone would not
     assert [task.text for task in decode(bytes(damaged))] == ["one", "two", "three"]
     assert decode(b"") == []
+
+
+def routed(text: str = "vpn drops") -> NewTask:
+    """A task as routing makes them: every field the serving process fills in."""
+    return NewTask(
+        text=text,
+        mode=Mode.MULTI_LABEL,
+        choices=("billing", "network", "zoë"),
+        reason="low_confidence",
+        classifier_id=3,
+        endpoint="news",
+        version_id=7,
+        prediction_id=new_task_id(),
+        prediction={"labels": ["network", "zoë"], "scores": [0.4999999999999999, 1e-300]},
+        priority=0.1 + 0.2,
+        uncertainty=0.5000000000000001,
+        required=2,
+        lease_seconds=45,
+        lifetime_seconds=3600,
+        id=new_task_id(),
+    )
+
+
+def test_a_record_holds_the_tasks_as_json_and_gives_them_back_exactly():
+    tasks = [routed(), replace(routed("second"), queue=Queue.MODERATE, feedback={"correct": False})]
+    record = encode(tasks)
+    assert record[8:9] == b"["  # JSON (not a pickle) after the length and the CRC
+    assert decode(record) == tasks  # floats, enums, the choices tuple: all as they were
+    assert isinstance(decode(record)[0].mode, Mode) and isinstance(decode(record)[0].choices, tuple)
+
+
+def test_a_task_json_cannot_hold_is_pickled_and_a_pickled_record_still_decodes():
+    odd = replace(routed("a lone surrogate \ud800 from a client"), input_content={1: "an int key"})
+    following = routed("next")
+    record = encode([odd])
+    assert record[8:9] == b"\x80"  # pickled, as every record was before JSON
+    assert decode(record + encode([following])) == [odd, following]  # the two kinds mix in a segment
+    payload = pickle.dumps([routed("old")], protocol=pickle.HIGHEST_PROTOCOL)  # a journal of an older version
+    old = struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
+    (task,) = decode(old)
+    assert task.text == "old" and task.choices == ("billing", "network", "zoë")
 
 
 def test_segments_are_private_and_a_live_one_is_not_replayed(tmp_path):
