@@ -19,11 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-from sqlalchemy.engine import make_url
+from scratch import scratch_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 TAGLOOP = [sys.executable, "-m", "tagloop.cli"]
@@ -60,91 +58,83 @@ def main() -> None:
     with gzip.open(test, "rt", encoding="utf-8", newline="") as handle:
         texts = [row[1] for row in csv.reader(handle)]
     repeated = (texts * (args.docs // len(texts) + 1))[: max(args.docs, len(texts))]
-    base = make_url(os.environ.get("TAGLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    database = f"tagloop_bench_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    postgres = base.set(database=database).render_as_string(hide_password=False)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TAGLOOP_")}
     rows: list[tuple[str, int, float]] = []
-    with tempfile.TemporaryDirectory() as tmp, psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-        try:
-            work = Path(tmp)
-            source = work / "input.txt"
-            source.write_text("\n".join(repeated) + "\n", encoding="utf-8")
-            megabytes = source.stat().st_size / 1e6
-            print(f"input: {len(repeated):,} documents, {megabytes:.0f} MB; cores: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory() as tmp, scratch_postgres() as postgres:
+        work = Path(tmp)
+        source = work / "input.txt"
+        source.write_text("\n".join(repeated) + "\n", encoding="utf-8")
+        megabytes = source.stat().st_size / 1e6
+        print(f"input: {len(repeated):,} documents, {megabytes:.0f} MB; cores: {os.cpu_count()}")
 
-            local_env = {**clean, "TAGLOOP_JOB_WORKERS": "1"}
-            tagloop(work / "local", local_env, "train", "news", "--data", str(train), "--test", str(test))
+        local_env = {**clean, "TAGLOOP_JOB_WORKERS": "1"}
+        tagloop(work / "local", local_env, "train", "news", "--data", str(train), "--test", str(test))
 
-            # plain loop: the same model, scored in-process, no jobs, no files
+        # plain loop: the same model, scored in-process, no jobs, no files
+        sys.path.insert(0, str(ROOT / "src"))
+        from tagloop.app import Tagloop
+        from tagloop.settings import Settings
+
+        app = Tagloop(Settings(data_dir=work / "local"))
+        _, model = app.predictions.model("news")
+        started = time.perf_counter()
+        for start in range(0, len(repeated), 2_000):
+            model.scores(repeated[start : start + 2_000]).argmax(axis=1)
+        plain = time.perf_counter() - started
+        app.close()
+        rows.append(("plain in-process scoring loop", 1, plain))
+
+        started = time.perf_counter()
+        shards = ("--shard-documents", str(args.shard_documents))
+        tagloop(
+            work / "local",
+            local_env,
+            "batch",
+            "news",
+            "--input",
+            str(source),
+            "--output",
+            str(work / "out-local"),
+            *shards,
+        )
+        rows.append(("local adapter (tagloop batch)", 1, time.perf_counter() - started))
+        assert count_output(next((work / "out-local").iterdir())) == len(repeated)
+
+        pg_env = {**clean, "TAGLOOP_DATABASE_URL": postgres, "TAGLOOP_JOBS": "procrastinate"}
+        tagloop(work / "pg", pg_env, "db", "upgrade")
+        tagloop(work / "pg", pg_env, "train", "news", "--data", str(train), "--test", str(test))
+        for workers in (1, 2):
+            processes = [
+                subprocess.Popen(
+                    [*TAGLOOP, "--data-dir", str(work / "pg"), "worker", "--concurrency", "1"],
+                    env=pg_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for _ in range(workers)
+            ]
+            time.sleep(3)  # workers started and listening
+            output = work / f"out-pg-{workers}"
+            started = time.perf_counter()
+            batch_args = ("batch", "news", "--input", str(source), "--output", str(output), *shards)
+            submitted = tagloop(work / "pg", pg_env, *batch_args, "--background", "--json")
+            job_id = json.loads(submitted)["id"]
             sys.path.insert(0, str(ROOT / "src"))
-            from tagloop.app import Tagloop
-            from tagloop.settings import Settings
-
-            app = Tagloop(Settings(data_dir=work / "local"))
-            _, model = app.predictions.model("news")
-            started = time.perf_counter()
-            for start in range(0, len(repeated), 2_000):
-                model.scores(repeated[start : start + 2_000]).argmax(axis=1)
-            plain = time.perf_counter() - started
-            app.close()
-            rows.append(("plain in-process scoring loop", 1, plain))
-
-            started = time.perf_counter()
-            shards = ("--shard-documents", str(args.shard_documents))
-            tagloop(
-                work / "local",
-                local_env,
-                "batch",
-                "news",
-                "--input",
-                str(source),
-                "--output",
-                str(work / "out-local"),
-                *shards,
-            )
-            rows.append(("local adapter (tagloop batch)", 1, time.perf_counter() - started))
-            assert count_output(next((work / "out-local").iterdir())) == len(repeated)
-
-            pg_env = {**clean, "TAGLOOP_DATABASE_URL": postgres, "TAGLOOP_JOBS": "procrastinate"}
-            tagloop(work / "pg", pg_env, "db", "upgrade")
-            tagloop(work / "pg", pg_env, "train", "news", "--data", str(train), "--test", str(test))
-            for workers in (1, 2):
-                processes = [
-                    subprocess.Popen(
-                        [*TAGLOOP, "--data-dir", str(work / "pg"), "worker", "--concurrency", "1"],
-                        env=pg_env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    for _ in range(workers)
-                ]
-                time.sleep(3)  # workers started and listening
-                output = work / f"out-pg-{workers}"
-                started = time.perf_counter()
-                batch_args = ("batch", "news", "--input", str(source), "--output", str(output), *shards)
-                submitted = tagloop(work / "pg", pg_env, *batch_args, "--background", "--json")
-                job_id = json.loads(submitted)["id"]
-                sys.path.insert(0, str(ROOT / "src"))
-                watcher = Tagloop(Settings(data_dir=work / "pg", database_url=postgres, jobs="procrastinate"))
-                status = watcher.queue.wait(job_id, timeout=3600)
-                elapsed = time.perf_counter() - started
-                watcher.close()
-                for process in processes:
-                    process.send_signal(signal.SIGTERM)
-                for process in processes:
-                    try:
-                        process.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                if status != "COMPLETED":
-                    raise SystemExit(f"batch on {workers} Procrastinate worker(s) ended {status}")
-                assert count_output(output / job_id) == len(repeated)
-                rows.append((f"Procrastinate, {workers} worker process(es)", workers, elapsed))
-        finally:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            watcher = Tagloop(Settings(data_dir=work / "pg", database_url=postgres, jobs="procrastinate"))
+            status = watcher.queue.wait(job_id, timeout=3600)
+            elapsed = time.perf_counter() - started
+            watcher.close()
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            if status != "COMPLETED":
+                raise SystemExit(f"batch on {workers} Procrastinate worker(s) ended {status}")
+            assert count_output(output / job_id) == len(repeated)
+            rows.append((f"Procrastinate, {workers} worker process(es)", workers, elapsed))
 
     print("\n| mode | workers | seconds | docs/s | vs plain loop |")
     print("|---|---:|---:|---:|---:|")

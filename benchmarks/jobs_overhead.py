@@ -9,17 +9,13 @@ postgresql://postgres@127.0.0.1:5432/test); a scratch database is created and dr
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from sqlalchemy.engine import make_url
-
+from scratch import scratch_postgres
 from tagloop.app import Tagloop
 from tagloop.jobs.port import JobKindBase
 from tagloop.settings import Settings
@@ -69,31 +65,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=200)
     args = parser.parse_args()
-    base = make_url(os.environ.get("TAGLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    name = f"tagloop_bench_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    postgres = base.set(database=name).render_as_string(hide_password=False)
     rows = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cases = [
-                ("local", "SQLite", Settings(data_dir=Path(tmp) / "a")),
-                ("local", "PostgreSQL", Settings(data_dir=Path(tmp) / "b", database_url=postgres)),
-                (
-                    "procrastinate",
-                    "PostgreSQL",
-                    Settings(data_dir=Path(tmp) / "c", database_url=postgres, jobs="procrastinate"),
-                ),
-            ]
-            for adapter, database, settings in cases:
-                times = measure(settings, args.jobs)
-                deciles = statistics.quantiles(times, n=10)
-                rows.append((adapter, database, statistics.median(times), deciles[-1]))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres() as postgres, tempfile.TemporaryDirectory() as tmp:
+        cases = [
+            ("local", "SQLite", Settings(data_dir=Path(tmp) / "a")),
+            ("local", "PostgreSQL", Settings(data_dir=Path(tmp) / "b", database_url=postgres)),
+            (
+                "procrastinate",
+                "PostgreSQL",
+                Settings(data_dir=Path(tmp) / "c", database_url=postgres, jobs="procrastinate"),
+            ),
+        ]
+        for adapter, database, settings in cases:
+            times = measure(settings, args.jobs)
+            deciles = statistics.quantiles(times, n=10)
+            rows.append((adapter, database, statistics.median(times), deciles[-1]))
     print(f"empty job, enqueue → COMPLETED, {args.jobs} jobs each\n")
     print("| adapter | database | median ms | p90 ms |")
     print("|---|---|---:|---:|")

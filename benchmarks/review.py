@@ -14,20 +14,16 @@ postgresql://postgres@127.0.0.1:5432/test; a scratch database is created and dro
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-import psycopg
 from sqlalchemy import event, insert, text
-from sqlalchemy.engine import make_url
 
+from scratch import scratch_postgres
 from tagloop.domain.records import Mode
 from tagloop.services.review import ReviewService
 from tagloop.storage import migrate
@@ -37,20 +33,6 @@ from tagloop.storage.tables import ReviewAnswerRow, ReviewTaskRow, utcnow
 
 CHOICES = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
 CHUNK = 10_000
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    base = make_url(os.environ.get("TAGLOOP_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    name = f"tagloop_bench_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(database: Database, tasks: int, history: int, rng: random.Random) -> int:
@@ -195,7 +177,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 run("SQLite", f"sqlite:///{tmp}/tagloop.db", args)
         else:
-            with postgres() as url:
+            with scratch_postgres() as url:
                 run("PostgreSQL", url, args)
 
 

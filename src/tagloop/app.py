@@ -18,6 +18,7 @@ from tagloop.services.human_loops import HumanLoopService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.monitoring import MonitoringService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
@@ -103,6 +104,14 @@ class Tagloop:
             self.review,  # a loop is a review task; its output.json is written when it completes
         )
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
+            self.database,
+            self.artifacts,
+            self.models,
+            psi_threshold=self.settings.drift_psi_threshold,
+            min_count=self.settings.drift_min_count,
+            refresh_seconds=self.settings.monitor_seconds,
+        )
         kinds: list[JobKind] = [
             TrainJob(self.training),
             DeployJob(self.endpoints),

@@ -1809,6 +1809,73 @@ def simulate(
     _print_table(table)
 
 
+# ---- monitoring (drift per endpoint and day: services/monitoring.py) -------------------------
+MONITOR_TOP_LABELS = 3
+
+
+def _psi(comparison: dict[str, Any]) -> str:
+    return "-" if comparison["psi"] is None else f"{comparison['psi']:.3f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+@app.command()
+def monitor(
+    endpoint: Annotated[str, typer.Argument(help="The endpoint whose logged predictions are read.")],
+    days: Annotated[int, typer.Option(help="UTC days to show, today included (1-90).")] = 7,
+    as_json: JsonOption = False,
+) -> None:
+    """Drift and production figures of an endpoint per UTC day: predicted labels and best
+    scores against the training data (PSI) and the day before, share routed to review,
+    reviewers' agreement with the model, and the drift flag."""
+    from rich.text import Text
+
+    found = _guard(lambda: _with_tagloop(lambda tagloop: tagloop.monitoring.report(endpoint, days)))
+    if as_json:
+        _emit_json(found)
+        return
+    reference = found["reference"]
+    about = (
+        f"{found['endpoint']}: classifier {found['classifier']}, version {found['version']}; "
+        f"drift when a day of {found['min_count']:,}+ predictions has PSI >= {found['psi_threshold']} "
+        "against the training data"
+    )
+    stdout.print(about, markup=False, highlight=False)
+    if reference is None:
+        stdout.print("no reference: the serving version's model could not be read", markup=False)
+    else:
+        stdout.print(
+            f"reference: {reference['training_documents']:,} training documents, best scores of "
+            f"{reference['test_documents']:,} test documents",
+            markup=False,
+            highlight=False,
+        )
+    table = Table(title="PSI: labels / scores")
+    for column in ("day", "predictions", "top labels", "vs training", "vs day before", "routed", "agreement"):
+        table.add_column(column, justify="left" if column in ("day", "top labels") else "right")
+    table.add_column("drift")
+    for day in found["days"]:
+        count = day["predictions"]
+        top = ", ".join(
+            f"{label} {100 * n / count:.0f}%" for label, n in list(day["labels"].items())[:MONITOR_TOP_LABELS]
+        )
+        agreement = "-" if day["agreement"] is None else f"{_share(day['agreement'])} of {day['answers']}"
+        flag = "DRIFT" + (" (event)" if day["event"] else "") if day["drift"] else ""
+        table.add_row(
+            day["day"],
+            f"{count:,}",
+            Text(top or "-"),  # labels are the user's text: never read as markup
+            f"{_psi(day['vs_training']['labels'])} / {_psi(day['vs_training']['scores'])}",
+            f"{_psi(day['vs_previous']['labels'])} / {_psi(day['vs_previous']['scores'])}",
+            _share(day["routed_share"]),
+            agreement,
+            Text(flag, style="bold red") if flag else Text(""),
+        )
+    _print_table(table)
+
+
 def run() -> None:
     app()
 

@@ -142,6 +142,22 @@ class Settings(BaseSettings):
         600.0, gt=0, description="...or after this many seconds, whichever comes first."
     )
     train_jobs: int = Field(2, ge=1, description="Threads used to fit the linear models.")
+    drift_psi_threshold: float = Field(
+        0.2,
+        gt=0,
+        description="Population stability index (labels or best scores of a day's predictions against "
+        "the serving version's training data) from which an endpoint's day counts as drifted and a "
+        "`drift.detected` event is recorded (0.1-0.2: a moderate shift, above 0.2: a significant one).",
+    )
+    drift_min_count: int = Field(
+        100, ge=1, description="Fewest predictions of an endpoint in a day before its drift is flagged."
+    )
+    monitor_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How often a process computes the monitoring figures (the loop ticker's part, "
+        "and the Prometheus gauges of /metrics).",
+    )
 
     @field_validator("allowed_data_urls", mode="before")
     @classmethod

@@ -141,6 +141,36 @@ def test_output_json_goes_where_the_flow_may_write(make_tagloop, database_url, t
     assert loops.write_output("not-a-loop-task") is None
 
 
+def test_an_output_that_could_not_be_written_is_written_later(make_tagloop, database_url, tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    tagloop = make_tagloop(database_url=database_url, allowed_data_urls=(f"file://{allowed}/",))
+    loops = tagloop.human_loops
+    blocker = allowed / "out"
+    blocker.write_text("a file where the output folder should be")  # every write under it fails
+    loops.create_flow(flow_request("flow", f"file://{allowed}/out"))
+    created = datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC)
+    names = ("first", "second")
+    for name in names:
+        task_id = add_loop(tagloop, "flow", name, created)
+        with tagloop.database.transaction() as session:
+            session.add(
+                ReviewAnswerRow(
+                    task_id=task_id, reviewer="dana", status="answered", labels=["A"], answered_at=created
+                )
+            )
+        with pytest.raises(OSError):
+            loops.write_output(task_id)  # what the listener logs when the task completes
+    assert loops.retry_outputs() == 0  # the store still fails: nothing lost, tried again later
+    assert loops.loop("first").output_uri is None and loops.loop("first").status == "Completed"
+    blocker.unlink()
+    assert loops.loop("first").output_uri is not None  # describing it writes it
+    assert loops.retry_outputs() == 1 and loops.retry_outputs() == 0
+    for name in names:
+        uri = loops.loop(name).output_uri
+        assert json.loads(Path(uri.removeprefix("file://")).read_text())["humanLoopName"] == name
+
+
 def test_pure_helpers():
     assert loop_text({"taskObject": "a", "text": "b"}) == "a"
     assert loop_text({"rows": [1]}) == '{"rows": [1]}'

@@ -52,11 +52,75 @@ class FailedEndpoints(Collector):
         yield loads
 
 
+class MonitoredFigures(Protocol):
+    """What the drift gauges read when scraped: the figures of the last monitoring run in this
+    process (services/monitoring.py; no database access: a stale snapshot is refreshed in the
+    background for the next scrape)."""
+
+    def latest(self) -> dict[str, dict[str, Any]]: ...
+
+
+class DriftGauges(Collector):
+    """Per endpoint, the figures of its latest day with enough predictions (today, else
+    yesterday): ``tagloop_drift_psi{endpoint,what,against}`` (what: labels or scores; against:
+    training or previous, the day before), ``tagloop_drift_detected{endpoint}``,
+    ``tagloop_monitored_predictions{endpoint}``, ``tagloop_routed_share{endpoint}`` and
+    ``tagloop_review_agreement{endpoint}``. A figure that cannot be computed is left out."""
+
+    def __init__(self, monitoring: MonitoredFigures) -> None:
+        self.monitoring = monitoring
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering reads nothing (collect would start a refresh)
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self.monitoring.latest()
+        psi = GaugeMetricFamily(
+            "tagloop_drift_psi",
+            "Population stability index of an endpoint's predicted labels or best scores of its latest "
+            "day with enough predictions, against the training data or the day before",
+            labels=["endpoint", "what", "against"],
+        )
+        detected = GaugeMetricFamily(
+            "tagloop_drift_detected",
+            "1 when that day's PSI against the training data reaches TAGLOOP_DRIFT_PSI_THRESHOLD",
+            labels=["endpoint"],
+        )
+        count = GaugeMetricFamily(
+            "tagloop_monitored_predictions",
+            "Predictions of the day the drift figures are of",
+            labels=["endpoint"],
+        )
+        routed = GaugeMetricFamily(
+            "tagloop_routed_share", "Share of that day's predictions routed to review", labels=["endpoint"]
+        )
+        agreement = GaugeMetricFamily(
+            "tagloop_review_agreement",
+            "Share of reviewers' answers on that day's predictions that kept the model's labels",
+            labels=["endpoint"],
+        )
+        for name, found in sorted(figures.items()):
+            for (against, what), value in sorted(found["psi"].items()):
+                if value is not None:
+                    psi.add_metric([name, what, against], value)
+            detected.add_metric([name], 1 if found["drift"] else 0)
+            count.add_metric([name], found["predictions"])
+            if found["routed_share"] is not None:
+                routed.add_metric([name], found["routed_share"])
+            if found["agreement"] is not None:
+                agreement.add_metric([name], found["agreement"])
+        yield from (psi, detected, count, routed, agreement)
+
+
 class ServerMetrics:
-    def __init__(self, endpoints: EndpointHealth | None = None) -> None:
+    def __init__(
+        self, endpoints: EndpointHealth | None = None, monitoring: MonitoredFigures | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         if endpoints is not None:
             self.registry.register(FailedEndpoints(endpoints))
+        if monitoring is not None:
+            self.registry.register(DriftGauges(monitoring))
         self.requests = Counter(
             "tagloop_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
         )

@@ -234,7 +234,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     tagloop.prediction_log.use_process()  # keeps encoding and inserting off this process's GIL
     tagloop.review_tasks.use_process(tagloop.database.url)  # routed predictions' tasks: likewise
     tagloop.use_review_journal()  # ... answered once journalled, not once committed
-    metrics = ServerMetrics(tagloop.endpoints)
+    metrics = ServerMetrics(tagloop.endpoints, tagloop.monitoring)  # drift gauges: services/monitoring.py
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -46,6 +46,7 @@ from tagloop.domain.review import NewTask
 from tagloop.domain.routing import decide
 from tagloop.errors import InvalidBody, LimitExceeded, MethodNotAllowed, TagloopError
 from tagloop.services.feedback import Verdict
+from tagloop.services.monitoring import MAX_DAYS
 from tagloop.services.routing import NOT_ROUTED, draw, review_field, routed_task
 from tagloop.settings import Settings
 
@@ -320,6 +321,20 @@ def set_routing(name: NamePath, body: RoutingSettings, tagloop: TagloopDep, _: A
     """Replace the endpoint's review routing policy (settings left out take their defaults: `{}`
     turns routing off). Every server process follows it within a second."""
     return tagloop.endpoints.set_routing(name, body.model_dump(exclude_none=True))
+
+
+@router.get("/endpoints/{name}/monitor")
+def monitor_endpoint(
+    name: NamePath,
+    tagloop: TagloopDep,
+    _: ClassifyScope,
+    days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="UTC days, today included.")] = 7,
+) -> dict[str, Any]:
+    """Drift and production figures of the endpoint per UTC day, oldest first (as `tagloop
+    monitor ENDPOINT --json`): predictions, predicted labels, best-score histogram, PSI and
+    chi-squared against the training data and the day before, routed share, reviewers'
+    agreement, drift flag; counts only, never a text. Scope `classify`, as reading the endpoint."""
+    return tagloop.monitoring.report(name, days)
 
 
 @router.get("/classifiers")

@@ -22,9 +22,10 @@ definitions, and human loops, which are review tasks (``ReviewService``) with a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -416,19 +417,47 @@ class HumanLoopService:
         self.review.stop(loop.task_id)
 
     def loop(self, name: str) -> Loop:
-        with self.database.reading() as session:
-            repository = HumanLoopRepository(session)
-            row = repository.loop(name)
-            if row is None:
-                raise NotFound(f"human loop {name!r} does not exist")
-            return self._loop(repository, row)
+        for attempt in (1, 2):
+            with self.database.reading() as session:
+                repository = HumanLoopRepository(session)
+                row = repository.loop(name)
+                if row is None:
+                    raise NotFound(f"human loop {name!r} does not exist")
+                unwritten = row.status == "Completed" and row.output_uri is None
+                if attempt == 2 or not (unwritten or self._expired_unswept([row])):
+                    return self._loop(repository, row)
+                task_id = row.id
+            if unwritten:
+                with contextlib.suppress(Exception):  # logged by the listener's first try; retried later
+                    self.write_output(task_id)
+            else:
+                self._sweep_expired()
+        raise AssertionError("unreachable")
 
     def loops(self, flow: str | None, page: PageRequest) -> tuple[list[Loop], str | None]:
-        with self.database.reading() as session:
-            repository = HumanLoopRepository(session)
-            flow_id = self._flow_row(repository, flow).id if flow is not None else None
-            rows, token = repository.loops(flow_id, page)
-            return [self._loop(repository, row) for row in rows], token
+        for attempt in (1, 2):
+            with self.database.reading() as session:
+                repository = HumanLoopRepository(session)
+                flow_id = self._flow_row(repository, flow).id if flow is not None else None
+                rows, token = repository.loops(flow_id, page)
+                if attempt == 2 or not self._expired_unswept(rows):
+                    return [self._loop(repository, row) for row in rows], token
+            self._sweep_expired()
+        raise AssertionError("unreachable")
+
+    def _expired_unswept(self, rows: Sequence[ReviewTaskRow]) -> bool:
+        """Whether one of these loops has outlived its TaskAvailabilityLifetimeInSeconds but is
+        still InProgress because no sweep ran since: it must be described as Failed already."""
+        if self.review is None:
+            return False
+        now = self.review.clock()
+        return any(
+            row.status == IN_PROGRESS and row.expires_at is not None and row.expires_at <= now for row in rows
+        )
+
+    def _sweep_expired(self) -> None:
+        assert self.review is not None
+        self.review.sweep()
 
     def delete_loop(self, name: str) -> None:
         with self.database.transaction() as session:
@@ -486,6 +515,20 @@ class HumanLoopService:
 
     def _completed(self, task_id: str) -> None:
         self.write_output(task_id)
+
+    def retry_outputs(self, limit: int = 100) -> int:
+        """Write the output.json of completed loops whose write failed when they completed (an
+        unreachable output store): a part of the periodic work, and of describing such a loop.
+        Returns how many were written; a store still failing is logged and tried again later."""
+        with self.database.reading() as session:
+            pending = HumanLoopRepository(session).unwritten_outputs(limit)
+        written = 0
+        for task_id in pending:
+            try:
+                written += self.write_output(task_id) is not None
+            except Exception:
+                log.warning("human loop task %s: output.json still cannot be written", task_id, exc_info=True)
+        return written
 
     def write_output(self, task_id: str) -> str | None:
         """Write a completed loop's output.json (A2I's shape and place) and record where it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,6 +173,20 @@ class HumanLoopRepository:
         self._unlink_documents(select(ReviewTaskRow.id).where(ReviewTaskRow.id == row.id))
         self.session.delete(row)
         self.session.flush()
+
+    def unwritten_outputs(self, limit: int) -> builtins.list[str]:
+        """Task ids of completed loops whose output.json is not written yet (its write failed)."""
+        query = (
+            select(ReviewTaskRow.id)
+            .where(
+                ReviewTaskRow.loop_name.is_not(None),
+                ReviewTaskRow.status == "Completed",
+                ReviewTaskRow.output_uri.is_(None),
+            )
+            .order_by(ReviewTaskRow.completed_at)
+            .limit(limit)
+        )
+        return builtins.list(self.session.scalars(query))
 
     def set_output(self, task_id: str, uri: str) -> bool:
         done = self.session.execute(

@@ -89,6 +89,7 @@ class DocumentRow(Base):
         Index("ix_documents_classifier_origin", "classifier_id", "origin"),
         UniqueConstraint("review_task_id", name="uq_documents_review_task_id"),
         Index("ix_documents_classifier_hash", "classifier_id", "text_hash"),
+        Index("ix_documents_pool_task", "pool_task_id"),  # a deleted task's ON DELETE SET NULL
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -178,7 +178,11 @@ def test_a_flow_takes_a_classifiers_labels_and_expired_loops_fail(a2i, tickets_c
             .where(ReviewTaskRow.id == task.id)
             .values(expires_at=datetime(2000, 1, 1, tzinfo=UTC))
         )
-    a2i.tagloop.review.sweep()
+    # no sweep ran since: describing and listing it say Failed all the same
+    listed = runtime.list_human_loops(FlowDefinitionArn=flow_arn)["HumanLoopSummaries"]
+    assert [(item["HumanLoopName"], item["HumanLoopStatus"]) for item in listed] == [
+        ("will-expire", "Failed")
+    ]
     described = runtime.describe_human_loop(HumanLoopName="will-expire")
     assert described["HumanLoopStatus"] == "Failed" and described["FailureCode"]
     with pytest.raises(botocore.exceptions.ClientError) as unknown:

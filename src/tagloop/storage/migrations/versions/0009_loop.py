@@ -143,6 +143,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("text_hash", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("pool_task_id", sa.String(length=36), nullable=True))
         batch_op.create_index("ix_documents_classifier_hash", ["classifier_id", "text_hash"], unique=False)
+        batch_op.create_index("ix_documents_pool_task", ["pool_task_id"], unique=False)
         batch_op.create_foreign_key(
             "fk_documents_pool_task_id", "review_tasks", ["pool_task_id"], ["id"], ondelete="SET NULL"
         )
@@ -178,6 +179,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("documents", schema=None) as batch_op:
         batch_op.drop_constraint("fk_documents_pool_task_id", type_="foreignkey")
+        batch_op.drop_index("ix_documents_pool_task")
         batch_op.drop_index("ix_documents_classifier_hash")
         batch_op.drop_column("pool_task_id")
         batch_op.drop_column("text_hash")

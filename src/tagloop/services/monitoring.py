@@ -1,0 +1,393 @@
+"""Production monitoring: does what an endpoint sees still look like what its model learnt?
+
+Per endpoint and UTC day, from the prediction log (aggregated in SQL: ``storage/monitoring.py``):
+
+- the distribution of the predicted best labels and the histogram of the best scores
+  (``domain.drift.SCORE_BINS`` bins), each compared (PSI, chi-squared: ``domain/drift.py``) with
+  the **training data's** (the serving version's training ``label_counts``, and the best scores
+  of its test documents, scored once per version and cached in the artifact store as
+  ``models/<classifier_id>/<version_id>/reference.json``) and with the **previous day's**;
+- the share of predictions the routing policy sent to review (routed tasks / predictions);
+- how often reviewers agreed with the model (answers that kept the model's labels, by the
+  day of the prediction reviewed).
+
+A day with at least ``min_count`` predictions whose PSI against the training data reaches
+``psi_threshold`` (labels or scores) is flagged as drifted; :meth:`MonitoringService.tick` (a
+part of the loop ticker) records a ``drift.detected`` event once per endpoint and day, and
+refreshes the figures the Prometheus gauges show (``api/metrics.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tagloop.domain import drift
+from tagloop.domain.records import Mode, Split
+from tagloop.domain.routing import Reason
+from tagloop.errors import ArtifactCorrupt, ArtifactMissing, InvalidRequest
+from tagloop.services.model_cache import ModelCache
+from tagloop.storage.artifacts import ArtifactStore
+from tagloop.storage.database import Database
+from tagloop.storage.events import EventRepository
+from tagloop.storage.monitoring import DRIFT_EVENT, MonitoringRepository
+from tagloop.storage.repositories import DocumentRepository, EndpointRepository
+from tagloop.storage.tables import ClassifierRow, EndpointRow, ModelVersionRow, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_DAYS = 90
+"""The most days one report covers."""
+ROUTED_REASONS = (Reason.LOW_CONFIDENCE, Reason.MARGIN, Reason.LABEL, Reason.AUDIT)
+"""Why a routing policy sends a prediction to review (feedback and other tasks are not routed)."""
+NO_LABEL = "(none)"
+"""The label bin of predictions with no best label (a multi-label model that chose none)."""
+REFERENCE_FORMAT = 1
+SCORE_CHUNK = 2_000
+
+
+def _day(value: date) -> datetime:
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+@dataclass
+class _Window:
+    """One endpoint's predictions of one day, as the queries found them."""
+
+    day: str
+    labels: dict[str, int]
+    scores: list[int]
+    routed: int = 0
+    answers: int = 0
+    accepted: int = 0
+
+    @property
+    def count(self) -> int:
+        return sum(self.labels.values())
+
+
+class MonitoringService:
+    def __init__(
+        self,
+        database: Database,
+        artifacts: ArtifactStore,
+        models: ModelCache,
+        psi_threshold: float = 0.2,
+        min_count: int = 100,
+        refresh_seconds: float = 300.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.database = database
+        self.artifacts = artifacts
+        self.models = models
+        self.psi_threshold = psi_threshold
+        self.min_count = min_count
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        self._references: dict[tuple[int, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._latest_at: float | None = None
+        self._ticked_at: float | None = None
+        self._refreshing: threading.Thread | None = None
+        self._monotonic: Callable[[], float] = time.monotonic
+
+    # ---- the reference: what the serving version learnt from ------------------------------
+    def reference(self, version: ModelVersionRow, mode: Mode) -> dict[str, Any]:
+        """The version's training label counts and the best-score histogram of its test
+        documents (scored once per version, then read from the artifact store)."""
+        key = (version.id, version.artifact_sha256 or "")
+        with self._lock:
+            cached = self._references.get(key)
+        if cached is not None:
+            return cached
+        path = self.artifacts.path(f"models/{version.classifier_id}/{version.id}/reference.json")
+        found: dict[str, Any] | None = None
+        try:
+            loaded = orjson.loads(self.artifacts.read_bytes(path))
+            if (
+                isinstance(loaded, dict)
+                and loaded.get("format") == REFERENCE_FORMAT
+                and loaded.get("model_sha256") == version.artifact_sha256
+            ):
+                found = loaded
+        except (ArtifactMissing, ArtifactCorrupt, orjson.JSONDecodeError):
+            found = None
+        if found is None:
+            found = self._compute_reference(version, mode)
+            stored = self.artifacts.write_bytes(
+                f"models/{version.classifier_id}/{version.id}/reference.json", orjson.dumps(found)
+            )
+            log.info("reference of version %s written to %s", version.name, stored.path)
+        with self._lock:
+            self._references[key] = found
+        return found
+
+    def _compute_reference(self, version: ModelVersionRow, mode: Mode) -> dict[str, Any]:
+        histogram = [0] * drift.SCORE_BINS
+        scored = 0
+        if version.test_dataset_id is not None and version.artifact_path:
+            model = self.models.get(version)
+            with self.database.reading() as session:
+                chunk: list[str] = []
+                texts = DocumentRepository(session).texts(version.test_dataset_id, Split.TEST.value)
+                for text in [*texts, None]:
+                    if text is not None:
+                        chunk.append(text)
+                        if len(chunk) < SCORE_CHUNK:
+                            continue
+                    if not chunk:
+                        break
+                    for score in _top_scores(model.scores(chunk), model.decide, mode):
+                        histogram[drift.score_bin(score)] += 1
+                        scored += 1
+                    chunk = []
+        return {
+            "format": REFERENCE_FORMAT,
+            "version": version.name,
+            "version_id": version.id,
+            "model_sha256": version.artifact_sha256,
+            "label_counts": dict(version.label_counts or {}),
+            "test_documents": scored,
+            "score_histogram": histogram,
+        }
+
+    # ---- reports ---------------------------------------------------------------------------
+    def report(self, endpoint: str, days: int = 7) -> dict[str, Any]:
+        """The endpoint's last ``days`` UTC days (today included), oldest first: counts,
+        distributions, comparisons, routed share, reviewers' agreement, drift flag."""
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+            raise InvalidRequest(f"days: expected a whole number from 1 to {MAX_DAYS}, got {days!r}")
+        with self.database.reading() as session:
+            row = EndpointRepository(session).get(endpoint)
+            return self._report(session, row, days)
+
+    def _report(self, session: Any, endpoint: EndpointRow, days: int) -> dict[str, Any]:
+        version = session.get(ModelVersionRow, endpoint.version_id)
+        classifier = session.get(ClassifierRow, endpoint.classifier_id)
+        mode = Mode(classifier.mode) if classifier is not None else Mode.MULTI_CLASS
+        reference: dict[str, Any] | None = None
+        if version is not None:
+            try:
+                reference = self.reference(version, mode)
+            except Exception as exc:  # a model file gone: report the rest, say why no reference
+                log.warning("no reference for version %s: %s", version.name, exc)
+        today = self.clock().astimezone(UTC).date()
+        first = today - timedelta(days=days - 1)
+        windows = self._windows(session, endpoint, first - timedelta(days=1), today)
+        recorded = MonitoringRepository(session).drift_windows(
+            endpoint.name, [window.day for window in windows[1:]]
+        )
+        items = []
+        for index in range(1, len(windows)):
+            figures = self._figures(windows[index], windows[index - 1], reference)
+            figures["event"] = windows[index].day in recorded
+            items.append(figures)
+        flagged = [item for item in items if item["predictions"] >= self.min_count]
+        return {
+            "endpoint": endpoint.name,
+            "classifier": classifier.name if classifier is not None else None,
+            "version": version.name if version is not None else None,
+            "psi_threshold": self.psi_threshold,
+            "min_count": self.min_count,
+            "reference": None
+            if reference is None
+            else {
+                "version": reference["version"],
+                "training_documents": sum(reference["label_counts"].values()),
+                "label_counts": reference["label_counts"],
+                "test_documents": reference["test_documents"],
+                "score_histogram": reference["score_histogram"],
+            },
+            "drift": bool(flagged and flagged[-1]["drift"]),
+            "days": items,
+        }
+
+    def _windows(self, session: Any, endpoint: EndpointRow, first: date, last: date) -> list[_Window]:
+        """Every day from ``first`` to ``last`` (even those with no prediction)."""
+        start, end = _day(first), _day(last + timedelta(days=1))
+        repo = MonitoringRepository(session)
+        windows: dict[str, _Window] = {}
+        day = first
+        while day <= last:
+            windows[day.isoformat()] = _Window(day.isoformat(), {}, [0] * drift.SCORE_BINS)
+            day += timedelta(days=1)
+        for key, label, bin_, count in repo.predictions(endpoint.name, start, end):
+            window = windows.get(key)
+            if window is None:
+                continue
+            name = NO_LABEL if label is None else label
+            window.labels[name] = window.labels.get(name, 0) + count
+            if bin_ >= 0:
+                window.scores[bin_] += count
+        reasons = [reason.value for reason in ROUTED_REASONS]
+        for key, count in repo.routed(endpoint.name, endpoint.classifier_id, reasons, start, end).items():
+            if key in windows:
+                windows[key].routed = count
+        for key, (answers, accepted) in repo.agreement(
+            endpoint.name, endpoint.classifier_id, start, end
+        ).items():
+            if key in windows:
+                windows[key].answers, windows[key].accepted = answers, accepted
+        return list(windows.values())
+
+    def _figures(
+        self, window: _Window, previous: _Window, reference: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        count = window.count
+        labels = dict(sorted(window.labels.items(), key=lambda item: (-item[1], item[0])))
+        scored = sum(window.scores)
+        current_labels = window.labels if count else None
+        current_scores = window.scores if scored else None
+        training = {
+            "labels": drift.compare(reference["label_counts"] if reference else None, current_labels),
+            "scores": drift.compare(
+                reference["score_histogram"] if reference and reference["test_documents"] else None,
+                current_scores,
+            ),
+        }
+        before = {
+            "labels": drift.compare(previous.labels if previous.count else None, current_labels),
+            "scores": drift.compare(previous.scores if sum(previous.scores) else None, current_scores),
+        }
+        return {
+            "day": window.day,
+            "predictions": count,
+            "labels": labels,
+            "score_histogram": list(window.scores),
+            "vs_training": {what: comparison.to_dict() for what, comparison in training.items()},
+            "vs_previous": {what: comparison.to_dict() for what, comparison in before.items()},
+            "routed": window.routed,
+            "routed_share": round(window.routed / count, 6) if count else None,
+            "answers": window.answers,
+            "accepted": window.accepted,
+            "agreement": round(window.accepted / window.answers, 6) if window.answers else None,
+            "drift": drift.drifted(training.values(), count, self.psi_threshold, self.min_count),
+        }
+
+    # ---- the ticker's part: events and gauges ----------------------------------------------
+    def tick(self) -> None:
+        """For every endpoint: yesterday and today, a ``drift.detected`` event for each flagged
+        day that has none yet, and the figures of the gauges. Runs at most once per
+        ``refresh_seconds`` in a process; safe when several processes run it (the events of an
+        endpoint are checked and recorded under a lock on its row)."""
+        now = self._monotonic()
+        with self._lock:  # its own clock: a gauges' refresh (no events) never holds the events back
+            if self._ticked_at is not None and now - self._ticked_at < self.refresh_seconds:
+                return
+            self._ticked_at = now
+        self.run()
+
+    def run(self, record_events: bool = True) -> dict[str, dict[str, Any]]:
+        """Monitor every endpoint now (yesterday and today); returns the gauges' figures."""
+        with self.database.reading() as session:
+            endpoints = [(row.name, row.id) for row in EndpointRepository(session).list()]
+        latest: dict[str, dict[str, Any]] = {}
+        for name, endpoint_id in endpoints:
+            try:
+                found = self.report(name, days=2)
+            except Exception:  # one endpoint's trouble (deleted meanwhile, model gone) stops no other
+                log.exception("monitoring endpoint %s failed", name)
+                continue
+            latest[name] = _gauges(found, self.min_count)
+            if record_events:
+                for item in found["days"]:
+                    if item["drift"] and not item["event"]:
+                        self._record(name, endpoint_id, found, item)
+        with self._lock:
+            self._latest = latest
+            self._latest_at = self._monotonic()
+        return latest
+
+    def _record(self, name: str, endpoint_id: int, found: dict[str, Any], item: dict[str, Any]) -> None:
+        with self.database.transaction() as session:
+            repo = MonitoringRepository(session)
+            if not repo.lock_endpoint(endpoint_id):
+                return
+            if repo.drift_windows(name, [item["day"]]):
+                return  # another process recorded it meanwhile
+            endpoint = session.get(EndpointRow, endpoint_id)
+            payload = {
+                "endpoint": name,
+                "classifier": found["classifier"],
+                "version": found["version"],
+                "window": item["day"],
+                "predictions": item["predictions"],
+                "psi_threshold": self.psi_threshold,
+                "vs_training": item["vs_training"],
+                "vs_previous": item["vs_previous"],
+            }
+            EventRepository(session).add(
+                DRIFT_EVENT,
+                payload,
+                classifier_id=endpoint.classifier_id if endpoint is not None else None,
+                endpoint=name,
+            )
+        log.warning(
+            "drift detected on endpoint %s on %s: PSI labels %s, scores %s (threshold %s)",
+            name,
+            item["day"],
+            item["vs_training"]["labels"]["psi"],
+            item["vs_training"]["scores"]["psi"],
+            self.psi_threshold,
+        )
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The gauges' figures of the last run in this process (no database access). When
+        they are older than ``refresh_seconds`` (or none), a background thread refreshes
+        them for the next scrape, without recording events (the ticker does that)."""
+        with self._lock:
+            stale = self._latest_at is None or self._monotonic() - self._latest_at >= self.refresh_seconds
+            if stale and (self._refreshing is None or not self._refreshing.is_alive()):
+                self._refreshing = threading.Thread(
+                    target=self._refresh, name="tagloop-monitoring", daemon=True
+                )
+                self._refreshing.start()
+            return dict(self._latest)
+
+    def _refresh(self) -> None:
+        try:
+            self.run(record_events=False)
+        except Exception:  # the database may be away: the next scrape tries again
+            log.exception("refreshing the monitoring gauges failed")
+
+
+def _top_scores(
+    scores: np.ndarray, decide: Callable[[np.ndarray], list[list[int]]], mode: Mode
+) -> list[float]:
+    """The best score of each row as the prediction log records it: the highest class score
+    (multi-class), the score of the first label chosen (multi-label; none chosen: left out)."""
+    if scores.shape[0] == 0:
+        return []
+    if mode is Mode.MULTI_CLASS:
+        return [float(value) for value in scores.max(axis=1)]
+    return [float(scores[row, picks[0]]) for row, picks in enumerate(decide(scores)) if picks]
+
+
+def _gauges(found: dict[str, Any], min_count: int) -> dict[str, Any]:
+    """The figures of the gauges: today's, or yesterday's when today has fewer than
+    ``min_count`` predictions and yesterday had enough."""
+    days = found["days"]
+    chosen = days[-1]
+    if chosen["predictions"] < min_count and len(days) > 1 and days[-2]["predictions"] >= min_count:
+        chosen = days[-2]
+    return {
+        "day": chosen["day"],
+        "predictions": chosen["predictions"],
+        "psi": {
+            (against, what): chosen[f"vs_{against}"][what]["psi"]
+            for against in ("training", "previous")
+            for what in ("labels", "scores")
+        },
+        "drift": chosen["drift"],
+        "routed_share": chosen["routed_share"],
+        "agreement": chosen["agreement"],
+    }
