@@ -215,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot-dir", type=Path, default=Path("."), help="where the SVGs go (default: here)")
     parser.add_argument("--out", type=Path, default=None, help="also write every figure as JSON")
     parser.add_argument("--no-step-cost", action="store_true")
+    parser.add_argument(
+        "--step-cost-only",
+        action="store_true",
+        help="only the step cost (of --strategies' first, else badge)",
+    )
     args = parser.parse_args(argv)
 
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"repeats": repeats, "datasets": {}}
     lines: list[str] = []
     verdicts = []
-    for name in names:
+    for name in [] if args.step_cost_only else names:
         train_path, test_path = args.data_dir / f"{name}_train.csv.gz", args.data_dir / f"{name}_test.csv.gz"
         if not train_path.is_file() or not test_path.is_file():
             say(f"skipped {name}: {train_path} or {test_path} not found")
@@ -261,11 +266,13 @@ def main(argv: list[str] | None = None) -> int:
             say(line)
 
     step_rows: list[dict[str, Any]] = []
-    if not args.no_step_cost and STEP_COST_DATASET in report["datasets"]:
+    wanted = STEP_COST_DATASET in report["datasets"] or (args.step_cost_only and STEP_COST_DATASET in names)
+    if not args.no_step_cost and wanted:
         train = read_csv(args.data_dir / f"{STEP_COST_DATASET}_train.csv.gz")
         test = read_csv(args.data_dir / f"{STEP_COST_DATASET}_test.csv.gz")
         best = next(
-            (v["best"] for v in verdicts if v["dataset"] == STEP_COST_DATASET and v["best"]), "margin"
+            (v["best"] for v in verdicts if v["dataset"] == STEP_COST_DATASET and v["best"]),
+            chosen[0] if chosen else "badge",
         )
         say(f"step cost on {STEP_COST_DATASET} ({best})")
         simulator = Simulator(train, test, Mode.MULTI_CLASS)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tagloop.domain.strategies import STRATEGIES
+
 SCRIPT = Path(sys.executable).parent / "tagloop"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tagloop.cli"]
 LABELS = ["ALPHA", "BRAVO", "CHARLIE"]
@@ -91,6 +93,9 @@ def test_simulate_json_plot_table_and_errors(files):
         simulate(root, "--data", str(root / "missing.csv"), "--test", str(test)),
         simulate(root, *common[:4], "--batch", "0"),
     )
+    (helped, help_text, _) = finish(simulate(root, "--help"))[0]
+    assert helped == 0
+    assert all(name in " ".join(help_text.split()) for name in STRATEGIES)  # the help names them all
     assert as_json == 0, err
     document = json.loads(out)  # exactly one JSON document on stdout
     assert set(document) == {"mode", "documents", "plan", "full", "strategies"}

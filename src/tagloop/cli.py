@@ -2144,7 +2144,12 @@ def simulate(
     data: Annotated[str, typer.Option("--data", help="Fully labelled training file (the simulated pool).")],
     test: Annotated[str, typer.Option("--test", help="Labelled test file.")],
     strategy: Annotated[
-        str, typer.Option("--strategy", help="Strategies to compare, comma-separated (e.g. margin,random).")
+        str,
+        typer.Option(
+            "--strategy",
+            help="Strategies to compare, comma-separated: random, least-confidence, margin, entropy, "
+            "cluster-margin, badge, coreset, density.",
+        ),
     ] = "margin,random",
     initial_per_label: Annotated[int, typer.Option(help="Documents per label known at the start.")] = 10,
     batch: Annotated[int, typer.Option(help="Documents labelled per step.")] = 50,

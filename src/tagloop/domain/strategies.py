@@ -274,9 +274,10 @@ class Badge:
         norm2 = u_norm2 * x_norm2
         picks = [int(np.argmax(norm2))]
         nearest = np.full(len(scores), np.inf)
+        by_column = features.T.tocsr()  # a pick's cosines touch only the columns of its words
         for _ in range(n - 1):
             c = picks[-1]
-            cross = (u @ u[c]) * np.asarray(features @ features[c].T.toarray()).ravel()
+            cross = (u @ u[c]) * (features[c] @ by_column).toarray().ravel()
             nearest = np.minimum(nearest, np.maximum(norm2 + norm2[c] - 2.0 * cross, 0.0))
             nearest[picks] = 0.0
             total = nearest.sum()
@@ -311,6 +312,7 @@ class CoreSet:
                 block = features[start : start + self.CHUNK] @ labelled_t
                 closest[start : start + self.CHUNK] = block.max(axis=1).toarray().ravel()
         picks: list[int] = []
+        by_column = features.T.tocsr()  # a pick's cosines touch only the columns of its words
         for _ in range(n):
             distance = 1.0 - closest
             distance[picks] = -np.inf
@@ -318,7 +320,7 @@ class CoreSet:
             if picks and not distance[pick] > 1e-9:
                 break  # everything left duplicates a pick or a labelled document
             picks.append(pick)
-            closest = np.maximum(closest, np.asarray(features @ features[pick].T.toarray()).ravel())
+            closest = np.maximum(closest, (features[pick] @ by_column).toarray().ravel())
         return np.asarray(picks, dtype=np.int64)
 
 

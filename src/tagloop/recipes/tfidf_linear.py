@@ -82,6 +82,7 @@ class TfidfLinearModel:
         coef: np.ndarray,
         intercept: np.ndarray,
         calibration: dict[str, Any],
+        eager_features: bool = True,
     ) -> None:
         self.mode = mode
         self.labels = labels
@@ -92,11 +93,13 @@ class TfidfLinearModel:
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.calibration = calibration
         self._coef_t = np.ascontiguousarray(self.coef.T)  # (features × labels), float32, made once
+        if eager_features:  # built with the model, off the first request's path
+            _ = self.features
 
     @cached_property
     def features(self) -> NgramFeatures:
-        """The feature transform of texts (built on first use: a simulation that scores ready
-        feature rows never needs it)."""
+        """The feature transform of texts (a simulation, which scores ready feature rows, makes
+        its models with ``eager_features=False`` and never builds it)."""
         return NgramFeatures(self.vocabulary, self.idf, self.params.sublinear_tf)
 
     @cached_property

@@ -159,7 +159,15 @@ class Simulator:
         full = np.zeros((len(self.labels), self.features.shape[1]), dtype=np.float32)
         full[:, columns] = coef
         return tfidf_linear.TfidfLinearModel(
-            self.mode, self.labels, self.params, self.vocabulary, self.idf, full, intercept, calibration
+            self.mode,
+            self.labels,
+            self.params,
+            self.vocabulary,
+            self.idf,
+            full,
+            intercept,
+            calibration,
+            eager_features=False,
         )
 
     def evaluate(self, model: tfidf_linear.TfidfLinearModel) -> dict[str, float]:
