@@ -7,51 +7,14 @@ the start), it completes with a decision, and the champion serves the whole time
 from __future__ import annotations
 
 import json
-import os
-import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from tests.jobs.test_crash_recovery import run, synthetic_csv, tagloop
 
 from tagloop.app import Tagloop
 from tagloop.settings import Settings
-
-WORDS = {label: [f"{label.lower()}{i}" for i in range(400)] for label in ("ALPHA", "BETA", "GAMMA", "DELTA")}
-SHARED = [f"common{i}" for i in range(3000)]
-
-
-def synthetic_csv(path: Path, documents: int, seed: int = 0) -> Path:
-    """A labelled set big enough that training takes seconds (so a kill lands mid-job)."""
-    rng = random.Random(seed)
-    labels = sorted(WORDS)
-    with path.open("w", encoding="utf-8") as handle:
-        for _ in range(documents):
-            label = rng.choice(labels)
-            words = rng.choices(WORDS[label], k=25) + rng.choices(SHARED, k=120)
-            rng.shuffle(words)
-            handle.write(f"{label},{' '.join(words)}\n")
-    return path
-
-
-def tagloop(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tagloop.cli", "--data-dir", str(data_dir), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    process = tagloop(data_dir, *args, env=env)
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-    return out
 
 
 @pytest.fixture(params=["local", "procrastinate"])
