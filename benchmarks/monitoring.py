@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
+from scratch import scratch_postgres
 from tagloop.storage import migrate
 from tagloop.storage.database import Database
 from tagloop.storage.monitoring import MonitoringRepository
@@ -91,18 +89,9 @@ def measure(url: str, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    base = make_url(args.postgres)
-    name = f"tagloop_bench_monitoring_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        measure(base.set(database=name).render_as_string(hide_password=False), args.rows)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres("tagloop_bench_monitoring") as url:  # TAGLOOP_BENCH_POSTGRES_URL's server
+        measure(url, args.rows)
     with tempfile.TemporaryDirectory() as folder:
         measure(f"sqlite:///{Path(folder) / 'bench.db'}", args.rows)
 
