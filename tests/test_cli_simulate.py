@@ -74,6 +74,7 @@ def test_simulate_json_plot_table_and_errors(files):
             _,
             batch_err,
         ),
+        (self_trained, self_out, self_err),
     ) = finish(
         simulate(
             root,
@@ -92,13 +93,28 @@ def test_simulate_json_plot_table_and_errors(files):
         simulate(root, *common, "--strategy", "margin,best"),
         simulate(root, "--data", str(root / "missing.csv"), "--test", str(test)),
         simulate(root, *common[:4], "--batch", "0"),
+        simulate(
+            root,
+            *common,
+            "--strategy",
+            "random",
+            "--budget",
+            "16",
+            "--repeats",
+            "1",
+            "--self-training",
+            "--json",
+        ),
     )
     (helped, help_text, _) = finish(simulate(root, "--help"))[0]
     assert helped == 0
     assert all(name in " ".join(help_text.split()) for name in STRATEGIES)  # the help names them all
     assert as_json == 0, err
     document = json.loads(out)  # exactly one JSON document on stdout
-    assert set(document) == {"mode", "documents", "plan", "full", "strategies"}
+    assert set(document) == {"mode", "documents", "plan", "full", "recipe", "strategies"}
+    assert document["recipe"]["self_training"] is False
+    assert self_trained == 0, self_err
+    assert json.loads(self_out)["recipe"]["self_training"] is True
     assert document["documents"] == {"train": 90, "test": 45, "labels": 3}
     assert document["plan"]["strategies"] == ["margin", "random"]
     for figures in document["strategies"].values():

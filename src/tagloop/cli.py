@@ -2164,6 +2164,14 @@ def simulate(
     plot: Annotated[
         str | None, typer.Option("--plot", metavar="FILE", help="Write the curves as SVG.")
     ] = None,
+    self_training: Annotated[
+        bool,
+        typer.Option(
+            "--self-training",
+            help="Train with the recipe's self_training (multi-class): each fit also learns from the "
+            "pool, labelled by the model's own predictions. Every strategy, random included, gets it.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Learning curves: how many labels each query strategy needs, simulated on labelled files
@@ -2183,7 +2191,8 @@ def simulate(
         test_set, _ = read_labelled(test, parsed, limits, *options)
         _warn(warnings)
         with _progress() as progress:
-            result = run_simulation(train_set, test_set, parsed, plan, progress=progress)
+            parameters = {"self_training": True} if self_training else None
+            result = run_simulation(train_set, test_set, parsed, plan, parameters, progress=progress)
         if plot is not None:
             with _output_file(plot) as handle:
                 handle.write(curve_svg(result, title=f"learning curves: {Path(data).name}"))

@@ -614,3 +614,71 @@ def test_a_texts_scores_do_not_depend_on_its_batch_and_match_scikit_learn(ticket
     np.testing.assert_allclose(batch, reference, atol=1e-5)
     unknown_words_only = model.decision(["zzzqqq xxyyzz"])
     np.testing.assert_allclose(unknown_words_only[0], model.intercept)
+
+
+# ---- self-training (opt-in): one round on unlabelled rows with the model's own labels ----------
+def _rows_of(docs: Sequence[Doc], labels: list[str]):
+    vectorizer, features = tl.vectorize(texts_of(docs))
+    label_sets = [doc_labels for doc_labels, _ in docs]
+    return vectorizer, features, indicator(label_sets, labels), stratification_keys(label_sets)
+
+
+def test_self_training_refits_on_the_unlabelled_rows_labelled_by_the_model(mc_split, ticket_labels):
+    labelled_docs, pool_docs = mc_split[0][:60], mc_split[0][60:]
+    _, everything, truth, keys = _rows_of([*labelled_docs, *pool_docs], ticket_labels)
+    features, unlabelled = everything[:60], everything[60:]
+    truth, keys = truth[:60], keys[:60]
+    plain = tl.TfidfLinearParams()
+    coef, intercept, calibration = tl.fit_linear(MC, ticket_labels, features, truth, keys, plain, 1)
+    # by hand: the pool labelled with the plain model's best label, then one fit on both
+    guessed = (np.asarray(unlabelled @ coef.T) + intercept).argmax(axis=1)
+    hand = tl._fit_multiclass(
+        __import__("scipy.sparse").sparse.vstack([features, unlabelled], format="csr"),
+        np.concatenate([truth.argmax(axis=1), guessed]),
+        len(ticket_labels),
+        plain,
+        1e-4,
+    )
+    on = tl.TfidfLinearParams(self_training=True)
+    st_coef, st_intercept, st_calibration = tl.fit_linear(
+        MC, ticket_labels, features, truth, keys, on, 1, unlabelled=unlabelled
+    )
+    np.testing.assert_allclose(st_coef, hand[0])
+    np.testing.assert_allclose(st_intercept, hand[1])
+    assert not np.allclose(st_coef, coef)  # the pool changed the model
+    assert st_calibration["self_trained"] == unlabelled.shape[0]
+    assert st_calibration["temperature"] == calibration["temperature"]  # the labelled hold-out's
+    # off, or without unlabelled rows, or multi-label: exactly the plain fit
+    for params, rows in ((plain, unlabelled), (on, None)):
+        same, _, same_calibration = tl.fit_linear(
+            MC, ticket_labels, features, truth, keys, params, 1, unlabelled=rows
+        )
+        np.testing.assert_array_equal(same, coef)
+        assert "self_trained" not in same_calibration
+    ml_plain, _, _ = tl.fit_linear(ML, ticket_labels, features, truth, keys, plain, 1)
+    ml_on, _, ml_calibration = tl.fit_linear(
+        ML, ticket_labels, features, truth, keys, on, 1, unlabelled=unlabelled
+    )
+    np.testing.assert_array_equal(ml_on, ml_plain)
+    assert "self_trained" not in ml_calibration
+
+
+def test_self_training_is_saved_and_a_model_saved_before_it_loads_with_it_off(mc_model):
+    meta, arrays = unpack(mc_model.to_bytes())
+    assert meta["params"]["self_training"] is False
+    del meta["params"]["self_training"]  # as models saved before the option were
+    loaded = load_model(pack(meta, arrays))
+    assert loaded.params.self_training is False
+    assert loaded.scores(["printer jam"]).shape == mc_model.scores(["printer jam"]).shape
+    on = dataclasses.replace(mc_model.params, self_training=True)
+    model = tl.TfidfLinearModel(
+        MC,
+        mc_model.labels,
+        on,
+        mc_model.vocabulary,
+        mc_model.idf,
+        mc_model.coef,
+        mc_model.intercept,
+        mc_model.calibration,
+    )
+    assert load_model(model.to_bytes()).params.self_training is True

@@ -199,3 +199,29 @@ def test_read_labelled_reads_like_training_and_refuses_bad_rows(tmp_path):
 def test_empty_sets_are_refused():
     with pytest.raises(InvalidRequest, match="training set is empty"):
         Simulator(LabelledTexts([], []), TEST, Mode.MULTI_CLASS)
+
+
+def test_with_self_training_a_step_also_learns_from_the_pool():
+    simulator = Simulator(TRAIN, TEST, Mode.MULTI_CLASS, {"self_training": True}, n_jobs=1)
+    rows = np.arange(0, 120, 6)
+    rest = np.setdiff1d(np.arange(120), rows)
+    fast = simulator.fit(rows)
+    plain = tfidf_linear.fit_features(
+        Mode.MULTI_CLASS,
+        simulator.labels,
+        simulator.features[rows],
+        simulator.vocabulary,
+        simulator.idf,
+        simulator.truth[rows],
+        [simulator.keys[i] for i in rows],
+        tfidf_linear.TfidfLinearParams(self_training=True),
+        n_jobs=1,
+        unlabelled=simulator.features[rest],
+    )
+    assert plain.calibration["self_trained"] == len(rest)
+    np.testing.assert_allclose(fast.coef, plain.coef, atol=1e-5)
+    without = Simulator(TRAIN, TEST, Mode.MULTI_CLASS, n_jobs=1).fit(rows)
+    assert not np.allclose(fast.coef, without.coef, atol=1e-3)
+    plan = SimulationPlan(("random",), initial_per_label=2, batch=20, budget=28, repeats=1)
+    result = simulate(TRAIN, TEST, Mode.MULTI_CLASS, plan, {"self_training": True}, n_jobs=1)
+    assert result["recipe"]["self_training"] is True

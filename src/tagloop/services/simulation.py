@@ -144,9 +144,18 @@ class Simulator:
     def fit(self, rows: np.ndarray) -> tfidf_linear.TfidfLinearModel:
         """The recipe's model fitted on the training ``rows`` (what ``fit_features`` fits, on
         the columns these rows use: the others would get weight 0, so they are left out of the
-        fit and filled with 0 after it)."""
+        fit and filled with 0 after it). With the recipe's ``self_training`` the other training
+        rows (the pool) are its unlabelled rows, as a loop's pool would be."""
         chosen = self.features[rows]
-        columns = np.unique(chosen.indices)
+        unlabelled = None
+        if self.params.self_training and self.mode is Mode.MULTI_CLASS:
+            rest = np.ones(self.features.shape[0], dtype=bool)
+            rest[rows] = False
+            unlabelled = self.features[rest]
+            columns = np.unique(np.concatenate([chosen.indices, unlabelled.indices]))
+            unlabelled = unlabelled[:, columns]
+        else:
+            columns = np.unique(chosen.indices)
         coef, intercept, calibration = tfidf_linear.fit_linear(
             self.mode,
             self.labels,
@@ -155,6 +164,7 @@ class Simulator:
             [self.keys[i] for i in rows],
             self.params,
             n_jobs=self.n_jobs,
+            unlabelled=unlabelled,
         )
         full = np.zeros((len(self.labels), self.features.shape[1]), dtype=np.float32)
         full[:, columns] = coef
@@ -343,6 +353,7 @@ def simulate(
         "mode": mode.value,
         "documents": {"train": len(train.texts), "test": len(test.texts), "labels": len(simulator.labels)},
         "plan": {**asdict(plan), "strategies": list(plan.strategies), "targets": list(plan.targets)},
+        "recipe": asdict(simulator.params),
         "full": {"labels": len(train.texts), **{k: round(v, 4) for k, v in full.items()}},
         "strategies": strategies,
     }
