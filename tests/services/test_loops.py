@@ -114,7 +114,15 @@ def test_loop_settings_are_checked_and_kept(desk):
     assert shown["settings"]["metric"] == "F1Score" and shown["champion"] is None
     changed = desk.loops.configure("desk", {"min_gain": 0.01, "every_seconds": 3600, "promote": "manual"})
     assert changed["settings"]["min_gain"] == 0.01 and changed["next_run_at"] is not None
-    for bad in ({"metric": "Nope"}, {"min_gain": 2}, {"every_seconds": 5}, {"colour": "red"}, {"promote": 1}):
+    bad_settings = (
+        {"metric": "Nope"},
+        {"min_gain": 2},
+        {"every_seconds": 5},
+        {"colour": "red"},
+        {"promote": 1},
+        {"refill_strategy": "psychic"},
+    )
+    for bad in bad_settings:
         with pytest.raises(InvalidRequest):
             desk.loops.configure("desk", bad)
     assert desk.loops.settings("desk")["settings"] == changed["settings"]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from tagloop.domain.loop import LoopSettings
 from tagloop.domain.records import VersionStatus
+from tagloop.domain.strategies import strategy
 from tagloop.errors import InvalidRequest, NotFound, ResourceUnavailable
 from tagloop.services.catalog import version_summary
 from tagloop.services.model_cache import ModelCache
@@ -145,6 +146,7 @@ class LoopService:
             row = ensure_loop(session, classifier_row)
             before = loop_settings(row)
             after = before.updated(changes)
+            strategy(after.refill_strategy)  # an unknown name: InvalidRequest listing the known ones
             row.settings = after.to_dict()
             if after.every_seconds != before.every_seconds:
                 row.next_run_at = (
