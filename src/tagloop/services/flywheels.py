@@ -330,17 +330,11 @@ class FlywheelService:
         found: builtins.list[dict[str, Any]] = []
         after = None
         while True:
-            chunk = self.iterations.list(classifier, limit=MAX_LIST, after=after)
+            chunk = self.iterations.list(classifier, MAX_LIST, after, created_after, created_before)
             found += chunk
             if len(chunk) < MAX_LIST:
-                break
+                return found
             after = chunk[-1]["iteration"]
-        return [
-            item
-            for item in found
-            if (created_after is None or datetime.fromisoformat(item["created_at"]) > created_after)
-            and (created_before is None or datetime.fromisoformat(item["created_at"]) < created_before)
-        ]
 
     # ---- datasets ----------------------------------------------------------------------
     def create_dataset(

@@ -19,7 +19,7 @@ import builtins
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -152,10 +152,15 @@ class IterationService:
             return iteration_summary(session, classifier_row, row)
 
     def list(
-        self, classifier: str, limit: int = 100, after: str | None = None
+        self,
+        classifier: str,
+        limit: int = 100,
+        after: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> builtins.list[dict[str, Any]]:
-        """The classifier's iterations, newest first; ``after`` (an iteration's name or number)
-        lists those before it."""
+        """The classifier's iterations, newest first, created strictly within the bounds given;
+        ``after`` (an iteration's name or number) lists those before it."""
         if not 1 <= limit <= MAX_LIST:
             raise InvalidRequest(f"limit: expected 1 to {MAX_LIST:,}")
         with self.database.reading() as session:
@@ -169,7 +174,7 @@ class IterationService:
                 if found is None:
                     raise NotFound(f"classifier {classifier!r} has no iteration {after!r}")
                 before = found.number
-            rows = IterationRepository(session).list(loop.id, limit, before)
+            rows = IterationRepository(session).list(loop.id, limit, before, created_after, created_before)
             return [iteration_summary(session, classifier_row, row) for row in rows]
 
     def _find(self, session: Session, classifier: str, iteration: str) -> tuple[ClassifierRow, IterationRow]:

@@ -160,11 +160,23 @@ class IterationRepository:
             query.where((IterationRow.name == name_or_id) | (IterationRow.id == name_or_id))
         )
 
-    def list(self, loop_id: int, limit: int = 100, after: int | None = None) -> builtins.list[IterationRow]:
-        """Iterations newest first; ``after`` (the number of the last of a page) pages on."""
+    def list(
+        self,
+        loop_id: int,
+        limit: int = 100,
+        after: int | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> builtins.list[IterationRow]:
+        """Iterations newest first, created strictly within the bounds given; ``after`` (the
+        number of the last of a page) pages on."""
         query = select(IterationRow).where(IterationRow.loop_id == loop_id)
         if after is not None:
             query = query.where(IterationRow.number < after)
+        if created_after is not None:
+            query = query.where(IterationRow.created_at > created_after)
+        if created_before is not None:
+            query = query.where(IterationRow.created_at < created_before)
         return list(self.session.scalars(query.order_by(IterationRow.number.desc()).limit(limit)))
 
     def running(self, loop_id: int) -> IterationRow | None:
