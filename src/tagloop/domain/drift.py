@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 EPSILON = 1e-4
 """The smallest share a bin counts with in the PSI (an empty bin would make it infinite)."""
@@ -107,6 +106,8 @@ def chi_squared(
     e, a = e[used], a[used]
     if e.sum() <= 0 or a.sum() <= 0 or len(e) < 2:
         return None
+    from scipy import stats  # here, not at import: scipy.stats adds ~0.4 s to every start-up
+
     statistic, p_value, dof, _ = stats.chi2_contingency(np.vstack([e, a]), correction=False)
     return ChiSquared(float(statistic), int(dof), float(p_value))
 
@@ -121,6 +122,8 @@ def ks_test(expected: Sequence[float], actual: Sequence[float]) -> KolmogorovSmi
     """The two-sample Kolmogorov-Smirnov test on raw scores; None when a sample is empty."""
     if len(expected) == 0 or len(actual) == 0:
         return None
+    from scipy import stats
+
     result = stats.ks_2samp(np.asarray(expected, dtype=float), np.asarray(actual, dtype=float))
     return KolmogorovSmirnov(float(result.statistic), float(result.pvalue))
 
