@@ -19,6 +19,7 @@ LAYERS = {
     "domain": 1,
     "recipes": 2,
     "storage": 2,
+    "plots": 2,  # SVG drawing (matplotlib) of figures computed elsewhere
     "jobs": 3,
     "services": 4,
     "app": 5,

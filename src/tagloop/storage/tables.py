@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -553,3 +554,123 @@ class EventRow(Base):
     endpoint: Mapped[str | None] = mapped_column(String(63))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportProfileRow(Base):
+    """How a source becomes ``(text, labels)`` rows for one classifier (services/profiles.py):
+    format, column mapping, filters, archive members, an SQL query; ``spec`` is the profile
+    as ``domain.profiles`` validates it."""
+
+    __tablename__ = "import_profiles"
+    __table_args__ = (UniqueConstraint("classifier_id", "name", name="uq_import_profiles_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    classifier_id: Mapped[int] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboxRow(Base):
+    """A watched folder or S3 prefix: a file dropped there is imported with the profile,
+    trained, evaluated, deployed by the inbox's policy (``settings``) and notified."""
+
+    __tablename__ = "inboxes"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_inboxes_name"),
+        UniqueConstraint("url", name="uq_inboxes_url"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    classifier_id: Mapped[int] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("import_profiles.id", ondelete="SET NULL", name="fk_inboxes_profile_id")
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InboxFileRow(Base):
+    """A file seen in an inbox, by name and fingerprint (size and modification time, or the
+    S3 ETag): ``state`` goes ``seen`` (still growing) → ``claimed`` → ``training`` →
+    ``deploying`` → ``processed`` or ``failed``; the unique key makes each file processed once."""
+
+    __tablename__ = "inbox_files"
+    __table_args__ = (
+        UniqueConstraint("inbox_id", "name", "fingerprint", name="uq_inbox_files_seen"),
+        Index("ix_inbox_files_inbox_state", "inbox_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inboxes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stable_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL", name="fk_inbox_files_version_id")
+    )
+    endpoint: Mapped[str | None] = mapped_column(String(63))
+    moved_to: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChannelRow(Base):
+    """Where notifications go: a webhook (``target`` its URL, ``secret`` the HMAC key, sealed)
+    or e-mail (``target`` the addresses); ``events`` the kinds it hears (empty: all), optionally
+    of one classifier. Events after ``after_event_id`` become its deliveries."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("name", name="uq_channels_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    classifier_id: Mapped[int | None] = mapped_column(ForeignKey("classifiers.id", ondelete="CASCADE"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    after_event_id: Mapped[int] = mapped_column(BigId, default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeliveryRow(Base):
+    """One event (or a test message: no event) sent to one channel: its attempts, the
+    receiver's answer and when to try again (``status`` pending, delivered or failed)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "event_id", name="uq_deliveries_event"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_channel_created", "channel_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE", name="fk_deliveries_event_id")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
