@@ -298,6 +298,35 @@ def test_an_explicit_test_file_is_used_as_is(make_tagloop, tickets, write_csv):
     assert [text for text, _ in test_split] == [t for _, t in tickets[300:]]
 
 
+def test_an_explicit_test_file_sharing_texts_with_training_is_kept_as_given_with_a_warning(
+    make_tagloop, tickets, write_csv
+):
+    tagloop = make_tagloop()
+    train = write_csv([list(row) for row in tickets[:300]], "train.csv")
+    test = write_csv([list(row) for row in tickets[295:]], "test.csv")  # 5 texts in both
+    result = tagloop.training.train(TrainRequest(classifier="desk", data=str(train), test=str(test)))
+    assert result["documents"] == {"train": 300, "test": 119}  # the user's files, as given
+    assert any(
+        "5 training document(s) have the text of a test document" in warning and "optimistic" in warning
+        for warning in result["warnings"]
+    )
+    train_split = split_documents(tagloop, version_id(tagloop, "desk", "v1"), Split.TRAIN)
+    assert len(train_split) == 300
+
+
+def test_a_split_made_by_tagloop_never_trains_on_a_test_text(make_tagloop, tickets, write_csv):
+    tagloop = make_tagloop()
+    doubled = write_csv([list(row) for row in tickets] + [list(row) for row in tickets[:60]], "twice.csv")
+    result = tagloop.training.train(TrainRequest(classifier="desk", data=str(doubled)))
+    first = version_id(tagloop, "desk", "v1")
+    test = {text for text, _ in split_documents(tagloop, first, Split.TEST)}
+    train = [text for text, _ in split_documents(tagloop, first, Split.TRAIN)]
+    assert not test & set(train)
+    dropped = len(tickets) + 60 - len(test) - len(train)
+    assert dropped > 0 and result["documents"]["train"] == len(train)
+    assert any(f"{dropped:,} training document(s) with the text of a test" in w for w in result["warnings"])
+
+
 # ---- warnings, never refusals ---------------------------------------------------------------
 
 

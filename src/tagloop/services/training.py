@@ -137,8 +137,10 @@ class TrainingService:
         share); with ``with_verified`` the verified ``train`` documents join its training data
         and the verified ``test`` documents its test set. Without a file it trains on
         :meth:`_compose`'s data: the base version's imported documents, the loop's datasets and
-        the verified documents, each on its side of the frozen test set. Either way no training
-        document has the text of a test document (those are dropped from training)."""
+        the verified documents, each on its side of the frozen test set. Where tagloop split the
+        data or added verified documents, no training document has the text of a test document
+        (those are dropped from training); the user's own training and test files are kept as
+        given, with a warning counting the texts they share."""
         started = time.perf_counter()
         limits = Limits.from_settings(self.settings)
         if request.version_name is not None:
@@ -197,11 +199,21 @@ class TrainingService:
                         f"classifier {request.classifier!r} has no verified documents yet "
                         "(review answers and feedback become verified documents)"
                     )
-        dropped = documents.drop_test_texts_from_training(train_set.id, test_set.id)
-        if dropped:
-            warnings.append(
-                f"{dropped:,} training document(s) with the text of a test document left out of training"
-            )
+        if request.test and not request.with_verified:
+            # the user's own two files, as given (figures comparable with any tool trained on
+            # them), with the overlap named: the test figures may be optimistic
+            overlap = documents.count_test_texts_in_training(train_set.id, test_set.id)
+            if overlap:
+                warnings.append(
+                    f"{overlap:,} training document(s) have the text of a test document: kept as "
+                    "given, the test figures may be optimistic"
+                )
+        else:  # tagloop made the split or added verified documents: it keeps them apart
+            dropped = documents.drop_test_texts_from_training(train_set.id, test_set.id)
+            if dropped:
+                warnings.append(
+                    f"{dropped:,} training document(s) with the text of a test document left out of training"
+                )
         train_labels = documents.labels(train_set.id, Split.TRAIN.value)
         test_labels = documents.labels(test_set.id, Split.TEST.value)
         train_set.documents = documents.count(train_set.id, Split.TRAIN.value) + (

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Table,
     Text,
     and_,
@@ -205,19 +206,30 @@ class DocumentRepository:
     def drop_test_texts_from_training(self, train_id: int, test_id: int) -> int:
         """Delete the training documents of ``train_id`` whose text is that of a test document
         of ``test_id`` (a test document is never trained on); returns how many."""
-        test_texts = select(DocumentRow.text).where(
-            DocumentRow.dataset_id == test_id, DocumentRow.split == "test"
-        )
         result = self.session.execute(
             delete(DocumentRow)
-            .where(
-                DocumentRow.dataset_id == train_id,
-                DocumentRow.split == "train",
-                DocumentRow.text.in_(test_texts),
-            )
+            .where(self._trains_on_test_text(train_id, test_id))
             .execution_options(synchronize_session=False)
         )
         return rowcount(result)
+
+    def count_test_texts_in_training(self, train_id: int, test_id: int) -> int:
+        """How many training documents of ``train_id`` have the text of a test document of
+        ``test_id`` (what :meth:`drop_test_texts_from_training` would delete)."""
+        return int(
+            self.session.scalar(select(func.count()).where(self._trains_on_test_text(train_id, test_id))) or 0
+        )
+
+    @staticmethod
+    def _trains_on_test_text(train_id: int, test_id: int) -> ColumnElement[bool]:
+        test_texts = select(DocumentRow.text).where(
+            DocumentRow.dataset_id == test_id, DocumentRow.split == "test"
+        )
+        return and_(
+            DocumentRow.dataset_id == train_id,
+            DocumentRow.split == "train",
+            DocumentRow.text.in_(test_texts),
+        )
 
     def origins(self, dataset_id: int, split: str) -> dict[str, int]:
         """How many documents of a dataset's split came from each origin."""
