@@ -153,10 +153,12 @@ class EndpointService:
             return endpoint_summary(row, classifier_row, version_row) | {"job_id": job_id}
 
     @staticmethod
-    def _champion(session: Any, classifier: ClassifierRow, version: str | None) -> ModelVersionRow:
+    def _champion(
+        session: Any, classifier: ClassifierRow, version: str | None, endpoint: str | None = None
+    ) -> ModelVersionRow:
         """The champion a following endpoint serves; with none yet, ``version`` (else the
-        newest TRAINED version) becomes it. A ``version`` other than the champion is refused:
-        a following endpoint serves the champion."""
+        newest TRAINED version) becomes it. A ``version`` other than the champion is refused
+        (naming ``endpoint`` when it exists): a following endpoint serves the champion."""
         loop = ensure_loop(session, classifier)
         if loop.active_version_id is None:
             chosen = resolve_version(session, classifier, version)
@@ -164,8 +166,9 @@ class EndpointService:
             return chosen
         champion = ModelVersionRepository(session).get(loop.active_version_id)
         if version is not None and version != champion.name:
+            who = f"endpoint {endpoint!r}" if endpoint else "an endpoint that"
             raise InvalidRequest(
-                f"an endpoint that follows classifier {classifier.name!r} serves its champion, "
+                f"{who} follows classifier {classifier.name!r} and serves its champion, "
                 f"version {champion.name}: give no version, or pin the endpoint to version {version} "
                 "(promote a version to make it the champion)"
             )
@@ -189,15 +192,7 @@ class EndpointService:
             classifier_row = session.get_one(ClassifierRow, row.classifier_id)
             follows = row.follows if follow is None else follow
             if follows:
-                if follow is None and version is not None:
-                    champion = self._champion(session, classifier_row, None)
-                    if version != champion.name:
-                        raise InvalidRequest(
-                            f"endpoint {name!r} follows the champion of {classifier_row.name!r} "
-                            f"(version {champion.name}): pin it to move it to version {version}, "
-                            "or promote that version"
-                        )
-                version_row = self._champion(session, classifier_row, version)
+                version_row = self._champion(session, classifier_row, version, endpoint=name)
             elif follow is False and version is None:
                 version_row = ModelVersionRepository(session).get(row.desired_version_id or row.version_id)
             else:
