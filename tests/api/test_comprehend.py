@@ -316,6 +316,7 @@ def test_batch_classification_jobs_with_boto3(server, inbox, make_client, protoc
         time.sleep(0.1)
     assert job["JobStatus"] == "COMPLETED", job
     assert job["JobName"] == f"nightly-{protocol}" and job["DocumentClassifierArn"] == arn
+    assert "FlywheelArn" not in job  # started on a model, not a flywheel
     # where Comprehend puts it; read as code written for Comprehend reads it: download, untar, lines
     output = job["OutputDataConfig"]["S3Uri"]
     assert output == f"{inbox}/out/{ACCOUNT}-CLN-{started['JobId']}/output/output.tar.gz"

@@ -486,6 +486,7 @@ def test_iterations_endpoints_and_jobs_on_a_flywheel(server, admin):
         "DocumentClassificationJobProperties"
     ]
     assert described_job["DocumentClassifierArn"] == model
+    assert described_job["FlywheelArn"] == flywheel  # reported back, as Comprehend does
     assert (
         refused(
             admin.start_document_classification_job,

@@ -92,6 +92,7 @@ class BatchRequest:
     layout: str = TAGLOOP_LAYOUT  # or COMPREHEND_LAYOUT: output/output.tar.gz, as Comprehend writes
     member_bytes: int = MEMBER_BYTES  # comprehend layout: bytes of JSON lines per file in the tarball
     routing: str | None = None  # an endpoint of the classifier whose routing policy routes the documents
+    flywheel: str | None = None  # started on a flywheel (Comprehend's FlywheelArn): reported back
 
 
 def confirmed_inputs(fs: Any, files: list[str], locations: DataLocations) -> None:
@@ -222,6 +223,8 @@ class BatchService:
                 payload["confined"] = True
             if request.routing is not None:
                 payload["routing"] = _routing(session, request.routing, classifier.id)
+            if request.flywheel is not None:
+                payload["flywheel"] = request.flywheel
             return self.queue.enqueue(
                 session, BatchJob.kind, payload, id=job_id, classifier_id=classifier.id, version_id=version.id
             )

@@ -286,6 +286,7 @@ class ComprehendApi(FlywheelOperations):
             "DocumentClassifierArn": self.arns.classifier(job["classifier"], job["version"]),
             "InputDataConfig": {"S3Uri": payload.get("input"), "InputFormat": payload.get("input_format")},
             "OutputDataConfig": {"S3Uri": payload.get("output_uri") or payload.get("output_dir")},
+            "FlywheelArn": self.arns.flywheel(payload["flywheel"]) if payload.get("flywheel") else None,
         }
         return {key: value for key, value in properties.items() if value is not None}
 
@@ -309,10 +310,12 @@ class ComprehendApi(FlywheelOperations):
     def StartDocumentClassificationJob(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         """On a DocumentClassifierArn, or on a FlywheelArn: its active model (unless a
         DocumentClassifierArn of the flywheel's classifier names a version)."""
+        flywheel_name = None
         if body.get("FlywheelArn"):
             name, version = self._flywheel_model(body, "DocumentClassifierArn")
+            flywheel_name = Arns.parse_flywheel(str(body["FlywheelArn"]))
             if version is None:
-                flywheel = self.tagloop.flywheels.show(Arns.parse_flywheel(str(body["FlywheelArn"])))
+                flywheel = self.tagloop.flywheels.show(flywheel_name)
                 version = flywheel["active_version"]
                 if version is None:
                     raise ResourceUnavailable(f"flywheel {flywheel['name']!r} has no active model yet")
@@ -334,6 +337,7 @@ class ComprehendApi(FlywheelOperations):
             name=body.get("JobName"),
             confined=True,
             layout=COMPREHEND_LAYOUT,  # <output>/<account>-CLN-<job id>/output/output.tar.gz
+            flywheel=flywheel_name,
         )
         job_id = self.tagloop.batch.submit(request)
         return {"JobId": job_id, "JobArn": self.arns.job(job_id), "JobStatus": "SUBMITTED"}
