@@ -29,6 +29,7 @@ from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.reliability import ReliabilityPolicy
+from tagloop.services.request_tokens import RequestTokens
 from tagloop.services.review import ReviewService
 from tagloop.services.review_fill import ReviewFill
 from tagloop.services.routing import TaskWriter
@@ -114,6 +115,8 @@ class Tagloop:
         self.pool = PoolService(self.database, Limits.from_settings(self.settings), self.data_locations)
         # active-learning picks from the pool into the review queue; refill is a loop-ticker part
         self.review_fill = ReviewFill(self.database, self.models, self.settings.pool_score_limit)
+        # the Comprehend API's ClientRequestTokens: a retried create answers as the first did
+        self.request_tokens = RequestTokens(self.database, self.settings.request_token_hours)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
         self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
             self.database,

@@ -118,6 +118,10 @@ class Conflict(ResourceInUse):
     lease or given twice, a human loop name reused with other input."""
 
 
+class RequestInProgress(ResourceInUse):
+    """The same request (by its ClientRequestToken) is still being handled: try again shortly."""
+
+
 class ResourceUnavailable(TagloopError):
     """The resource exists but cannot serve yet (e.g. a model still training)."""
 

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Delete logged predictions older than this many days (checked when a server starts "
         "and every hour); 0: keep them forever.",
     )
+    request_token_hours: float = Field(
+        24.0,
+        ge=0,
+        description="How long the Comprehend API remembers a create or start request's "
+        "ClientRequestToken, so that a retry gets the first answer instead of a second resource; "
+        "0: tokens ignored.",
+    )
     max_classify_bytes: int = Field(
         100_000, gt=0, description="Largest text (UTF-8 bytes) per classify call."
     )

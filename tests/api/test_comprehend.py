@@ -763,3 +763,48 @@ def test_classification_jobs_are_listed_a_page_at_a_time(make_tagloop, database_
     ):
         with pytest.raises(InvalidRequest, match=message):
             api.ListDocumentClassificationJobs(body)
+
+
+def test_a_retried_create_or_start_with_its_client_request_token_answers_as_the_first(
+    server, inbox, make_client, protocol
+):
+    """boto3 sends the same ClientRequestToken again when it retries a call (timeout, dropped
+    connection): the retry gets the first answer, not a second job or "already exists"."""
+    url, keys, data = server
+    admin = make_client(url, keys["admin"])
+    arn = trained_classifier(admin, f"tokens-{protocol}", data)
+    source = inbox / "in.txt"
+    source.write_text("printer jammed\n", encoding="utf-8")
+    job = {
+        "DocumentClassifierArn": arn,
+        "InputDataConfig": {"S3Uri": str(source), "InputFormat": "ONE_DOC_PER_LINE"},
+        "OutputDataConfig": {"S3Uri": str(inbox / "out")},
+        "DataAccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/comprehend",
+        "ClientRequestToken": f"job-{protocol}-1",
+    }
+    first = admin.start_document_classification_job(**job)
+    again = admin.start_document_classification_job(**job)
+    assert again["JobId"] == first["JobId"]
+    listed = admin.list_document_classification_jobs()["DocumentClassificationJobPropertiesList"]
+    assert [j["JobId"] for j in listed].count(first["JobId"]) == 1
+    other = admin.start_document_classification_job(**job | {"ClientRequestToken": f"job-{protocol}-2"})
+    assert other["JobId"] != first["JobId"]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:  # the same token for another request
+        admin.start_document_classification_job(**job | {"JobName": "another"})
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+
+    endpoint = {
+        "EndpointName": f"tokens-{protocol}",
+        "ModelArn": arn,
+        "DesiredInferenceUnits": 1,
+        "ClientRequestToken": f"endpoint-{protocol}",
+    }
+    created = admin.create_endpoint(**endpoint)
+    assert admin.create_endpoint(**endpoint)["EndpointArn"] == created["EndpointArn"]
+    with pytest.raises(
+        botocore.exceptions.ClientError
+    ) as exists:  # a new request (boto3's fresh token) for the name
+        admin.create_endpoint(**{k: v for k, v in endpoint.items() if k != "ClientRequestToken"})
+    assert exists.value.response["Error"]["Code"] == "ResourceInUseException"
+    wait_in_service(admin, created["EndpointArn"])
+    admin.delete_endpoint(EndpointArn=created["EndpointArn"])

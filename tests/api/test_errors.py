@@ -46,6 +46,7 @@ PINNED = {
     "Conflict": (409, "ConflictException", 400, RIU),
     "LeaseHeld": (409, RIU, 400, RIU),  # jobs/procrastinate_queue.py
     "Stopped": (409, RIU, 400, RIU),
+    "RequestInProgress": (429, "TooManyRequestsException", 400, "TooManyRequestsException"),
     "ResourceUnavailable": (503, "ResourceUnavailableException", 400, "ResourceUnavailableException"),
     "AuthenticationFailed": (401, UCE, 400, UCE),
     "UnrecognizedClient": (401, UCE, 400, UCE),

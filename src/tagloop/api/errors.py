@@ -39,6 +39,7 @@ from tagloop.errors import (
     MethodNotAllowed,
     MissingAuthentication,
     NotFound,
+    RequestInProgress,
     RequestTooLarge,
     ResourceInUse,
     ResourceUnavailable,
@@ -81,6 +82,7 @@ ANSWERS: dict[type[TagloopError], Answer] = {
     AlreadyExists: Answer(409, "ResourceInUseException", 400),
     ResourceInUse: Answer(409, "ResourceInUseException", 400),
     Conflict: Answer(409, "ConflictException", 400),
+    RequestInProgress: Answer(429, "TooManyRequestsException", 400),  # boto3 retries it
     Stopped: Answer(409, "ResourceInUseException", 400),
     ResourceUnavailable: Answer(503, "ResourceUnavailableException", 400),
     AuthenticationFailed: Answer(401, "UnrecognizedClientException", 400),  # UnrecognizedClient

@@ -674,3 +674,25 @@ class DeliveryRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RequestTokenRow(Base):
+    """A ClientRequestToken of a Comprehend create or start operation, per caller (access key):
+    the digest of the request it came with and, once answered, the answer, which a retry with
+    the same token gets again instead of creating a second resource. ``response`` NULL: the
+    first request is still being handled (or died; taken over after a while)."""
+
+    __tablename__ = "request_tokens"
+    __table_args__ = (
+        UniqueConstraint("caller", "operation", "token", name="uq_request_tokens"),
+        Index("ix_request_tokens_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    caller: Mapped[str] = mapped_column(String(128))
+    operation: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

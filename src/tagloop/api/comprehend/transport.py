@@ -15,6 +15,7 @@ answer through :func:`aws_error` for every path :func:`protocol_of` knows.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -77,9 +78,11 @@ def aws_error(exc: TagloopError, protocol: str = "json") -> Response:
 SCOPES = {"ClassifyDocument": "classify"}
 
 
-def _authorize(tagloop: Tagloop, request: Request, operation: str, raw: bytes) -> None:
+def _authorize(tagloop: Tagloop, request: Request, operation: str, raw: bytes) -> str:
+    """The caller's access key id ("" with authentication off), once its signature and
+    scope are checked."""
     if not tagloop.settings.auth:
-        return
+        return ""
     settings = tagloop.settings
     region = None if settings.aws_any_region else settings.aws_region
     headers = request.headers.items()  # repeated headers kept: SigV4 signs them joined
@@ -87,12 +90,14 @@ def _authorize(tagloop: Tagloop, request: Request, operation: str, raw: bytes) -
     scope = SCOPES.get(operation, "admin")
     if not principal.allows(scope):
         raise AccessDenied(f"this key's scope is {principal.scope!r}; {operation} needs {scope!r}")
+    return principal.access_key_id
 
 
-async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _call(request: Request, operation: str, body: dict[str, Any], caller: str) -> dict[str, Any]:
     """Run one operation: ClassifyDocument on the event loop (it goes to a worker thread only
     to resolve an endpoint this process does not have in memory); anything else, which may
-    touch the database or read files, on a worker thread."""
+    touch the database or read files, on a worker thread, at most once per ClientRequestToken
+    of ``caller`` (services/request_tokens.py)."""
     coroutine = COROUTINES.get(operation)
     handler = OPERATIONS.get(operation)
     if coroutine is None and handler is None:
@@ -102,7 +107,8 @@ async def _call(request: Request, operation: str, body: dict[str, Any]) -> dict[
     if coroutine is not None:
         return await coroutine(api, body)
     assert handler is not None
-    return await run_in_threadpool(handler, api, body)
+    run = functools.partial(handler, api, body)
+    return await run_in_threadpool(api.tagloop.request_tokens.run, caller, operation, body, run)
 
 
 @router.post("/", include_in_schema=False)
@@ -116,14 +122,14 @@ async def comprehend(request: Request) -> Response:
         raise UnknownOperation(f"unknown X-Amz-Target {target!r}")
     operation = target.removeprefix(TARGET_PREFIX)
     raw = await request.body()  # bounded, and read only after the credential's key (api/server.py)
-    _authorize(tagloop, request, operation, raw)
+    caller = _authorize(tagloop, request, operation, raw)
     try:
         body = orjson.loads(raw or b"{}")  # UTF-8 only, no NaN, no lone surrogates, nesting bounded
     except orjson.JSONDecodeError as exc:
         raise UnreadableBody(f"request body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise UnreadableBody("request body must be a JSON object")
-    return _aws_response(await _call(request, operation, body))
+    return _aws_response(await _call(request, operation, body, caller))
 
 
 @router.post(f"/service/{SERVICE}/operation/{{operation}}", include_in_schema=False)
@@ -131,14 +137,14 @@ async def comprehend_cbor(operation: str, request: Request) -> Response:
     """Every Comprehend operation in the Smithy RPC v2 CBOR protocol (newer AWS SDKs)."""
     tagloop = tagloop_of(request)
     raw = await request.body()  # bounded, and read only after the credential's key (api/server.py)
-    _authorize(tagloop, request, operation, raw)
+    caller = _authorize(tagloop, request, operation, raw)
     try:
         body = cbor2.loads(raw) if raw else {}
     except (cbor2.CBORDecodeError, ValueError) as exc:
         raise UnreadableBody(f"request body is not CBOR: {exc}") from exc
     if not isinstance(body, dict):
         raise UnreadableBody("request body must be a CBOR map")
-    return _cbor_response(_tag_timestamps(await _call(request, operation, body)))
+    return _cbor_response(_tag_timestamps(await _call(request, operation, body, caller)))
 
 
 def _cbor_response(payload: dict[str, Any], status: int = 200) -> Response:

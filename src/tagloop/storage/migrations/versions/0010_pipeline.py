@@ -1,5 +1,6 @@
 """the pipeline: import profiles per classifier, inboxes (watched folders or S3 prefixes) and
-the files seen in them, notification channels (webhooks, e-mail) and their delivery log
+the files seen in them, notification channels (webhooks, e-mail) and their delivery log; the Comprehend API's
+ClientRequestTokens (a retried create answers as the first did)
 
 Revision ID: 0010
 Revises: 0009
@@ -124,9 +125,27 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_deliveries_due", ["status", "next_attempt_at"], unique=False)
         batch_op.create_index("ix_deliveries_channel_created", ["channel_id", "created_at"], unique=False)
+    op.create_table(
+        "request_tokens",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("caller", sa.String(length=128), nullable=False),
+        sa.Column("operation", sa.String(length=64), nullable=False),
+        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("response", JSON_TYPE, nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("caller", "operation", "token", name="uq_request_tokens"),
+    )
+    with op.batch_alter_table("request_tokens", schema=None) as batch_op:
+        batch_op.create_index("ix_request_tokens_created", ["created_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("request_tokens", schema=None) as batch_op:
+        batch_op.drop_index("ix_request_tokens_created")
+    op.drop_table("request_tokens")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_channel_created")
         batch_op.drop_index("ix_deliveries_due")
