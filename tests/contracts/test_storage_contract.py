@@ -40,7 +40,15 @@ from tagloop.storage.repositories import (
     JobRepository,
     ModelVersionRepository,
 )
-from tagloop.storage.tables import Base, ClassifierRow, DatasetRow, JobRow, ModelVersionRow
+from tagloop.storage.tables import (
+    Base,
+    ClassifierRow,
+    DatasetRow,
+    EndpointRow,
+    EventRow,
+    JobRow,
+    ModelVersionRow,
+)
 
 TICKET_LABELS = ["ACCESS", "BILLING", "EMAIL", "HARDWARE", "NETWORK", "SOFTWARE"]
 
@@ -579,3 +587,39 @@ def test_migration_0007_records_the_best_label_of_the_predictions_logged_before(
         labels = connection.execute(text("SELECT id, top_label FROM predictions ORDER BY id")).all()
         assert [tuple(row) for row in labels] == [("a", "NETWORK"), ("b", "BILLING"), ("c", None)]
         connection.execute(text("UPDATE predictions SET text = NULL WHERE id = 'a'"))  # now allowed
+
+
+def test_migration_0010_moves_each_endpoints_pool_watermark_from_its_events_onto_its_row(store, tickets_csv):
+    store.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
+    store.endpoints.create("desk-ep", "desk", "v1")
+    store.endpoints.create("quiet-ep", "desk", "v1")
+    downgrade(store.database, "0009")
+    as_json = "CAST(:payload AS jsonb)" if store.database.dialect == "postgresql" else ":payload"
+    events = [  # oldest first: the newest pool.fed / pool.rate of an endpoint is its watermark
+        ("pool.rate", "desk-ep", '{"rate": 0.5, "through": "2026-11-30T10:00:00+00:00", "through_id": ""}'),
+        (
+            "pool.fed",
+            "desk-ep",
+            '{"examined": 3, "through": "2026-11-30T11:00:00+00:00", "through_id": "p-3"}',
+        ),
+        ("drift.detected", "desk-ep", '{"psi": 0.4}'),
+    ]
+    with store.database.engine.begin() as connection:
+        for kind, endpoint, payload in events:
+            connection.execute(
+                text(
+                    "INSERT INTO events (kind, endpoint, payload, created_at) "
+                    f"VALUES (:kind, :endpoint, {as_json}, :created_at)"
+                ),
+                {"kind": kind, "endpoint": endpoint, "payload": payload, "created_at": datetime.now(UTC)},
+            )
+    migrate.upgrade(store.database)
+    with store.database.reading() as session:
+        rows = {row.name: row for row in session.scalars(select(EndpointRow))}
+        kinds = sorted(session.scalars(select(EventRow.kind)))
+    assert (rows["desk-ep"].pool_through_at, rows["desk-ep"].pool_through_id) == (
+        datetime(2026, 11, 30, 11, tzinfo=UTC),
+        "p-3",
+    )
+    assert (rows["quiet-ep"].pool_through_at, rows["quiet-ep"].pool_through_id) == (None, None)
+    assert "pool.fed" not in kinds and {"pool.rate", "drift.detected"} <= set(kinds)

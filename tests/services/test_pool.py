@@ -21,7 +21,7 @@ from tagloop.errors import DatasetInvalid, InvalidRequest, LocationNotAllowed, N
 from tagloop.services.pool import PoolService
 from tagloop.services.training import TrainRequest
 from tagloop.storage.repositories import ClassifierRepository, DocumentRepository
-from tagloop.storage.tables import DocumentRow, EventRow, PredictionRow, utcnow
+from tagloop.storage.tables import DocumentRow, EndpointRow, EventRow, PredictionRow, utcnow
 
 
 @pytest.fixture
@@ -222,9 +222,16 @@ def test_an_endpoint_feeds_the_sampled_share_of_its_predictions_once(store, endp
     more = log_predictions(store, endpoint["version"], ["one more", "and another"])
     added = service.sample_predictions()["endpoints"]["desk-ep"]["added"]
     assert added == sum(sampled(pid, 0.5) for pid in more)
-    with store.database.reading() as session:
-        fed = session.scalars(select(EventRow).where(EventRow.kind == "pool.fed")).all()
-        assert fed and all(event.endpoint == "desk-ep" for event in fed)
+    with store.database.reading() as session:  # the watermark is the endpoint's, not an event per pass
+        row = session.scalars(select(EndpointRow).where(EndpointRow.name == "desk-ep")).one()
+        newest = session.scalars(
+            select(PredictionRow.id).order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
+        ).first()
+        assert newest in more and row.pool_through_id == newest
+        kinds = [event.kind for event in session.scalars(select(EventRow))]
+        assert kinds.count("pool.rate") == 1 and not [
+            kind for kind in kinds if kind.startswith("pool.") and kind != "pool.rate"
+        ]
 
 
 def test_sampling_waits_for_young_predictions_and_a_rate_of_zero_stops_it(store, endpoint):

@@ -34,7 +34,7 @@ from tagloop.services.data_locations import DataLocations
 from tagloop.services.datasets import open_source
 from tagloop.storage.database import Database
 from tagloop.storage.events import EventRepository
-from tagloop.storage.pool import FED, RATE, PoolRepository
+from tagloop.storage.pool import RATE, PoolRepository
 from tagloop.storage.repositories import ClassifierRepository, EndpointRepository
 from tagloop.storage.review import write_transaction
 from tagloop.storage.tables import ClassifierRow, utcnow
@@ -339,8 +339,9 @@ class PoolService:
             previous = float(row.pool_rate or 0.0)
             row.pool_rate = rate
             row.updated_at = utcnow()
-            mark = pool.watermark(endpoint) if previous > 0 else None
+            mark = pool.watermark(row) if previous > 0 else None
             through, through_id = mark if mark is not None else (self.clock(), "")
+            pool.move_watermark(row, through, through_id)
             EventRepository(session).add(
                 RATE,
                 {
@@ -387,15 +388,12 @@ class PoolService:
         with write_transaction(self.database) as session:
             pool = PoolRepository(session)
             pool.lock(classifier_id)
-            events = EventRepository(session)
-            mark = pool.watermark(endpoint)
+            row = EndpointRepository(session).find(endpoint)
+            if row is None or row.pool_rate <= 0:  # deleted or switched off since it was listed
+                return {"examined": 0, "added": 0, "duplicates": 0}
+            mark = pool.watermark(row)
             if mark is None:  # a rate stored without set_rate (by hand): count from now
-                events.add(
-                    RATE,
-                    {"rate": rate, "previous": None, "through": now.isoformat(), "through_id": ""},
-                    classifier_id=classifier_id,
-                    endpoint=endpoint,
-                )
+                pool.move_watermark(row, now, "")
                 return {"examined": 0, "added": 0, "duplicates": 0}
             found = pool.predictions_after(endpoint, classifier_id, mark, now - self.lag, self.sample_batch)
             chosen = [(pid, text) for pid, text, _ in found if text and text.strip() and sampled(pid, rate)]
@@ -415,21 +413,9 @@ class PoolService:
                 seen.add(hash_)
                 rows.append(_document_row(classifier_id, text, [], Origin.PREDICTION, None, hash_))
             pool.add_many(rows)
-            if found and (rows or len(found) >= self.sample_batch):
+            if found:
                 last_id, _, last_at = found[-1]
-                events.add(
-                    FED,
-                    {
-                        "rate": rate,
-                        "examined": len(found),
-                        "added": len(rows),
-                        "duplicates": duplicates,
-                        "through": last_at.isoformat(),
-                        "through_id": last_id,
-                    },
-                    classifier_id=classifier_id,
-                    endpoint=endpoint,
-                )
+                pool.move_watermark(row, last_at, last_id)
         return {"examined": len(found), "added": len(rows), "duplicates": duplicates}
 
 

@@ -2,10 +2,9 @@
 
 Kinds in use: ``iteration.completed`` (an iteration decided: promoted or kept, with its
 figures), ``iteration.failed``, ``drift.detected`` (an endpoint's predictions drifted past the
-threshold), ``pool.rate`` (an endpoint's share of predictions fed to the pool changed; its
-``through`` says from which prediction on) and ``pool.fed`` (predictions examined for the pool:
-how many, how many joined it, ``through`` the last one examined; ``storage/pool.py`` reads the
-newest of these two as the endpoint's watermark). The pipeline's notifications deliver them
+threshold) and ``pool.rate`` (an endpoint's share of predictions fed to the pool changed; its
+``through`` says from which prediction on; where sampling has reached is kept on the endpoint's
+row, ``storage/pool.py``). The pipeline's notifications deliver them
 (webhooks, e-mail); until then they are listed by the CLI and ``/v1/events``.
 """
 

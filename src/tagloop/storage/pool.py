@@ -25,7 +25,6 @@ from tagloop.storage.repositories import rowcount
 from tagloop.storage.tables import (
     DocumentRow,
     EndpointRow,
-    EventRow,
     ModelVersionRow,
     PredictionRow,
     ReviewTaskRow,
@@ -35,10 +34,8 @@ POOL = Split.POOL.value
 VERIFIED_ORIGINS = (Origin.REVIEW.value, Origin.FEEDBACK.value)
 LOCK_NAMESPACE = 0x7A61  # the first key of the pool's advisory locks (the second: the classifier id)
 IN_CHUNK = 1_000  # values per IN (...) list
-FED = "pool.fed"
 RATE = "pool.rate"
-"""Event kinds: an endpoint's pool rate set (``through`` = from when its predictions count),
-and predictions examined for the pool (``through`` = the last one examined)."""
+"""Event kind: an endpoint's pool rate set (``through`` = from when its predictions count)."""
 
 Doc = DocumentRow
 
@@ -199,19 +196,16 @@ class PoolRepository:
         """Endpoints whose logged predictions feed their classifier's pool."""
         return builtins.list(self.session.scalars(select(EndpointRow).where(EndpointRow.pool_rate > 0)))
 
-    def watermark(self, endpoint: str) -> tuple[datetime, str] | None:
+    def watermark(self, endpoint: EndpointRow) -> tuple[datetime, str] | None:
         """(created_at, id) of the last prediction of ``endpoint`` examined for the pool (or when
         its rate was set, with id ``""``); None when its rate was never set."""
-        query = (
-            select(EventRow.payload)
-            .where(EventRow.endpoint == endpoint, EventRow.kind.in_((FED, RATE)))
-            .order_by(EventRow.id.desc())
-            .limit(1)
-        )
-        payload = self.session.scalar(query)
-        if not payload or "through" not in payload:
+        if endpoint.pool_through_at is None:
             return None
-        return datetime.fromisoformat(payload["through"]), str(payload.get("through_id", ""))
+        return endpoint.pool_through_at, endpoint.pool_through_id or ""
+
+    def move_watermark(self, endpoint: EndpointRow, through: datetime, through_id: str) -> None:
+        endpoint.pool_through_at = through
+        endpoint.pool_through_id = through_id
 
     def predictions_after(
         self,

@@ -217,6 +217,10 @@ class EndpointRow(Base):
     one is promoted; False: pinned to ``version_id`` (as a Comprehend endpoint on a model ARN)."""
     pool_rate: Mapped[float] = mapped_column(default=0.0, server_default=text("0"))
     """The share of its logged predictions (with their text) that feed its classifier's pool."""
+    pool_through_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pool_through_id: Mapped[str | None] = mapped_column(String(36))
+    """The pool's watermark: (created_at, id) of the last logged prediction examined for the
+    pool (id "" when the rate was set: from that moment on); NULL: never fed."""
     status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,12 +1,15 @@
 """the pipeline: import profiles per classifier, inboxes (watched folders or S3 prefixes) and
 the files seen in them, notification channels (webhooks, e-mail) and their delivery log; the Comprehend API's
-ClientRequestTokens (a retried create answers as the first did)
+ClientRequestTokens (a retried create answers as the first did); an endpoint's pool watermark
+on its own row (no longer an event per sampling pass)
 
 Revision ID: 0010
 Revises: 0009
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -141,8 +144,56 @@ def upgrade() -> None:
     with op.batch_alter_table("request_tokens", schema=None) as batch_op:
         batch_op.create_index("ix_request_tokens_created", ["created_at"], unique=False)
 
+    with op.batch_alter_table("endpoints", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pool_through_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("pool_through_id", sa.String(length=36), nullable=True))
+    _move_pool_watermarks()
+
+
+def _move_pool_watermarks() -> None:
+    """Each endpoint's newest ``pool.fed`` / ``pool.rate`` event's ``through`` onto its row;
+    the ``pool.fed`` events themselves go (they were only the watermark)."""
+    connection = op.get_bind()
+    events = sa.table(
+        "events",
+        sa.column("id", sa.Integer()),
+        sa.column("kind", sa.String()),
+        sa.column("endpoint", sa.String()),
+        sa.column("payload", JSON_TYPE),
+    )
+    endpoints = sa.table(
+        "endpoints",
+        sa.column("name", sa.String()),
+        sa.column("pool_through_at", sa.DateTime(timezone=True)),
+        sa.column("pool_through_id", sa.String()),
+    )
+    newest = (
+        sa.select(events.c.endpoint, events.c.payload)
+        .where(events.c.kind.in_(("pool.fed", "pool.rate")), events.c.endpoint.is_not(None))
+        .order_by(events.c.id)
+    )
+    marks: dict[str, dict] = {}
+    for endpoint, payload in connection.execute(newest):
+        if isinstance(payload, dict) and payload.get("through"):
+            marks[endpoint] = payload  # the last one read is the newest
+    for endpoint, payload in marks.items():
+        through = datetime.fromisoformat(payload["through"])
+        if through.tzinfo is None:
+            through = through.replace(tzinfo=UTC)
+        if connection.dialect.name == "sqlite":
+            through = through.astimezone(UTC).replace(tzinfo=None)
+        connection.execute(
+            endpoints.update()
+            .where(endpoints.c.name == endpoint)
+            .values(pool_through_at=through, pool_through_id=str(payload.get("through_id") or ""))
+        )
+    connection.execute(events.delete().where(events.c.kind == "pool.fed"))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("endpoints", schema=None) as batch_op:
+        batch_op.drop_column("pool_through_id")
+        batch_op.drop_column("pool_through_at")
     with op.batch_alter_table("request_tokens", schema=None) as batch_op:
         batch_op.drop_index("ix_request_tokens_created")
     op.drop_table("request_tokens")
