@@ -205,6 +205,50 @@ def test_report_per_day_against_training_and_the_previous_day(desk):
     assert service.report("other", days=2)["days"][0]["routed"] == 4
 
 
+def test_each_day_is_compared_with_what_the_version_that_answered_it_learnt(desk, tickets, write_csv):
+    """A promotion does not make the days before it look drifted: day 1 (answered by v1, like
+    v1's training data) is judged by v1's reference even when v2, trained on other data, serves."""
+    tagloop, v1 = desk
+    skewed = [list(row) for row in tickets if row[0] == "NETWORK"]
+    skewed += [
+        list(row)
+        for label in sorted({row[0] for row in tickets} - {"NETWORK"})
+        for row in [r for r in tickets if r[0] == label][:12]
+    ]
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(write_csv(skewed, "skewed.csv"))))
+    with tagloop.database.transaction() as session:
+        v2 = session.scalars(select(ModelVersionRow).where(ModelVersionRow.name == "v2")).one()
+        endpoint = session.scalars(select(EndpointRow).where(EndpointRow.name == "desk")).one()
+        endpoint.version_id = v2.id  # v2 serves now (as a finished deploy leaves it)
+    service = monitoring(tagloop)
+    rows: dict[int, list] = {}
+    for version, day in ((v1, DAY1), (v2, DAY2)):  # each day like its version's training and test data
+        reference = service.reference(version, Mode.MULTI_CLASS)
+        labels = spread(200, reference["label_counts"])
+        bins = [bin_ for bin_, count in enumerate(reference["score_histogram"]) for _ in range(count)]
+        scores = [(bins[i * len(bins) // 200] + 0.5) / drift.SCORE_BINS for i in range(200)]
+        rows[version.id] = [
+            (day + timedelta(minutes=i), label, score)
+            for i, (label, score) in enumerate(zip(labels, scores, strict=True))
+        ]
+        log_many(tagloop, version.id, "desk", rows[version.id])
+    like_v1 = [label for _, label, _ in rows[v1.id]]
+    found = service.report("desk", days=3)
+    assert found["version"] == "v2"
+    one, two, three = found["days"]
+    assert (one["version"], two["version"], three["version"]) == (
+        "v1",
+        "v2",
+        "v2",
+    )  # day 3: none, the serving one
+    assert one["vs_training"]["labels"]["psi"] < 0.05 and two["vs_training"]["labels"]["psi"] < 0.05
+    assert not one["drift"] and not two["drift"]
+    counts = {label: like_v1.count(label) for label in set(like_v1)}
+    assert (
+        drift.psi(service.reference(v2, Mode.MULTI_CLASS)["label_counts"], counts) > 0.2
+    )  # v2 would flag it
+
+
 def test_days_without_predictions_and_predictions_without_a_label(desk):
     tagloop, version = desk
     log_many(tagloop, version.id, "desk", [(NOW - timedelta(hours=1), None, None)] * 3)

@@ -4,9 +4,11 @@ Per endpoint and UTC day, from the prediction log (aggregated in SQL: ``storage/
 
 - the distribution of the predicted best labels and the histogram of the best scores
   (``domain.drift.SCORE_BINS`` bins), each compared (PSI, chi-squared: ``domain/drift.py``) with
-  the **training data's** (the serving version's training ``label_counts``, and the best scores
-  of its test documents, scored once per version and cached in the artifact store as
-  ``models/<classifier_id>/<version_id>/reference.json``) and with the **previous day's**;
+  the **training data's** (the training ``label_counts`` of the version that answered most of
+  that day's predictions, and the best scores of its test documents, scored once per version
+  and cached in the artifact store as ``models/<classifier_id>/<version_id>/reference.json``),
+  so a day before a promotion is not judged by the new model's data, and with the
+  **previous day's**;
 - the share of predictions the routing policy sent to review (routed tasks / predictions);
 - how often reviewers agreed with the model (answers that kept the model's labels, by the
   day of the prediction reviewed).
@@ -23,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -68,10 +70,18 @@ class _Window:
     routed: int = 0
     answers: int = 0
     accepted: int = 0
+    versions: dict[int, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         return sum(self.labels.values())
+
+    @property
+    def version_id(self) -> int | None:
+        """The version that answered most of the day's predictions (the day's reference)."""
+        if not self.versions:
+            return None
+        return max(self.versions.items(), key=lambda item: (item[1], item[0]))[0]
 
 
 class MonitoringService:
@@ -174,12 +184,24 @@ class MonitoringService:
         version = session.get(ModelVersionRow, endpoint.version_id)
         classifier = session.get(ClassifierRow, endpoint.classifier_id)
         mode = Mode(classifier.mode) if classifier is not None else Mode.MULTI_CLASS
-        reference: dict[str, Any] | None = None
-        if version is not None:
-            try:
-                reference = self.reference(version, mode)
-            except Exception as exc:  # a model file gone: report the rest, say why no reference
-                log.warning("no reference for version %s: %s", version.name, exc)
+        references: dict[int, tuple[str, dict[str, Any] | None]] = {}
+
+        def reference_of(version_id: int | None) -> tuple[str | None, dict[str, Any] | None]:
+            """The name and reference of a version (None: gone, or its model file gone)."""
+            if version_id is None:
+                return None, None
+            if version_id not in references:
+                row = session.get(ModelVersionRow, version_id)
+                found: dict[str, Any] | None = None
+                if row is not None:
+                    try:
+                        found = self.reference(row, mode)
+                    except Exception as exc:  # a model file gone: report the rest, say why
+                        log.warning("no reference for version %s: %s", row.name, exc)
+                references[version_id] = (row.name if row is not None else str(version_id), found)
+            return references[version_id]
+
+        _, reference = reference_of(version.id if version is not None else None)
         today = self.clock().astimezone(UTC).date()
         first = today - timedelta(days=days - 1)
         windows = self._windows(session, endpoint, first - timedelta(days=1), today)
@@ -188,8 +210,17 @@ class MonitoringService:
         )
         items = []
         for index in range(1, len(windows)):
-            figures = self._figures(windows[index], windows[index - 1], reference)
-            figures["event"] = windows[index].day in recorded
+            window = windows[index]
+            # each day against what the version that answered it learnt (the serving one on a
+            # day with no prediction)
+            day_version, day_reference = (
+                reference_of(window.version_id)
+                if window.version_id is not None
+                else (version.name if version is not None else None, reference)
+            )
+            figures = self._figures(window, windows[index - 1], day_reference)
+            figures["version"] = day_version
+            figures["event"] = window.day in recorded
             items.append(figures)
         flagged = [item for item in items if item["predictions"] >= self.min_count]
         return {
@@ -220,10 +251,12 @@ class MonitoringService:
         while day <= last:
             windows[day.isoformat()] = _Window(day.isoformat(), {}, [0] * drift.SCORE_BINS)
             day += timedelta(days=1)
-        for key, label, bin_, count in repo.predictions(endpoint.name, start, end):
+        for key, version_id, label, bin_, count in repo.predictions(endpoint.name, start, end):
             window = windows.get(key)
             if window is None:
                 continue
+            if version_id is not None:
+                window.versions[version_id] = window.versions.get(version_id, 0) + count
             name = NO_LABEL if label is None else label
             window.labels[name] = window.labels.get(name, 0) + count
             if bin_ >= 0:
@@ -318,7 +351,7 @@ class MonitoringService:
             payload = {
                 "endpoint": name,
                 "classifier": found["classifier"],
-                "version": found["version"],
+                "version": item["version"] or found["version"],  # the version that answered that day
                 "window": item["day"],
                 "predictions": item["predictions"],
                 "psi_threshold": self.psi_threshold,

@@ -51,23 +51,23 @@ class MonitoringRepository:
         day = utc_day(PredictionRow.created_at, self.dialect).label("day")
         bin_ = case((PredictionRow.top_score.is_(None), -1), else_=score_bin(PredictionRow.top_score))
         return (
-            select(day, PredictionRow.top_label, bin_.label("bin"), func.count())
+            select(day, PredictionRow.version_id, PredictionRow.top_label, bin_.label("bin"), func.count())
             .where(
                 PredictionRow.endpoint == endpoint,
                 PredictionRow.created_at >= start,
                 PredictionRow.created_at < end,
             )
-            .group_by(day, PredictionRow.top_label, bin_)
+            .group_by(day, PredictionRow.version_id, PredictionRow.top_label, bin_)
         )
 
     def predictions(
         self, endpoint: str, start: datetime, end: datetime
-    ) -> list[tuple[str, str | None, int, int]]:
-        """(day, best label, score bin, count) of the endpoint's predictions logged in
-        [start, end); a prediction without a best label (a multi-label one that chose none)
+    ) -> list[tuple[str, int | None, str | None, int, int]]:
+        """(day, version id, best label, score bin, count) of the endpoint's predictions logged
+        in [start, end); a prediction without a best label (a multi-label one that chose none)
         has label None and bin -1. One scan of the index range."""
         rows = self.session.execute(self.predictions_query(endpoint, start, end))
-        return [(str(d), label, int(b), int(n)) for d, label, b, n in rows]
+        return [(str(d), v, label, int(b), int(n)) for d, v, label, b, n in rows]
 
     def routed(
         self, endpoint: str, classifier_id: int, reasons: Iterable[str], start: datetime, end: datetime
