@@ -31,6 +31,7 @@ from tagloop.services.predictions import PredictionService
 from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.review import ReviewService
 from tagloop.services.review_fill import ReviewFill
+from tagloop.services.review_stats import ReviewStatistics
 from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.task_journal import replay
@@ -115,6 +116,7 @@ class Tagloop:
         # active-learning picks from the pool into the review queue; refill is a loop-ticker part
         self.review_fill = ReviewFill(self.database, self.models, self.settings.pool_score_limit)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        self.review_stats = ReviewStatistics(self.database)  # the console's review activity over time
         self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
             self.database,
             self.artifacts,
