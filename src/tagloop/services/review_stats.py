@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from tagloop.domain.review import AnswerStatus
+from tagloop.domain.review import AnswerStatus, Consolidation
 from tagloop.errors import InvalidRequest
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository
@@ -36,7 +36,8 @@ class ReviewActivity:
     waiting: list[int]
     """Tasks waiting (for reviewers or a moderator) at the end of each day; the last: now."""
     answers: dict[str, list[int]] = field(default_factory=dict)
-    """Answers given per reviewer and day, reviewers with the most answers first."""
+    """Answers given per reviewer and day (a moderator's decision counts as their answer),
+    reviewers with the most answers first."""
 
     @property
     def total_answers(self) -> int:
@@ -74,11 +75,18 @@ class ReviewStatistics:
                     ReviewAnswerRow.answered_at <= now,
                 )
             )
+            decisions = select(ReviewTaskRow.decided_by, ReviewTaskRow.completed_at).where(
+                ReviewTaskRow.consolidation == Consolidation.MODERATED.value,
+                ReviewTaskRow.decided_by.is_not(None),
+                ReviewTaskRow.completed_at >= start,
+                ReviewTaskRow.completed_at <= now,
+            )
             if classifier_id is not None:
                 tasks = tasks.where(ReviewTaskRow.classifier_id == classifier_id)
                 answers = answers.where(ReviewTaskRow.classifier_id == classifier_id)
+                decisions = decisions.where(ReviewTaskRow.classifier_id == classifier_id)
             spans = session.execute(tasks).all()
-            given = session.execute(answers).all()
+            given = session.execute(answers).all() + session.execute(decisions).all()
         created = sorted(row[0] for row in spans)
         completed = sorted(row[1] for row in spans if row[1] is not None)
         waiting = [bisect_right(created, end) - bisect_right(completed, end) for end in ends]

@@ -5,8 +5,8 @@
   (``EndpointService.update``: the same rules and messages as ``tagloop endpoints update``).
 - ``/admin/keys``: every access key with its scope and state; admins create one (its secret is
   shown once, on the answer to the form, and never again) and revoke one.
-- ``/admin/users`` (forms on ``/admin``): create a user with a role and password, change a
-  user's role (not one's own: an admin cannot lock themselves out here).
+- ``/admin/users``, ``/admin/roles/{name}`` (forms on ``/admin``): add a user with a role and
+  password, change a user's role (not one's own: an admin cannot lock themselves out here).
 
 A refused change is said on the page (the service's message, status 400/404/409); a done one
 answers with a redirect to the page saying what was done.
@@ -68,7 +68,7 @@ def _endpoints(tagloop: Tagloop) -> list[dict[str, Any]]:
         classifier = summary["classifier"]
         if classifier not in versions:
             versions[classifier] = [
-                version["name"]
+                version["version"]
                 for version in reversed(tagloop.catalog.versions(classifier))
                 if version["status"] == TRAINED
             ]
@@ -212,7 +212,7 @@ async def user_create(request: Request, session: AdminSession) -> Response:
     return see_other("/admin")
 
 
-@router.post("/admin/users/{name}/role")
+@router.post("/admin/roles/{name}")
 async def user_role(request: Request, name: str, session: AdminSession) -> Response:
     form = await request.form()
     try:
