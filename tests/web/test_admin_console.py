@@ -53,7 +53,9 @@ def test_endpoints_show_what_they_serve_and_follow_or_pin(browser, web_app):
     assert said(page, "serves") == "version v1" and said(page, "how") == "pinned"
     assert '<option value="v2">v2</option>' in page and '<option value="v1" selected>v1</option>' in page
     token = csrf_of(page)
-    moved = client.post("/admin/endpoints/desk/pin", data={"csrf": token, "version": "v2"}, follow_redirects=False)
+    moved = client.post(
+        "/admin/endpoints/desk/pin", data={"csrf": token, "version": "v2"}, follow_redirects=False
+    )
     assert moved.status_code == 303 and moved.headers["location"] == "/admin/endpoints?done=pinned&name=desk"
     summary = tagloop.endpoints.show("desk")
     assert (summary["desired_version"], summary["follows"]) == ("v2", False)
@@ -101,12 +103,18 @@ def test_users_are_added_and_their_roles_changed(browser, web_app):
     )
     assert added.status_code == 200 and "<td>rita</td>" in added.text
     assert log_in(browser(), "rita").status_code == 303
-    promoted = client.post("/admin/roles/rita", data={"csrf": token, "role": "moderator"}, follow_redirects=False)
+    promoted = client.post(
+        "/admin/roles/rita", data={"csrf": token, "role": "moderator"}, follow_redirects=False
+    )
     assert promoted.status_code == 303
     assert {u["name"]: u["role"] for u in users.list()}["rita"] == "moderator"
-    twice = client.post("/admin/users", data={"csrf": token, "name": "rita", "role": "reviewer", "password": PASSWORD})
+    twice = client.post(
+        "/admin/users", data={"csrf": token, "name": "rita", "role": "reviewer", "password": PASSWORD}
+    )
     assert twice.status_code == 409 and "rita" in said(twice.text, "user-error")
-    short = client.post("/admin/users", data={"csrf": token, "name": "sam", "role": "reviewer", "password": "x"})
+    short = client.post(
+        "/admin/users", data={"csrf": token, "name": "sam", "role": "reviewer", "password": "x"}
+    )
     assert short.status_code == 400 and said(short.text, "user-error")
     bad_role = client.post("/admin/roles/rita", data={"csrf": token, "role": "root"})
     assert bad_role.status_code == 400
@@ -133,7 +141,9 @@ def test_admin_posts_without_the_csrf_token_change_nothing(browser, web_app):
     before = (tagloop.keys.list(), tagloop.users.list(), tagloop.endpoints.show("desk")["follows"])
     client = browser("ad")
     for path in ADMIN_POSTS:
-        response = client.post(path, data={"name": "z", "role": "admin", "scope": "admin", "password": PASSWORD})
+        response = client.post(
+            path, data={"name": "z", "role": "admin", "scope": "admin", "password": PASSWORD}
+        )
         assert response.status_code == 403 and "CSRF" in response.text, path
     after = (tagloop.keys.list(), tagloop.users.list(), tagloop.endpoints.show("desk")["follows"])
     assert [len(part) if isinstance(part, list) else part for part in after] == [

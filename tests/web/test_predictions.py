@@ -63,7 +63,9 @@ def test_filters_by_routed_feedback_label_and_score(browser, data, web_app):
     }
     items, _ = web_app.state.tagloop.prediction_history.page(limit=100)
     label = items[0]["label"]
-    assert listed(client.get(f"/predictions?label={label}").text) == [i["id"] for i in items if i["label"] == label]
+    assert listed(client.get(f"/predictions?label={label}").text) == [
+        i["id"] for i in items if i["label"] == label
+    ]
     scores = sorted(item["score"] for item in items)
     middle = (scores[2] + scores[5]) / 2
     high = listed(client.get(f"/predictions?min_score={middle}").text)
@@ -131,4 +133,7 @@ def test_reviewers_see_no_predictions(browser, data):
     for path in ("/predictions", f"/predictions/{data.routed}"):
         assert client.get(path, follow_redirects=False).status_code == 403
     assert 'href="/predictions"' not in client.get("/review").text
-    assert browser().get("/predictions", follow_redirects=False).headers["location"] == "/login?next=/predictions"
+    assert (
+        browser().get("/predictions", follow_redirects=False).headers["location"]
+        == "/login?next=/predictions"
+    )
