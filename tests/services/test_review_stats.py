@@ -33,7 +33,7 @@ def test_queue_size_and_answers_per_day(make_tagloop, database_url):
     (elsewhere,) = review.add_tasks([NewTask(text="x", classifier_id=other, **new)])
     review.answer(review.next_task("ana").id, "ana", labels=["A"])  # completes one (1 answer needed)
     review.answer(review.next_task("bob").id, "bob", labels=["B"])
-    done = [task for task in ids + [elsewhere] if review.get(task).completed_at is not None]
+    done = [task for task in [*ids, elsewhere] if review.get(task).completed_at is not None]
     assert len(done) == 2
     # when things happened: created 4, 3, 2, 0 days back; one completed 1 day back, one today
     created = dict(zip(ids, (day(4), day(3), day(2), day(0, 9)), strict=True)) | {elsewhere: day(1)}
