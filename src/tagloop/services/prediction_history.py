@@ -192,7 +192,8 @@ class PredictionHistory:
         found: dict[str, list[str]] = {}
         with self.database.reading() as session:
             for prediction_id, reason in session.execute(query):
-                found.setdefault(prediction_id, []).append(reason)
+                if prediction_id is not None:
+                    found.setdefault(prediction_id, []).append(reason)
         return found
 
     # ---- retention -------------------------------------------------------------------------

@@ -86,12 +86,14 @@ class ReviewStatistics:
                 answers = answers.where(ReviewTaskRow.classifier_id == classifier_id)
                 decisions = decisions.where(ReviewTaskRow.classifier_id == classifier_id)
             spans = session.execute(tasks).all()
-            given = session.execute(answers).all() + session.execute(decisions).all()
+            given = [*session.execute(answers).all(), *session.execute(decisions).all()]
         created = sorted(row[0] for row in spans)
         completed = sorted(row[1] for row in spans if row[1] is not None)
         waiting = [bisect_right(created, end) - bisect_right(completed, end) for end in ends]
         per_reviewer: dict[str, list[int]] = {}
         for reviewer, answered_at in given:
+            if reviewer is None or answered_at is None:  # (the queries leave none out: for the types)
+                continue
             index = (answered_at.date() - window[0]).days
             if 0 <= index < days:
                 per_reviewer.setdefault(reviewer, [0] * days)[index] += 1

@@ -59,7 +59,14 @@ class Filters:
             for name in cls.__dataclass_fields__
             if name != "errors"
         }
-        found = cls(**sent)
+        found = cls(
+            sent["endpoint"],
+            sent["label"],
+            sent["min_score"],
+            sent["max_score"],
+            sent["routed"],
+            sent["feedback"],
+        )
         for name in ("min_score", "max_score"):
             text = sent[name]
             if text:
