@@ -59,7 +59,9 @@ class Watched(Visit):
 
     def fits(self) -> None:
         """Nothing wider than the window (no sideways scrolling of the page)."""
-        overflow = self.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        overflow = self.page.evaluate(
+            "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth"
+        )
         assert overflow <= 0, f"the page is {overflow}px wider than the window"
 
     def close(self) -> None:

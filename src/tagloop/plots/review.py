@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 from tagloop.plots.style import ACCENT, BAD, GOOD, NEUTRAL, PALETTE, svg_figure
 
@@ -20,6 +21,13 @@ def _day_ticks(days: Sequence[date]) -> tuple[list[int], list[str]]:
     step = max(1, -(-len(days) // 10))
     positions = list(range(len(days) - 1, -1, -step))[::-1]
     return positions, [days[index].strftime("%m-%d") for index in positions]
+
+
+def _whole_numbers() -> Any:
+    """Ticks on whole numbers only (counts of tasks and answers)."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def queue_size(days: Sequence[date], waiting: Sequence[int]) -> str:
@@ -45,6 +53,7 @@ def queue_size(days: Sequence[date], waiting: Sequence[int]) -> str:
         ticks, labels = _day_ticks(days)
         axes.set_xticks(ticks, labels)
         axes.set_ylim(0, max(1, max(waiting)) * 1.2)
+        axes.yaxis.set_major_locator(_whole_numbers())
         axes.set_ylabel("tasks waiting")
         axes.set_xlabel("day (UTC)")
         axes.set_title("Review queue at the end of each day")
@@ -82,6 +91,7 @@ def answers_per_day(days: Sequence[date], per_reviewer: Mapping[str, Sequence[in
         ticks, labels = _day_ticks(days)
         axes.set_xticks(ticks, labels)
         axes.set_ylim(0, max(1, max(bottom)) * 1.15)
+        axes.yaxis.set_major_locator(_whole_numbers())
         axes.set_ylabel("answers")
         axes.set_xlabel("day (UTC)")
         axes.set_title("Answers per reviewer and day")
