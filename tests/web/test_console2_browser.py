@@ -52,7 +52,8 @@ class Watched(Visit):
 
     def images_shown(self) -> int:
         """How many <img> the page has, checking each one loaded and drew something."""
-        sizes = self.page.eval_on_selector_all("img", "all => all.map(i => [i.complete, i.naturalWidth, i.alt])")
+        script = "all => all.map(i => [i.complete, i.naturalWidth, i.alt])"
+        sizes = self.page.eval_on_selector_all("img", script)
         for complete, width, alt in sizes:
             assert complete and width > 0 and alt, sizes
         return len(sizes)
@@ -60,7 +61,8 @@ class Watched(Visit):
     def fits(self) -> None:
         """Nothing wider than the window (no sideways scrolling of the page)."""
         overflow = self.page.evaluate(
-            "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth"
+            "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+            " - window.innerWidth"
         )
         assert overflow <= 0, f"the page is {overflow}px wider than the window"
 
