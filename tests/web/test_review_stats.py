@@ -72,12 +72,16 @@ def test_without_a_classifier_agreement_says_to_choose_one(browser):
 
 def test_odd_parameters_fall_back_instead_of_failing(browser):
     client = browser("mo")
-    for query in ("classifier=nope&days=5", "days=-1", "classifier=%00", "days=99999999999999999999"):
+    for query in (
+        "classifier=nope&days=5",
+        "days=-1",
+        "classifier=%00",
+        "days=99999999999999999999",
+        "days=abc",
+    ):
         page = client.get(f"/review/stats?{query}")
         assert page.status_code == 200 and "Review statistics" in page.text, query  # all, 14 days
         assert client.get(f"/review/stats/queue.svg?{query}").status_code == 200
-    not_a_number = client.get("/review/stats?days=abc")
-    assert not_a_number.status_code == 400 and "text/html" in not_a_number.headers["content-type"]
 
 
 def test_reviewers_cannot_see_the_statistics(browser):

@@ -71,7 +71,7 @@ def answers_per_day(days: Sequence[date], per_reviewer: Mapping[str, Sequence[in
     series = [(name, list(counts)) for name, counts in shown]
     if rest:
         series.append(
-            (f"others ({len(rest)})", [sum(counts[i] for _, counts in rest) for i in range(len(days))])
+            (f"{len(rest)} others", [sum(counts[i] for _, counts in rest) for i in range(len(days))])
         )
     total = sum(sum(counts) for _, counts in series)
     alt = (

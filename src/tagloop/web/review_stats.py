@@ -44,13 +44,13 @@ class Choice:
         return urlencode(fields)
 
 
-def choose(tagloop: Tagloop, classifier: str | None, days: int | None) -> Choice:
-    """The classifier asked for if it exists (else all), and a window the page offers."""
+def choose(tagloop: Tagloop, classifier: str | None, days: str | None) -> Choice:
+    """The classifier asked for if it exists (else all), and the window asked for if the page
+    offers it (else the default): a link edited by hand shows the page, not an error."""
     names = [row["name"] for row in tagloop.catalog.classifiers()]
+    window = int(days) if days is not None and days.isdigit() and len(days) < 5 else DEFAULT_DAYS
     return Choice(
-        classifier if classifier in names else None,
-        days if days in WINDOWS else DEFAULT_DAYS,
-        names,
+        classifier if classifier in names else None, window if window in WINDOWS else DEFAULT_DAYS, names
     )
 
 
@@ -67,7 +67,7 @@ async def stats_page(
     request: Request,
     session: ModeratorSession,
     classifier: str | None = None,
-    days: int | None = None,
+    days: str | None = None,
 ) -> Response:
     tagloop = tagloop_of(request)
 
@@ -94,7 +94,7 @@ async def stats_page(
 
 @router.get("/review/stats/queue.svg")
 async def queue_plot(
-    request: Request, session: ModeratorSession, classifier: str | None = None, days: int | None = None
+    request: Request, session: ModeratorSession, classifier: str | None = None, days: str | None = None
 ) -> Response:
     tagloop = tagloop_of(request)
 
@@ -109,7 +109,7 @@ async def queue_plot(
 
 @router.get("/review/stats/answers.svg")
 async def answers_plot(
-    request: Request, session: ModeratorSession, classifier: str | None = None, days: int | None = None
+    request: Request, session: ModeratorSession, classifier: str | None = None, days: str | None = None
 ) -> Response:
     tagloop = tagloop_of(request)
 
