@@ -118,6 +118,7 @@ def test_an_admin_manages_endpoints_keys_and_users(chromium, live, width):
     page.select_option('[data-testid="create-key"] select[name="scope"]', "review")
     page.click("text=Create key")
     page.wait_for_selector('[data-testid="created"]')
+    page.wait_for_load_state("load")  # its scripts too: the next click must not abort them
     secret = page.text_content('[data-testid="new-secret"]')
     key_id = page.text_content('[data-testid="new-id"]')
     assert live.tagloop.keys.by_bearer(secret).scope == "review"
@@ -125,12 +126,14 @@ def test_an_admin_manages_endpoints_keys_and_users(chromium, live, width):
     visit.screenshot(f"c2-keys-created-{width}")
     page.click(f'[data-key="{key_id}"] button')
     page.wait_for_selector('[data-testid="notice"]')
+    page.wait_for_load_state("load")  # its scripts too: the next click must not abort them
     assert live.tagloop.keys.by_bearer(secret) is None
     page.goto("/admin")
     page.fill('[data-testid="create-user"] input[name="name"]', f"rev{width}")
     page.fill('[data-testid="create-user"] input[name="password"]', PASSWORD)
     page.click("text=Add user")
     page.wait_for_selector(f"text=rev{width}")
+    page.wait_for_load_state("load")  # its scripts too: the next click must not abort them
     visit.fits()
     visit.screenshot(f"c2-admin-users-{width}")
     visit.close()
