@@ -32,6 +32,7 @@ from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.request_tokens import RequestTokens
 from tagloop.services.review import ReviewService
 from tagloop.services.review_fill import ReviewFill
+from tagloop.services.review_stats import ReviewStatistics
 from tagloop.services.routing import TaskWriter
 from tagloop.services.secrets import SecretBox, load_or_create_key
 from tagloop.services.task_journal import replay
@@ -118,6 +119,7 @@ class Tagloop:
         # the Comprehend API's ClientRequestTokens: a retried create answers as the first did
         self.request_tokens = RequestTokens(self.database, self.settings.request_token_hours)
         self.users = UserService(self.database)  # people of the web UI: roles, passwords, sessions
+        self.review_stats = ReviewStatistics(self.database)  # the console's review activity over time
         self.monitoring = MonitoringService(  # drift per endpoint and day; its tick records events
             self.database,
             self.artifacts,

@@ -153,3 +153,49 @@ def test_retention_deletes_old_predictions_in_batches(desk, monkeypatch):
     assert PredictionHistory(tagloop.database, retention_days=30).purge(NOW) == 7
     assert sorted(item["id"] for item in tagloop.prediction_history.page()[0]) == sorted(kept)
     assert PredictionHistory(tagloop.database, retention_days=30).purge(NOW) == 0
+
+
+def test_filters_by_score_range_routed_and_feedback_and_one_by_id(desk):
+    from tagloop.domain.records import Mode
+    from tagloop.domain.review import NewTask
+    from tagloop.errors import NotFound
+
+    tagloop, version_id = desk
+    history = tagloop.prediction_history
+    ids = log_rows(tagloop, version_id, [("desk", "NETWORK", NOW - timedelta(minutes=m)) for m in range(4)])
+    with tagloop.database.transaction() as session:  # scores 0.9, 0.7, 0.5, 0.3 (newest first)
+        for prediction_id, score in zip(ids, (0.9, 0.7, 0.5, 0.3), strict=True):
+            row = session.get(PredictionRow, prediction_id)
+            row.top_score = score
+    routed, feedback, both = ids[0], ids[1], ids[2]
+    task = {"text": "t", "mode": Mode.MULTI_CLASS, "choices": ("NETWORK", "OTHER")}
+    tagloop.review.add_tasks(
+        [
+            NewTask(reason="low_confidence", prediction_id=routed, **task),
+            NewTask(reason="feedback", prediction_id=feedback, **task),
+            NewTask(reason="audit", prediction_id=both, **task),
+            NewTask(reason="feedback", prediction_id=both, **task),
+        ]
+    )
+
+    def listed(**filters) -> list[str]:
+        return [item["id"] for item in history.page(**filters)[0]]
+
+    assert listed(min_score=0.5) == ids[:3] and listed(max_score=0.5) == ids[2:]
+    assert listed(min_score=0.6, max_score=0.8) == [ids[1]]
+    assert listed(routed=True) == [routed, both] and listed(routed=False) == [feedback, ids[3]]
+    assert listed(feedback=True) == [feedback, both] and listed(feedback=False) == [routed, ids[3]]
+    assert listed(routed=True, feedback=True) == [both]
+    assert listed(routed=False, feedback=False, min_score=0.0) == [ids[3]]
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(InvalidRequest, match="a score from 0 to 1"):
+            history.page(min_score=bad)
+    reasons = history.review_reasons(ids)
+    assert sorted(reasons[both]) == ["audit", "feedback"] and ids[3] not in reasons
+    one = history.get(routed)
+    assert (one["id"], one["label"], one["score"], one["endpoint"]) == (routed, "NETWORK", 0.9, "desk")
+    with pytest.raises(NotFound, match="no logged prediction"):
+        history.get("nope")
+    trail = tagloop.review.for_prediction(both)
+    assert sorted(view.reason for view in trail) == ["audit", "feedback"]
+    assert {view.prediction_id for view in trail} == {both} and tagloop.review.for_prediction(ids[3]) == []

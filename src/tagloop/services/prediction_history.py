@@ -20,14 +20,15 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, exists, or_, select
 
 from tagloop.domain import comprehend
 from tagloop.domain.records import Mode
-from tagloop.errors import InvalidRequest
+from tagloop.domain.routing import Reason
+from tagloop.errors import InvalidRequest, NotFound
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import rowcount
-from tagloop.storage.tables import ClassifierRow, ModelVersionRow, PredictionRow, utcnow
+from tagloop.storage.tables import ClassifierRow, ModelVersionRow, PredictionRow, ReviewTaskRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ RETENTION_CHECK_SECONDS = 3_600.0
 """How often a server deletes the predictions that have become too old."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+FEEDBACK = Reason.FEEDBACK.value
 SINCE_HELP = (
     "a date (2026-11-30), a date and time (2026-11-30T14:00:00Z) or a duration back from now (30m, 24h, 7d)"
 )
@@ -108,12 +110,21 @@ class PredictionHistory:
         label: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        routed: bool | None = None,
+        feedback: bool | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of logged predictions, newest first: of one endpoint, logged at or after
-        ``since`` (see :func:`parse_since`), whose best label is ``label``; and the cursor of
-        the next page (None on the last one)."""
+        ``since`` (see :func:`parse_since`), whose best label is ``label``, whose best score is
+        within ``min_score``..``max_score``, that were (or were not) ``routed`` to review, that
+        did (or did not) get end-user ``feedback``; and the cursor of the next page (None on
+        the last one)."""
         if limit < 1:
             raise InvalidRequest("limit: must be 1 or more")
+        for name, bound in (("min_score", min_score), ("max_score", max_score)):
+            if bound is not None and not 0.0 <= bound <= 1.0:  # also refuses NaN
+                raise InvalidRequest(f"{name}: a score from 0 to 1, not {bound!r}")
         query = (
             select(PredictionRow, ClassifierRow.name, ModelVersionRow.name)
             .outerjoin(ModelVersionRow, ModelVersionRow.id == PredictionRow.version_id)
@@ -129,6 +140,17 @@ class PredictionHistory:
             if "\x00" in label:  # PostgreSQL refuses NUL in text: no label has one
                 raise InvalidRequest("label: must not contain NUL characters")
             query = query.where(PredictionRow.top_label == label)
+        if min_score is not None:
+            query = query.where(PredictionRow.top_score >= min_score)
+        if max_score is not None:
+            query = query.where(PredictionRow.top_score <= max_score)
+        for wanted, is_feedback in ((routed, False), (feedback, True)):
+            if wanted is not None:
+                tasks = exists().where(
+                    ReviewTaskRow.prediction_id == PredictionRow.id,
+                    (ReviewTaskRow.reason == FEEDBACK) if is_feedback else (ReviewTaskRow.reason != FEEDBACK),
+                )
+                query = query.where(tasks if wanted else ~tasks)
         if cursor:
             created_at, prediction_id = _after(cursor)
             # the first term alone bounds the index scan; the second leaves out what was listed
@@ -142,6 +164,37 @@ class PredictionHistory:
         rows = rows[:limit]
         items = [prediction_summary(row, classifier, version) for row, classifier, version in rows]
         return items, _token(rows[-1][0]) if more else None
+
+    def get(self, prediction_id: str) -> dict[str, Any]:
+        """One logged prediction (NotFound if the log does not hold it, e.g. after retention)."""
+        query = (
+            select(PredictionRow, ClassifierRow.name, ModelVersionRow.name)
+            .outerjoin(ModelVersionRow, ModelVersionRow.id == PredictionRow.version_id)
+            .outerjoin(ClassifierRow, ClassifierRow.id == ModelVersionRow.classifier_id)
+            .where(PredictionRow.id == prediction_id[:36])
+        )
+        with self.database.reading() as session:
+            found = session.execute(query).first()
+        if found is None:
+            raise NotFound(
+                f"no logged prediction {prediction_id[:40]!r} (never logged, or deleted by retention)"
+            )
+        return prediction_summary(*found)
+
+    def review_reasons(self, prediction_ids: list[str]) -> dict[str, list[str]]:
+        """Why each of the predictions got review tasks (``feedback`` for end-user feedback,
+        else the routing reason), by prediction id; predictions without a task are left out."""
+        if not prediction_ids:
+            return {}
+        query = select(ReviewTaskRow.prediction_id, ReviewTaskRow.reason).where(
+            ReviewTaskRow.prediction_id.in_(prediction_ids)
+        )
+        found: dict[str, list[str]] = {}
+        with self.database.reading() as session:
+            for prediction_id, reason in session.execute(query):
+                if prediction_id is not None:
+                    found.setdefault(prediction_id, []).append(reason)
+        return found
 
     # ---- retention -------------------------------------------------------------------------
     def purge(self, now: datetime | None = None, stopping: threading.Event | None = None) -> int:

@@ -521,6 +521,15 @@ class ReviewService:
             answers = repo.answers(task_id) if with_answers else []
             return _view(task, self._name(repo, task.classifier_id), answers=answers)
 
+    def for_prediction(self, prediction_id: str) -> builtins.list[TaskView]:
+        """The tasks made for a logged prediction (routed, or its end-user feedback), oldest
+        first, each with its answers: the prediction's review trail (moderators and admins)."""
+        with self._reading() as repo:
+            rows = repo.of_prediction(prediction_id[:36], MAX_LIST)
+            return [
+                _view(row, self._name(repo, row.classifier_id), answers=repo.answers(row.id)) for row in rows
+            ]
+
     def list(
         self,
         *,

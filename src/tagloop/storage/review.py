@@ -463,6 +463,16 @@ class ReviewRepository:
             )
         return list(self.session.scalars(query))
 
+    def of_prediction(self, prediction_id: str, limit: int) -> builtins.list[Task]:
+        """The tasks made for a logged prediction, oldest first (``ix_review_tasks_prediction``)."""
+        query = (
+            select(Task)
+            .where(Task.prediction_id == prediction_id)
+            .order_by(Task.created_at, Task.id)
+            .limit(limit)
+        )
+        return builtins.list(self.session.scalars(query))
+
     def count_queue(self, queue: Queue, classifier_id: int | None = None) -> int:
         query = select(func.count()).select_from(Task).where(Task.queue == queue.value)
         if classifier_id is not None:
