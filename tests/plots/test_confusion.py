@@ -19,7 +19,7 @@ def test_the_heatmap_shows_every_label_and_every_non_zero_count(parse):
 
 
 def test_a_label_is_text_never_markup(parse):
-    evil = ["<script>alert(1)</script>", "B&B"]
+    evil = ["<script>x</script>", "B&B"]
     svg = confusion_heatmap(evil, [[1, 0], [0, 1]], alt="x")
     assert "<script>" not in svg
     assert evil[0] in parse(svg).texts and "B&B" in parse(svg).texts
@@ -31,3 +31,10 @@ def test_many_labels_drop_the_cell_counts(parse):
     matrix = [[5 if i == j else 0 for j in range(n)] for i in range(n)]
     drawn = parse(confusion_heatmap(labels, matrix))
     assert "5" not in drawn.texts and drawn.texts.count("L0") == 2
+
+
+def test_a_long_label_is_cut_on_the_ticks_and_whole_in_the_alt_text(parse):
+    long = "a label of far more than twenty-four characters"
+    drawn = parse(confusion_heatmap([long, "B"], [[1, 1], [0, 1]]))
+    assert drawn.texts.count("a label of far more tha…") == 2
+    assert long in drawn.title

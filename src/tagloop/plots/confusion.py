@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tagloop.plots.style import SEQUENTIAL, svg_figure
+from tagloop.plots.text import short
 
 ANNOTATE_UP_TO = 30
 """Counts are written in the cells up to this many labels (beyond, the cells get too small)."""
@@ -49,9 +50,9 @@ def confusion_heatmap(labels: Sequence[str], matrix: Sequence[Sequence[int]], al
         )
         axes.grid(False)
         axes.set_xticks(
-            range(n), [str(label) for label in labels], rotation=60, ha="right", rotation_mode="anchor"
+            range(n), [short(label) for label in labels], rotation=60, ha="right", rotation_mode="anchor"
         )
-        axes.set_yticks(range(n), [str(label) for label in labels])
+        axes.set_yticks(range(n), [short(label) for label in labels])
         axes.set_xlabel("predicted label")
         axes.set_ylabel("true label")
         axes.tick_params(length=0, labelsize=8 if n <= 20 else 6)

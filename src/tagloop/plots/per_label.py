@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tagloop.plots.style import ACCENT, GOOD, PALETTE, svg_figure
+from tagloop.plots.text import short
 
 Figures = Mapping[str, Mapping[str, float]]
 """label -> {"precision", "recall", "f1", "support"}: a version's ``per_label``."""
@@ -40,7 +41,9 @@ def per_label_bars(per_label: Figures, alt: str | None = None) -> str:
                 color=colour,
                 label=name,
             )
-        axes.set_yticks(y, [f"{label} ({int(per_label[label].get('support', 0)):,})" for label in ordered])
+        axes.set_yticks(
+            y, [f"{short(label)} ({int(per_label[label].get('support', 0)):,})" for label in ordered]
+        )
         axes.invert_yaxis()
         axes.set_xlim(0, 1)
         axes.set_xlabel("score (support in brackets)")
@@ -71,7 +74,7 @@ def per_label_comparison(name_a: str, a: Figures, name_b: str, b: Figures, alt: 
         y = np.arange(len(ordered))
         axes.barh(y - 0.2, [f1(a, label) for label in ordered], height=0.4, color=PALETTE[7], label=name_a)
         axes.barh(y + 0.2, [f1(b, label) for label in ordered], height=0.4, color=GOOD, label=name_b)
-        axes.set_yticks(y, ordered)
+        axes.set_yticks(y, [short(label) for label in ordered])
         axes.invert_yaxis()
         axes.set_xlim(0, 1)
         axes.set_xlabel("F1 (largest change at the top)")
