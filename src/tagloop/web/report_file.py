@@ -55,15 +55,21 @@ def html_report(
     )
 
 
-def _inline(figures: list[Figure]) -> list[dict[str, Any]]:
-    """Figures with their SVG ready to sit inside HTML (no XML prolog or doctype)."""
+WIDE_FROM_LABELS = 10
+"""A confusion heatmap of more labels than this takes the whole width (its counts stay readable)."""
+
+
+def _inline(figures: list[Figure], labels: int = 0) -> list[dict[str, Any]]:
+    """Figures with their SVG ready to sit inside HTML (no XML prolog or doctype; matplotlib
+    escapes the text it writes, so labels stay text)."""
     return [
         {
             "key": f.key,
             "title": f.title,
             "alt": f.alt,
             "svg": Markup(f.svg[f.svg.find("<svg") :]),
-        }  # matplotlib escapes text
+            "wide": f.key == "confusion" and labels > WIDE_FROM_LABELS,
+        }
         for f in figures
     ]
 
@@ -116,7 +122,7 @@ def _version_view(report: VersionReport) -> dict[str, Any]:
         "facts": " · ".join(facts),
         "notes": report.notes,
         "cards": [{"name": name, "value": f"{metrics[key]:.4f}"} for key, name in CARDS if key in metrics],
-        "figures": _inline(version_figures(report)),
+        "figures": _inline(version_figures(report), len(summary.get("labels") or [])),
         "per_label_columns": columns,
         "per_label": rows,
         "misclassified": report.misclassified,
