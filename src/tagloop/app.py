@@ -29,6 +29,7 @@ from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
 from tagloop.services.reliability import ReliabilityPolicy
+from tagloop.services.reports import ReportService
 from tagloop.services.request_tokens import RequestTokens
 from tagloop.services.review import ReviewService
 from tagloop.services.review_fill import ReviewFill
@@ -63,6 +64,7 @@ class Tagloop:
         self.models = ModelCache(self.artifacts, self.settings.model_cache_size)
         self.queue = self._queue()
         self.catalog = Catalog(self.database)
+        self.reports = ReportService(self.database, self.artifacts, self.models)  # a version's figures
         self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)

@@ -591,6 +591,12 @@ def versions(
         return
     if version is not None:
         _version_details(result)
+        if result["status"] == "TRAINED":
+            stderr.print(
+                f"plots: tagloop report {classifier} --version {version} --html report.html",
+                markup=False,
+                highlight=False,
+            )
         return
     table = Table("version", "status", "accuracy", "macro F1", "train", "test", "seconds", "message")
     for row in result:
@@ -679,6 +685,7 @@ def _evaluation_details(
     _print_table(table)
     if confusion and not multi_label:
         _confusion_matrix(confusion["labels"], confusion["confusion_matrix"])
+        _most_confused(confusion["labels"], confusion["confusion_matrix"])
 
 
 def _confusion_matrix(labels: list[str], matrix: list[list[int]]) -> None:
@@ -2296,6 +2303,135 @@ def monitor(
             Text(flag, style="bold red") if flag else Text(""),
         )
     _print_table(table)
+
+
+# ---- report (issue 16, report) ----------------------------------------------------------
+REPORT_MISTAKES = 5  # the text report lists this many most confident mistakes
+REPORT_FEATURES = 5  # and this many strongest features per label
+
+
+@app.command()
+def report(
+    classifier: Annotated[str, typer.Argument()],
+    version: Annotated[str | None, typer.Option(help="Version name; default: newest trained.")] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option("--compare", metavar="V2", help="A second version, shown side by side with the first."),
+    ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Write the report as one self-contained HTML file (inline SVG plots, CSS; opens offline).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A trained version's report: metrics, per-label figures, confusion matrix, reliability,
+    scores, most confident mistakes, strongest features, the loop's iterations; with --html as
+    a file to share (plots included), with --compare V2 two versions side by side."""
+
+    def run() -> tuple[Any, Any]:
+        with _tagloop() as tagloop:
+            first = tagloop.reports.version_report(classifier, version)
+            second = None
+            if compare is not None:
+                if compare == first.version:
+                    raise InvalidRequest(f"--compare names version {compare}, the one reported: give another")
+                second = tagloop.reports.version_report(classifier, compare)
+        if html is not None:
+            from tagloop.web.report_file import html_report
+
+            document = html_report(first, second)
+            with _output_file(html) as handle:
+                handle.write(document)
+        return first, second
+
+    first, second = _guard(run)
+    if html is not None:
+        stderr.print(f"report written to {html}", markup=False, highlight=False)
+    if as_json:
+        _emit_json(first.as_dict() if second is None else [first.as_dict(), second.as_dict()])
+        return
+    if html is not None:
+        return
+    for found in (first, second):
+        if found is not None:
+            _text_report(found)
+    stderr.print("plots: add --html FILE", markup=False, highlight=False)
+
+
+CONFUSED_PAIRS = 5  # the text output lists this many most frequent confusions
+
+
+def _most_confused(labels: list[str], matrix: list[list[int]]) -> None:
+    """The off-diagonal cells with most documents: what the matrix says first, in words (and
+    the only view of them when the matrix shows a subset of many labels)."""
+    pairs = sorted(
+        (
+            (matrix[i][j], i, j)
+            for i in range(len(labels))
+            for j in range(len(labels))
+            if i != j and matrix[i][j]
+        ),
+        key=lambda cell: (-cell[0], cell[1], cell[2]),
+    )[:CONFUSED_PAIRS]
+    if not pairs:
+        return
+    table = Table(title="most often confused")
+    table.add_column("true label", overflow="fold")
+    table.add_column("predicted as", overflow="fold")
+    table.add_column("documents", justify="right")
+    table.add_column("of the true label's", justify="right")
+    for count, i, j in pairs:
+        total = sum(matrix[i])
+        table.add_row(labels[i], labels[j], f"{count:,}", f"{100 * count / total:.1f}%" if total else "-")
+    _print_table(table)
+
+
+def _text_report(found: Any) -> None:
+    """A version's report as text: the version's details, then what only the report adds."""
+    from rich.text import Text
+
+    _version_details(found.summary)
+    for note in found.notes:
+        stdout.print(f"note: {note}", markup=False, highlight=False)
+    calibration = found.as_dict()["calibration"]
+    if calibration and calibration["expected_calibration_error"] is not None:
+        stdout.print(
+            f"expected calibration error: {calibration['expected_calibration_error']:.4f} "
+            "(mean gap between score and share right, over 10 score bins)",
+            markup=False,
+            highlight=False,
+        )
+    if found.misclassified:
+        table = Table(title=f"most confident mistakes ({REPORT_MISTAKES} of the test set's)")
+        table.add_column("document", justify="right")
+        table.add_column("text", overflow="fold", ratio=3)
+        table.add_column("true")
+        table.add_column("predicted (score)")
+        for doc in found.misclassified[:REPORT_MISTAKES]:
+            best = (
+                f"{', '.join(doc.predicted)} ({doc.scores[0][1]:.3f})"
+                if doc.scores
+                else ", ".join(doc.predicted)
+            )
+            table.add_row(
+                str(doc.document_id),
+                Text(_one_line(doc.text or "(deleted)")),
+                Text(", ".join(doc.gold)),
+                Text(best),
+            )
+        _print_table(table)
+    if found.features:
+        table = Table(title="strongest features per label")
+        table.add_column("label", overflow="fold")
+        table.add_column("features (weight)", overflow="fold")
+        for label, terms in found.features.items():
+            shown = ", ".join(f"{term} ({weight:.2f})" for term, weight in terms[:REPORT_FEATURES])
+            table.add_row(Text(label), Text(shown or "-"))
+        _print_table(table)
 
 
 def run() -> None:

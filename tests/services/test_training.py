@@ -73,6 +73,7 @@ def test_submit_then_run_moves_submitted_training_trained(make_tagloop, tickets_
     assert model_files(tagloop) == [
         f"models/1/{submission.version_id}/confusion_matrix.json",
         f"models/1/{submission.version_id}/model.npz",
+        f"models/1/{submission.version_id}/test_predictions.npz",  # the scored test documents
     ]
     with pytest.raises(ResourceInUse, match="TRAINED"):
         tagloop.training.run(submission.version_id)  # a version trains once

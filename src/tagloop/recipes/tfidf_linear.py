@@ -152,6 +152,25 @@ class TfidfLinearModel:
             "calibration": {k: v for k, v in self.calibration.items() if not isinstance(v, list)},
         }
 
+    def top_features(self, count: int = 10) -> dict[str, list[tuple[str, float]]]:
+        """Per label, the ``count`` n-grams with the largest positive weights: the words that
+        push a document towards it most (a report's "strongest features"). Optional for
+        recipes: callers check for the method."""
+        terms = np.empty(len(self.vocabulary), dtype=object)
+        for term, column in self.vocabulary.items():
+            terms[column] = term
+        result: dict[str, list[tuple[str, float]]] = {}
+        for row, label in enumerate(self.labels):
+            weights = self.coef[row]
+            width = min(count, len(weights))
+            if width == 0:
+                result[label] = []
+                continue
+            best = np.argpartition(-weights, width - 1)[:width]
+            best = best[np.lexsort((best, -weights[best]))]
+            result[label] = [(str(terms[i]), float(weights[i])) for i in best if weights[i] > 0]
+        return result
+
     # ---- serialization ---------------------------------------------------------------
     def to_bytes(self) -> bytes:
         vocabulary = sorted(self.vocabulary, key=self.vocabulary.__getitem__)

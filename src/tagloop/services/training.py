@@ -30,6 +30,7 @@ from tagloop.domain.metrics import evaluate, label_universe
 from tagloop.domain.names import check_name
 from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Origin, Split, VersionStatus
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
+from tagloop.domain.test_predictions import TEST_PREDICTIONS, TestPredictions, top_scores
 from tagloop.domain.validation import label_list
 from tagloop.errors import (
     AlreadyExists,
@@ -421,7 +422,9 @@ class TrainingService:
             timings["fit_seconds"] = round(fitted - started, 3)
             report(0.9, "evaluating on the test set")
             predicted: list[list[str]] = []
-            for _, picks in predict(model, documents.texts(test_id, Split.TEST)):
+            scored: list[tuple[Any, Any, list[list[int]]]] = []  # kept for the test predictions' file
+            for scores, picks in predict(model, documents.texts(test_id, Split.TEST)):
+                scored.append((*top_scores(scores), picks))
                 predicted.extend([labels[i] for i in doc] for doc in picks)
                 done = len(predicted)
                 report(
@@ -440,6 +443,10 @@ class TrainingService:
             self.artifacts.write_bytes(
                 f"{prefix}/confusion_matrix.json", json.dumps(evaluation.confusion_matrix).encode()
             )
+            kept = TestPredictions.from_top(
+                mode, label_universe(labels, gold), [id_ for id_, _ in gold_rows], gold, scored
+            )
+            self.artifacts.write_bytes(f"{prefix}/{TEST_PREDICTIONS}", kept.to_bytes())
         timings["save_seconds"] = round(time.perf_counter() - saving, 3)
         timings["train_seconds"] = round(time.perf_counter() - started, 3)
         timings["total_seconds"] = round(timings["train_seconds"] + timings.get("import_seconds", 0.0), 3)

@@ -147,6 +147,16 @@ class DocumentRepository:
         for (text,) in self.session.execute(query):
             yield text
 
+    def texts_by_id(self, ids: Sequence[int], chunk: int = 1_000) -> dict[int, str]:
+        """The texts of the documents ``ids`` (those that still exist), by id."""
+        found: dict[int, str] = {}
+        for start in range(0, len(ids), chunk):
+            query = select(DocumentRow.id, DocumentRow.text).where(
+                DocumentRow.id.in_(ids[start : start + chunk])
+            )
+            found.update((id_, text) for id_, text in self.session.execute(query))
+        return found
+
     def set_split(self, ids: Sequence[int], split: str, chunk: int = 5_000) -> None:
         for start in range(0, len(ids), chunk):
             part = list(ids[start : start + chunk])
