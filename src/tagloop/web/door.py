@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Scope
 
 from tagloop.errors import AccessDenied, AuthenticationFailed, NotFound, TagloopError
-from tagloop.web import pages, review, routing
+from tagloop.web import console, pages, review, routing
 from tagloop.web.render import render
 from tagloop.web.security import HOME, owns_path, safe_next, with_page_headers
 
@@ -26,6 +26,7 @@ def add_web(app: FastAPI, task_ui: review.TaskUi | None = None) -> None:
     app.include_router(pages.router)
     app.include_router(review.router)
     app.include_router(routing.router)
+    app.include_router(console.router)
 
 
 def owns(scope: Scope) -> bool:
