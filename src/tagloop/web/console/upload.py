@@ -4,7 +4,8 @@ version of one, the way ``tagloop train`` makes it (admins).
 The file is written to a private folder of the data dir under its own (cleaned) name, so the
 format is inferred from its suffix as the CLI infers it, and imported by
 ``TrainingService.submit`` in one transaction (a bad file leaves nothing behind); the copy is
-deleted either way. Every rejected row is shown, line by line, with the CLI's own message
+deleted either way. The form comes back (status 200: a browser logs any other as an error)
+with every rejected row shown, line by line, with the CLI's own message
 (``RowIssue``), naming the uploaded file instead of the server's copy.
 """
 
@@ -138,7 +139,6 @@ async def _page(request: Request, session: Any, sent: UploadForm, **context: Any
         request,
         "console/upload.html",
         "Upload",
-        status=400 if sent.errors or context["problem"] else 200,
         session=session,
         active="upload",
         form=sent,
