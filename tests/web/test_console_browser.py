@@ -68,6 +68,7 @@ def live(tmp_path_factory, serve_in_thread, tickets) -> Iterator[Live]:
     tagloop.endpoints.create("desk-live", "desk")
     tagloop.loops.promote("desk", "v1")
     tagloop.loops.promote("desk", "v2")
+    tagloop.iterations.run("desk")  # a turn of the loop: challenger v3 against the champion
     with tagloop.database.transaction() as session:
         desk = ClassifierRepository(session).get("desk").id
         ClassifierRepository(session).add("empty", Mode.MULTI_LABEL.value, "|")
@@ -135,10 +136,15 @@ def _wait_for(condition, what: str, seconds: float = 60.0) -> None:
 
 PAGES = [
     ("classifiers", "/console/classifiers", '[data-classifier="desk"] [data-testid="drift"]'),
-    ("classifier", "/console/classifiers/desk", '[data-testid="versions"] [data-version="v2"]'),
+    ("classifier", "/console/classifiers/desk", '[data-testid="versions"] [data-version="v3"]'),
     ("classifier-empty", "/console/classifiers/empty", '[data-testid="no-versions"]'),
     ("version", "/console/classifiers/desk/versions/v2", '[data-testid="confusion"] td.diag a'),
-    ("iterations", "/console/classifiers/desk/iterations", '[data-testid="no-iterations"]'),
+    (
+        "iterations",
+        "/console/classifiers/desk/iterations",
+        '[data-testid="iterations"] [data-iteration] .reason',
+    ),
+    ("iterations-empty", "/console/classifiers/empty/iterations", '[data-testid="no-iterations"]'),
     ("jobs", "/console/jobs", '[data-testid="jobs"] [data-status="COMPLETED"]'),
     ("upload", "/console/upload", "#file"),
 ]

@@ -10,6 +10,7 @@ from html import unescape
 
 import pytest
 
+from tagloop.domain.records import Mode
 from tagloop.services.training import TrainRequest
 
 from .conftest import csrf_of
@@ -153,3 +154,38 @@ def test_an_upload_queues_its_training_and_the_job_page_follows_it(browser, web_
     assert 'data-testid="job-status">COMPLETED' in final and "hx-trigger" not in final
     assert "hx-trigger" not in client.get("/console/jobs/rows").text  # nothing moves: polling stops
     assert tagloop.catalog.version("fresh", "v1")["status"] == "TRAINED"
+
+
+def test_a_multi_label_version_opens_each_labels_cells(browser, web_app, tickets, tmp_path):
+    data = tmp_path / "multi.jsonl"
+    with data.open("w") as out:
+        for i, (label, text) in enumerate(tickets[:200]):
+            out.write(
+                json.dumps({"text": text, "labels": [label, *(["URGENT"] if i % 3 == 0 else [])]}) + "\n"
+            )
+    tagloop = web_app.state.tagloop
+    tagloop.training.train(TrainRequest("multi", str(data), mode=Mode.MULTI_LABEL))
+    version = tagloop.catalog.version("multi", "v1")
+    client = browser("ana")
+    page = client.get("/console/classifiers/multi/versions/v1").text
+    links = re.findall(
+        r'href="(/console/classifiers/multi/versions/v1/cell\?label=(\w+)&amp;cell=(\w+))"', page
+    )
+    order = ["true_negative", "false_positive", "false_negative", "true_positive"]
+    expected = {
+        (label, order[2 * i + j])
+        for label, matrix in zip(
+            version["labels"], version["confusion_matrix"]["confusion_matrix"], strict=True
+        )
+        for i in range(2)
+        for j in range(2)
+        if matrix[i][j]
+    }
+    assert {(label, cell) for _, label, cell in links} == expected
+    href = next(link[0] for link in links if link[1:] == ("URGENT", "true_positive"))
+    matrices = version["confusion_matrix"]["confusion_matrix"]
+    count = matrices[version["labels"].index("URGENT")][1][1]
+    assert f"{count} test document" in client.get(unescape(href)).text
+    assert (
+        client.get("/console/classifiers/multi/versions/v1/cell?label=URGENT&cell=nothing").status_code == 400
+    )
