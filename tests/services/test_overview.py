@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from tagloop.domain.records import Mode
 from tagloop.domain.review import NewTask
+from tagloop.services.overview import source_name
 from tagloop.services.training import TrainRequest
 from tagloop.storage.events import EventRepository
 from tagloop.storage.repositories import ClassifierRepository
@@ -65,6 +66,14 @@ def test_cards_say_what_serves_the_queue_the_drift_and_stay_empty_without_classi
     imported = detail.documents["import"]
     assert set(imported) == {"train", "test"} and imported["train"] + imported["test"] == 2 * len(tickets)
     assert [p["to"] for p in detail.promotions] == ["v2"]
+    assert [(s["name"], s["documents"]) for s in detail.sources] == [("tickets.csv", len(tickets))] * 2
+
+
+def test_a_source_shows_its_files_name_only():
+    assert source_name("/srv/data/uploads/ab12/tickets.csv") == "tickets.csv"
+    assert source_name("s3://bucket/folder/train.jsonl.gz") == "train.jsonl.gz"
+    assert source_name("C:\\data\\x.csv") == "x.csv"
+    assert source_name("version v1") == "version v1"
 
 
 def test_test_documents_match_the_stored_confusion_matrix(make_tagloop, tickets_csv):

@@ -41,13 +41,14 @@ def test_empty_states_tell_the_next_step(browser):
     assert admin.get("/console", follow_redirects=False).headers["location"] == "/console/classifiers"
 
 
-def test_classifier_and_version_pages_show_the_stored_figures_and_plots(browser, desk):
+def test_classifier_and_version_pages_show_the_stored_figures_and_plots(browser, desk, tickets_csv):
     client = browser("ana")
     cards = client.get("/console/classifiers").text
     assert 'data-classifier="desk"' in cards and "desk-live" in cards
     page = client.get("/console/classifiers/desk").text
     assert re.search(r'data-version="v2">\s*<td><a [^>]+>v2</a> <span class="state on">champion', page)
     assert "desk-live" in page and 'data-testid="origins"' in page
+    assert "<td>tickets.csv</td>" in page and str(tickets_csv.parent) not in page  # no server folders
     assert "Promote" not in page and "Roll back" not in page  # a reviewer reads, an admin acts
     version = desk.catalog.version("desk", "v1")
     page = client.get("/console/classifiers/desk/versions/v1").text

@@ -27,6 +27,7 @@ from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, DocumentRepository, ModelVersionRepository
 from tagloop.storage.tables import (
     ClassifierRow,
+    DatasetRow,
     DocumentRow,
     EndpointRow,
     EventRow,
@@ -88,6 +89,20 @@ class ClassifierDetail:
     documents: dict[str, dict[str, int]]
     """Stored documents by origin (import, review, feedback, ...) and split (train, test, pool)."""
     promotions: list[dict[str, Any]]
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """The datasets it was trained from, newest first: the file's name (never the server's
+    folder), format, documents, when."""
+
+
+SOURCES_LISTED = 20
+
+
+def source_name(source: str) -> str:
+    """A dataset's source as the pages show it: a file's or object's last name only (the
+    folders are the server's business), other sources (``version v1``, ``loop data``) as they are."""
+    if "/" not in source and "\\" not in source:
+        return source
+    return source.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1] or source
 
 
 @dataclass(frozen=True)
@@ -228,7 +243,21 @@ class Overview:
                     .limit(20)
                 )
             ]
-            return ClassifierDetail(card, versions, documents, promotions)
+            sources = [
+                {
+                    "name": source_name(dataset.source),
+                    "format": dataset.format,
+                    "documents": dataset.documents,
+                    "created_at": dataset.created_at.isoformat(),
+                }
+                for dataset in session.scalars(
+                    select(DatasetRow)
+                    .where(DatasetRow.classifier_id == row.id)
+                    .order_by(DatasetRow.id.desc())
+                    .limit(SOURCES_LISTED)
+                )
+            ]
+            return ClassifierDetail(card, versions, documents, promotions, sources)
 
     # ---- a version's test documents -----------------------------------------------------
     def test_documents(self, classifier: str, version: str) -> list[TestDocument]:
