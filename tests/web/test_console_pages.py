@@ -96,6 +96,9 @@ def test_a_reviewer_cannot_open_admin_pages_nor_promote_but_an_admin_promotes_an
     for action, form in (("promote", {"version": "v1"}), ("rollback", {})):
         response = reviewer.post(f"/console/classifiers/desk/{action}", data={"csrf": token} | form)
         assert response.status_code == 403
+    job_id = desk.jobs.list()[0]["id"]
+    for path in (f"/console/jobs/{job_id}/stop", f"/console/jobs/{job_id}/retry", "/console/upload"):
+        assert reviewer.post(path, data={"csrf": token}).status_code == 403, path
     assert desk.loops.champion("desk")["version"] == "v2"
     client = browser("ad")
     page = client.get("/console/classifiers/desk").text
