@@ -24,6 +24,7 @@ from tagloop.services.loop_ticker import LoopTicker
 from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.monitoring import MonitoringService
+from tagloop.services.overview import Overview
 from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
@@ -132,6 +133,7 @@ class Tagloop:
         )
         # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
         self.loops = LoopService(self.database, self.models)
+        self.overview = Overview(self.database, self.models)  # the console's read model
         self.iterations = IterationService(self.database, self.training, self.models, self.queue)
         # the loop's periodic work in serve and worker (TAGLOOP_LOOP_TICK_SECONDS); parts are added here
         self.ticker = LoopTicker(

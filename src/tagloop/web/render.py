@@ -55,6 +55,20 @@ ENVIRONMENT = Environment(
 ENVIRONMENT.globals["static"] = static_url
 
 
+def figure(value: Any, digits: int = 3) -> str:
+    """A metric as the pages show it: ``0.912``; a missing one as a dash."""
+    return "–" if value is None else f"{float(value):.{digits}f}"
+
+
+def moment(value: str | None) -> str:
+    """A stored ISO time as ``2026-12-02 14:05 UTC`` (the server's times are UTC)."""
+    return "–" if not value else value[:16].replace("T", " ") + " UTC"
+
+
+ENVIRONMENT.filters["figure"] = figure
+ENVIRONMENT.filters["moment"] = moment
+
+
 def render(template: str, **context: Any) -> str:
     return ENVIRONMENT.get_template(template).render(**context)
 

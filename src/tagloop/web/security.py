@@ -44,7 +44,7 @@ LOGIN_COOKIE = "tagloop_login"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 HOME = "/review"
-PREFIXES = ("/review", "/moderate", "/admin", "/predictions", "/static/")
+PREFIXES = ("/review", "/moderate", "/admin", "/predictions", "/console", "/static/")
 PAGES = ("/", "/login", "/logout")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
