@@ -83,6 +83,13 @@ def test_classifier_and_version_pages_show_the_stored_figures_and_plots(browser,
     assert root.find(f"{SVG}title").text.startswith(alt)
     assert "NETWORK" in list(root.itertext())
     assert client.get("/console/classifiers/desk/versions/v2/plots/nothing.svg").status_code == 404
+    # the version report's plots (services/reports.py), each drawn by its own URL
+    shown = dict(re.findall(r'<img src="[^"]+/plots/([a-z_]+)\.svg" alt="([^"]+)"', page))
+    assert {"labels", "per_label", "confusion", "reliability", "scores"} <= set(shown)
+    for name in ("confusion", "reliability", "scores"):
+        drawn = client.get(f"/console/classifiers/desk/versions/v2/plots/{name}.svg")
+        assert drawn.status_code == 200 and drawn.headers["content-type"].startswith("image/svg+xml")
+        assert ET.fromstring(drawn.text).find(f"{SVG}title").text == shown[name].replace("&#39;", "'")
     assert client.get("/console/classifiers/desk/iterations/plots/metric.svg").status_code == 404
     assert browser().get(src, follow_redirects=False).status_code == 303  # not signed in: to the login page
 

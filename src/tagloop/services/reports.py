@@ -16,7 +16,9 @@ test documents are gone, the report says so and leaves those figures out.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -317,10 +319,27 @@ def _cut(text: str | None) -> str | None:
 
 
 # ---- drawings -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlotSpec:
+    """A plot a version's report has, before it is drawn: ``draw()`` makes its SVG (~0.1-0.5 s),
+    so a page can list every plot's title and alt text and draw each one only when its image
+    URL is asked for."""
+
+    key: str
+    title: str
+    alt: str
+    draw: Callable[[], str]
+
+
 def version_figures(report: VersionReport) -> list[Figure]:
+    """Every plot of a version's report, drawn, in reading order (:func:`version_plots`)."""
+    return [Figure(spec.key, spec.title, spec.alt, spec.draw()) for spec in version_plots(report)]
+
+
+def version_plots(report: VersionReport) -> list[PlotSpec]:
     """Every plot of a version's report, in reading order: per-label bars, the confusion
     heatmap (multi-class), the reliability diagram, the score histogram, and the metric over
-    the loop's iterations (when it has any). Drawing takes ~0.1-0.5 s a plot."""
+    the loop's iterations (when it has any); none drawn yet."""
     from tagloop.plots.confusion import confusion_heatmap, confusion_summary
     from tagloop.plots.iterations import metric_over_iterations
     from tagloop.plots.per_label import per_label_bars
@@ -328,19 +347,24 @@ def version_figures(report: VersionReport) -> list[Figure]:
     from tagloop.plots.scores import score_histogram
 
     where = f"{report.classifier} {report.version}"
-    drawn: list[Figure] = []
+    drawn: list[PlotSpec] = []
 
-    def add(key: str, title: str, alt: str, svg: str) -> None:
-        drawn.append(Figure(key, title, alt, svg))
+    def add(key: str, title: str, alt: str, draw: Callable[[], str]) -> None:
+        drawn.append(PlotSpec(key, title, alt, draw))
 
     if report.per_label:
         alt = f"Precision, recall and F1 per label of {where}."
-        add("per_label", "Precision, recall and F1 per label", alt, per_label_bars(report.per_label, alt))
+        add(
+            "per_label",
+            "Precision, recall and F1 per label",
+            alt,
+            functools.partial(per_label_bars, report.per_label, alt),
+        )
     confusion = report.confusion
     if confusion is not None and confusion.get("type") == "multi_class":
         labels, matrix = confusion["labels"], confusion["confusion_matrix"]
         alt = f"{where}: {confusion_summary(labels, matrix)}"
-        add("confusion", "Confusion matrix", alt, confusion_heatmap(labels, matrix, alt))
+        add("confusion", "Confusion matrix", alt, functools.partial(confusion_heatmap, labels, matrix, alt))
     predictions = report.predictions
     if predictions is not None and len(predictions):
         scores, outcomes = predictions.calibration_pairs()
@@ -358,7 +382,7 @@ def version_figures(report: VersionReport) -> list[Figure]:
             "reliability",
             "Reliability: scores against the share right",
             alt,
-            reliability_diagram(scores, outcomes, alt=alt),
+            functools.partial(reliability_diagram, scores, outcomes, alt=alt),
         )
         right = predictions.correct()
         alt = (
@@ -369,7 +393,7 @@ def version_figures(report: VersionReport) -> list[Figure]:
             "scores",
             "Best scores, right and wrong",
             alt,
-            score_histogram(predictions.best_scores(), right, alt=alt),
+            functools.partial(score_histogram, predictions.best_scores(), right, alt=alt),
         )
     if report.iterations:
         promoted = sum(p.promoted for p in report.iterations)
@@ -381,7 +405,7 @@ def version_figures(report: VersionReport) -> list[Figure]:
             "iterations",
             f"{report.iteration_metric} over the loop's iterations",
             alt,
-            metric_over_iterations(report.iterations, report.iteration_metric, alt),
+            functools.partial(metric_over_iterations, report.iterations, report.iteration_metric, alt),
         )
     return drawn
 

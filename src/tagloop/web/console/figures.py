@@ -1,11 +1,11 @@
 """Plots as image URLs: every plot a console page shows is an ``<img>`` of a ``.svg`` route,
 so the same URL can be embedded elsewhere (a wiki, a ticket) by anyone signed in.
 
-A version's plots come from :data:`VERSION_PLOTS`: name → (alt text, drawing function of the
-version's figures). The version report's plots (confusion heatmap, reliability diagram,
-score histogram, per-label bars; issue 16, helper ``report``) plug in here at merge; until
-then a version page shows the stored figures as tables, and :data:`VERSION_PLOTS` holds the
-plots that need nothing more than the stored summary.
+A version's plots: :data:`VERSION_PLOTS` (name → alt text and drawing function of the
+version's stored summary) and the version report's (:data:`REPORT_PLOTS`: per-label bars,
+confusion heatmap, reliability diagram, score histogram, the metric over iterations; drawn by
+``services.reports.version_plots`` from the scored test documents). The iterations page's plot
+is :data:`ITERATION_PLOTS`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from tagloop.plots.iterations import IterationPoint
 from tagloop.plots.labels import label_counts
 from tagloop.web.security import PAGE_HEADERS
 
@@ -65,5 +66,44 @@ class IterationPlot:
     """The SVG, from the classifier's name and its iterations (newest first)."""
 
 
-ITERATION_PLOTS: dict[str, IterationPlot] = {}
-"""The metric over iterations with promoted points (helper ``report``'s plot) plugs in here."""
+REPORT_PLOTS = ("per_label", "confusion", "reliability", "scores", "iterations")
+"""The keys of ``services.reports.version_plots``."""
+
+
+def _iteration_alt(classifier: str) -> str:
+    return (
+        f"The promotion metric of champion and challenger over the iterations of {classifier}, "
+        "promotions marked"
+    )
+
+
+def _iteration_points(iterations: list[dict[str, Any]]) -> tuple[list[IterationPoint], str]:
+    """The decided iterations, oldest first, on the newest one's rule metric."""
+    decided = [found for found in reversed(iterations) if found.get("decision")]
+    metric = (
+        next(
+            ((found.get("rule") or {}).get("metric") for found in reversed(decided) if found.get("rule")),
+            None,
+        )
+        or "F1Score"
+    )
+    points = [
+        IterationPoint(
+            found["name"],
+            ((found["metrics"] or {}).get("champion") or {}).get(metric),
+            ((found["metrics"] or {}).get("challenger") or {}).get(metric),
+            found["decision"] == "promoted",
+        )
+        for found in decided
+    ]
+    return points, metric
+
+
+def _draw_iterations(classifier: str, iterations: list[dict[str, Any]]) -> str:
+    from tagloop.plots.iterations import metric_over_iterations
+
+    points, metric = _iteration_points(iterations)
+    return metric_over_iterations(points, metric, _iteration_alt(classifier))
+
+
+ITERATION_PLOTS: dict[str, IterationPlot] = {"metric": IterationPlot(_iteration_alt, _draw_iterations)}

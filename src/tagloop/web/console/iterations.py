@@ -50,7 +50,9 @@ async def iterations_page(request: Request, classifier: str, session: ViewerSess
         classifier=classifier,
         iterations=[with_figures(found) for found in iterations],
         promotions=history,
-        plots=[(name, plot.alt(classifier)) for name, plot in ITERATION_PLOTS.items()],
+        plots=[(name, plot.alt(classifier)) for name, plot in ITERATION_PLOTS.items()]
+        if any(found.get("decision") for found in iterations)
+        else [],
     )
 
 
@@ -62,4 +64,6 @@ async def iterations_plot(request: Request, classifier: str, name: str, session:
     check_name("classifier", classifier)
     tagloop = tagloop_of(request)
     iterations = await run_in_threadpool(tagloop.iterations.list, classifier, LISTED)
+    if not any(found.get("decision") for found in iterations):
+        raise NotFound(f"classifier {classifier!r} has no decided iteration to plot yet")
     return svg_response(await run_in_threadpool(plot.draw, classifier, iterations))

@@ -16,8 +16,9 @@ from tagloop.domain.metrics import PER_LABEL_NAMES
 from tagloop.domain.names import check_name
 from tagloop.errors import InvalidRequest, NotFound
 from tagloop.services.overview import TestDocument
+from tagloop.services.reports import version_plots
 from tagloop.web.console.common import ViewerSession
-from tagloop.web.console.figures import VERSION_PLOTS, svg_response
+from tagloop.web.console.figures import REPORT_PLOTS, VERSION_PLOTS, svg_response
 from tagloop.web.render import page
 from tagloop.web.security import tagloop_of
 
@@ -106,7 +107,10 @@ async def version_page(
         misclassified = sorted(
             (doc for doc in documents if set(doc.actual) != set(doc.predicted)), key=lambda doc: -doc.score
         )
-    plots = [plot for plot in VERSION_PLOTS.values() if plot.shown(found)]
+    plots = [(plot.name, plot.alt(found)) for plot in VERSION_PLOTS.values() if plot.shown(found)]
+    if found["status"] == "TRAINED":  # the report's plots: listed now, each drawn by its URL
+        report = await run_in_threadpool(tagloop_of(request).reports.version_report, classifier, version)
+        plots += [(spec.key, spec.alt) for spec in version_plots(report)]
     return await page(
         request,
         "console/version.html",
@@ -121,7 +125,7 @@ async def version_page(
         heatmap=heatmap(found["confusion_matrix"]),
         misclassified=misclassified[:LISTED],
         misclassified_count=len(misclassified),
-        plots=[(plot.name, plot.alt(found)) for plot in plots],
+        plots=plots,
     )
 
 
@@ -188,10 +192,16 @@ async def cell_page(
 async def version_plot(
     request: Request, classifier: str, version: str, name: str, session: ViewerSession
 ) -> Response:
-    plot = VERSION_PLOTS.get(name)
-    if plot is None:
-        raise NotFound(f"no plot {name[:40]!r}: one of {', '.join(VERSION_PLOTS)}")
     found = await _version(request, classifier, version)
-    if not plot.shown(found):
-        raise NotFound(f"version {version} of {classifier!r} has no figures for the plot {name!r}")
-    return svg_response(await run_in_threadpool(plot.draw, found))
+    plot = VERSION_PLOTS.get(name)
+    if plot is not None:
+        if not plot.shown(found):
+            raise NotFound(f"version {version} of {classifier!r} has no figures for the plot {name!r}")
+        return svg_response(await run_in_threadpool(plot.draw, found))
+    if name in REPORT_PLOTS and found["status"] == "TRAINED":
+        report = await run_in_threadpool(tagloop_of(request).reports.version_report, classifier, version)
+        for spec in version_plots(report):
+            if spec.key == name:
+                return svg_response(await run_in_threadpool(spec.draw))
+    known = ", ".join([*VERSION_PLOTS, *REPORT_PLOTS])
+    raise NotFound(f"version {version} of {classifier!r} has no plot {name[:40]!r} (plots: {known})")
