@@ -90,8 +90,15 @@ def test_classifier_and_version_pages_show_the_stored_figures_and_plots(browser,
         drawn = client.get(f"/console/classifiers/desk/versions/v2/plots/{name}.svg")
         assert drawn.status_code == 200 and drawn.headers["content-type"].startswith("image/svg+xml")
         assert ET.fromstring(drawn.text).find(f"{SVG}title").text == shown[name].replace("&#39;", "'")
-    assert client.get("/console/classifiers/desk/iterations/plots/metric.svg").status_code == 404
+    assert client.get("/console/classifiers/desk/iterations/plots/metric.svg").status_code == 404  # none yet
     assert browser().get(src, follow_redirects=False).status_code == 303  # not signed in: to the login page
+    tagloop = desk
+    decided = tagloop.iterations.run("desk")  # a turn of the loop: the promotion metric gets a point
+    page = client.get("/console/classifiers/desk/iterations").text
+    (src, alt) = re.search(r'<img src="([^"]+/iterations/plots/metric\.svg)" alt="([^"]+)"', page).groups()
+    drawn = client.get(src)
+    assert drawn.status_code == 200
+    assert decided["iteration"] in "".join(ET.fromstring(drawn.text).itertext())
 
 
 def test_a_reviewer_cannot_open_admin_pages_nor_promote_but_an_admin_promotes_and_rolls_back(browser, desk):

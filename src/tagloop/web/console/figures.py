@@ -89,7 +89,7 @@ def _iteration_points(iterations: list[dict[str, Any]]) -> tuple[list[IterationP
     )
     points = [
         IterationPoint(
-            found["name"],
+            found["iteration"],
             ((found["metrics"] or {}).get("champion") or {}).get(metric),
             ((found["metrics"] or {}).get("challenger") or {}).get(metric),
             found["decision"] == "promoted",
