@@ -133,7 +133,7 @@ class Tagloop:
         )
         # the learning loop: champions, promotion, iterations (services/loops.py, iterations.py)
         self.loops = LoopService(self.database, self.models)
-        self.overview = Overview(self.database, self.models)  # the console's read model
+        self.overview = Overview(self.database, self.reports)  # the console's read model
         self.iterations = IterationService(self.database, self.training, self.models, self.queue)
         # the loop's periodic work in serve and worker (TAGLOOP_LOOP_TICK_SECONDS); parts are added here
         self.ticker = LoopTicker(

@@ -17,12 +17,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tagloop.domain.records import Split, VersionStatus
+from tagloop.domain.records import Mode, VersionStatus
 from tagloop.errors import NotFound, ResourceUnavailable
-from tagloop.recipes.base import predict
 from tagloop.services.catalog import version_summary
 from tagloop.services.loops import PROMOTED_EVENT
-from tagloop.services.model_cache import ModelCache
+from tagloop.services.reports import ReportService
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, DocumentRepository, ModelVersionRepository
 from tagloop.storage.tables import (
@@ -116,9 +115,9 @@ class TestDocument:
 
 
 class Overview:
-    def __init__(self, database: Database, models: ModelCache) -> None:
+    def __init__(self, database: Database, reports: ReportService) -> None:
         self.database = database
-        self.models = models
+        self.reports = reports
         self._predicted: OrderedDict[tuple[int, str | None], list[TestDocument]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -261,8 +260,9 @@ class Overview:
 
     # ---- a version's test documents -----------------------------------------------------
     def test_documents(self, classifier: str, version: str) -> list[TestDocument]:
-        """The version's test documents with its model's decisions, predicted on first use
-        (the stored confusion matrix counts them; this names them)."""
+        """The version's test documents with its model's decisions, as evaluation stored them
+        (``services/reports.py``: scored once, kept beside the model); the stored confusion
+        matrix counts them, this names them."""
         with self.database.reading() as session:
             classifier_row = ClassifierRepository(session).get(classifier)
             row = ModelVersionRepository(session).find(classifier_row.id, version)
@@ -275,23 +275,25 @@ class Overview:
                 if key in self._predicted:
                     self._predicted.move_to_end(key)
                     return self._predicted[key]
-            model = self.models.get(row)
-            labels = list(row.labels)
-            documents = DocumentRepository(session)
-            gold = documents.labels(row.test_dataset_id, Split.TEST)
-            texts = list(documents.texts(row.test_dataset_id, Split.TEST))
-        found: list[TestDocument] = []
-        for scores, picks in predict(model, texts):
-            for doc_scores, doc in zip(scores, picks, strict=True):
-                offset = len(found)
-                found.append(
-                    TestDocument(
-                        texts[offset],
-                        tuple(gold[offset][1]),
-                        tuple(labels[i] for i in doc),
-                        float(doc_scores.max()) if len(doc_scores) else 0.0,
-                    )
-                )
+            mode = Mode(classifier_row.mode)
+            session.expunge(row)
+        notes: list[str] = []
+        scored = self.reports.test_predictions(row, mode, notes)
+        if scored is None:
+            raise ResourceUnavailable(f"version {version} of {classifier!r}: {'; '.join(notes)}")
+        ids = [int(id_) for id_ in scored.document_ids]
+        with self.database.reading() as session:
+            texts = DocumentRepository(session).texts_by_id(ids)
+        labels = scored.labels
+        found = [
+            TestDocument(
+                texts.get(id_, ""),
+                tuple(labels[i] for i in scored.gold[n]),
+                tuple(labels[i] for i in scored.predicted[n]),
+                float(scored.top_scores[n, 0]) if scored.top_scores.shape[1] else 0.0,
+            )
+            for n, id_ in enumerate(ids)
+        ]
         with self._lock:
             self._predicted[key] = found
             while len(self._predicted) > PREDICTED_VERSIONS:
