@@ -195,4 +195,5 @@ class Tagloop:
         self.queue.shutdown()
         self.review_tasks.close()
         self.prediction_log.close()
+        self.notify.close()
         self.database.dispose()

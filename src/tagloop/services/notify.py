@@ -101,6 +101,9 @@ class ChannelService:
         self._counts_at: float | None = None
         self._counts_lock = threading.Lock()
 
+    def close(self) -> None:
+        self.webhooks.close()
+
     # ---- channels ----------------------------------------------------------------------
     def add(
         self,

@@ -8,6 +8,7 @@ the delivery log are ``services/notify.py``'s. Nothing here raises for a receive
 from __future__ import annotations
 
 import json
+import logging
 import smtplib
 import ssl
 import time
@@ -49,6 +50,19 @@ class WebhookSender:
 
     def __init__(self, timeout_seconds: float) -> None:
         self.timeout = httpx.Timeout(timeout_seconds)
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """One client per process (thread-safe; building one loads the CA bundle, ~0.1 s).
+        trust_env off: no .netrc credentials or proxy variables applied to a receiver's host."""
+        if self._client is None:
+            self._client = httpx.Client(follow_redirects=False, timeout=self.timeout, trust_env=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
     def send(self, url: str, secret: str | None, document: dict[str, Any], delivery_id: int) -> Outcome:
         body = webhook_body(document)
@@ -63,11 +77,7 @@ class WebhookSender:
         if secret:
             headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
         try:
-            # trust_env off: no .netrc credentials or proxy variables applied to a receiver's host
-            with (
-                httpx.Client(follow_redirects=False, timeout=self.timeout, trust_env=False) as client,
-                client.stream("POST", url, content=body, headers=headers) as response,
-            ):
+            with self.client.stream("POST", url, content=body, headers=headers) as response:
                 answer = b""
                 for chunk in response.iter_bytes():
                     answer += chunk
@@ -152,7 +162,7 @@ class AppriseSender:
         notifier = apprise.Apprise()
         if not notifier.add(url):
             return Outcome(False, None, "apprise does not recognise this URL")
-        with apprise.LogCapture(level="WARNING") as captured:
+        with apprise.LogCapture(level=logging.WARNING) as captured:
             ok = notifier.notify(body=message.text, title=message.title)
             logged = captured.getvalue() if hasattr(captured, "getvalue") else ""
         if ok:
