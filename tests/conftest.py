@@ -266,7 +266,7 @@ class _Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
@@ -294,6 +294,12 @@ class _Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def make_receiver() -> Callable[[], _Receiver]:
+    """``make_receiver()``: a new receiver (the caller closes it), for wider-scoped fixtures."""
+    return _Receiver
 
 
 @pytest.fixture
