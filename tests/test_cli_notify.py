@@ -35,10 +35,8 @@ def run(data_dir: Path, *args: str, stdin: str | None = None) -> tuple[int, str,
 def test_notify_commands(tmp_path, webhook_receiver):
     data = tmp_path / "data"
     secret = "a-secret-from-stdin-0123"
-    code, out, err = run(
-        data, "notify", "add", "webhook", "team", webhook_receiver.url, "--event", "drift.*", "--secret-stdin",
-        "--json", stdin=secret + "\n",
-    )  # fmt: skip
+    adding = ["notify", "add", "webhook", "team", webhook_receiver.url, "--event", "drift.*"]
+    code, out, err = run(data, *adding, "--secret-stdin", "--json", stdin=secret + "\n")
     assert code == 0, err
     added = json.loads(out)
     assert (added["name"], added["events"], added["secret"]) == ("team", ["drift.*"], secret)

@@ -204,9 +204,14 @@ def _figure(value: Any) -> str:
 def _metric_line(metrics: dict[str, Any] | None) -> str:
     metrics = metrics or {}
     parts = [f"accuracy {_figure(metrics.get('Accuracy'))}", f"F1 {_figure(metrics.get('F1Score'))} (macro)"]
-    if "MicroF1Score" in metrics:
+    micro, accuracy = metrics.get("MicroF1Score"), metrics.get("Accuracy")
+    if isinstance(micro, float) and not (isinstance(accuracy, float) and abs(micro - accuracy) < 1e-9):
         parts.append(f"micro F1 {_figure(metrics.get('MicroF1Score'))}")
     return ", ".join(parts)
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f} s" if isinstance(value, int | float) else "- s"
 
 
 def _documents(documents: Any) -> str:
@@ -240,7 +245,7 @@ def render(
         lines.append(_worst_line(get("worst_labels")) or "")
         lines.append(
             f"Data: {_documents(get('documents'))}, {len(get('labels') or [])} labels; "
-            f"trained in {_figure(get('train_seconds'))} s."
+            f"trained in {_seconds(get('train_seconds'))}."
         )
         lines.append(f"Next: tagloop endpoints create NAME --classifier {classifier} --version {version}")
     elif kind == "training.failed":
@@ -266,7 +271,9 @@ def render(
     elif kind == "version.promoted":
         title = f"Promoted: {classifier} version {get('to')} is the champion"
         lines.append(
-            f"Classifier {classifier}: version {get('to')} replaces {get('from') or 'none'} as champion."
+            f"Classifier {classifier}: version {get('to')} replaces version {get('from')} as champion."
+            if get("from")
+            else f"Classifier {classifier}: version {get('to')} is its first champion."
         )
         lines.append(f"Reason: {get('reason') or '-'}")
         moved = get("endpoints") or []

@@ -282,6 +282,7 @@ class ChannelService:
         """New events to deliveries, then due deliveries sent (safe in several processes)."""
         self.collect()
         self.send_due()
+        self._refresh_counts()  # /metrics reads this snapshot
 
     def collect(self) -> int:
         """Turn the events after each enabled channel's cursor into its pending deliveries."""

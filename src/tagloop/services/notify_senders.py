@@ -7,6 +7,7 @@ the delivery log are ``services/notify.py``'s. Nothing here raises for a receive
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import smtplib
@@ -142,12 +143,10 @@ class EmailSender:
         return Outcome(True, 250)
 
 
-def apprise_available() -> bool:
-    try:
-        import apprise  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _apprise() -> Any:
+    """The optional apprise package (extra ``tagloop[apprise]``), imported by name: the
+    runtime dependencies do not install it, and nothing else needs it."""
+    return importlib.import_module("apprise")
 
 
 class AppriseSender:
@@ -156,7 +155,7 @@ class AppriseSender:
 
     def send(self, url: str, message: Message) -> Outcome:
         try:
-            import apprise
+            apprise = _apprise()
         except ImportError:
             return Outcome(False, None, "apprise is not installed: pip install 'tagloop[apprise]'")
         notifier = apprise.Apprise()
@@ -173,7 +172,7 @@ class AppriseSender:
 def check_apprise_url(url: str) -> None:
     """Refuse a URL apprise cannot use (or apprise missing), when the channel is added."""
     try:
-        import apprise
+        apprise = _apprise()
     except ImportError as exc:
         raise ConfigurationError(
             "apprise channels need the apprise package: pip install 'tagloop[apprise]'"
