@@ -175,3 +175,22 @@ def test_every_kind_renders_even_with_missing_fields():
         {"job_id": "j1", "classifier": "desk", "version": "2", "documents": 1200, "errors": 0},
     )
     assert "classified 1,200 documents (0 errors)" in batch.text
+
+
+def test_micro_f1_is_shown_only_when_it_tells_something_and_promotions_name_both_versions():
+    multi_class = render(
+        "endpoint.deployed", {"metrics": {"Accuracy": 0.8, "F1Score": 0.7, "MicroF1Score": 0.8}}
+    )
+    assert "micro F1" not in multi_class.text  # equals accuracy for one label per document
+    multi_label = render(
+        "endpoint.deployed", {"metrics": {"Accuracy": 0.5, "F1Score": 0.7, "MicroF1Score": 0.75}}
+    )
+    assert "micro F1 0.750" in multi_label.text
+    first = render(
+        "version.promoted", {"classifier": "desk", "to": "v1", "reason": "first following endpoint"}
+    )
+    assert "version v1 is its first champion" in first.text
+    later = render(
+        "version.promoted", {"classifier": "desk", "from": "v1", "to": "v2", "endpoints": ["desk-ep"]}
+    )
+    assert "version v2 replaces version v1 as champion" in later.text and "desk-ep" in later.text

@@ -5,9 +5,10 @@ real SMTP server (aiosmtpd); the delivery log's retries, backoff, claims and cur
 from __future__ import annotations
 
 import email
+import email.policy
 import json
 from datetime import timedelta
-from email.message import Message as MailMessage
+from email.message import EmailMessage as MailMessage
 from typing import Any
 
 import pytest
@@ -118,9 +119,9 @@ def test_backoff_doubles_then_the_delivery_fails_and_can_be_retried(make_tagloop
     assert state()[:2] == ("delivered", 1)
 
 
-def test_a_delivery_is_claimed_by_one_process_at_a_time(make_tagloop):
-    first = make_tagloop()
-    second = make_tagloop()  # another process on the same database
+def test_a_delivery_is_claimed_by_one_process_at_a_time(make_tagloop, database_url):
+    first = make_tagloop(database_url=database_url)
+    second = make_tagloop(database_url=database_url)  # another process on the same database
     first.notify.add("ops", "webhook", "http://127.0.0.1:9/never")
     record(first, "iteration.failed", {"classifier": "desk", "iteration": "i1", "message": "boom"})
     assert first.notify.collect() == 1
@@ -131,15 +132,18 @@ def test_a_delivery_is_claimed_by_one_process_at_a_time(make_tagloop):
         assert DeliveryRepository(session).claim(delivery_id, now, 120) is not None
     with second.database.transaction() as session:
         assert DeliveryRepository(session).due_ids(now, 10) == []
+        assert (
+            DeliveryRepository(session).settle(delivery_id, 2, status="delivered") is False
+        )  # not its claim
         assert DeliveryRepository(session).claim(delivery_id, now, 120) is None
         later = now + timedelta(seconds=121)  # the first process died while sending: lease over
         assert DeliveryRepository(session).claim(delivery_id, later, 120) is not None
 
 
 def test_channels_hear_their_kinds_and_classifier_and_only_what_happens_after_them(
-    make_tagloop, tickets_csv, webhook_receiver
+    make_tagloop, database_url, tickets_csv, webhook_receiver
 ):
-    tagloop = make_tagloop()
+    tagloop = make_tagloop(database_url=database_url)
     record(tagloop, "drift.detected", {"endpoint": "old"})  # before any channel: never sent
     tagloop.training.train(TrainRequest(classifier="desk", data=str(tickets_csv)))
     tagloop.notify.add("everything", "webhook", webhook_receiver.url)
@@ -294,12 +298,12 @@ def test_an_email_arrives_at_a_real_smtp_server_with_the_figures(make_tagloop, t
     assert handler.logins == [(b"tagloop", b"smtp-password")]
     [(recipients, raw)] = handler.messages
     assert recipients == ["ops@example.com", "lead@example.com"]
-    mail: MailMessage = email.message_from_bytes(raw)
+    mail: MailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # headers unfolded
     version = trained["version"]
     accuracy = f"{trained['metrics']['Accuracy']:.3f}"
     assert mail["Subject"].startswith(f"[tagloop] Training done: desk version {version} (accuracy {accuracy}")
     assert mail["From"] == "tagloop@ml.example.com" and mail["X-Tagloop-Event"] == "training.completed"
-    text = mail.get_payload(decode=True).decode("utf-8")
+    text = mail.get_content()
     assert f"Classifier desk: version {version} is TRAINED." in text
     assert "Weakest labels: " in text
     arn = f"arn:aws:comprehend:us-east-1:123456789012:document-classifier/desk/version/{version}"

@@ -7,6 +7,7 @@ the delivery log are ``services/notify.py``'s. Nothing here raises for a receive
 
 from __future__ import annotations
 
+import email.policy
 import importlib
 import json
 import logging
@@ -25,6 +26,9 @@ from tagloop.domain.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER, Mes
 from tagloop.errors import ConfigurationError, InvalidRequest
 from tagloop.settings import Settings
 
+# headers unfolded up to RFC 5322's 998 characters (titles are at most 300): the default 78
+# folds a subject anywhere, even right after "Subject:", which clients then show with a space
+MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 RESPONSE_BYTES = 2048  # of a receiver's answer kept in the delivery log (never more is read)
 ERROR_CHARS = 500
 
@@ -105,14 +109,16 @@ class EmailSender:
         s = self.settings
         if not s.smtp_host:
             return Outcome(False, None, "no SMTP server: set TAGLOOP_SMTP_HOST (and port, credentials)")
-        mail = EmailMessage()
+        mail = EmailMessage(policy=MAIL_POLICY)
         mail["Subject"] = "[tagloop] " + " ".join(message.title.split())
         mail["From"] = s.smtp_from
         mail["To"] = ", ".join(addresses)
         mail["Message-ID"] = make_msgid(domain=s.smtp_from.rpartition("@")[2] or None)
         for name, value in headers.items():
             mail[name] = value
-        mail.set_content(message.text + "\n\n-- \nSent by tagloop. Channels: tagloop notify list\n")
+        body = message.text + "\n\n-- \nSent by tagloop. Channels: tagloop notify list\n"
+        # labels may be any text: non-ASCII bodies quoted-printable (no 8BITMIME needed)
+        mail.set_content(body, cte="7bit" if body.isascii() else "quoted-printable")
         try:
             context = ssl.create_default_context()
             smtp: smtplib.SMTP

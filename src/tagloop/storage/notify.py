@@ -87,8 +87,9 @@ class DeliveryRepository:
             insert(DeliveryRow)
             .values(values)
             .on_conflict_do_nothing(index_elements=["channel_id", "event_id"])
+            .returning(DeliveryRow.id)  # the inserted ones (a multi-row rowcount is not portable)
         )
-        return rowcount(self.session.execute(statement))
+        return len(self.session.execute(statement).all())
 
     def add(self, **values: Any) -> DeliveryRow:
         row = DeliveryRow(**values)
