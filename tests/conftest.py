@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -248,3 +249,63 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+# ---- notifications (issue 15, notify): a real local HTTP receiver for webhooks ----------------
+class _Receiver:
+    """A loopback HTTP server that records every request (headers, raw body) and answers with
+    the statuses of ``answers`` in turn (then 200); ``redirect_to`` answers 302 instead."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict[str, Any]] = []
+        self.answers: list[int] = []
+        self.answer_body = b"ok"
+        self.redirect_to: str | None = None
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if receiver.redirect_to is not None:
+                    self.send_response(302)
+                    self.send_header("Location", receiver.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(receiver.answer_body)))
+                self.end_headers()
+                self.wfile.write(receiver.answer_body)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True  # closing never waits for a client's idle connection
+        self.server.block_on_close = False
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def make_receiver() -> Callable[[], _Receiver]:
+    """``make_receiver()``: a new receiver (the caller closes it), for wider-scoped fixtures."""
+    return _Receiver
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[_Receiver]:
+    receiver = _Receiver()
+    yield receiver
+    receiver.close()

@@ -24,6 +24,7 @@ from tagloop.services.loop_ticker import LoopTicker
 from tagloop.services.loops import LoopService
 from tagloop.services.model_cache import ModelCache
 from tagloop.services.monitoring import MonitoringService
+from tagloop.services.notify import ChannelService
 from tagloop.services.overview import Overview
 from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
@@ -80,9 +81,10 @@ class Tagloop:
         self.endpoints = EndpointService(
             self.database, self.models, self.queue, self.settings.endpoint_refresh_seconds
         )
-        self.keys = KeyService(
-            self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
-        )
+        box = SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
+        self.keys = KeyService(self.database, box)
+        # notification channels and their delivery log; the ticker part below sends (issue 15)
+        self.notify = ChannelService(self.database, self.settings, box)
         self.prediction_log = PredictionLog(
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text
         )
@@ -143,6 +145,7 @@ class Tagloop:
                 self.review_fill.tick,  # review queues refilled with active-learning picks
                 self.monitoring.tick,  # drift figures and events
                 self.human_loops.tick,  # A2I output.json files whose write failed
+                self.notify.tick,  # events to notification deliveries; due ones sent, retried
             ],
             self.settings.loop_tick_seconds,
         )
@@ -201,4 +204,5 @@ class Tagloop:
         self.queue.shutdown()
         self.review_tasks.close()
         self.prediction_log.close()
+        self.notify.close()
         self.database.dispose()

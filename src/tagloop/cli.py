@@ -2434,6 +2434,219 @@ def _text_report(found: Any) -> None:
         _print_table(table)
 
 
+# ---- notifications (issue 15, notify) ----------------------------------------------------------
+notify_app = typer.Typer(
+    help="Notifications: webhooks, e-mail and apprise channels; the delivery log.", no_args_is_help=True
+)
+app.add_typer(notify_app, name="notify")
+notify_add_app = typer.Typer(help="Add a channel: webhook, email or apprise.", no_args_is_help=True)
+notify_app.add_typer(notify_add_app, name="add")
+CHANNEL_COLUMNS = ("name", "kind", "target", "events", "classifier", "enabled", "last")
+DELIVERY_COLUMNS = (
+    "id",
+    "channel",
+    "kind",
+    "status",
+    "attempts",
+    "response_status",
+    "next_attempt_at",
+    "error",
+    "title",
+)
+EventOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--event",
+        help="An event kind it hears (repeatable; default: all), e.g. training.completed or training.*.",
+    ),
+]
+ChannelClassifierOption = Annotated[
+    str | None, typer.Option("--classifier", help="Only the events of this classifier.")
+]
+
+
+def _channel_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    shown = []
+    for row in rows:
+        last = row.get("last_delivery")
+        shown.append(
+            row
+            | {
+                "events": ",".join(row["events"]),
+                "last": f"{last['status']} {last['created_at'][:19]}" if last else None,
+            }
+        )
+    return shown
+
+
+def _add_channel(
+    kind: str,
+    name: str,
+    target: str,
+    events: list[str] | None,
+    classifier: str | None,
+    as_json: bool,
+    secret: str | None = None,
+) -> None:
+    result = _guard(
+        lambda: _with_tagloop(lambda t: t.notify.add(name, kind, target, events or [], classifier, secret))
+    )
+    if as_json:
+        _emit_json(result)
+        return
+    _print_rows(_channel_rows([result]), CHANNEL_COLUMNS[:-1])
+    if "secret" in result:
+        stdout.print(f"signing secret: {result['secret']}", markup=False, highlight=False)
+        stderr.print(
+            "the secret is shown only now: the receiver checks X-Tagloop-Signature with it "
+            "(README: Notifications)"
+        )
+
+
+@notify_add_app.command("webhook")
+def notify_add_webhook(
+    name: Annotated[str, typer.Argument(help="Channel name: letters, digits, hyphens (1-63).")],
+    url: Annotated[str, typer.Argument(help="http(s) URL the JSON body is POSTed to.")],
+    events: EventOption = None,
+    classifier: ChannelClassifierOption = None,
+    secret_stdin: Annotated[
+        bool, typer.Option("--secret-stdin", help="Read the signing secret from stdin (default: generated).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """A webhook: each event is POSTed as JSON, signed with HMAC-SHA256 (header
+    X-Tagloop-Signature: sha256=HMAC(secret, "<X-Tagloop-Timestamp>.<body>"))."""
+    secret = sys.stdin.readline().strip() if secret_stdin else None
+    _add_channel("webhook", name, url, events, classifier, as_json, secret)
+
+
+@notify_add_app.command("email")
+def notify_add_email(
+    name: Annotated[str, typer.Argument(help="Channel name: letters, digits, hyphens (1-63).")],
+    addresses: Annotated[str, typer.Argument(help="Comma-separated addresses.")],
+    events: EventOption = None,
+    classifier: ChannelClassifierOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """E-mail through TAGLOOP_SMTP_HOST (port, STARTTLS/SSL, user, password: settings)."""
+    _add_channel("email", name, addresses, events, classifier, as_json)
+
+
+@notify_add_app.command("apprise")
+def notify_add_apprise(
+    name: Annotated[str, typer.Argument(help="Channel name: letters, digits, hyphens (1-63).")],
+    url: Annotated[str, typer.Argument(help="An apprise URL, e.g. tgram://TOKEN/CHAT or slack://T/B/C.")],
+    events: EventOption = None,
+    classifier: ChannelClassifierOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Any service apprise reaches (needs `pip install 'tagloop[apprise]'`); the URL, which
+    holds its credentials, is stored encrypted."""
+    _add_channel("apprise", name, url, events, classifier, as_json)
+
+
+@notify_app.command("list")
+def notify_list(as_json: JsonOption = False) -> None:
+    """Channels, what they hear, and their last delivery."""
+    result = _guard(lambda: _with_tagloop(lambda t: t.notify.list()))
+    if as_json:
+        _emit_json(result)
+        return
+    if not result:
+        stderr.print("no channels yet: tagloop notify add webhook NAME URL (or email, apprise)")
+        return
+    _print_rows(_channel_rows(result), CHANNEL_COLUMNS)
+
+
+@notify_app.command("remove")
+def notify_remove(
+    name: Annotated[str, typer.Argument(help="Channel name.")], as_json: JsonOption = False
+) -> None:
+    """Remove a channel and its delivery log."""
+    _run_and_print(lambda t: t.notify.remove(name), as_json, ("name", "kind", "target", "removed"))
+
+
+@notify_app.command("enable")
+def notify_enable(
+    name: Annotated[str, typer.Argument(help="Channel name.")], as_json: JsonOption = False
+) -> None:
+    """Resume a paused channel (it hears the events from now on)."""
+    _run_and_print(lambda t: t.notify.set_enabled(name, True), as_json, CHANNEL_COLUMNS[:-1])
+
+
+@notify_app.command("disable")
+def notify_disable(
+    name: Annotated[str, typer.Argument(help="Channel name.")], as_json: JsonOption = False
+) -> None:
+    """Pause a channel (events meanwhile are not sent to it)."""
+    _run_and_print(lambda t: t.notify.set_enabled(name, False), as_json, CHANNEL_COLUMNS[:-1])
+
+
+@notify_app.command("test")
+def notify_test(
+    name: Annotated[str, typer.Argument(help="Channel name.")], as_json: JsonOption = False
+) -> None:
+    """Send a test message now (one attempt); exit status 1 with the receiver's answer if it failed."""
+    result = _guard(lambda: _with_tagloop(lambda t: t.notify.test(name)))
+    if as_json:
+        _emit_json(result)
+    if result["status"] != "delivered":
+        stderr.print(
+            f"[red]error:[/red] test message to {name} failed: {result['error']}",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_STATUS)
+    if not as_json:
+        answer = f" (HTTP {result['response_status']})" if result["response_status"] else ""
+        stdout.print(f"test message delivered to {name}{answer}", markup=False, highlight=False)
+
+
+@notify_app.command("deliveries")
+def notify_deliveries(
+    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel's.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed deliveries.")] = False,
+    status: Annotated[
+        str | None, typer.Option(help="Only this status: pending, sending, delivered, failed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest this many.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The delivery log, newest first: status, attempts, the receiver's answer, next attempt."""
+    wanted = "failed" if failed else status
+    _run_and_print(lambda t: t.notify.deliveries(channel, wanted, limit), as_json, DELIVERY_COLUMNS)
+
+
+@notify_app.command("retry")
+def notify_retry(
+    name: Annotated[str, typer.Argument(help="Channel name.")], as_json: JsonOption = False
+) -> None:
+    """Queue a channel's failed deliveries again (sent by `serve`/`worker`, or `notify send`)."""
+    _run_and_print(lambda t: t.notify.retry(name), as_json, ("channel", "requeued"))
+
+
+@notify_app.command("send")
+def notify_send(as_json: JsonOption = False) -> None:
+    """Turn new events into deliveries and send the due ones now (what `serve` and `worker` do
+    every TAGLOOP_LOOP_TICK_SECONDS)."""
+
+    def run(tagloop: Tagloop) -> dict[str, Any]:
+        queued = tagloop.notify.collect()
+        attempts = tagloop.notify.send_due()
+        return {"queued": queued, "attempts": attempts} | {"deliveries": tagloop.notify.refresh_counts()}
+
+    result = _guard(lambda: _with_tagloop(run))
+    if as_json:
+        _emit_json(result)
+        return
+    counts = ", ".join(f"{count} {status}" for status, count in result["deliveries"].items())
+    stdout.print(
+        f"{result['queued']} deliveries queued, {result['attempts']} attempts made; log: {counts or 'empty'}",
+        markup=False,
+        highlight=False,
+    )
+
+
 def run() -> None:
     app()
 

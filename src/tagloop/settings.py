@@ -178,6 +178,47 @@ class Settings(BaseSettings):
         "and the Prometheus gauges of /metrics).",
     )
 
+    # ---- notifications (issue 15, notify): services/notify.py ----
+    notify_allowed_targets: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Webhook URL prefixes and e-mail `@domain`s a notification channel created over "
+        "`/v1` may use, comma-separated, e.g. `https://hooks.example.com/tagloop/,@example.com`; "
+        "empty: `/v1` creates none (the CLI creates any).",
+    )
+    notify_attempts: int = Field(
+        6, ge=1, le=50, description="Attempts of a notification before it is failed."
+    )
+    notify_backoff_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Wait after a notification's first failed attempt; doubled after each further one "
+        "(at most an hour). Deliveries are sent by the loop ticker (TAGLOOP_LOOP_TICK_SECONDS).",
+    )
+    notify_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Connect/read timeout of one webhook or SMTP attempt."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server of e-mail notifications; unset: no e-mail.")
+    smtp_port: int = Field(
+        587, ge=1, le=65535, description="SMTP port (587 submission, 465 with SMTP_SSL, 25)."
+    )
+    smtp_user: str | None = Field(None, description="SMTP login user; unset: no login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP login password.")
+    smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS (certificate checked)."
+    )
+    smtp_ssl: bool = Field(
+        False, description="Connect with TLS from the start (port 465) instead of STARTTLS."
+    )
+    smtp_from: str = Field("tagloop@localhost", description="Sender address of notification e-mails.")
+
+    @field_validator("notify_allowed_targets", mode="before")
+    @classmethod
+    def _split_targets(cls, value: object) -> object:
+        """``TAGLOOP_NOTIFY_ALLOWED_TARGETS`` is a comma-separated list; blanks are ignored."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("allowed_data_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:

@@ -162,3 +162,31 @@ class ServerMetrics:
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._child(self.requests, method, route, str(status)).inc()
         self._child(self.latency, route).observe(seconds)
+
+
+class DeliveryFigures(Protocol):
+    """What the delivery gauge reads when scraped (services/notify.py: a snapshot, refreshed
+    in the background; no database access on the scrape)."""
+
+    def counts(self) -> dict[str, int]: ...
+
+
+class DeliveryCounts(Collector):
+    """``tagloop_notification_deliveries{status}``: notification deliveries in the delivery log
+    by status (pending, sending, delivered, failed), every channel."""
+
+    def __init__(self, notify: DeliveryFigures) -> None:
+        self.notify = notify
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering reads nothing
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "tagloop_notification_deliveries",
+            "Notification deliveries (webhook, e-mail, apprise) in the delivery log, by status",
+            labels=["status"],
+        )
+        for status, count in sorted(self.notify.counts().items()):
+            gauge.add_metric([status], count)
+        yield gauge

@@ -73,6 +73,11 @@ class JobKind(Protocol):
         """All spawned children completed: finish the work (e.g. write a manifest); the result."""
         ...
 
+    def ended(self, session: Session, job_id: str) -> None:
+        """The job reached its final status (COMPLETED, FAILED or STOPPED), in the transaction
+        that records it: e.g. an event telling of it (``services/notify_events.py``)."""
+        ...
+
 
 class JobKindBase:
     """A job kind's hooks for when nothing else changes with its job: stopping, retrying or
@@ -93,6 +98,9 @@ class JobKindBase:
         self, payload: dict[str, Any], results: list[dict[str, Any] | None]
     ) -> dict[str, Any]:
         raise NotImplementedError(f"{self.kind} jobs have no children")
+
+    def ended(self, session: Session, job_id: str) -> None:
+        return None
 
 
 class JobQueue(Protocol):

@@ -183,6 +183,9 @@ class JobRunner:
             ended = jobs.owned(
                 job.id, self.owner, status=status.value, ended_at=utcnow(), lease_expires_at=None, **values
             )
+            kind = self.kinds.get(job.kind)
+            if ended and kind is not None:
+                kind.ended(session, job.id)
             if ended and job.parent_id is not None:
                 self._settle_parent(session, job.parent_id)
         with self._ended:
@@ -300,6 +303,9 @@ class JobRunner:
             parent.progress = 1.0
         elif kind is not None:
             kind.abandoned(dict(parent.payload), status.value, message or "")
+        if kind is not None:
+            session.flush()
+            kind.ended(session, parent.id)
 
     def execute(self, job: JobRow, local_progress: Progress | None, reraise: bool = False) -> None:
         """Run a claimed job and record how it ended.

@@ -46,6 +46,7 @@ from typing import Any
 
 import fsspec
 import orjson
+from sqlalchemy.orm import Session
 
 from tagloop.domain import comprehend
 from tagloop.domain.routing import RoutingPolicy
@@ -56,11 +57,13 @@ from tagloop.services.data_locations import DataLocations
 from tagloop.services.datasets import DAMAGED_STREAM_ERRORS, damaged_compressed_file
 from tagloop.services.endpoints import Serving
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.notify_events import record_batch
 from tagloop.services.predictions import PredictionService
 from tagloop.services.routing import Write, route_batch
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, EndpointRepository, ModelVersionRepository
+from tagloop.storage.tables import JobRow
 
 ONE_DOC_PER_LINE = "ONE_DOC_PER_LINE"
 ONE_DOC_PER_FILE = "ONE_DOC_PER_FILE"
@@ -316,6 +319,12 @@ class BatchJob(JobKindBase):
             if store.exists(path):
                 store.fs.rm(path)
         return names
+
+    def ended(self, session: Session, job_id: str) -> None:
+        """``batch.completed`` / ``batch.failed``, with the job's final status (notifications)."""
+        job = session.get(JobRow, job_id, populate_existing=True)
+        if job is not None:
+            record_batch(session, job)
 
     def abandoned(self, payload: dict[str, Any], status: str, message: str) -> None:
         """Remove the parts of a failed or stopped batch: nothing may pass for a complete output."""

@@ -36,6 +36,7 @@ from tagloop.recipes.base import TextModel
 from tagloop.services.catalog import resolve_version
 from tagloop.services.loops import ensure_loop, promote_in
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.notify_events import record_deployment
 from tagloop.storage.database import Database
 from tagloop.storage.repositories import ClassifierRepository, EndpointRepository, ModelVersionRepository
 from tagloop.storage.tables import ClassifierRow, EndpointRow, ModelVersionRow, utcnow
@@ -235,11 +236,13 @@ class EndpointService:
             row = EndpointRepository(session).find(name)
             if row is None or row.desired_version_id != version_id:
                 return {"endpoint": name, "status": "SUPERSEDED"}
+            previous_id = row.version_id
             row.version_id = version_id
             row.desired_version_id = None
             row.status = IN_SERVICE
             row.message = None
             row.updated_at = utcnow()
+            record_deployment(session, name, version_id, previous_id)  # notifications
         self._forget(name)
         return {"endpoint": name, "version": version.name, "status": IN_SERVICE}
 
@@ -257,6 +260,7 @@ class EndpointService:
                 row.status, row.message = IN_SERVICE, f"updating to version {version.name} failed: {reason}"
             row.desired_version_id = None
             row.updated_at = utcnow()
+            record_deployment(session, name, version_id, row.version_id, failed=row.message)
 
     def delete(self, name: str) -> None:
         with self.database.transaction() as session:

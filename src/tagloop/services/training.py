@@ -49,6 +49,7 @@ from tagloop.recipes.base import Progress, predict
 from tagloop.recipes.registry import RECIPES
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
+from tagloop.services.notify_events import record_training
 from tagloop.settings import Settings
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
@@ -637,6 +638,8 @@ class TrainJob(JobKindBase):
                 message=message,
                 ended_at=utcnow(),
             )
+            if status == JobStatus.FAILED.value:  # the job gave up: its last word on the version
+                record_training(session, int(payload["version_id"]), message)
 
     # ---- training a version ------------------------------------------------------------
     def train(
@@ -660,11 +663,12 @@ class TrainJob(JobKindBase):
                 ModelVersionRepository(session).set_status(
                     version_id, VersionStatus.TRAINED.value, **recorded, ended_at=utcnow()
                 )
+                record_training(session, version_id)  # notifications: with the status it tells of
         except Stopped:
             self._end(version_id, VersionStatus.STOPPED, "training stopped on request")
             raise
-        except TagloopError as exc:
-            self._end(version_id, VersionStatus.IN_ERROR, exc.message)
+        except TagloopError as exc:  # final: the runner does not retry it
+            self._end(version_id, VersionStatus.IN_ERROR, exc.message, notify=True)
             raise
         except Exception as exc:
             self._end(version_id, VersionStatus.IN_ERROR, f"internal error: {type(exc).__name__}: {exc}")
@@ -703,8 +707,12 @@ class TrainJob(JobKindBase):
             raise Stopped("training stopped on request")
         return row, mode
 
-    def _end(self, version_id: int, status: VersionStatus, message: str) -> None:
+    def _end(self, version_id: int, status: VersionStatus, message: str, notify: bool = False) -> None:
+        """``notify``: record ``training.failed`` (an error the job is not retried after; an
+        unexpected one may be, and :meth:`abandoned` records it once the job gives up)."""
         with self.database.transaction() as session:
             ModelVersionRepository(session).set_status(
                 version_id, status.value, message=message, ended_at=utcnow()
             )
+            if notify:
+                record_training(session, version_id, message)
