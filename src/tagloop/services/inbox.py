@@ -149,6 +149,17 @@ def inbox_train_request(
     return request
 
 
+def rejection(exc: DatasetInvalid, rows: list[RowIssue]) -> str:
+    """Why a file was refused, counting every rejected row (the error's own message counts
+    those it keeps); the first few are named."""
+    parts = [f"{len(rows):,} row{'s' if len(rows) != 1 else ''} rejected"] if rows else []
+    parts += [p for p in exc.problems if "rejected rows not listed" not in p]  # all are, here
+    if not parts:
+        return exc.message
+    shown = "; ".join(str(issue) for issue in rows[:5])
+    return "; ".join(parts) + (f" ({shown}{'; ...' if len(rows) > 5 else ''})" if shown else "")
+
+
 def comprehend_model_arn(region: str, account: str, classifier: str, version: str) -> str:
     """The version's ARN as the Comprehend API names it (api/comprehend/arns.py), for messages."""
     return f"arn:aws:comprehend:{region}:{account}:document-classifier/{classifier}/version/{version}"
@@ -564,7 +575,9 @@ class InboxService:
             self._finish_move(file_id)
             raise
         except DatasetInvalid as exc:
-            self._fail(file_id, exc.message, issues or list(exc.issues), exc.problems)
+            rows = issues or list(exc.issues)
+            problems = [p for p in exc.problems if "rejected rows not listed" not in p]
+            self._fail(file_id, rejection(exc, rows), rows, problems)
         except FileNotFoundError:
             self._fail(file_id, f"{context.name} was removed from the inbox before it was imported", [])
         except TagloopError as exc:
