@@ -254,3 +254,29 @@ def test_processes_scanning_together_claim_each_file_once(make_tagloop, drop, po
         assert len(files) == 8 and {f.state for f in files} == {"claimed"}
         assert len({f.job_id for f in files}) == 8
     assert inbox_jobs(scanners[0]) == 8
+
+
+def test_each_step_resumes_where_the_last_attempt_stopped(make_tagloop, drop, tickets):
+    """A worker dying after any commit leaves a state the next attempt finishes from: one
+    version, one event, one move (the crash test kills a real worker mid-training)."""
+    tagloop = make_tagloop(inbox_stable_seconds=0)
+    tagloop.inbox.add("desk", str(drop))
+    (drop / "t.csv").write_text(csv_text(tickets))
+    (drop / "t.csv.ready").touch()
+    tagloop.inbox.scan()
+    with tagloop.database.reading() as session:
+        file_id = session.scalars(select(InboxFileRow.id)).one()
+    service = tagloop.inbox
+    context = service._context(file_id)
+    service._import(context, [])  # died after the import committed
+    context = service._context(file_id)
+    assert (context.state, context.version_id) == ("training", context.version_id)
+    service._train(context, lambda fraction, message: None, lambda: False)  # ... after training
+    service._deploy(service._context(file_id), lambda: False)  # ... after the deployment committed
+    assert service._context(file_id).state == "processed" and (drop / "t.csv").exists()
+    assert service.process(file_id)["state"] == "processed"  # the retry only moves the file
+    assert service.process(file_id)["state"] == "processed"  # and again: nothing more happens
+    assert tree(drop) == ["processed/t.csv"]
+    assert len(events(tagloop, "inbox.processed")) == 1 and len(events(tagloop, "version.promoted")) == 1
+    with tagloop.database.reading() as session:
+        assert [v.name for v in session.scalars(select(ModelVersionRow)).all()] == ["v1"]

@@ -189,7 +189,14 @@ def listing(fs: AbstractFileSystem, root: str) -> tuple[list[Listed], set[str]]:
     fs.invalidate_cache(root)  # s3fs keeps listings: a scan must see the prefix as it is now
     files: list[Listed] = []
     names: set[str] = set()
-    for entry in fs.ls(root, detail=True):
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        bucket = root.split("/", 1)[0]
+        if is_local(fs) or "/" not in root or not fs.exists(bucket):
+            raise
+        return [], set()  # an object store has no folders: a prefix with no objects yet is empty
+    for entry in entries:
         if entry.get("type") != "file":
             continue
         name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
