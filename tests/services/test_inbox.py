@@ -128,7 +128,12 @@ def test_a_symbolic_link_is_never_followed(make_tagloop, drop, tmp_path):
     tagloop.inbox.add("desk", str(drop))
     (drop / "link.csv.ready").touch()
     for _ in range(2):
-        assert tagloop.inbox.scan()["inboxes"][0] == {"inbox": "desk", "seen": [], "claimed": [], "error": None}
+        assert tagloop.inbox.scan()["inboxes"][0] == {
+            "inbox": "desk",
+            "seen": [],
+            "claimed": [],
+            "error": None,
+        }
 
 
 def test_a_bad_file_fails_with_every_rejected_row_in_its_report(make_tagloop, drop, tickets):
