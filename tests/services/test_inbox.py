@@ -77,6 +77,17 @@ def test_a_dropped_file_becomes_a_serving_endpoint_then_a_copy_is_kept_out(make_
     assert "no change" in second["reason"]
     assert tagloop.endpoints.serving("desk", refresh=True).version == "v1"
 
+    # a file put back (its time kept: the same fingerprint) is a new drop once its job ended
+    os.replace(drop / "processed/tickets.2.csv", drop / "tickets.csv")
+    (drop / "tickets.csv.ready").touch()
+    assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == ["tickets.csv"]
+    assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == []
+    assert [f["state"] for f in tagloop.inbox.status("desk")["recent_files"]] == [
+        "claimed",
+        "processed",
+        "processed",
+    ]
+
 
 def test_a_half_written_upload_waits_until_it_is_stable_or_marked(make_tagloop, drop):
     tagloop = make_tagloop(inbox_stable_seconds=0)

@@ -70,7 +70,7 @@ from tagloop.domain.metrics import Evaluation, evaluate, label_universe
 from tagloop.domain.names import check_name
 from tagloop.domain.progress import Progress
 from tagloop.domain.promotion import Decision, decide
-from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, Mode, Split, VersionStatus
+from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Split, VersionStatus
 from tagloop.errors import (
     AlreadyExists,
     DatasetInvalid,
@@ -106,6 +106,7 @@ from tagloop.storage.tables import (
     ImportProfileRow,
     InboxFileRow,
     InboxRow,
+    JobRow,
     ModelVersionRow,
     utcnow,
 )
@@ -113,6 +114,7 @@ from tagloop.storage.tables import (
 INBOX_JOB = "inbox"
 PROCESSED_EVENT, FAILED_EVENT = "inbox.processed", "inbox.failed"
 IN_SERVICE = "IN_SERVICE"  # an endpoint's status (services/endpoints.py)
+ENDED_JOBS = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.STOPPED.value)
 ISSUES_STORED = 100
 """Rejected rows kept on the file's row (the error report beside the file has every one)."""
 MAX_FILES_LISTED = 1_000
@@ -497,6 +499,13 @@ class InboxService:
             repo = InboxRepository(session)
             now = utcnow()
             row = repo.find_file(inbox_id, listed.name, listed.fingerprint)
+            if row is not None and self._put_back(session, row):
+                # the file was moved away by its finished job and is here again (put back from
+                # failed/ after a fix, say, keeping its time): a new drop. The old row keeps its
+                # history under a retired fingerprint, freeing the unique key.
+                row.fingerprint = f"{listed.fingerprint[:100]}#{row.id}"
+                session.flush()
+                row = None
             if row is None:
                 growing = next((r for r in repo.seen_files(inbox_id) if r.name == listed.name), None)
                 if growing is not None:  # the same name, changed since the last look
@@ -526,6 +535,15 @@ class InboxService:
             job_id = self.queue.enqueue(session, INBOX_JOB, {"file_id": row.id}, classifier_id=classifier_id)
             repo.transition(row.id, CLAIMED, when=(CLAIMED,), job_id=job_id)
             return True
+
+    @staticmethod
+    def _put_back(session: Session, row: InboxFileRow) -> bool:
+        """Whether an ended file listed in the inbox again is a new drop: its job ended (a job
+        still running or to be retried may yet move it)."""
+        if row.state not in ENDED or row.moved_to is None or row.job_id is None:
+            return False
+        job = session.get(JobRow, row.job_id)
+        return job is None or job.status in ENDED_JOBS
 
     # ---- processing a file (the inbox job) ---------------------------------------------
     def _context(self, file_id: int) -> FileContext | None:
