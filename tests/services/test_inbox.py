@@ -42,10 +42,10 @@ def drop(tmp_path: Path) -> Path:
     return folder
 
 
-def test_a_dropped_file_becomes_a_serving_endpoint_then_a_copy_is_kept_out(make_tagloop, drop, tickets):
+def test_a_dropped_file_becomes_a_serving_endpoint_then_better_ones_are_promoted(make_tagloop, drop, tickets):
     tagloop = make_tagloop(inbox_stable_seconds=0)
     tagloop.inbox.add("desk", str(drop))
-    (drop / "tickets.csv").write_text(csv_text(tickets))
+    (drop / "tickets.csv").write_text(csv_text(tickets[::4]))  # a weak first model
     assert tagloop.inbox.scan()["inboxes"][0]["seen"] == ["tickets.csv"]  # first look: never claimed
     assert inbox_jobs(tagloop) == 0
     assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == ["tickets.csv"]  # unchanged at the second
@@ -60,33 +60,38 @@ def test_a_dropped_file_becomes_a_serving_endpoint_then_a_copy_is_kept_out(make_
     assert processed["deployment"] == "created" and processed["endpoint"] == "desk"
     assert processed["version"] == "v1" and processed["file"] == "tickets.csv"
     assert processed["model_arn"].endswith(":document-classifier/desk/version/v1")
-    assert processed["metrics"]["F1Score"] > 0.5 and processed["worst_label"]["label"]
+    assert processed["metrics"]["F1Score"] > 0.3 and processed["worst_label"]["label"]
     status = tagloop.inbox.status("desk")
     assert status["files"]["processed"] == 1
     [file] = status["recent_files"]
     assert (file["state"], file["version"], file["moved_to"]) == ("processed", "v1", "processed/tickets.csv")
 
-    # the same data again, marked ready: trained, compared with the champion by the loop's rule, kept
+    # all the data, marked ready: compared with the champion by the loop's rule, promoted (on so
+    # few test documents a label's F1 moves a lot: the per-label guard is relaxed for the test)
+    assert tagloop.loops.configure("desk", {"max_label_drop": 1.0})["champion"] == "v1"
     (drop / "tickets.csv").write_text(csv_text(tickets))
     (drop / "tickets.csv.ready").touch()
     assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == ["tickets.csv"]
     tagloop.queue.run_until_idle()
     assert tree(drop) == ["processed/tickets.2.csv", "processed/tickets.csv"]  # nothing overwritten
     second = events(tagloop, "inbox.processed")[1]
-    assert (second["version"], second["deployment"]) == ("v2", "kept")
-    assert "no change" in second["reason"]
-    assert tagloop.endpoints.serving("desk", refresh=True).version == "v1"
+    assert (second["version"], second["deployment"], second["endpoints"]) == ("v2", "promoted", ["desk"])
+    assert "F1Score" in second["reason"] and "gain" in second["reason"]
+    assert "held-out documents" in second["reason"] and "it trained on left out" in second["reason"]
+    assert tagloop.endpoints.serving("desk", refresh=True).version == "v2"
+    assert [e["payload"]["to"] for e in tagloop.loops.events(kind="version.promoted")] == ["v1", "v2"]
 
-    # a file put back (its time kept: the same fingerprint) is a new drop once its job ended
+    # that file put back (its time kept: the same fingerprint) is a new drop once its job ended;
+    # the same data again makes no change: kept
     os.replace(drop / "processed/tickets.2.csv", drop / "tickets.csv")
     (drop / "tickets.csv.ready").touch()
     assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == ["tickets.csv"]
     assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == []
-    assert [f["state"] for f in tagloop.inbox.status("desk")["recent_files"]] == [
-        "claimed",
-        "processed",
-        "processed",
-    ]
+    tagloop.queue.run_until_idle()
+    third = events(tagloop, "inbox.processed")[2]
+    assert (third["version"], third["deployment"]) == ("v3", "kept") and "no change" in third["reason"]
+    assert tagloop.endpoints.serving("desk", refresh=True).version == "v2"
+    assert [f["state"] for f in tagloop.inbox.status("desk")["recent_files"]] == ["processed"] * 3
 
 
 def test_a_half_written_upload_waits_until_it_is_stable_or_marked(make_tagloop, drop):

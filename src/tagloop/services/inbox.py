@@ -70,7 +70,7 @@ from tagloop.domain.metrics import Evaluation, evaluate, label_universe
 from tagloop.domain.names import check_name
 from tagloop.domain.progress import Progress
 from tagloop.domain.promotion import Decision, decide
-from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, Split, VersionStatus
+from tagloop.domain.records import DEFAULT_LABEL_DELIMITER, JobStatus, Mode, VersionStatus
 from tagloop.errors import (
     AlreadyExists,
     DatasetInvalid,
@@ -96,7 +96,6 @@ from tagloop.storage.inbox import InboxRepository
 from tagloop.storage.loops import LoopRepository
 from tagloop.storage.repositories import (
     ClassifierRepository,
-    DocumentRepository,
     EndpointRepository,
     ModelVersionRepository,
 )
@@ -302,6 +301,17 @@ class FileContext:
     profile: str | None
     version_id: int | None
     moved_to: str | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The serving version and the new one evaluated on the same held-out documents."""
+
+    baseline: Evaluation | None
+    challenger: Evaluation | None
+    documents: int
+    excluded: int
+    """Held-out documents of the new version left out: the serving version trained on them."""
 
 
 class InboxService:
@@ -660,7 +670,7 @@ class InboxService:
         moved_to = destination(PROCESSED_FOLDER, context.name, taken, context.file_id)
         for _ in range(3):  # a baseline that changed under the evaluation is evaluated again
             baseline_id = self._baseline(context)
-            baseline_eval = self._evaluate(version, baseline_id, mode, stop) if baseline_id else None
+            compared = self._compare(version, baseline_id, mode, stop) if baseline_id else None
             if stop():
                 raise Stopped("stopped on request")
             with self.database.transaction() as session:
@@ -672,7 +682,7 @@ class InboxService:
                     return  # another attempt concluded it
                 classifier = session.get_one(ClassifierRow, context.classifier_id)
                 version = ModelVersionRepository(session).get(context.version_id)
-                outcome = self._apply(session, context, classifier, version, baseline_eval)
+                outcome = self._apply(session, context, classifier, version, compared)
                 payload = self._processed_payload(context, classifier, version, outcome, moved_to)
                 repo.transition(
                     context.file_id,
@@ -710,52 +720,56 @@ class InboxService:
             return [e for e in endpoints if e.name == context.settings.endpoint] or endpoints
         return endpoints
 
-    def _evaluate(
+    def _compare(
         self, version: ModelVersionRow, baseline_id: int, mode: Mode, stop: Callable[[], bool]
-    ) -> Evaluation | None:
-        """The baseline model on the new version's held-out documents."""
-        if version.test_dataset_id is None:
-            return None
+    ) -> Comparison:
+        """Both models on the new version's held-out documents that the serving version did not
+        train on: a file that repeats the old data (the usual case: the old rows and new ones)
+        would otherwise test the serving version on its own training documents."""
         with self.database.reading() as session:
             baseline = ModelVersionRepository(session).get(baseline_id)
-            documents = DocumentRepository(session)
-            gold = [labels for _, labels in documents.labels(version.test_dataset_id, Split.TEST.value)]
-            texts = list(documents.texts(version.test_dataset_id, Split.TEST.value))
-        if not gold:
-            return None
-        model = self.models.get(baseline)
-        labels = list(baseline.labels)
-        predicted: builtins.list[list[str]] = []
-        for _, picks in predict(model, texts):
-            predicted.extend([labels[i] for i in doc] for doc in picks)
-            if stop():
-                raise Stopped("stopped on request")
-        return evaluate(mode, label_universe(labels, gold), gold, predicted)
+            if version.test_dataset_id is None:
+                return Comparison(None, None, 0, 0)
+            rows = InboxRepository(session).unseen_test_documents(
+                version.test_dataset_id, baseline.train_dataset_id
+            )
+            held_out = int((version.documents or {}).get("test", 0))
+        if not rows:
+            return Comparison(None, None, 0, held_out)
+        texts = [text for text, _ in rows]
+        gold = [list(labels) for _, labels in rows]
+        evaluations = []
+        for row in (baseline, version):
+            model = self.models.get(row)
+            labels = list(row.labels)
+            predicted: builtins.list[builtins.list[str]] = []
+            for _, picks in predict(model, texts):
+                predicted.extend([labels[i] for i in doc] for doc in picks)
+                if stop():
+                    raise Stopped("stopped on request")
+            evaluations.append(evaluate(mode, label_universe(labels, gold), gold, predicted))
+        return Comparison(evaluations[0], evaluations[1], len(rows), held_out - len(rows))
 
     def _decision(
-        self, session: Session, context: FileContext, version: ModelVersionRow, baseline: Evaluation | None
+        self, session: Session, context: FileContext, version: ModelVersionRow, compared: Comparison | None
     ) -> Decision:
         """The inbox's policy: ``auto`` with a loop follows the loop's rule; otherwise the new
-        version must be better on its held-out set by the loop's (or the default) metric."""
+        version must be better on the held-out documents by the loop's (or the default) metric."""
         loop = LoopRepository(session).find(context.classifier_id)
         rule = loop_settings(loop) if loop is not None else LoopSettings()
         if context.settings.deploy == "better" or loop is None:
             rule = LoopSettings(metric=rule.metric, min_gain=0.0, max_label_drop=1.0)
-        if version.metrics is None:
-            if baseline is None and self._baseline(context, session) is None:
-                return Decision(
-                    True, "nothing serves yet (the new version has no held-out figures)", passed=True
-                )
-            return Decision(False, "the new version has no held-out figures to compare (no test documents)")
-        challenger = Evaluation(
-            dict(version.metrics),
-            dict(version.per_label or {}),
-            dict(version.confusion_matrix or {}),
-            int((version.documents or {}).get("test", 0)),
-        )
-        if baseline is None and self._baseline(context, session) is not None:
-            return Decision(False, "the serving version could not be evaluated on the held-out set")
-        return decide(rule, baseline, challenger)
+        if self._baseline(context, session) is None:
+            return Decision(True, "nothing serves yet: the new version is the first", passed=True)
+        if compared is None or compared.baseline is None or compared.challenger is None:
+            return Decision(
+                False,
+                "not compared: the new version has no held-out document the serving version did not train on",
+            )
+        decided = decide(rule, compared.baseline, compared.challenger)
+        excluded = f", {compared.excluded:,} it trained on left out" if compared.excluded else ""
+        where = f" (on {compared.documents:,} held-out documents{excluded})"
+        return dataclasses.replace(decided, reason=decided.reason + where)
 
     def _apply(
         self,
@@ -763,16 +777,22 @@ class InboxService:
         context: FileContext,
         classifier: ClassifierRow,
         version: ModelVersionRow,
-        baseline: Evaluation | None,
+        compared: Comparison | None,
     ) -> dict[str, Any]:
         """Deploy by the policy inside the caller's transaction; what was done."""
         policy = context.settings.deploy
         reason_of = f"inbox {context.inbox}: {context.name}"
         if policy == "never":
-            return {"deployment": "none", "reason": "the inbox's deploy policy is never", "endpoint": None}
+            return {
+                "deployment": "none",
+                "reason": "the inbox's deploy policy is never",
+                "endpoint": None,
+                "endpoints": [],
+                "serves_new": False,
+            }
         endpoints_repo = EndpointRepository(session)
         mine = [e for e in endpoints_repo.list() if e.classifier_id == classifier.id]
-        decision = self._decision(session, context, version, baseline)
+        decision = self._decision(session, context, version, compared)
         loop = LoopRepository(session).find(classifier.id, lock=True)
         if not mine:
             name = context.settings.endpoint or classifier.name
@@ -794,9 +814,21 @@ class InboxService:
             )
             served = loop.active_version_id == version.id
             reason = "the classifier had no endpoint: created" + ("" if served else f"; {decision.reason}")
-            return {"deployment": "created", "reason": reason, "endpoint": name, "serves_new": served}
+            return {
+                "deployment": "created",
+                "reason": reason,
+                "endpoint": name,
+                "endpoints": [name],
+                "serves_new": served,
+            }
         if not decision.promote:
-            return {"deployment": "kept", "reason": decision.reason, "endpoint": None, "serves_new": False}
+            return {
+                "deployment": "kept",
+                "reason": decision.reason,
+                "endpoint": None,
+                "endpoints": [],
+                "serves_new": False,
+            }
         if loop is not None:
             moved = promote_in(session, classifier, loop, version, reason_of)["endpoints"]
             return {

@@ -7,6 +7,7 @@ UPDATEs (:meth:`InboxRepository.transition`), so two processes never both claim 
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from tagloop.domain.inbox import CLAIMED, SEEN
 from tagloop.errors import NotFound
 from tagloop.storage.repositories import rowcount
-from tagloop.storage.tables import ImportProfileRow, InboxFileRow, InboxRow
+from tagloop.storage.tables import DocumentRow, ImportProfileRow, InboxFileRow, InboxRow
 
 
 class InboxRepository:
@@ -144,6 +145,23 @@ class InboxRepository:
         if inbox_id is not None:
             query = query.where(InboxFileRow.inbox_id == inbox_id)
         return {(int(i), str(s)): int(n) for i, s, n in self.session.execute(query)}
+
+    def unseen_test_documents(
+        self, test_dataset_id: int, train_dataset_id: int | None
+    ) -> builtins.list[tuple[str, tuple[str, ...]]]:
+        """(text, labels) of the test documents of one dataset whose text is not among the
+        training documents of another (what a model trained on that one never saw), id order."""
+        query = (
+            select(DocumentRow.text, DocumentRow.labels)
+            .where(DocumentRow.dataset_id == test_dataset_id, DocumentRow.split == "test")
+            .order_by(DocumentRow.id)
+        )
+        if train_dataset_id is not None:
+            trained = select(DocumentRow.text).where(
+                DocumentRow.dataset_id == train_dataset_id, DocumentRow.split == "train"
+            )
+            query = query.where(DocumentRow.text.not_in(trained))
+        return [(text, tuple(labels)) for text, labels in self.session.execute(query)]
 
     def last_error(self, inbox_id: int) -> InboxFileRow | None:
         """The newest failed file of the inbox."""
