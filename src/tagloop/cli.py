@@ -2323,14 +2323,16 @@ def _inbox_files_table(found: dict[str, Any]) -> None:
     from rich.text import Text  # file names and errors are the user's text: never read as markup
 
     table = Table(title=f"inbox {found['name']}: newest files")
-    for column in ("id", "file", "state", "version", "endpoint", "moved to", "error"):
+    for column in ("id", "file", "state", "version", "deployed", "endpoint", "moved to", "error"):
         table.add_column(column, overflow="fold")
     for file in found["recent_files"]:
+        deployed = (file["report"] or {}).get("deployment") if file["state"] == "processed" else None
         table.add_row(
             str(file["id"]),
             Text(file["name"]),
             file["state"],
             file["version"] or "-",
+            deployed or "-",
             file["endpoint"] or "-",
             Text(file["moved_to"] or "-"),
             Text(_one_line(file["error"] or "")[:120]),

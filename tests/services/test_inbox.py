@@ -301,3 +301,18 @@ def test_each_step_resumes_where_the_last_attempt_stopped(make_tagloop, drop, ti
     assert len(events(tagloop, "inbox.processed")) == 1 and len(events(tagloop, "version.promoted")) == 1
     with tagloop.database.reading() as session:
         assert [v.name for v in session.scalars(select(ModelVersionRow)).all()] == ["v1"]
+
+
+def test_a_stopped_job_fails_its_file_with_the_reason(make_tagloop, drop):
+    tagloop = make_tagloop(inbox_stable_seconds=0)
+    tagloop.inbox.add("desk", str(drop))
+    (drop / "a.csv").write_text("A,x\nB,y\n")
+    (drop / "a.csv.ready").touch()
+    tagloop.inbox.scan()
+    [file] = tagloop.inbox.status("desk")["recent_files"]
+    tagloop.queue.request_stop(file["job_id"])  # not started: stops at once
+    [file] = tagloop.inbox.status("desk")["recent_files"]
+    assert file["state"] == "failed" and file["moved_to"] == "failed/a.csv"
+    assert "stop" in file["error"]
+    assert tree(drop) == ["failed/a.csv", "failed/a.csv.error.json"]
+    assert tagloop.jobs.show(file["job_id"])["status"] == "STOPPED"
