@@ -251,8 +251,10 @@ def test_remove_is_refused_while_a_file_is_in_work(make_tagloop, drop):
     assert tagloop.inbox.remove("desk")["files"]["failed"] == 1
 
 
-def test_processes_scanning_together_claim_each_file_once(make_tagloop, drop, postgres_db):
-    scanners = [make_tagloop(database_url=postgres_db, inbox_stable_seconds=0) for _ in range(3)]
+@pytest.mark.parametrize("jobs", ["local", "procrastinate"])
+def test_processes_scanning_together_claim_each_file_once(make_tagloop, drop, request, jobs):
+    url = request.getfixturevalue("procrastinate_db" if jobs == "procrastinate" else "postgres_db")
+    scanners = [make_tagloop(database_url=url, jobs=jobs, inbox_stable_seconds=0) for _ in range(3)]
     scanners[0].inbox.add("desk", str(drop))
     for i in range(8):
         (drop / f"f{i}.csv").write_text("A,x\nB,y\n")

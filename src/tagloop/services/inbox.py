@@ -403,6 +403,10 @@ class InboxService:
             url = os.path.normpath(url)
             if not os.path.isdir(url):
                 raise InvalidRequest(f"url: {url} is not a folder: create it first")
+            if not os.access(url, os.R_OK | os.W_OK | os.X_OK):
+                raise InvalidRequest(
+                    f"url: tagloop cannot read and write {url} (it moves each file to processed/ or failed/)"
+                )
             return url
         if not url.startswith(("s3://", "gs://", "gcs://", "az://", "abfs://", "memory://")):
             raise InvalidRequest(
