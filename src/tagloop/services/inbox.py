@@ -303,6 +303,10 @@ class FileContext:
     moved_to: str | None
 
 
+class Superseded(Exception):
+    """Another attempt of the file's job moved it on first: this one stops, changing nothing."""
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The serving version and the new one evaluated on the same held-out documents."""
@@ -609,6 +613,8 @@ class InboxService:
             if context.state == DEPLOYING:
                 report(0.92, "deploying")
                 self._deploy(context, stop)
+        except Superseded:
+            return {"file_id": file_id, "state": "superseded"}
         except Stopped:
             self._fail(file_id, "stopped on request", [])
             self._finish_move(file_id)
@@ -642,7 +648,7 @@ class InboxService:
             if not InboxRepository(session).transition(
                 context.file_id, TRAINING, when=(CLAIMED,), version_id=version.id
             ):
-                raise ResourceInUse(f"inbox file {context.name} was taken by another attempt")
+                raise Superseded  # another attempt imported it meanwhile: this version rolls back
 
     def _train(self, context: FileContext, report: Progress, stop: Callable[[], bool]) -> None:
         """training → deploying: the version trains (again from the start after a crash)."""
