@@ -17,6 +17,7 @@ from tagloop.services.endpoints import DeployJob, EndpointService
 from tagloop.services.feedback import FeedbackService
 from tagloop.services.flywheels import FlywheelService
 from tagloop.services.human_loops import HumanLoopService
+from tagloop.services.inbox import InboxJob, InboxService
 from tagloop.services.iterations import IterateJob, IterationService
 from tagloop.services.jobs import JobService
 from tagloop.services.keys import KeyService
@@ -151,11 +152,18 @@ class Tagloop:
         )
         # Comprehend's flywheels: loops known by a name, their datasets (services/flywheels.py)
         self.flywheels = FlywheelService(self.database, self.settings, self.loops, self.iterations)
+        # inboxes: a dropped file → import, train, evaluate, deploy (services/inbox.py); their scans
+        # run on their own ticker (TAGLOOP_INBOX_POLL_SECONDS), apart from the loop's slower one
+        self.inbox = InboxService(
+            self.database, self.training, self.models, self.queue, self.settings, self.data_locations
+        )
+        self.inbox_ticker = LoopTicker([self.inbox.tick], self.settings.inbox_poll_seconds)
         kinds: list[JobKind] = [
             TrainJob(self.training),
             IterateJob(self.iterations),
             DeployJob(self.endpoints),
             BatchJob(self.data_locations),
+            InboxJob(self.inbox),
             BatchShardJob(
                 self.database, self.models, self.predictions, self.data_locations, self.review_tasks.write_now
             ),
@@ -196,9 +204,11 @@ class Tagloop:
     def start_ticker(self) -> None:
         """Run the learning loop's periodic work in a background thread (serve, worker)."""
         self.ticker.start()
+        self.inbox_ticker.start()  # inbox scans (TAGLOOP_INBOX_POLL_SECONDS)
 
     def close(self) -> None:
         self.ticker.stop()
+        self.inbox_ticker.stop()
         self.prediction_history.stop_retention()
         self.endpoints.stop_following()
         self.queue.shutdown()

@@ -2647,6 +2647,206 @@ def notify_send(as_json: JsonOption = False) -> None:
     )
 
 
+# ---- inbox (issue 15, inbox) ----
+inbox_app = typer.Typer(
+    help="Inboxes: watched folders or S3 prefixes where a dropped file becomes a serving model.",
+    no_args_is_help=True,
+)
+app.add_typer(inbox_app, name="inbox")
+INBOX_STATES = ("seen", "claimed", "training", "deploying", "processed", "failed")
+
+
+def _inbox_line(found: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n:,} {state}" for state, n in found["files"].items() if n)
+    flags = "" if found["enabled"] else " (disabled)"
+    return (
+        f"{found['name']}{flags}: {found['url']} → {found['classifier']} "
+        f"(train {found['train']}, deploy {found['deploy']}"
+        + (f", endpoint {found['endpoint']}" if found["endpoint"] else "")
+        + (f", profile {found['profile']}" if found["profile"] else "")
+        + f"); files: {counts or 'none yet'}"
+    )
+
+
+def _inbox_files_table(found: dict[str, Any]) -> None:
+    from rich.text import Text  # file names and errors are the user's text: never read as markup
+
+    table = Table(title=f"inbox {found['name']}: newest files")
+    for column in ("id", "file", "state", "version", "deployed", "endpoint", "moved to", "error"):
+        table.add_column(column, overflow="fold")
+    for file in found["recent_files"]:
+        deployed = (file["report"] or {}).get("deployment") if file["state"] == "processed" else None
+        table.add_row(
+            str(file["id"]),
+            Text(file["name"]),
+            file["state"],
+            file["version"] or "-",
+            deployed or "-",
+            file["endpoint"] or "-",
+            Text(file["moved_to"] or "-"),
+            Text(_one_line(file["error"] or "")[:120]),
+        )
+    _print_table(table)
+
+
+@inbox_app.command("add")
+def inbox_add(
+    classifier: Annotated[str, typer.Argument(help="Classifier the files train (made if new).")],
+    url: Annotated[str, typer.Argument(help="A folder, or an S3 prefix (s3://bucket/prefix/).")],
+    profile: Annotated[str | None, typer.Option(help="Import profile reading each file.")] = None,
+    name: Annotated[str | None, typer.Option(help="The inbox's name (default: the classifier's).")] = None,
+    train: Annotated[
+        str, typer.Option(help="replace: the file alone; append: the file plus the verified documents.")
+    ] = "replace",
+    deploy: Annotated[
+        str,
+        typer.Option(
+            help="auto: create the endpoint if there is none, else promote by the loop's rule (or only "
+            "if better); better: only if better on the held-out set; never."
+        ),
+    ] = "auto",
+    endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint to create, or to move (default: the classifier's name).")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="multi-class or multi-label (a new classifier).")] = "multi-class",
+    as_json: JsonOption = False,
+) -> None:
+    """Watch URL: `serve` and `worker` pick up each complete file dropped there (size stable
+    for TAGLOOP_INBOX_STABLE_SECONDS, or a `<name>.ready` marker beside it)."""
+    from tagloop.domain.records import Mode
+
+    def run() -> dict[str, Any]:
+        where = url if "://" in url else str(Path(url).expanduser().resolve())
+        with _tagloop() as tagloop:
+            return tagloop.inbox.add(
+                classifier, where, name, profile, train, deploy, endpoint, Mode.parse(mode)
+            )
+
+    found = _guard(run)
+    if as_json:
+        _emit_json(found)
+    else:
+        stdout.print(f"watching {_inbox_line(found)}", markup=False, highlight=False)
+
+
+@inbox_app.command("list")
+def inbox_list(as_json: JsonOption = False) -> None:
+    """Every inbox with its files by state and its last error."""
+    found = _guard(lambda: _with_tagloop(lambda t: t.inbox.list()))
+    if as_json:
+        _emit_json(found)
+        return
+    if not found:
+        stdout.print("no inboxes yet: tagloop inbox add CLASSIFIER FOLDER-OR-S3-PREFIX")
+    for inbox in found:
+        stdout.print(_inbox_line(inbox), markup=False, highlight=False)
+        if inbox["last_error"]:
+            stdout.print(f"  last error: {_one_line(inbox['last_error'])}", markup=False, highlight=False)
+
+
+@inbox_app.command("status")
+def inbox_status(
+    name: Annotated[str | None, typer.Argument(help="An inbox (default: every one).")] = None,
+    limit: Annotated[int, typer.Option(help="Newest files shown per inbox (1-1000).")] = 20,
+    state: Annotated[
+        str | None, typer.Option(help=f"Only files in this state ({', '.join(INBOX_STATES)}).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The files an inbox saw: state, version, endpoint, where they went, the last error."""
+
+    def run() -> list[dict[str, Any]]:
+        with _tagloop() as tagloop:
+            names = [name] if name is not None else [i["name"] for i in tagloop.inbox.list()]
+            return [tagloop.inbox.status(n, limit, state) for n in names]
+
+    found = _guard(run)
+    if as_json:
+        _emit_json(found[0] if name is not None else found)
+        return
+    for inbox in found:
+        stdout.print(_inbox_line(inbox), markup=False, highlight=False)
+        if inbox["last_error"]:
+            stdout.print(f"last error: {_one_line(inbox['last_error'])}", markup=False, highlight=False)
+        if inbox["recent_files"]:
+            _inbox_files_table(inbox)
+
+
+@inbox_app.command("scan")
+def inbox_scan(
+    name: Annotated[str | None, typer.Argument(help="An inbox (default: every enabled one).")] = None,
+    run_jobs: Annotated[
+        bool, typer.Option("--run", help="Also process the picked-up files here (no worker needed).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Look at the inbox(es) once now: record new files, pick up the complete ones."""
+
+    def run() -> dict[str, Any]:
+        with _tagloop() as tagloop:
+            found = tagloop.inbox.scan(name)
+            if run_jobs:
+                with _progress() as progress:
+                    for inbox in found["inboxes"]:
+                        for file in inbox["claimed"]:
+                            progress(0.0, f"{inbox['inbox']}: {file}")
+                    found["jobs_run"] = tagloop.queue.run_until_idle()
+                found["files"] = [
+                    file
+                    for inbox in found["inboxes"]
+                    for file in tagloop.inbox.status(inbox["inbox"], 50)["recent_files"]
+                    if file["name"] in inbox["claimed"]
+                ]
+            return found
+
+    found = _guard(run)
+    if as_json:
+        _emit_json(found)
+    else:
+        for inbox in found["inboxes"]:
+            if inbox["error"]:
+                stderr.print(f"{inbox['inbox']}: {inbox['error']}", markup=False, highlight=False)
+                continue
+            stdout.print(
+                f"{inbox['inbox']}: picked up {', '.join(inbox['claimed']) or 'nothing'}"
+                + (f"; waiting (not complete yet): {', '.join(inbox['seen'])}" if inbox["seen"] else ""),
+                markup=False,
+                highlight=False,
+            )
+        for file in found.get("files", []):
+            outcome = file["moved_to"] or file["state"]
+            detail = f": {file['error']}" if file["error"] else f" (version {file['version']})"
+            stdout.print(f"  {file['name']} → {outcome}{detail}", markup=False, highlight=False)
+    if any(inbox["error"] for inbox in found["inboxes"]) or any(
+        file["state"] == "failed" for file in found.get("files", [])
+    ):
+        raise typer.Exit(EXIT_STATUS)
+
+
+@inbox_app.command("remove")
+def inbox_remove(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Stop watching (the folder and its files stay); refused while a file is in work."""
+    found = _guard(lambda: _with_tagloop(lambda t: t.inbox.remove(name)))
+    if as_json:
+        _emit_json(found)
+    else:
+        stdout.print(f"removed inbox {name} (its folder is left as it is)", markup=False, highlight=False)
+
+
+@inbox_app.command("enable")
+def inbox_enable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Watch the inbox again."""
+    found = _guard(lambda: _with_tagloop(lambda t: t.inbox.set_enabled(name, True)))
+    _emit_json(found) if as_json else stdout.print(_inbox_line(found), markup=False, highlight=False)
+
+
+@inbox_app.command("disable")
+def inbox_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Stop picking up new files (files in work finish)."""
+    found = _guard(lambda: _with_tagloop(lambda t: t.inbox.set_enabled(name, False)))
+    _emit_json(found) if as_json else stdout.print(_inbox_line(found), markup=False, highlight=False)
+
+
 def run() -> None:
     app()
 

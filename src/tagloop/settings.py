@@ -219,6 +219,19 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    inbox_poll_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often `serve` and `worker` look for new files in the enabled inboxes "
+        "(watched folders and S3 prefixes); 0: never (`tagloop inbox scan` still does).",
+    )
+    inbox_stable_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="An inbox file is picked up once its size and modification time (S3: ETag) stayed "
+        "the same for this long across two looks, or at once when a `<name>.ready` marker is beside it.",
+    )
+
     @field_validator("allowed_data_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:

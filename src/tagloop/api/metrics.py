@@ -190,3 +190,46 @@ class DeliveryCounts(Collector):
         for status, count in sorted(self.notify.counts().items()):
             gauge.add_metric([status], count)
         yield gauge
+
+
+class InboxFiles(Protocol):
+    """What the inbox counters read when scraped: files per (inbox, state), from the database
+    at most every few seconds (services/inbox.py), so every server process reports the files
+    whichever worker processed them."""
+
+    def file_counts(self) -> dict[tuple[str, str], int]: ...
+
+
+class InboxCounters(Collector):
+    """``tagloop_inbox_files_processed_total{inbox}``, ``tagloop_inbox_files_failed_total{inbox}``
+    (files an inbox ended: moved to processed/ or failed/) and ``tagloop_inbox_files{inbox,state}``
+    (files in each state now: seen, claimed, training, deploying)."""
+
+    def __init__(self, inbox: InboxFiles) -> None:
+        self.inbox = inbox
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering reads nothing
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.inbox.file_counts()
+        inboxes = sorted({inbox for inbox, _ in counts})
+        processed = CounterMetricFamily(
+            "tagloop_inbox_files_processed",
+            "Files an inbox trained and deployed by its policy",
+            labels=["inbox"],
+        )
+        failed = CounterMetricFamily(
+            "tagloop_inbox_files_failed",
+            "Files an inbox refused (error report beside them)",
+            labels=["inbox"],
+        )
+        waiting = GaugeMetricFamily(
+            "tagloop_inbox_files", "Files of an inbox not ended yet, by state", labels=["inbox", "state"]
+        )
+        for inbox in inboxes:
+            processed.add_metric([inbox], counts.get((inbox, "processed"), 0))
+            failed.add_metric([inbox], counts.get((inbox, "failed"), 0))
+            for state in ("seen", "claimed", "training", "deploying"):
+                waiting.add_metric([inbox, state], counts.get((inbox, state), 0))
+        yield from (processed, failed, waiting)

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
-from tagloop.api import a2i, comprehend, notify_routes, pool_routes, review_routes, v1
+from tagloop.api import a2i, comprehend, inbox_routes, notify_routes, pool_routes, review_routes, v1
 from tagloop.api.auth import (
     MISSING,
     PRINCIPAL,
@@ -35,7 +35,7 @@ from tagloop.api.direct import DirectApp
 from tagloop.api.docs import add_docs
 from tagloop.api.errors import LIBRARY_ERRORS, answer, from_http_exception, native_error, translate
 from tagloop.api.local_only import LocalOnly
-from tagloop.api.metrics import DeliveryCounts, ServerMetrics
+from tagloop.api.metrics import DeliveryCounts, InboxCounters, ServerMetrics
 from tagloop.api.sigv4 import ALGORITHM
 from tagloop.app import Tagloop
 from tagloop.domain.limits import over_limit
@@ -236,6 +236,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     tagloop.use_review_journal()  # ... answered once journalled, not once committed
     metrics = ServerMetrics(tagloop.endpoints, tagloop.monitoring)  # drift gauges: services/monitoring.py
     metrics.registry.register(DeliveryCounts(tagloop.notify))  # notifications by status (issue 15)
+    metrics.registry.register(InboxCounters(tagloop.inbox))  # files processed/failed per inbox
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -327,6 +328,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.include_router(review_routes.router)
     app.include_router(pool_routes.router)  # the unlabelled pool, active-learning fills
     app.include_router(notify_routes.router)  # notification channels, delivery log (issue 15)
+    app.include_router(inbox_routes.router)  # inboxes: watched folders and S3 prefixes (issue 15)
     app.include_router(comprehend.router)
     app.include_router(a2i.runtime_router)  # sagemaker-a2i-runtime: /human-loops
     # the web UI (/, /login, /review, /moderate, /admin, /static; web/), where a reviewer signed
