@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tagloop.domain.arns import Arns
+
 # Events a channel may hear. ``pool.rate`` and ``pool.fed`` are internal watermarks: never sent.
 KINDS = (
     "training.completed",
@@ -189,12 +191,11 @@ def worst_labels(
 
 def classifier_arn(region: str, account: str, classifier: str, version: str | None = None) -> str:
     """The Comprehend ARN of a classifier (version), as tagloop's Comprehend API names it."""
-    suffix = f"/version/{version}" if version else ""
-    return f"arn:aws:comprehend:{region}:{account}:document-classifier/{classifier}{suffix}"
+    return Arns(region, account).classifier(classifier, version)
 
 
 def endpoint_arn(region: str, account: str, endpoint: str) -> str:
-    return f"arn:aws:comprehend:{region}:{account}:document-classifier-endpoint/{endpoint}"
+    return Arns(region, account).endpoint(endpoint)
 
 
 def _figure(value: Any) -> str:

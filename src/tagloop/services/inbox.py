@@ -46,6 +46,7 @@ from fsspec import AbstractFileSystem
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tagloop.domain.arns import Arns
 from tagloop.domain.inbox import (
     CLAIMED,
     DEPLOYING,
@@ -162,8 +163,8 @@ def rejection(exc: DatasetInvalid, rows: list[RowIssue]) -> str:
 
 
 def comprehend_model_arn(region: str, account: str, classifier: str, version: str) -> str:
-    """The version's ARN as the Comprehend API names it (api/comprehend/arns.py), for messages."""
-    return f"arn:aws:comprehend:{region}:{account}:document-classifier/{classifier}/version/{version}"
+    """The version's ARN as the Comprehend API names it, for messages."""
+    return Arns(region, account).classifier(classifier, version)
 
 
 # ---- the filesystem side --------------------------------------------------------------

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tagloop.api.comprehend.arns import Arns
 from tagloop.api.comprehend.paging import page as _page
 from tagloop.app import Tagloop
+from tagloop.domain.arns import Arns
 from tagloop.errors import InvalidRequest
 
 COMPREHEND_CSV = "COMPREHEND_CSV"

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from tagloop.api.coalesce import Coalescer
-from tagloop.api.comprehend.arns import Arns
 from tagloop.api.comprehend.flywheels import FlywheelOperations
 from tagloop.api.comprehend.paging import page as _page
 from tagloop.api.comprehend.paging import page_size as _page_size
 from tagloop.api.state import serving_of
 from tagloop.app import Tagloop
+from tagloop.domain.arns import Arns
 from tagloop.domain.comprehend import result as comprehend_result
 from tagloop.domain.limits import over_limit, utf8_size_over
 from tagloop.domain.records import Mode

@@ -1,4 +1,5 @@
-"""Amazon Resource Names of the Comprehend API: made from tagloop's names and parsed back."""
+"""Amazon Resource Names of the Comprehend API: made from tagloop's names and parsed back (the
+Comprehend door, and messages that give a version's or an endpoint's ARN)."""
 
 from __future__ import annotations
 
