@@ -28,6 +28,7 @@ from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.profiles import ProfileService
 from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.review import ReviewService
 from tagloop.services.review_fill import ReviewFill
@@ -61,7 +62,14 @@ class Tagloop:
         self.models = ModelCache(self.artifacts, self.settings.model_cache_size)
         self.queue = self._queue()
         self.catalog = Catalog(self.database)
-        self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
+        self.keys = KeyService(
+            self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
+        )
+        # import profiles: how a source (files, archives, SQLite, SQL) becomes rows (issue 15)
+        self.profiles = ProfileService(self.database, self.settings, self.data_locations, self.keys.box)
+        self.training = TrainingService(
+            self.database, self.artifacts, self.settings, self.queue, self.profiles
+        )
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
         self.batch = BatchService(
@@ -74,9 +82,6 @@ class Tagloop:
         )
         self.endpoints = EndpointService(
             self.database, self.models, self.queue, self.settings.endpoint_refresh_seconds
-        )
-        self.keys = KeyService(
-            self.database, SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
         )
         self.prediction_log = PredictionLog(
             self.database, self.settings.log_predictions, keep_text=self.settings.log_prediction_text

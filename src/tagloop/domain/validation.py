@@ -117,6 +117,8 @@ class DatasetValidator:
                 self._header_label = raw.labels.strip() if isinstance(raw.labels, str) else None
             result = raw if isinstance(raw, RowIssue) else self.check(raw)
             if isinstance(result, RowIssue):
+                if result.member is None and isinstance(raw, RawRow) and raw.member is not None:
+                    result = RowIssue(result.line, result.reason, raw.member)
                 self.rejected += 1
                 if len(self.issues) < MAX_ISSUES_KEPT:
                     self.issues.append(result)
@@ -124,6 +126,11 @@ class DatasetValidator:
                     self.on_issue(result)
             else:
                 yield result
+
+    @property
+    def label_counts(self) -> dict[str, int]:
+        """Documents per label among the rows accepted so far (a preview's figures)."""
+        return dict(sorted(self._counts.items()))
 
     def check(self, raw: RawRow) -> LabelledText | RowIssue:
         text = raw.text.strip()
