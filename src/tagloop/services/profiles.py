@@ -243,7 +243,7 @@ class ProfileReader:
         if label is None:
             label_keys = (spec.label_column,) if spec.label_column else ("labels", "label")
         filter_columns = [f.column for f in spec.filters]
-        names = [*columns, *filter_columns, *(["labels"] if label_keys else [])]
+        names = [*columns, *filter_columns, *([spec.label_column or "labels"] if label_keys else [])]
         profile_spec = spec
         if label_keys and spec.label_column is None:
             profile_spec = dataclasses.replace(spec, label_column="labels")
@@ -269,7 +269,7 @@ class ProfileReader:
                 yield RowIssue(number, "expected a JSON object per line", where)
                 continue
             missing = [key for key in columns if key not in record]
-            if missing:
+            if len(missing) == len(columns):  # one text key of several may be absent, as NULL
                 yield RowIssue(number, f"missing key {', '.join(map(repr, missing))}", where)
                 continue
             values: list[object] = [record.get(key) for key in names]
