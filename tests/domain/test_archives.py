@@ -35,11 +35,11 @@ def test_budget_limits():
         "in.zip", ArchiveLimits(max_ratio=10, max_members=2, max_total_bytes=5 * RATIO_FLOOR_BYTES)
     )
     budget.count_members(2)
-    with pytest.raises(ArchiveRefused, match="TAGLOOP_ARCHIVE_MAX_MEMBERS"):
+    with pytest.raises(ArchiveRefused, match=r"TAGLOOP_ARCHIVE_MAX_MEMBERS"):
         budget.count_members(1)
     budget.ratio("m", RATIO_FLOOR_BYTES, 1)  # under the floor: not judged
-    with pytest.raises(ArchiveRefused, match="TAGLOOP_ARCHIVE_MAX_RATIO"):
+    with pytest.raises(ArchiveRefused, match=r"TAGLOOP_ARCHIVE_MAX_RATIO"):
         budget.ratio("m", RATIO_FLOOR_BYTES + 1, 1000)
     budget.grow("m", 5 * RATIO_FLOOR_BYTES)
-    with pytest.raises(ArchiveRefused, match="TAGLOOP_ARCHIVE_MAX_TOTAL_BYTES"):
+    with pytest.raises(ArchiveRefused, match=r"TAGLOOP_ARCHIVE_MAX_TOTAL_BYTES"):
         budget.grow("m", 1)

@@ -119,7 +119,7 @@ def test_labels_from_member_names(spec, member, label):
 
 
 def test_label_from_folder_needs_a_folder():
-    with pytest.raises(InvalidRequest, match="in no folder"):
+    with pytest.raises(InvalidRequest, match=r"in no folder"):
         ProfileSpec.from_dict({"label_from": "folder"}).member_label("top.txt")
 
 
@@ -128,7 +128,7 @@ def test_formats_from_names_and_wanted_members():
     assert spec.format_of("a.sqlite3.bz2") == "sqlite" and spec.format_of("a.txt") == "lines"
     assert spec.format_of("a.jsonl.gz") == "jsonl" and spec.format_of("a.csv") == "csv"
     assert ProfileSpec().format_of("a.csv") == "comprehend-csv"
-    with pytest.raises(InvalidRequest, match="cannot tell the format of notes.xyz"):
+    with pytest.raises(InvalidRequest, match=r"cannot tell the format of notes.xyz"):
         spec.format_of("notes.xyz")
     assert spec.wants_member("x/a.sqlite3.bz2") and not spec.wants_member("a.csv")
     assert not ProfileSpec().wants_member("__MACOSX/._a.csv") and not ProfileSpec().wants_member(".DS_Store")

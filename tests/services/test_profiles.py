@@ -87,11 +87,11 @@ def test_the_documented_recipe_trains_a_version(make_tagloop, issue_archive):
 def test_profile_and_format_options_do_not_mix(make_tagloop, issue_archive):
     tagloop = make_tagloop()
     tagloop.profiles.put("issues", "bugs", RECIPE)
-    with pytest.raises(InvalidRequest, match="either an import profile or a format"):
+    with pytest.raises(InvalidRequest, match=r"either an import profile or a format"):
         tagloop.training.submit(TrainRequest("issues", str(issue_archive()), profile="bugs", format="csv"))
-    with pytest.raises(NotFound, match="no import profile 'other'"):
+    with pytest.raises(NotFound, match=r"no import profile 'other'"):
         tagloop.training.submit(TrainRequest("issues", str(issue_archive(name="b.zip")), profile="other"))
-    with pytest.raises(InvalidRequest, match="reads files: give the file"):
+    with pytest.raises(InvalidRequest, match=r"reads files: give the file"):
         tagloop.training.submit(TrainRequest("issues", None, profile="bugs"))
 
 
@@ -201,7 +201,7 @@ def test_a_damaged_member_is_named(tmp_path):
     path = tmp_path / "bad.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("a.csv.gz", b"\x1f\x8b\x08\x00not gzip at all")
-    with pytest.raises(DatasetInvalid, match="member a.csv.gz is truncated or damaged"):
+    with pytest.raises(DatasetInvalid, match=r"member a.csv.gz is truncated or damaged"):
         rows_of({"label_from": "member", "format": "lines"}, str(path))
 
 
@@ -220,7 +220,7 @@ def test_a_nested_bz2_bomb_is_refused_by_ratio(tmp_path):
     path = tmp_path / "bomb.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("x.sqlite3.bz2", bz2.compress(b"\0" * 50_000_000))  # ~40 bytes, ratio 10^6
-    with pytest.raises(ArchiveRefused, match="member x.sqlite3.bz2 unpacks to more than"):
+    with pytest.raises(ArchiveRefused, match=r"member x.sqlite3.bz2 unpacks to more than"):
         rows_of(RECIPE, str(path))
 
 
@@ -229,7 +229,7 @@ def test_a_single_compressed_file_bomb_is_refused(tmp_path):
 
     path = tmp_path / "big.csv.gz"
     path.write_bytes(gzip.compress(b"A,x\n" * 1_000_000, compresslevel=1))
-    with pytest.raises(ArchiveRefused, match="big.csv.gz unpacks to more than 20 times"):
+    with pytest.raises(ArchiveRefused, match=r"big.csv.gz unpacks to more than 20 times"):
         rows_of({}, str(path), archive=ArchiveLimits(max_ratio=20))
 
 
@@ -240,9 +240,9 @@ def test_member_count_and_total_size_limits(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         for i in range(5):
             archive.writestr(f"l{i}.txt", f"text {i}\n" * 1000)
-    with pytest.raises(ArchiveRefused, match="more than 4 members"):
+    with pytest.raises(ArchiveRefused, match=r"more than 4 members"):
         rows_of({"label_from": "member"}, str(path), archive=ArchiveLimits(max_members=4))
-    with pytest.raises(ArchiveRefused, match="declare 35,000 bytes unpacked"):
+    with pytest.raises(ArchiveRefused, match=r"declare 35,000 bytes unpacked"):
         rows_of({"label_from": "member"}, str(path), archive=ArchiveLimits(max_total_bytes=20_000))
     tar = tmp_path / "many.tar"
     with tarfile.open(tar, "w") as archive:
@@ -251,7 +251,7 @@ def test_member_count_and_total_size_limits(tmp_path):
             info = tarfile.TarInfo(f"l{i}.txt")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    with pytest.raises(ArchiveRefused, match="TAGLOOP_ARCHIVE_MAX_TOTAL_BYTES"):
+    with pytest.raises(ArchiveRefused, match=r"TAGLOOP_ARCHIVE_MAX_TOTAL_BYTES"):
         rows_of({"label_from": "member"}, str(tar), archive=ArchiveLimits(max_total_bytes=15_000))
 
 
@@ -261,7 +261,7 @@ def test_zip_members_escaping_the_folder_are_refused_before_any_read(tmp_path, n
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("fine.txt", "a fine line\n")
         archive.writestr(zipfile.ZipInfo(name), "x\n")
-    with pytest.raises(ArchiveRefused, match="out of the extraction folder|absolute path"):
+    with pytest.raises(ArchiveRefused, match=r"out of the extraction folder|absolute path"):
         rows_of({"label_from": "member", "format": "lines"}, str(path))
     assert not (tmp_path.parent / "evil.csv").exists()
 
@@ -272,14 +272,14 @@ def test_tar_links_and_escaping_paths_are_refused(tmp_path):
         info = tarfile.TarInfo("a.txt")
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         archive.addfile(info)
-    with pytest.raises(ArchiveRefused, match="member a.txt is a link"):
+    with pytest.raises(ArchiveRefused, match=r"member a.txt is a link"):
         rows_of({"label_from": "member"}, str(link))
     escape = tmp_path / "escape.tar.gz"
     with tarfile.open(escape, "w:gz") as archive:
         info = tarfile.TarInfo("../../x.txt")
         info.size = 2
         archive.addfile(info, io.BytesIO(b"x\n"))
-    with pytest.raises(ArchiveRefused, match="'..' in its path"):
+    with pytest.raises(ArchiveRefused, match=r"'..' in its path"):
         rows_of({"label_from": "member"}, str(escape))
 
 
@@ -289,7 +289,7 @@ def test_zip_symlink_members_are_refused(tmp_path):
     info.external_attr = (0o120777 << 16) | 0
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(info, "/etc/passwd")
-    with pytest.raises(ArchiveRefused, match="symbolic link"):
+    with pytest.raises(ArchiveRefused, match=r"symbolic link"):
         rows_of({"label_from": "member"}, str(path))
 
 
@@ -333,20 +333,23 @@ def test_sqlite_row_limit_and_timeout(tmp_path):
     path = sqlite_file(tmp_path, rows=50)
     rows = list(sql_sources.sqlite_rows(str(path), "SELECT * FROM t", mapper_for, 50, 10, "src"))
     assert len(rows) == 50
-    with pytest.raises(LimitExceeded, match="more than 49 rows.*TAGLOOP_IMPORT_MAX_ROWS"):
+    with pytest.raises(LimitExceeded, match=r"more than 49 rows.*TAGLOOP_IMPORT_MAX_ROWS"):
         list(sql_sources.sqlite_rows(str(path), "SELECT * FROM t", mapper_for, 49, 10, "src"))
-    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) AS text, 'A' AS label FROM n"
-    with pytest.raises(LimitExceeded, match="ran longer than 0.2 s.*TAGLOOP_IMPORT_QUERY_TIMEOUT_SECONDS"):
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+        "SELECT count(*) AS text, 'A' AS label FROM n"
+    )
+    with pytest.raises(LimitExceeded, match=r"ran longer than 0.2 s.*TAGLOOP_IMPORT_QUERY_TIMEOUT_SECONDS"):
         list(sql_sources.sqlite_rows(str(path), endless, mapper_for, 50, 0.2, "src"))
 
 
 def test_a_query_error_and_a_file_that_is_no_database_are_named(tmp_path):
     path = sqlite_file(tmp_path)
-    with pytest.raises(InvalidRequest, match="src.sqlite3: the query failed: no such table: nope"):
+    with pytest.raises(InvalidRequest, match=r"src.sqlite3: the query failed: no such table: nope"):
         list(sql_sources.sqlite_rows(str(path), "SELECT * FROM nope", mapper_for, 10, 10, "src.sqlite3"))
     other = tmp_path / "notes.db"
     other.write_bytes(b"hello, I am not a database" * 100)
-    with pytest.raises(InvalidRequest, match="notes.db: not a SQLite database"):
+    with pytest.raises(InvalidRequest, match=r"notes.db: not a SQLite database"):
         list(sql_sources.sqlite_rows(str(other), "SELECT * FROM t", mapper_for, 10, 10, "notes.db"))
 
 
@@ -384,19 +387,20 @@ def test_a_postgresql_source_trains_and_keeps_its_password_sealed(make_tagloop, 
 
 
 def test_a_postgresql_connection_cannot_write_and_times_out(issue_database):
-    with pytest.raises(InvalidRequest, match="query failed: syntax error"):  # no cursor for a statement
+    with pytest.raises(InvalidRequest, match=r"query failed: syntax error"):  # no cursor for a statement
         list(sql_sources.database_rows(issue_database, "CREATE TABLE stolen (a int)", mapper_for, 10, 10))
-    with pytest.raises(InvalidRequest, match="must only read.*read-only transaction"):
+    with pytest.raises(InvalidRequest, match=r"must only read.*read-only transaction"):
         list(
             sql_sources.database_rows(
                 issue_database, "SELECT nextval('numbers')::text AS text, 'a' AS label", mapper_for, 10, 10
             )
         )
-    with pytest.raises(InvalidRequest, match="data-modifying"):
+    with pytest.raises(InvalidRequest, match=r"data-modifying"):
         list(
             sql_sources.database_rows(
                 issue_database,
-                "WITH gone AS (DELETE FROM issue RETURNING summary AS text, type AS label) SELECT * FROM gone",
+                "WITH gone AS (DELETE FROM issue RETURNING summary AS text, type AS label) "
+                "SELECT * FROM gone",
                 mapper_for,
                 100,
                 10,
@@ -406,13 +410,13 @@ def test_a_postgresql_connection_cannot_write_and_times_out(issue_database):
         assert connection.execute("SELECT count(*) FROM issue").fetchone() == (30,)
         assert connection.execute("SELECT to_regclass('stolen')").fetchone() == (None,)
         assert connection.execute("SELECT last_value, is_called FROM numbers").fetchone() == (1, False)
-    with pytest.raises(LimitExceeded, match="ran longer than 0.3 s"):
+    with pytest.raises(LimitExceeded, match=r"ran longer than 0.3 s"):
         list(
             sql_sources.database_rows(
                 issue_database, "SELECT pg_sleep(5)::text AS text, 'a' AS label", mapper_for, 10, 0.3
             )
         )
-    with pytest.raises(LimitExceeded, match="more than 10 rows"):
+    with pytest.raises(LimitExceeded, match=r"more than 10 rows"):
         list(
             sql_sources.database_rows(
                 issue_database, "SELECT summary AS text, type AS label FROM issue", mapper_for, 10, 10
@@ -421,7 +425,7 @@ def test_a_postgresql_connection_cannot_write_and_times_out(issue_database):
 
 
 def test_other_databases_are_refused():
-    with pytest.raises(InvalidRequest, match="reads sqlite, postgresql, mysql, mariadb databases only"):
+    with pytest.raises(InvalidRequest, match=r"reads sqlite, postgresql, mysql, mariadb databases only"):
         sql_sources.parse_database_url("oracle://scott@host/db")
 
 
