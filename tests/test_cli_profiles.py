@@ -5,6 +5,7 @@ member and line on stderr, exit statuses."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -25,29 +26,35 @@ def tagloop(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.
     )
 
 
-def test_the_recipe_from_a_shell(tmp_path, issue_archive):
-    data, archive = tmp_path / "data", issue_archive(rows=30)
-    added = tagloop(
-        data,
-        "profiles", "add", "issues", "bugs",
-        "--query", "SELECT type, summary, description FROM issue",
-        "--where", "type=Bug",
-        "--text-column", "summary,description",
-        "--label-from", "member",
-        "--json",
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    assert json.loads(added.stdout)["spec"]["label_from"] == "member"
-    tried = tagloop(data, "profiles", "try", "issues", "bugs", str(archive), "--json")
-    assert tried.returncode == 0, tried.stderr
-    found = json.loads(tried.stdout)
-    assert found["label_counts"] == {"HADOOP": 15, "KAFKA": 15, "SPARK": 15} and found["filtered"] == 45
-    trained = tagloop(data, "train", "issues", "--profile", "bugs", "--data", str(archive), "--json")
-    assert trained.returncode == 0, trained.stderr
-    result = json.loads(trained.stdout)
-    assert result["labels"] == ["HADOOP", "KAFKA", "SPARK"] and result["status"] == "TRAINED"
-    shown = tagloop(data, "profiles", "show", "issues", "bugs")
-    assert "query: SELECT type, summary, description FROM issue" in shown.stdout
+def readme_recipe() -> str:
+    """The shell block of the README's sqlite-zip recipe, as written there."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- recipe: issues-zip", 1)[1].split("```sh\n", 1)[1]
+    return block.split("```", 1)[0]
+
+
+def test_the_readme_recipe_runs_as_written(tmp_path, issue_archive):
+    archive = issue_archive(rows=30)
+    assert archive.name == "issues.zip"
+    script = "set -e\n" + 'tagloop() { "$@"; }\n'.replace(
+        '"$@"', " ".join(COMMAND) + ' --data-dir "$DATA" "$@"'
+    )
+    ran = subprocess.run(
+        ["bash", "-c", script + readme_recipe()],
+        cwd=archive.parent,
+        env=os.environ | {"DATA": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "saved profile bugs of issues" in ran.stdout
+    assert "labels: HADOOP (15), KAFKA (15), SPARK (15)" in ran.stdout  # try: half the rows are bugs
+    assert "trained issues v1: 3 labels" in ran.stdout
+    shown = tagloop(tmp_path / "data", "versions", "show", "issues", "v1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["labels"] == ["HADOOP", "KAFKA", "SPARK"]
 
 
 def test_a_json_profile_file_and_rejected_rows_on_stderr(tmp_path):

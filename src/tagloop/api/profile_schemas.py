@@ -35,7 +35,11 @@ class ProfileBody(BaseModel):
     label_column: Name | None = None
     label_delimiter: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
     joiner: Annotated[str, StringConstraints(max_length=profiles.MAX_JOINER_CHARS)] | None = None
-    filters: list[FilterBody] | None = Field(None, max_length=profiles.MAX_FILTERS)
+    filters: list[FilterBody | Annotated[str, StringConstraints(min_length=3, max_length=1_024)]] | None = (
+        Field(
+            None, max_length=profiles.MAX_FILTERS, description='Objects, or "COLUMN=VALUE" / "COLUMN!=VALUE".'
+        )
+    )
     query: Annotated[str, StringConstraints(min_length=1, max_length=profiles.MAX_QUERY_CHARS)] | None = None
     database_url: (
         Annotated[str, StringConstraints(min_length=1, max_length=profiles.MAX_URL_CHARS)] | None
