@@ -451,3 +451,23 @@ def test_crud_and_preview(make_tagloop, issue_archive, tmp_path):
     tagloop.profiles.delete("issues", "bugs")
     with pytest.raises(NotFound):
         tagloop.profiles.show("issues", "bugs")
+
+
+def test_temporary_copies_are_removed_also_on_errors(tmp_path, issue_archive, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    archive = issue_archive(rows=10)
+    assert len(rows_of(RECIPE, str(archive))) == 15
+    reader = ProfileReader("p", ProfileSpec.from_dict(RECIPE), ImportLimits())
+    rows = reader.rows(str(archive))
+    next(rows)  # a reader left half-way (a preview) ...
+    rows.close()
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as handle:
+        handle.writestr("a.sqlite3.bz2", bz2.compress(b"not a database" * 100))
+    with pytest.raises(InvalidRequest, match="not a SQLite database"):
+        rows_of(RECIPE, str(broken))
+    assert list(scratch.iterdir()) == []
