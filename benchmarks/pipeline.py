@@ -184,7 +184,7 @@ def run_child(name: str, archive: Path) -> dict[str, float]:
 
 def child(name: str, archive: Path, out: Path) -> None:
     if name != "plain":  # tagloop's modules imported before the clock starts, as in a running server
-        import tagloop.app  # noqa: F401
+        import tagloop.app
         import tagloop.services.profiles  # noqa: F401
     start = time.perf_counter()
     written = RUNS[name](archive, out)
