@@ -471,3 +471,14 @@ def test_temporary_copies_are_removed_also_on_errors(tmp_path, issue_archive, mo
     with pytest.raises(InvalidRequest, match="not a SQLite database"):
         rows_of(RECIPE, str(broken))
     assert list(scratch.iterdir()) == []
+
+
+def test_a_tar_gz_bomb_is_refused_by_the_archive_ratio(tmp_path):
+    path = tmp_path / "bomb.tar.gz"
+    data = b"\n" * 5_000_000
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo("a.txt")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(ArchiveRefused, match=r"the archive unpacks to more than 200 times"):
+        rows_of({"label_from": "member"}, str(path))
