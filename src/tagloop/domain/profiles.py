@@ -250,7 +250,7 @@ class ProfileSpec:
             return CSV if mapped else COMPREHEND_CSV
         raise InvalidRequest(
             f"cannot tell the format of {name} from its name: set the profile's format "
-            f"({', '.join(FILE_FORMATS[1:])})"
+            f"({', '.join(FILE_FORMATS[1:])}), or choose the archive members to read (members)"
         )
 
     def wants_member(self, name: str) -> bool:

@@ -27,6 +27,7 @@ LISTED_DUPLICATES = 10  # repeated texts named by line in the warning; the rest 
 SPREAD_MIN_DOCUMENTS = 20
 SPREAD_MAX_SHARE = 0.5
 SPREAD_SINGLETONS = 0.9
+LABEL_CACHE = 10_000  # distinct label strings whose parsing is remembered
 
 
 def excerpt(value: object, limit: int = QUOTED_CHARS) -> str:
@@ -109,6 +110,7 @@ class DatasetValidator:
         self._header_label: str | None = None
         self._digest = hashlib.sha256()
         self._documents = 0
+        self._label_cache: dict[str, tuple[str, ...] | str] = {}  # label string -> labels or reason
 
     def rows(self, raw_rows: Iterable[RawRow | RowIssue]) -> Iterator[LabelledText]:
         for raw in raw_rows:
@@ -148,7 +150,20 @@ class DatasetValidator:
         return LabelledText(text, labels, raw.line)
 
     def _labels(self, raw: RawRow) -> tuple[str, ...] | str:
-        """The row's labels, or the reason they are refused."""
+        """The row's labels, or the reason they are refused; a label string seen before is
+        answered from a cache (files repeat a few labels on every row)."""
+        value = raw.labels
+        if type(value) is str:
+            known = self._label_cache.get(value)
+            if known is not None:
+                return known
+            found = self._parse_labels(raw)
+            if len(self._label_cache) < LABEL_CACHE:
+                self._label_cache[value] = found
+            return found
+        return self._parse_labels(raw)
+
+    def _parse_labels(self, raw: RawRow) -> tuple[str, ...] | str:
         value = raw.labels
         if value is None or (isinstance(value, str) and not value.strip()) or value == []:
             return "missing label" if self.require_labels else ()
