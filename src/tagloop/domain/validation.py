@@ -27,6 +27,7 @@ LISTED_DUPLICATES = 10  # repeated texts named by line in the warning; the rest 
 SPREAD_MIN_DOCUMENTS = 20
 SPREAD_MAX_SHARE = 0.5
 SPREAD_SINGLETONS = 0.9
+_blake2b = hashlib.blake2b
 LABEL_CACHE = 10_000  # distinct label strings whose parsing is remembered
 
 
@@ -111,6 +112,7 @@ class DatasetValidator:
         self._digest = hashlib.sha256()
         self._documents = 0
         self._label_cache: dict[str, tuple[str, ...] | str] = {}  # label string -> labels or reason
+        self._label_bytes: dict[tuple[str, ...], bytes] = {}  # labels -> their part of the fingerprint
 
     def rows(self, raw_rows: Iterable[RawRow | RowIssue]) -> Iterator[LabelledText]:
         for raw in raw_rows:
@@ -199,7 +201,7 @@ class DatasetValidator:
         for label in labels:  # Counter.update's own overhead is most of its cost on one label
             counts[label] += 1
         encoded = text.encode("utf-8")
-        text_hash = hashlib.blake2b(encoded, digest_size=16).digest()
+        text_hash = _blake2b(encoded, digest_size=16).digest()
         earlier = self._seen.get(text_hash)
         if earlier is None:
             self._seen[text_hash] = line
@@ -208,7 +210,12 @@ class DatasetValidator:
             if len(self._duplicate_lines) < LISTED_DUPLICATES:
                 self._duplicate_lines.append((line, earlier))
         # one update of the same bytes as four: label(s) \x1e text \x1d
-        self._digest.update(b"".join(("\x1f".join(labels).encode("utf-8"), b"\x1e", encoded, b"\x1d")))
+        prefix = self._label_bytes.get(labels)
+        if prefix is None:
+            prefix = "\x1f".join(labels).encode("utf-8") + b"\x1e"
+            if len(self._label_bytes) < LABEL_CACHE:
+                self._label_bytes[labels] = prefix
+        self._digest.update(b"".join((prefix, encoded, b"\x1d")))
 
     def finish(self) -> DatasetReport:
         """Check the dataset-wide rules and return the report, or raise listing every problem."""

@@ -90,8 +90,13 @@ class ProfileReader:
         self.name = name
         self.spec = spec
         self.limits = limits
-        self.filtered = 0
+        self._filtered = 0  # rows dropped by filters outside queries (those are in members' tallies)
         self.members: list[dict[str, Any]] = []
+
+    @property
+    def filtered(self) -> int:
+        """Rows the profile's filters dropped so far."""
+        return self._filtered + sum(entry.get("filtered", 0) for entry in self.members)
 
     format_name = "profile"  # a dataset's format column (the version's parameters name the profile)
 
@@ -119,15 +124,14 @@ class ProfileReader:
         spec = self.spec
         if spec.database_url is not None:
             assert spec.query is not None
-            yield from self._counted(
-                sql_sources.database_rows(
-                    spec.database_url,
-                    spec.query,
-                    self._mapper_for(None, "query result"),
-                    self.limits.max_rows,
-                    self.limits.query_timeout,
-                ),
-                sql_sources.shown_url(spec.database_url),
+            tally = self._tally(sql_sources.shown_url(spec.database_url))
+            yield from sql_sources.database_rows(
+                spec.database_url,
+                spec.query,
+                lambda columns: spec.mapper(columns, None, "query result"),
+                self.limits.max_rows,
+                self.limits.query_timeout,
+                tally,
             )
             return
         found = 0
@@ -135,7 +139,8 @@ class ProfileReader:
         with archives.members(source, self.limits.archive, spec.wants_member) as members, _Copier() as copier:
             for member in members:
                 found += 1
-                if member.in_archive and spec.format_of(member.name) == SQLITE:
+                fmt = spec.format_of(member.name)
+                if member.in_archive and fmt == SQLITE:
                     # copied to a file by a thread (bz2 and zlib let the GIL go) while the rows of
                     # the member before are read here; the copy ends before the next member opens
                     copy = copier.start(member.stream)
@@ -149,7 +154,8 @@ class ProfileReader:
                     yield from self._copied_rows(source, *pending)
                     pending = None
                 with archives.reading(source, member.name):
-                    yield from self._counted(self._member_rows(member), member.name)
+                    rows = self._member_rows(member)  # a query's rows are counted by their tally
+                    yield from rows if fmt == SQLITE else self._counted(rows, member.name)
             if pending is not None:
                 yield from self._copied_rows(source, *pending)
         if not found:
@@ -163,9 +169,14 @@ class ProfileReader:
         path = copy.result()
         try:
             with archives.reading(source, member.name):
-                yield from self._counted(self._query_rows(path, member, True), member.name)
+                yield from self._query_rows(path, member, True)
         finally:
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+    def _tally(self, name: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": name, "rows": 0, "filtered": 0}
+        self.members.append(entry)
+        return entry
 
     def _counted(self, rows: Iterator[RawRow | RowIssue], name: str) -> Iterator[RawRow | RowIssue]:
         entry: dict[str, Any] = {"name": name, "rows": 0}
@@ -183,7 +194,7 @@ class ProfileReader:
             def mapped(line: int, values: Sequence[object]) -> RawRow | RowIssue | None:
                 row = inner(line, values)
                 if row is None:
-                    self.filtered += 1
+                    self._filtered += 1
                 return row
 
             return mapped
@@ -221,10 +232,17 @@ class ProfileReader:
     def _query_rows(self, path: str, member: archives.Member, copy: bool) -> Iterator[RawRow | RowIssue]:
         spec = self.spec
         assert spec.query is not None
-        mapper_for = self._mapper_for(spec.member_label(member.name), f"{member.name} (query result)")
+        label, where = spec.member_label(member.name), f"{member.name} (query result)"
         limits = self.limits
         yield from sql_sources.sqlite_rows(
-            path, spec.query, mapper_for, limits.max_rows, limits.query_timeout, member.name, copy
+            path,
+            spec.query,
+            lambda columns: spec.mapper(columns, label, where),
+            limits.max_rows,
+            limits.query_timeout,
+            member.name,
+            copy,
+            self._tally(member.name),
         )
 
     def _text(self, stream: Any) -> io.TextIOWrapper:
@@ -296,7 +314,7 @@ class ProfileReader:
                     continue
             row = mapper(number, values)
             if row is None:
-                self.filtered += 1
+                self._filtered += 1
             else:
                 yield row
 

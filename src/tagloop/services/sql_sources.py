@@ -56,8 +56,11 @@ def _rows(
     deadline: float,
     timeout: float,
     where: str,
+    tally: dict[str, int] | None = None,
 ) -> Iterator[RawRow | RowIssue]:
-    line = 0
+    """The mapped rows, batch by batch; ``tally`` hears after each batch how many rows were
+    given out (``rows``) and how many the mapper dropped (``filtered``)."""
+    line = kept = 0
     while True:
         batch = fetch(FETCH)
         if not batch:
@@ -70,7 +73,10 @@ def _rows(
             line += 1
             row = mapper(line, values)
             if row is not None:
+                kept += 1
                 yield row
+        if tally is not None:
+            tally["rows"], tally["filtered"] = kept, line - kept
 
 
 def sqlite_rows(
@@ -81,6 +87,7 @@ def sqlite_rows(
     timeout: float,
     where: str,
     immutable: bool = False,
+    tally: dict[str, int] | None = None,
 ) -> Iterator[RawRow | RowIssue]:
     """The query's rows from the SQLite file at ``path`` (``immutable``: a private copy no one
     writes, read without locks). ``where`` names the file in every message."""
@@ -104,7 +111,7 @@ def sqlite_rows(
             raise InvalidRequest(f"{where}: the query returns no rows")
         mapper = mapper_for([column[0] for column in cursor.description])
         try:
-            yield from _rows(cursor.fetchmany, mapper, max_rows, deadline, timeout, where)
+            yield from _rows(cursor.fetchmany, mapper, max_rows, deadline, timeout, where, tally)
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(exc, where, timeout) from exc
     finally:
@@ -144,7 +151,12 @@ def parse_database_url(url: str) -> sqlalchemy.URL:
 
 
 def database_rows(
-    url: str, query: str, mapper_for: MapperFor, max_rows: int, timeout: float
+    url: str,
+    query: str,
+    mapper_for: MapperFor,
+    max_rows: int,
+    timeout: float,
+    tally: dict[str, int] | None = None,
 ) -> Iterator[RawRow | RowIssue]:
     """The query's rows from the database at ``url``, on a read-only connection."""
     parsed = parse_database_url(url)
@@ -152,7 +164,7 @@ def database_rows(
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise InvalidRequest("database_url: a sqlite URL must name a file")
-        yield from sqlite_rows(parsed.database, query, mapper_for, max_rows, timeout, where)
+        yield from sqlite_rows(parsed.database, query, mapper_for, max_rows, timeout, where, tally=tally)
         return
     deadline = time.monotonic() + timeout
     try:
@@ -172,7 +184,7 @@ def database_rows(
             if not result.returns_rows:
                 raise InvalidRequest(f"{where}: the query returns no rows")
             mapper = mapper_for(list(result.keys()))
-            yield from _rows(result.fetchmany, mapper, max_rows, deadline, timeout, where)
+            yield from _rows(result.fetchmany, mapper, max_rows, deadline, timeout, where, tally)
             connection.rollback()
     except DBAPIError as exc:
         raise _database_error(exc, where, timeout) from exc
