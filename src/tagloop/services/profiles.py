@@ -25,9 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -135,43 +133,16 @@ class ProfileReader:
             )
             return
         found = 0
-        pending: tuple[archives.Member, Future[str]] | None = None
-        with archives.members(source, self.limits.archive, spec.wants_member) as members, _Copier() as copier:
+        with archives.members(source, self.limits.archive, spec.wants_member) as members:
             for member in members:
                 found += 1
                 fmt = spec.format_of(member.name)
-                if member.in_archive and fmt == SQLITE:
-                    # copied to a file by a thread (bz2 and zlib let the GIL go) while the rows of
-                    # the member before are read here; the copy ends before the next member opens
-                    copy = copier.start(member.stream)
-                    if pending is not None:
-                        yield from self._copied_rows(source, *pending)
-                    with archives.reading(source, member.name):
-                        copy.result()
-                    pending = (member, copy)
-                    continue
-                if pending is not None:
-                    yield from self._copied_rows(source, *pending)
-                    pending = None
                 with archives.reading(source, member.name):
                     rows = self._member_rows(member)  # a query's rows are counted by their tally
                     yield from rows if fmt == SQLITE else self._counted(rows, member.name)
-            if pending is not None:
-                yield from self._copied_rows(source, *pending)
         if not found:
             patterns = ", ".join(spec.members)
             raise DatasetInvalid(source, [], [f"no member matches the profile's members ({patterns})"])
-
-    def _copied_rows(
-        self, source: str, member: archives.Member, copy: Future[str]
-    ) -> Iterator[RawRow | RowIssue]:
-        """The query's rows of a SQLite member copied to ``copy``'s file (removed afterwards)."""
-        path = copy.result()
-        try:
-            with archives.reading(source, member.name):
-                yield from self._query_rows(path, member, True)
-        finally:
-            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
     def _tally(self, name: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": name, "rows": 0, "filtered": 0}
@@ -225,9 +196,14 @@ class ProfileReader:
         if member.local_path is not None and os.path.isfile(member.local_path):
             yield from self._query_rows(member.local_path, member, False)
             return
-        with _Copier() as copier:  # its files are removed when the rows are read
-            path = copier.start(member.stream).result()
+        folder = tempfile.mkdtemp(prefix="tagloop-import-")
+        try:
+            path = os.path.join(folder, "member.sqlite3")  # never the member's own name
+            with open(path, "wb") as copy:
+                shutil.copyfileobj(member.stream, copy, CHUNK)
             yield from self._query_rows(path, member, True)
+        finally:  # also when the reader is left half-way (a preview) or fails
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _query_rows(self, path: str, member: archives.Member, copy: bool) -> Iterator[RawRow | RowIssue]:
         spec = self.spec
@@ -342,39 +318,6 @@ class ProfileReader:
             yield RowIssue(1, "invalid UTF-8 (the file must be UTF-8 encoded)", where)
             return
         yield RawRow(1, text, label, None, where)
-
-
-class _Copier:
-    """Copies member streams to private temporary files on one background thread; stops a copy
-    in progress and removes every file it made when the reading ends (also on an error)."""
-
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagloop-import-copy")
-        self.stop = threading.Event()
-        self.folders: list[str] = []
-
-    def __enter__(self) -> _Copier:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for folder in self.folders:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def start(self, stream: Any) -> Future[str]:
-        folder = tempfile.mkdtemp(prefix="tagloop-import-")
-        self.folders.append(folder)
-        return self.pool.submit(self._copy, stream, os.path.join(folder, "member.sqlite3"))
-
-    def _copy(self, stream: Any, path: str) -> str:
-        with open(path, "wb") as target:  # never the member's own name
-            while not self.stop.is_set():
-                chunk = stream.read(CHUNK)
-                if not chunk:
-                    return path
-                target.write(chunk)
-        return path
 
 
 def _at(row: RawRow | RowIssue, where: str | None) -> RawRow | RowIssue:
