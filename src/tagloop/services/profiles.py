@@ -411,7 +411,8 @@ class ProfileService:
         from_network: bool = False,
     ) -> dict[str, Any]:
         """Read up to ``scan`` rows of ``source`` through the profile and report: the first
-        ``rows`` kept rows, counts (read, kept, dropped by filters, rejected), labels, issues."""
+        ``rows`` kept rows, counts (``rows_read``: rows past the filters, of which ``kept`` and
+        ``rejected``; ``filtered``: dropped by filters), labels, issues."""
         rows = max(0, min(rows, MAX_PREVIEW_ROWS))
         scan = max(1, min(scan, MAX_PREVIEW_SCAN))
         with self.database.reading() as session:

@@ -28,6 +28,7 @@ from tagloop.errors import InvalidRequest, LimitExceeded, RowIssue
 from tagloop.storage.database import normalize_url
 
 FETCH = 2_000
+CONNECT_SECONDS = 10  # at most this long to connect (the query's timeout, if shorter)
 Mapper = Callable[[int, Sequence[object]], RawRow | RowIssue | None]
 MapperFor = Callable[[Sequence[str]], Mapper]
 
@@ -168,7 +169,10 @@ def database_rows(
         return
     deadline = time.monotonic() + timeout
     try:
-        engine = sqlalchemy.create_engine(parsed, poolclass=NullPool)
+        seconds = max(1, min(int(timeout), CONNECT_SECONDS))  # a host that never answers
+        engine = sqlalchemy.create_engine(
+            parsed, poolclass=NullPool, connect_args={"connect_timeout": seconds}
+        )
     except (NoSuchModuleError, ArgumentError) as exc:
         raise InvalidRequest(f"{where}: no driver for this database ({exc})") from exc
     try:
