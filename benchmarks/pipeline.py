@@ -1,8 +1,9 @@
 """The pipeline's figures (issue 15), each beside a plain baseline measured in the same run.
 
 Parts: ``inbox`` (benchmarks/pipeline_inbox.py: a dropped 20ng file → an endpoint answering
-with its version, beside ``tagloop train``); ``import`` (the import profiles' part, by the
-profiles work). ``--part`` picks one; the default runs every part present.
+with its version, beside ``tagloop train``); ``import`` (benchmarks/pipeline_import.py: a zip
+of SQLite dumps read through an import profile, beside a plain Python loop doing the same ETL).
+``--part`` picks one; the default runs every part.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pipeline_inbox  # a sibling script, not a package
+import pipeline_import  # sibling scripts, not a package
+import pipeline_inbox
 
-PARTS = {"inbox": pipeline_inbox.main}
+PARTS = {"import": pipeline_import.main, "inbox": pipeline_inbox.main}
 
 
 def main() -> int:

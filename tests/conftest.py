@@ -309,3 +309,55 @@ def webhook_receiver() -> Iterator[_Receiver]:
     receiver = _Receiver()
     yield receiver
     receiver.close()
+
+
+# ---- import profiles (issue 15, profiles) ----
+ISSUE_PROJECTS = ("hadoop", "spark", "kafka")
+
+
+def _issue_database(path: Path, project: str, rows: int, seed: int) -> None:
+    """A SQLite file with a table ``issue(type, summary, description)`` as the recipe has:
+    every second row a Bug, the others Improvement or Task."""
+    import random
+    import sqlite3
+
+    rng = random.Random(seed)
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "CREATE TABLE issue (id INTEGER PRIMARY KEY, type TEXT, summary TEXT, description TEXT)"
+    )
+    connection.executemany(
+        "INSERT INTO issue (type, summary, description) VALUES (?, ?, ?)",
+        [
+            (
+                "Bug" if i % 2 == 0 else rng.choice(["Improvement", "Task"]),
+                f"{project} {rng.choice(['crash', 'hang', 'leak', 'error'])} in module {rng.randint(1, 40)}",
+                f"the {project} {rng.choice(['scheduler', 'reader', 'writer'])} fails when "
+                f"{rng.choice(['starting', 'stopping', 'loading', 'saving'])} ({rng.randint(1, 999)})",
+            )
+            for i in range(rows)
+        ],
+    )
+    connection.commit()
+    connection.close()
+
+
+@pytest.fixture
+def issue_archive(tmp_path: Path) -> Callable[..., Path]:
+    """``issue_archive(rows=40, projects=ISSUE_PROJECTS, name="issues.zip")``: the documented
+    recipe's input, a zip of ``<project>.sqlite3.bz2`` files (``rows`` issues each, half Bugs)."""
+    import bz2
+    import zipfile
+
+    def make(rows: int = 40, projects: tuple[str, ...] = ISSUE_PROJECTS, name: str = "issues.zip") -> Path:
+        folder = tmp_path / f"dbs-{name}"
+        folder.mkdir()
+        target = tmp_path / name
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            for seed, project in enumerate(projects):
+                database = folder / f"{project}.sqlite3"
+                _issue_database(database, project, rows, seed)
+                archive.writestr(f"{project}.sqlite3.bz2", bz2.compress(database.read_bytes()))
+        return target
+
+    return make

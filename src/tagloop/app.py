@@ -31,6 +31,7 @@ from tagloop.services.pool import PoolService
 from tagloop.services.prediction_history import PredictionHistory
 from tagloop.services.prediction_log import PredictionLog
 from tagloop.services.predictions import PredictionService
+from tagloop.services.profiles import ProfileService
 from tagloop.services.reliability import ReliabilityPolicy
 from tagloop.services.reports import ReportService
 from tagloop.services.request_tokens import RequestTokens
@@ -68,7 +69,13 @@ class Tagloop:
         self.queue = self._queue()
         self.catalog = Catalog(self.database)
         self.reports = ReportService(self.database, self.artifacts, self.models)  # a version's figures
-        self.training = TrainingService(self.database, self.artifacts, self.settings, self.queue)
+        box = SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
+        self.keys = KeyService(self.database, box)
+        # import profiles: how a source (files, archives, SQLite, SQL) becomes rows (issue 15)
+        self.profiles = ProfileService(self.database, self.settings, self.data_locations, box)
+        self.training = TrainingService(
+            self.database, self.artifacts, self.settings, self.queue, self.profiles
+        )
         self.predictions = PredictionService(self.database, self.models, self.settings)
         self.jobs = JobService(self.database, self.queue)
         self.batch = BatchService(
@@ -82,8 +89,6 @@ class Tagloop:
         self.endpoints = EndpointService(
             self.database, self.models, self.queue, self.settings.endpoint_refresh_seconds
         )
-        box = SecretBox(load_or_create_key(self.settings.secret_key, self.settings.data_dir))
-        self.keys = KeyService(self.database, box)
         # notification channels and their delivery log; the ticker part below sends (issue 15)
         self.notify = ChannelService(self.database, self.settings, box)
         self.prediction_log = PredictionLog(

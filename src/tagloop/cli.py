@@ -89,7 +89,8 @@ def _fail(exc: TagloopError) -> None:
     stderr.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
     if isinstance(exc, DatasetInvalid):
         for issue in exc.issues[:ROWS_LISTED]:
-            stderr.print(f"  {exc.source}:{issue.line}: {issue.reason}", markup=False, highlight=False)
+            where = f"{exc.source}:{issue.member}" if issue.member else exc.source
+            stderr.print(f"  {where}:{issue.line}: {issue.reason}", markup=False, highlight=False)
         if State.errors_file is not None:
             stderr.print(f"  every rejected row is in {State.errors_file}", markup=False, highlight=False)
         elif len(exc.issues) > ROWS_LISTED:
@@ -284,6 +285,14 @@ def train(
             help="Also train on the classifier's verified documents (review answers, feedback).",
         ),
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Read --data (and --test) through this import profile of the classifier "
+            "(`tagloop profiles`); a profile reading a database needs no --data.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
@@ -305,6 +314,7 @@ def train(
             label_column=label_column,
             on_issue=on_issue,
             with_verified=with_verified,
+            profile=profile,
         )
         with _tagloop() as tagloop:
             if background:
@@ -321,7 +331,8 @@ def train(
             State.errors_file = errors
 
             def write(source: str, row: RowIssue) -> None:
-                rejected.write(f"{source}:{row.line}: {row.reason}\n")
+                where = f"{source}:{row.member}" if row.member else source
+                rejected.write(f"{where}:{row.line}: {row.reason}\n")
 
             return train_with(write)
 
@@ -2845,6 +2856,240 @@ def inbox_disable(name: Annotated[str, typer.Argument()], as_json: JsonOption = 
     """Stop picking up new files (files in work finish)."""
     found = _guard(lambda: _with_tagloop(lambda t: t.inbox.set_enabled(name, False)))
     _emit_json(found) if as_json else stdout.print(_inbox_line(found), markup=False, highlight=False)
+
+
+# ---- profiles (issue 15, profiles) ----
+profiles_app = typer.Typer(
+    help="Import profiles: how a source (CSV, JSONL, archives, SQLite, a SQL query) becomes labelled rows.",
+    no_args_is_help=True,
+)
+app.add_typer(profiles_app, name="profiles")
+PROFILE_COLUMNS = ("name", "format", "reads", "label", "updated_at")
+
+
+def _profile_spec(
+    from_file: str | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The spec from a JSON file, with the flags given on top."""
+    spec: dict[str, Any] = {}
+    if from_file is not None:
+        try:
+            text = sys.stdin.read() if from_file == "-" else Path(from_file).read_text(encoding="utf-8")
+            loaded = json.loads(text)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {from_file}: {exc.strerror or exc}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"{from_file}: not a JSON object ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise InvalidRequest(f"{from_file}: a profile is a JSON object")
+        spec.update(loaded)
+    spec.update({key: value for key, value in options.items() if value not in (None, [], ())})
+    return spec
+
+
+def _profile_row(view: dict[str, Any]) -> dict[str, Any]:
+    spec = view["spec"]
+    if spec.get("database_url"):
+        reads = spec["database_url"]
+    else:
+        reads = "files" + (" with a query" if spec.get("query") else "")
+        reads += f" (members {', '.join(spec['members'])})" if spec.get("members") else ""
+    label = spec.get("label_column") or "-"
+    if spec["label_from"] != "column":
+        label = f"from {spec['label_from']}"
+    return {"name": view["name"], "format": spec["format"], "reads": reads, "label": label} | {
+        "updated_at": view["updated_at"][:19]
+    }
+
+
+@profiles_app.command("add")
+def profiles_add(
+    classifier: Annotated[str, typer.Argument(help="Classifier (created if new, with --mode).")],
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    from_file: Annotated[
+        str | None, typer.Option("--from-file", metavar="FILE", help="The profile as JSON ('-': stdin).")
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="auto (by file name), comprehend-csv, csv, jsonl, lines, document, sqlite."),
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column(s) holding the text, comma-separated (joined with --joiner).")
+    ] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label(s).")] = None,
+    label_delimiter: Annotated[
+        str | None, typer.Option(help="Joins several labels in the label column (multi-label).")
+    ] = None,
+    joiner: Annotated[str | None, typer.Option(help="Joins several text columns (default: a space).")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where", metavar="COLUMN=VALUE", help="Keep rows with this value (!=: drop; a|b: either)."
+        ),
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="SQL run on each SQLite file (or on --database-url): one SELECT.")
+    ] = None,
+    query_file: Annotated[str | None, typer.Option(metavar="FILE", help="The SQL query from a file.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Read this database (SQLAlchemy URL) with --query instead of files.")
+    ] = None,
+    member: Annotated[
+        list[str] | None, typer.Option("--member", metavar="GLOB", help="Archive members to read.")
+    ] = None,
+    label_from: Annotated[
+        str | None, typer.Option(help="column (default), member (its file name) or folder (its folder).")
+    ] = None,
+    label_case: Annotated[
+        str | None, typer.Option(help="upper (default), lower or keep: a label from a member name.")
+    ] = None,
+    label_map: Annotated[
+        list[str] | None, typer.Option("--label-map", metavar="NAME=LABEL", help="Rename a member's label.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="The mode of a new classifier.")] = "multi-class",
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a profile of that name.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Save an import profile for CLASSIFIER (see README, Import profiles)."""
+    from tagloop.domain.records import Mode
+
+    def run() -> dict[str, Any]:
+        sql = query
+        if query_file is not None:
+            try:
+                sql = Path(query_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read {query_file}: {exc.strerror or exc}") from exc
+        mapping: dict[str, str] = {}
+        for item in label_map or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise InvalidRequest(f"--label-map {item!r}: write NAME=LABEL")
+            mapping[key] = value
+        spec = _profile_spec(
+            from_file,
+            {
+                "format": format,
+                "text_columns": list(_columns(text_column)),
+                "label_column": label_column,
+                "label_delimiter": label_delimiter,
+                "joiner": joiner,
+                "filters": list(where or []),
+                "query": sql,
+                "database_url": database_url,
+                "members": list(member or []),
+                "label_from": label_from,
+                "label_case": label_case,
+                "label_map": mapping or None,
+            },
+        )
+        with _tagloop() as tagloop:
+            return tagloop.profiles.put(classifier, name, spec, replace=replace, mode=Mode.parse(mode))
+
+    result = _guard(run)
+    if as_json:
+        _emit_json(result)
+        return
+    stdout.print(f"{'saved' if result['created'] else 'replaced'} profile {result['name']} of {classifier}")
+
+
+@profiles_app.command("list")
+def profiles_list(
+    classifier: Annotated[str, typer.Argument(help="Classifier.")], as_json: JsonOption = False
+) -> None:
+    """The import profiles of CLASSIFIER."""
+    found = _guard(lambda: _with_tagloop(lambda tagloop: tagloop.profiles.list(classifier)))
+    if as_json:
+        _emit_json(found)
+        return
+    if not found:
+        stdout.print(f"{classifier} has no import profile: add one with `tagloop profiles add {classifier}`")
+        return
+    _print_rows([_profile_row(view) for view in found], PROFILE_COLUMNS)
+
+
+@profiles_app.command("show")
+def profiles_show(
+    classifier: Annotated[str, typer.Argument(help="Classifier.")],
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One import profile, every field (a database password is never shown)."""
+    from rich.text import Text
+
+    view = _guard(lambda: _with_tagloop(lambda tagloop: tagloop.profiles.show(classifier, name)))
+    if as_json:
+        _emit_json(view)
+        return
+    stdout.print(f"profile {view['name']} of {view['classifier']} (updated {view['updated_at'][:19]})")
+    for key, value in view["spec"].items():
+        if value in (None, [], {}):
+            continue
+        shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+        stdout.print(Text(f"  {key}: {shown}"))
+
+
+@profiles_app.command("delete")
+def profiles_delete(
+    classifier: Annotated[str, typer.Argument(help="Classifier.")],
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Delete an import profile (versions trained with it keep its spec in their parameters)."""
+    result = _guard(lambda: _with_tagloop(lambda tagloop: tagloop.profiles.delete(classifier, name)))
+    if as_json:
+        _emit_json(result)
+        return
+    stdout.print(f"deleted profile {name} of {classifier}")
+
+
+@profiles_app.command("try")
+def profiles_try(
+    classifier: Annotated[str, typer.Argument(help="Classifier.")],
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    source: Annotated[
+        str | None, typer.Argument(help="File or archive to read (none for a profile reading a database).")
+    ] = None,
+    rows: Annotated[int, typer.Option(help="Rows to show.")] = 10,
+    scan: Annotated[int, typer.Option(help="Rows to read at most.")] = 10_000,
+    as_json: JsonOption = False,
+) -> None:
+    """Read SOURCE through the profile without importing it: sample rows, counts, labels, issues.
+    Exit status 1 when a row would be rejected."""
+    from rich.text import Text
+
+    found = _guard(
+        lambda: _with_tagloop(lambda tagloop: tagloop.profiles.preview(classifier, name, source, rows, scan))
+    )
+    if as_json:
+        _emit_json(found)
+    else:
+        scope = "all" if found["complete"] else f"the first {found['rows_read']:,}"
+        stdout.print(
+            f"{scope} rows of {found['source']}: {found['kept']:,} kept, {found['rejected']:,} rejected, "
+            f"{found['filtered']:,} dropped by filters"
+        )
+        for member in found["members"]:
+            stdout.print(Text(f"  {member['name']}: {member['rows']:,} rows"))
+        if found["label_counts"]:
+            stdout.print(
+                Text("labels: " + ", ".join(f"{label} ({n:,})" for label, n in found["label_counts"].items()))
+            )
+        if found["sample"]:
+            table = Table(title="sample")
+            table.add_column("line", justify="right")
+            table.add_column("labels")
+            table.add_column("text")
+            for row in found["sample"]:
+                table.add_row(str(row["line"]), Text(", ".join(row["labels"])), Text(row["text"]))
+            _print_table(table)
+        for issue in found["issues"]:
+            where = f"{issue['member']}, " if issue["member"] else ""
+            stderr.print(Text(f"  {where}line {issue['line']}: {issue['reason']}"))
+        _warn(found["problems"] + found["warnings"])
+    if found["rejected"] or found["problems"]:
+        raise typer.Exit(EXIT_STATUS)
 
 
 def run() -> None:

@@ -55,9 +55,12 @@ class RowIssue:
 
     line: int
     reason: str
+    member: str | None = None
+    """The archive member (or query of an import profile) the line is in; None for a plain file."""
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        where = f"{self.member}, " if self.member else ""
+        return f"{where}line {self.line}: {self.reason}"
 
 
 class DatasetInvalid(InvalidRequest):
@@ -87,6 +90,12 @@ class LocationNotAllowed(InvalidRequest):
     One message for every refusal (missing, existing, a folder, another protocol), so the
     answer never tells whether a path exists.
     """
+
+
+class ArchiveRefused(InvalidRequest):
+    """An archive that is not read at all: a possible archive bomb (compression ratio, member
+    count or unpacked size over the TAGLOOP_ARCHIVE_* limits), a member whose path would escape
+    the extraction folder, or a link or device member. The message names the member."""
 
 
 class LimitExceeded(InvalidRequest):

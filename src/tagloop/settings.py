@@ -232,7 +232,36 @@ class Settings(BaseSettings):
         "the same for this long across two looks, or at once when a `<name>.ready` marker is beside it.",
     )
 
-    @field_validator("allowed_data_urls", mode="before")
+    # ---- import profiles (issue 15) ----
+    archive_max_ratio: float = Field(
+        200.0,
+        gt=1,
+        description="An archive member (or a compressed file) that unpacks to more than this many times "
+        "its compressed size is refused as a possible archive bomb (judged from 1 MiB of output on).",
+    )
+    archive_max_members: int = Field(
+        10_000, ge=1, description="Most files in one archive read by an import profile."
+    )
+    archive_max_total_bytes: int = Field(
+        10_000_000_000, gt=0, description="Most bytes unpacked from one archive (or compressed file)."
+    )
+    import_max_rows: int = Field(
+        10_000_000,
+        gt=0,
+        description="Most rows one SQL query of an import profile may return (more: refused, never cut).",
+    )
+    import_query_timeout_seconds: float = Field(
+        300.0, gt=0, description="Longest run of one SQL query of an import profile."
+    )
+    allowed_database_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Databases an import profile given over the network API may read, comma-separated "
+        "URLs without password (e.g. `postgresql://reader@db.internal:5432/issues`): a profile's URL must "
+        "match one's backend, host, port, database and (if given) user. SQLite files are checked against "
+        "TAGLOOP_ALLOWED_DATA_URLS instead. The CLI may name any database.",
+    )
+
+    @field_validator("allowed_data_urls", "allowed_database_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         """``TAGLOOP_ALLOWED_DATA_URLS`` is a comma-separated list; blanks are ignored."""

@@ -35,6 +35,7 @@ PINNED = {
     "UnreadableBody": (400, "SerializationException", 400, "SerializationException"),
     "InvalidBody": (422, IRE, 400, IRE),
     "DatasetInvalid": (400, IRE, 400, IRE),
+    "ArchiveRefused": (400, IRE, 400, IRE),  # import profiles (services/archives.py)
     "InputUnreadable": (400, IRE, 400, IRE),  # services/batch.py
     "TrainingFailed": (400, IRE, 400, IRE),
     "LimitExceeded": (413, TSL, 400, TSL),

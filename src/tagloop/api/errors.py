@@ -29,6 +29,7 @@ from tagloop.domain.aws_errors import aws_type
 from tagloop.errors import (
     AccessDenied,
     AlreadyExists,
+    ArchiveRefused,
     AuthenticationFailed,
     Conflict,
     InvalidBody,
@@ -71,6 +72,7 @@ ANSWERS: dict[type[TagloopError], Answer] = {
     StorageFailed: Answer(500, "InternalServerException", 500),
     ServiceUnavailable: Answer(503, "ServiceUnavailableException", 503),
     InvalidRequest: Answer(400, "InvalidRequestException", 400),  # DatasetInvalid
+    ArchiveRefused: Answer(400, "InvalidRequestException", 400),  # import profiles: bombs, traversal
     InvalidBody: Answer(422, "InvalidRequestException", 400),
     ValidationFailed: Answer(400, "ValidationException", 400),
     UnreadableBody: Answer(400, "SerializationException", 400),

@@ -20,7 +20,16 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagloop import __version__
-from tagloop.api import a2i, comprehend, inbox_routes, notify_routes, pool_routes, review_routes, v1
+from tagloop.api import (
+    a2i,
+    comprehend,
+    inbox_routes,
+    notify_routes,
+    pool_routes,
+    profile_routes,
+    review_routes,
+    v1,
+)
 from tagloop.api.auth import (
     MISSING,
     PRINCIPAL,
@@ -329,6 +338,7 @@ def create_app(settings: Settings | None = None, start_workers: bool = True) -> 
     app.include_router(pool_routes.router)  # the unlabelled pool, active-learning fills
     app.include_router(notify_routes.router)  # notification channels, delivery log (issue 15)
     app.include_router(inbox_routes.router)  # inboxes: watched folders and S3 prefixes (issue 15)
+    app.include_router(profile_routes.router)  # import profiles (issue 15)
     app.include_router(comprehend.router)
     app.include_router(a2i.runtime_router)  # sagemaker-a2i-runtime: /human-loops
     # the web UI (/, /login, /review, /moderate, /admin, /static; web/), where a reviewer signed

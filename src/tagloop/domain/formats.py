@@ -48,6 +48,8 @@ class RawRow:
     labels: str | list[object] | None
     # the first record of a Comprehend CSV only: its columns (a header row is told by them)
     fields: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    # the archive member (or a profile's query) the row comes from, named by its issues
+    member: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,12 @@ def _csv_records(text: io.TextIOBase) -> Iterator[tuple[int, list[str] | RowIssu
             yield start, RowIssue(start, _NUL_REASON)
             continue
         yield start, fields
+
+
+def csv_records(text: io.TextIOBase) -> Iterator[tuple[int, list[str] | RowIssue]]:
+    """(start line, fields) per non-blank CSV record, or a RowIssue where csv rejects one (the
+    readers of import profiles map the fields themselves)."""
+    return _csv_records(text)
 
 
 def _csv_reason(exc: csv.Error) -> str:

@@ -15,7 +15,7 @@ import fsspec
 from fsspec.utils import infer_compression
 from sqlalchemy.orm import Session
 
-from tagloop.domain.formats import COMPREHEND_CSV, FormatSpec, read_rows
+from tagloop.domain.formats import COMPREHEND_CSV, FormatSpec, RawRow, read_rows
 from tagloop.domain.limits import Limits
 from tagloop.domain.records import LabelledText, Mode, Origin, Split
 from tagloop.domain.validation import DatasetReport, DatasetValidator
@@ -43,11 +43,12 @@ def damaged_compressed_file(source: str, exc: BaseException) -> str | None:
 
 
 @contextmanager
-def open_source(source: str) -> Iterator[BinaryIO]:
+def open_source(source: str, compression: str | None = "infer") -> Iterator[BinaryIO]:
     """Open a local path or fsspec URL for binary reading; ``.gz``/``.bz2``/``.xz`` are
-    decompressed, and a truncated or damaged one is refused, naming the file."""
+    decompressed (unless ``compression`` is None: an archive reader's own), and a truncated or
+    damaged one is refused, naming the file."""
     try:
-        with fsspec.open(source, "rb", compression="infer") as handle:
+        with fsspec.open(source, "rb", compression=compression) as handle:
             yield handle
     except FileNotFoundError as exc:
         raise InvalidRequest(f"cannot read {source}: no such file") from exc
@@ -73,6 +74,10 @@ class ReadOptions:
     require_labels: bool = True
     warn_rare_labels: bool = True  # a training-data rule: evaluation sets warn about other things
     on_issue: Callable[[RowIssue], None] | None = None  # hears every rejected row (e.g. for a file)
+    # an import profile's reader (services/profiles.py) in place of the format's: source -> rows
+    rows: Callable[[str], Iterator[RawRow | RowIssue]] | None = None
+    format_name: str | None = None  # what the dataset records as its format (default: spec.format)
+    label_origin: str | None = None  # where the labels come from, for the validator's messages
 
 
 class DatasetReader:
@@ -87,8 +92,8 @@ class DatasetReader:
         self.source = source
         self.options = options
         spec = options.spec
-        label_origin = None
-        if spec.format != COMPREHEND_CSV:
+        label_origin = options.label_origin
+        if label_origin is None and options.rows is None and spec.format != COMPREHEND_CSV:
             label_origin = f"--label-column {spec.label_column}" if spec.label_column else "the label field"
         self.validator = DatasetValidator(
             source,
@@ -102,6 +107,9 @@ class DatasetReader:
         )
 
     def __iter__(self) -> Iterator[LabelledText]:
+        if self.options.rows is not None:
+            yield from self.validator.rows(self.options.rows(self.source))
+            return
         with open_source(self.source) as stream:
             options = self.options
             raw = read_rows(stream, options.spec, options.limits.max_text_bytes, options.require_labels)
@@ -128,7 +136,7 @@ def import_dataset(
     caller's transaction then rolls back, so nothing of the file is kept.
     """
     datasets, documents = DatasetRepository(session), DocumentRepository(session)
-    dataset = datasets.add(classifier.id, source, options.spec.format)
+    dataset = datasets.add(classifier.id, source, options.format_name or options.spec.format)
     reader = DatasetReader(source, options)
     batch: list[dict[str, object]] = []
     for row in reader:

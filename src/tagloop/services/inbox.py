@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -132,23 +132,16 @@ def inbox_train_request(
     """The one place an inbox file becomes a :class:`TrainRequest`.
 
     ``replace`` trains on the file alone; ``append`` adds the classifier's verified documents.
-    A profile (issue 15's import profiles) is passed as ``TrainRequest.profile``; a build
-    without that field refuses an inbox file with a profile rather than ignore it."""
-    request = TrainRequest(
+    The inbox's import profile, if any, reads the file (``TrainRequest.profile``)."""
+    return TrainRequest(
         classifier=classifier.name,
         data=source,
         mode=Mode(classifier.mode),
         delimiter=classifier.label_delimiter,
         with_verified=settings.train == "append",
         on_issue=on_issue,
+        profile=profile,
     )
-    if profile is not None:
-        if "profile" not in {field.name for field in dataclasses.fields(TrainRequest)}:
-            raise ResourceUnavailable(
-                f"import profile {profile!r}: this build of tagloop cannot read import profiles yet"
-            )
-        request = cast(Any, dataclasses.replace)(request, profile=profile)
-    return request
 
 
 def rejection(exc: DatasetInvalid, rows: list[RowIssue]) -> str:

@@ -50,6 +50,7 @@ from tagloop.recipes.registry import RECIPES
 from tagloop.services.catalog import get_or_create_classifier, version_summary
 from tagloop.services.datasets import ReadOptions, import_dataset
 from tagloop.services.notify_events import record_training
+from tagloop.services.profiles import ProfileReader, ProfileService
 from tagloop.settings import Settings
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
@@ -88,6 +89,9 @@ class TrainRequest:
     base_version_id: int | None = None
     """Without ``data``: retrain on this version's data (default: the loop's champion, else the
     newest TRAINED version), plus the loop's datasets and the verified documents."""
+    profile: str | None = None
+    """The classifier's import profile that reads ``data`` and ``test`` (services/profiles.py);
+    a profile reading a database needs no ``data``."""
 
 
 def library_versions() -> dict[str, str]:
@@ -105,17 +109,28 @@ class Submission:
 
 class TrainingService:
     def __init__(
-        self, database: Database, artifacts: ArtifactStore, settings: Settings, queue: JobQueue
+        self,
+        database: Database,
+        artifacts: ArtifactStore,
+        settings: Settings,
+        queue: JobQueue,
+        profiles: ProfileService | None = None,
     ) -> None:
         self.database = database
         self.artifacts = artifacts
         self.settings = settings
         self.queue = queue
+        self.profiles = profiles  # reads TrainRequest.profile
 
     # ---- submit ----------------------------------------------------------------------
     def submit(self, request: TrainRequest) -> Submission:
         """Import the data, record a SUBMITTED version and enqueue its training job, atomically."""
-        if request.data is None and not request.with_verified and request.base_version_id is None:
+        if (
+            request.data is None
+            and not request.with_verified
+            and request.base_version_id is None
+            and request.profile is None
+        ):
             raise InvalidRequest(
                 "give the training data (--data), or --with-verified to retrain on the latest "
                 "version's data plus the verified documents"
@@ -148,9 +163,30 @@ class TrainingService:
         if request.version_name is not None:
             check_name("version", request.version_name)
 
+        reader = self._profile_reader(session, request)
+        if reader is not None:
+            if reader.database_source is not None:
+                request = replace(request, data=reader.database_source)
+            elif request.data is None:
+                raise InvalidRequest(
+                    f"profile {request.profile!r} reads files: give the file to read with it (--data)"
+                )
+
         def options(source: str) -> ReadOptions:
-            spec = FormatSpec.infer(source, request.format, request.text_columns, request.label_column)
             on_issue = functools.partial(request.on_issue, source) if request.on_issue else None
+            if reader is not None:
+                delimiter = reader.spec.label_delimiter or request.delimiter
+                return ReadOptions(
+                    FormatSpec(),
+                    request.mode,
+                    delimiter,
+                    limits,
+                    on_issue=on_issue,
+                    rows=reader.rows,
+                    format_name=reader.format_name,
+                    label_origin=reader.label_origin,
+                )
+            spec = FormatSpec.infer(source, request.format, request.text_columns, request.label_column)
             return ReadOptions(spec, request.mode, request.delimiter, limits, on_issue=on_issue)
 
         if request.data is None:  # retraining: the classifier's own mode and delimiter
@@ -246,7 +282,12 @@ class TrainingService:
                 **asdict(request.params),
                 "test_fraction": None if request.test else self.settings.test_fraction,
                 "split_seed": None if request.test else self.settings.split_seed,
-                "sources": {"train": request.data, "test": request.test},
+                "sources": {"train": request.data, "test": request.test}
+                | (
+                    {"profile": {"name": reader.name, "spec": reader.shown_spec}}
+                    if reader is not None
+                    else {}
+                ),
                 "with_verified": request.with_verified or composed,
                 "base_version_id": base_id,
             },
@@ -265,6 +306,25 @@ class TrainingService:
             library_versions=library_versions(),
             warnings=warnings,
         )
+
+    def _profile_reader(self, session: Session, request: TrainRequest) -> ProfileReader | None:
+        """The reader of the request's import profile (the classifier must exist), or None."""
+        if request.profile is None:
+            return None
+        if request.format or request.text_columns or request.label_column:
+            raise InvalidRequest(
+                "give either an import profile or a format and columns: the profile says how to read the data"
+            )
+        if self.profiles is None:
+            raise InvalidRequest("import profiles are not available here")
+        classifier = ClassifierRepository(session).find(request.classifier)
+        if classifier is None:
+            raise NotFound(
+                f"classifier {request.classifier!r} does not exist yet: create its profile first "
+                f"(tagloop profiles add {request.classifier} {request.profile} ...)"
+            )
+        spec = self.profiles.spec_in(session, classifier.id, request.classifier, request.profile)
+        return self.profiles.reader(request.profile, spec)
 
     def _compose(
         self, session: Session, classifier: ClassifierRow, request: TrainRequest
