@@ -318,3 +318,32 @@ def test_a_stopped_job_fails_its_file_with_the_reason(make_tagloop, drop):
     assert "stop" in file["error"]
     assert tree(drop) == ["failed/a.csv", "failed/a.csv.error.json"]
     assert tagloop.jobs.show(file["job_id"])["status"] == "STOPPED"
+
+
+def test_an_inbox_reads_its_files_through_its_import_profile(make_tagloop, drop, issue_archive):
+    """The README's recipe end to end: a zip of per-project SQLite dumps dropped into an inbox
+    whose profile runs the query on each member and labels rows by the member's name."""
+    tagloop = make_tagloop(inbox_stable_seconds=0)
+    tagloop.profiles.put(
+        "issues",
+        "bugs",
+        {
+            "format": "sqlite",
+            "members": ["*.sqlite3.bz2"],
+            "query": "SELECT summary, description FROM issue WHERE type = 'Bug'",
+            "text_columns": ["summary", "description"],
+            "label_from": "member",
+        },
+    )
+    tagloop.inbox.add("issues", str(drop), profile="bugs")
+    archive = issue_archive(rows=60)
+    os.replace(archive, drop / "issues.zip")
+    (drop / "issues.zip.ready").touch()
+    assert tagloop.inbox.scan()["inboxes"][0]["claimed"] == ["issues.zip"]
+    assert tagloop.queue.run_until_idle() == 1
+    assert tree(drop) == ["processed/issues.zip"]
+    [processed] = events(tagloop, "inbox.processed")
+    assert processed["version"] == "v1" and processed["deployment"] == "created"
+    version = tagloop.catalog.version("issues", "v1")
+    assert sorted(version["label_counts"]) == ["HADOOP", "KAFKA", "SPARK"]
+    assert sum(version["documents"].values()) == 3 * 30  # the Bug rows: half of each dump
