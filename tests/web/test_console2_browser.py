@@ -1,6 +1,6 @@
 """The console pages of part B in a real browser (Debian's Chromium through Playwright) on a
 seeded live server: predictions (filter, detail with its trail), review statistics with their
-plots, endpoints, keys and users, at 1280 and 390 px wide. Every request is watched (none may
+plots, endpoints, keys, users and inboxes, at 1280 and 390 px wide. Every request is watched (none may
 leave 127.0.0.1, none may fail), no console error; screenshots go to tests/artifacts/ (not in
 git). A reviewer cannot open the admin pages, nor the moderators' ones."""
 
@@ -139,13 +139,75 @@ def test_an_admin_manages_endpoints_keys_and_users(chromium, live, width):
     visit.close()
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_an_admin_watches_an_inbox_scans_it_and_disables_it(chromium, live, tmp_path, tickets, width):
+    """A real inbox on a temporary folder: one good file, one bad; Scan now picks both up, their
+    jobs run (no workers here: the test runs them), the page shows where each went and why."""
+    drop = tmp_path / f"drop-{width}"
+    drop.mkdir()
+    name = f"drop{width}"
+    live.tagloop.inbox.add(name, str(drop))
+    (drop / "tickets.csv").write_text(
+        "".join(f'{label},"{text.replace(chr(34), "")}"\n' for label, text in tickets)
+    )
+    (drop / "tickets.csv.ready").touch()
+    (drop / "broken.csv").write_text("NETWORK,\n,no label\n")
+    (drop / "broken.csv.ready").touch()
+    visit = Watched(chromium, live.base, width)
+    visit.log_in("ad")
+    page = visit.page
+    page.click("nav >> text=Inboxes")
+    page.wait_for_url("**/admin/inboxes")
+    inbox = f'[data-inbox="{name}"]'
+    assert page.is_visible(f'{inbox} [data-testid="no-files"]')
+    page.click(f'{inbox} [data-testid="scan"]')
+    page.wait_for_selector('[data-testid="notice"]')
+    page.wait_for_load_state("load")  # its scripts too: the next navigation must not abort them
+    assert "2 picked up" in page.text_content('[data-testid="notice"]')
+    assert live.tagloop.queue.run_until_idle() == 2
+    page.reload()
+    assert page.text_content(f'{inbox} [data-file="tickets.csv"] [data-testid="state"]') == "processed"
+    assert (
+        page.text_content(f'{inbox} [data-file="tickets.csv"] [data-testid="moved-to"]')
+        == "processed/tickets.csv"
+    )
+    assert page.text_content(f'{inbox} [data-file="tickets.csv"] [data-testid="deployment"]').startswith(
+        "created"
+    )
+    assert "rejected" in page.text_content(f'{inbox} [data-file="broken.csv"] [data-testid="file-error"]')
+    assert page.is_visible(f'{inbox} [data-testid="last-error"]')
+    visit.fits()
+    visit.screenshot(f"c2-inboxes-{width}")
+    page.click(f'{inbox} [data-testid="toggle"]')
+    page.wait_for_selector('[data-testid="notice"]')
+    page.wait_for_load_state("load")
+    assert page.text_content(f'{inbox} [data-testid="enabled"]') == "disabled"
+    assert live.tagloop.inbox.status(name)["enabled"] is False
+    visit.fits()
+    visit.screenshot(f"c2-inboxes-disabled-{width}")
+    page.click(f'{inbox} [data-testid="version"] >> nth=0')  # the version the file became
+    page.wait_for_url(f"**/console/classifiers/{name}/versions/v1")
+    page.wait_for_selector('[data-testid="features"] [data-label] li')
+    page.wait_for_load_state("load")
+    visit.fits()
+    visit.close()
+
+
 def test_a_reviewer_cannot_open_admin_or_moderator_pages(chromium, live):
     visit = Visit(chromium, live.base, width=390)
     visit.log_in("ana")
     page = visit.page
     nav = page.text_content("nav")
     assert "Endpoints" not in nav and "Keys" not in nav and "Predictions" not in nav
-    for path in ("/admin/endpoints", "/admin/keys", "/admin", "/predictions", "/review/stats"):
+    assert "Inboxes" not in nav
+    for path in (
+        "/admin/endpoints",
+        "/admin/keys",
+        "/admin/inboxes",
+        "/admin",
+        "/predictions",
+        "/review/stats",
+    ):
         response = page.goto(path)
         assert response.status == 403, path
         assert page.text_content("h1").endswith("Not allowed")

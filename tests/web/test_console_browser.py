@@ -25,7 +25,7 @@ from tagloop.settings import Settings
 from tagloop.storage.events import EventRepository
 from tagloop.storage.repositories import ClassifierRepository
 
-from .conftest import FAST, PASSWORD, Visit
+from .conftest import ARTIFACTS, FAST, PASSWORD, Visit
 
 SLOW_JOB = "console-test-slow"
 
@@ -163,6 +163,10 @@ def test_every_console_page_at_both_widths(chromium, live, width, height):
         visit.fits()
         visit.screenshot(f"console-{name}-{width}")
     page.goto("/console/classifiers/desk/versions/v2")
+    features = page.locator('[data-testid="features"] [data-label]')  # strongest features per label
+    assert features.count() == len(live.tagloop.catalog.version("desk", "v2")["labels"])
+    assert features.nth(0).locator("li").count() == 10
+    features.nth(0).screenshot(path=str(ARTIFACTS / f"console-version-features-{width}.png"))
     for image in page.query_selector_all("main img"):  # every plot drawn, with its alt text
         assert image.get_attribute("alt")
         page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image)

@@ -7,11 +7,14 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from html import unescape
+from pathlib import Path
 
 import pytest
 
 from tagloop.domain.records import Mode
+from tagloop.domain.test_predictions import TEST_PREDICTIONS
 from tagloop.services.training import TrainRequest
+from tagloop.storage.repositories import ClassifierRepository, ModelVersionRepository
 
 from .conftest import csrf_of
 
@@ -99,6 +102,59 @@ def test_classifier_and_version_pages_show_the_stored_figures_and_plots(browser,
     drawn = client.get(src)
     assert drawn.status_code == 200
     assert decided["iteration"] in "".join(ET.fromstring(drawn.text).itertext())
+
+
+def _features_shown(page: str) -> dict[str, list[tuple[str, str]]]:
+    """The version page's strongest features: label -> [(term, weight as shown)]."""
+    found = re.search(r'<div class="features" data-testid="features">(.*?)</section>', page, re.S)
+    assert found, page[-4000:]
+    return {
+        label: [
+            (unescape(term), weight)
+            for term, weight in re.findall(
+                r'<li><span class="term">(.*?)</span> <small class="num">([-0-9.]+)</small></li>', block
+            )
+        ]
+        for label, block in re.findall(
+            r'<div data-label="([^"]+)"><h3>.*?</h3>(.*?)</div>', found.group(1), re.S
+        )
+    }
+
+
+def test_a_version_page_shows_the_strongest_features_per_label_or_why_not(browser, desk, tickets_csv):
+    client = browser("ana")
+    report = desk.reports.version_report("desk", "v2")
+    shown = _features_shown(client.get("/console/classifiers/desk/versions/v2").text)
+    assert list(shown) == desk.catalog.version("desk", "v2")["labels"]  # in the version's label order
+    assert shown == {
+        label: [(term, f"{weight:.2f}") for term, weight in terms] for label, terms in report.features.items()
+    }
+    assert all(len(terms) == 10 for terms in shown.values())
+    # versions whose model file is gone: the section says why; the rest of the page is there
+    desk.training.train(TrainRequest("desk", str(tickets_csv)))
+    desk.training.train(TrainRequest("desk", str(tickets_csv)))
+    files = {}
+    with desk.database.reading() as session:
+        classifier = ClassifierRepository(session).get("desk")
+        for name in ("v3", "v4"):
+            row = ModelVersionRepository(session).find(classifier.id, name)
+            assert row is not None and row.artifact_path
+            stored = desk.artifacts.path(f"models/{row.classifier_id}/{row.id}/{TEST_PREDICTIONS}")
+            files[name] = (Path(row.artifact_path), Path(stored))
+    files["v3"][0].unlink()  # the model only: its stored test predictions still list the mistakes
+    page = client.get("/console/classifiers/desk/versions/v3")
+    assert page.status_code == 200 and 'data-testid="features"' not in page.text
+    assert re.search(r'data-testid="no-features">No strongest features: the model cannot be read', page.text)
+    assert 'data-testid="per-label"' in page.text and 'data-testid="confusion"' in page.text
+    assert 'data-testid="no-test-documents"' not in page.text and '<li class="doc">' in page.text
+    for path in files["v4"]:  # the model and its test predictions: the mistakes say why too
+        path.unlink()
+    page = client.get("/console/classifiers/desk/versions/v4")
+    assert page.status_code == 200 and 'data-testid="no-features"' in page.text
+    assert re.search(
+        r'data-testid="no-test-documents">The test documents cannot be listed: .*no scored test', page.text
+    )
+    assert 'data-testid="per-label"' in page.text
 
 
 def test_a_reviewer_cannot_open_admin_pages_nor_promote_but_an_admin_promotes_and_rolls_back(browser, desk):

@@ -11,7 +11,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Scope
 
 from tagloop.errors import AccessDenied, AuthenticationFailed, NotFound, TagloopError
-from tagloop.web import admin_console, console, pages, predictions, review, review_stats, routing
+from tagloop.web import (
+    admin_console,
+    admin_inboxes,
+    console,
+    pages,
+    predictions,
+    review,
+    review_stats,
+    routing,
+)
 from tagloop.web.render import render
 from tagloop.web.security import HOME, owns_path, safe_next, with_page_headers
 
@@ -29,6 +38,7 @@ def add_web(app: FastAPI, task_ui: review.TaskUi | None = None) -> None:
     app.include_router(predictions.router)
     app.include_router(review_stats.router)
     app.include_router(admin_console.router)
+    app.include_router(admin_inboxes.router)
     app.include_router(console.router)
 
 

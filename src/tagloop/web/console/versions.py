@@ -1,7 +1,8 @@
 """``/console/classifiers/{c}/versions/{v}``: one version's metric cards, per-label table
 (sortable by any column, on the server: works without script), confusion matrix as a heatmap
-whose cells open their test documents, the misclassified test documents and the version's
-plots; ``.../cell``: the test documents of one cell; ``.../plots/{name}.svg``: a plot."""
+whose cells open their test documents, the misclassified test documents, the strongest
+features per label (the model's top terms with their weights) and the version's plots;
+``.../cell``: the test documents of one cell; ``.../plots/{name}.svg``: a plot."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from starlette.responses import Response
 
 from tagloop.domain.metrics import PER_LABEL_NAMES
 from tagloop.domain.names import check_name
-from tagloop.errors import InvalidRequest, NotFound
+from tagloop.errors import InvalidRequest, NotFound, ResourceUnavailable
 from tagloop.services.overview import TestDocument
-from tagloop.services.reports import version_plots
+from tagloop.services.reports import FEATURES, VersionReport, version_plots
 from tagloop.web.console.common import ViewerSession
 from tagloop.web.console.figures import REPORT_PLOTS, VERSION_PLOTS, svg_response
 from tagloop.web.render import page
@@ -73,6 +74,22 @@ def heatmap(confusion: dict[str, Any] | None) -> list[tuple[str, list[Cell]]]:
     return rows
 
 
+def strongest_features(
+    report: VersionReport,
+) -> tuple[list[tuple[str, list[tuple[str, float]]]], str | None]:
+    """The report's strongest features per label, in the version's label order, and why there
+    are none when there are none (the model file is gone, the recipe does not list them): the
+    page says so rather than failing."""
+    order = {label: n for n, label in enumerate(report.summary.get("labels") or [])}
+    features = sorted(report.features.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    if features:
+        return features, None
+    why = [
+        note.removeprefix("no strongest features: ") for note in report.notes if "strongest features" in note
+    ]
+    return [], (why[0] if why else "the model lists no feature for any label")
+
+
 def per_label_rows(version: dict[str, Any], sort: str, descending: bool) -> list[tuple[str, dict[str, Any]]]:
     rows = list((version["per_label"] or {}).items())
     if sort == "label":
@@ -102,15 +119,26 @@ async def version_page(
     sort = sort if sort in SORTS else "f1"
     descending = order == "desc"
     misclassified: list[TestDocument] = []
+    missing: str | None = None  # why the test documents cannot be listed
     if found["status"] == "TRAINED" and found["confusion_matrix"]:
-        documents = await run_in_threadpool(tagloop_of(request).overview.test_documents, classifier, version)
-        misclassified = sorted(
-            (doc for doc in documents if set(doc.actual) != set(doc.predicted)), key=lambda doc: -doc.score
-        )
+        try:
+            documents = await run_in_threadpool(
+                tagloop_of(request).overview.test_documents, classifier, version
+            )
+        except ResourceUnavailable as exc:  # model and stored test predictions gone
+            missing = exc.message
+        else:
+            misclassified = sorted(
+                (doc for doc in documents if set(doc.actual) != set(doc.predicted)),
+                key=lambda doc: -doc.score,
+            )
     plots = [(plot.name, plot.alt(found)) for plot in VERSION_PLOTS.values() if plot.shown(found)]
+    features: list[tuple[str, list[tuple[str, float]]]] = []
+    features_note: str | None = None
     if found["status"] == "TRAINED":  # the report's plots: listed now, each drawn by its URL
         report = await run_in_threadpool(tagloop_of(request).reports.version_report, classifier, version)
         plots += [(spec.key, spec.alt) for spec in version_plots(report)]
+        features, features_note = strongest_features(report)
     return await page(
         request,
         "console/version.html",
@@ -125,7 +153,11 @@ async def version_page(
         heatmap=heatmap(found["confusion_matrix"]),
         misclassified=misclassified[:LISTED],
         misclassified_count=len(misclassified),
+        misclassified_missing=missing,
         plots=plots,
+        features=features,
+        features_note=features_note,
+        features_listed=FEATURES,
     )
 
 
