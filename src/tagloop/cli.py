@@ -284,10 +284,19 @@ def train(
             help="Also train on the classifier's verified documents (review answers, feedback).",
         ),
     ] = False,
+    self_training: Annotated[
+        bool,
+        typer.Option(
+            "--self-training",
+            help="Multi-class: also learn from the classifier's unlabelled pool, labelled by the "
+            "model's own predictions (kept by the loop's next versions).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
     from tagloop.domain.records import Mode
+    from tagloop.recipes.tfidf_linear import TfidfLinearParams
     from tagloop.services.training import TrainRequest
 
     unattended: list[str] = []
@@ -305,6 +314,7 @@ def train(
             label_column=label_column,
             on_issue=on_issue,
             with_verified=with_verified,
+            params=TfidfLinearParams(self_training=self_training),
         )
         with _tagloop() as tagloop:
             if background:

@@ -152,14 +152,15 @@ class Simulator:
             rest = np.ones(self.features.shape[0], dtype=bool)
             rest[rows] = False
             unlabelled = self.features[rest]
-            columns = np.unique(np.concatenate([chosen.indices, unlabelled.indices]))
-            unlabelled = unlabelled[:, columns]
+            # the vocabulary was fitted on these rows: together they use every column
+            columns = np.arange(self.features.shape[1])
         else:
             columns = np.unique(chosen.indices)
+            chosen = chosen[:, columns]
         coef, intercept, calibration = tfidf_linear.fit_linear(
             self.mode,
             self.labels,
-            chosen[:, columns],
+            chosen,
             self.truth[rows],
             [self.keys[i] for i in rows],
             self.params,
