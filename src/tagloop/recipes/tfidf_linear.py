@@ -61,7 +61,8 @@ class TfidfLinearParams:
     row labelled with that model's own prediction (one round of self-training, Yarowsky 1995;
     "pseudo-labelling", Lee 2013). Helps most while few documents are labelled. The calibration
     stays the one fitted on the labelled documents' hold-out. Models saved before this option
-    load with it off."""
+    load with it off. ``tagloop train --self-training`` passes the classifier's pool texts
+    (:func:`fit`'s ``unlabelled``), and a loop's challengers keep the champion's setting."""
 
     def vectorizer(self, **extra: Any) -> TfidfVectorizer:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -552,6 +553,13 @@ def fit_linear(
     if features.shape[0] != len(truth):
         raise TrainingFailed(f"{features.shape[0]} feature rows for {len(truth)} label rows")
     folds = calibration_folds(keys, params.calibration_fraction, params.seed)
+    self_training = bool(
+        params.self_training and mode is Mode.MULTI_CLASS and unlabelled is not None and unlabelled.shape[0]
+    )
+    all_features, used = features, None
+    if self_training:  # the labelled fits on the columns their rows use (the pool's may be ~10x more)
+        used = np.unique(features.indices)
+        features = sp.csr_matrix(features[:, used])
     # slot -1 is the final model on every document; slot f is fold f's hold-out model
     slots: list[tuple[int, sp.csr_matrix, np.ndarray, float]] = [(-1, features, truth, 1e-4)]
     slots += [(f, features[~mask], truth[~mask], CALIBRATION_TOL) for f, mask in enumerate(folds)]
@@ -613,10 +621,12 @@ def fit_linear(
         calibration = fit_calibration(mode, np.vstack(held_decisions), np.vstack(held_truth))
     else:
         calibration = fit_calibration(mode, np.zeros((0, len(labels))), np.zeros((0, len(labels))))
-    if params.self_training and mode is Mode.MULTI_CLASS and unlabelled is not None and unlabelled.shape[0]:
+    if self_training and unlabelled is not None and used is not None:
         if stop():
             raise Stopped("training stopped on request")
-        coef, intercept = self_trained(features, truth, unlabelled, coef, intercept, params, n_jobs)
+        wide = np.zeros((coef.shape[0], all_features.shape[1]))
+        wide[:, used] = coef  # a column no labelled row uses has weight 0
+        coef, intercept = self_trained(all_features, truth, unlabelled, wide, intercept, params, n_jobs)
         calibration["self_trained"] = int(unlabelled.shape[0])
     calibration["fit_seconds"] = round(time.perf_counter() - started, 3)
     report(1.0, "model fitted")
