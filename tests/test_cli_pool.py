@@ -100,3 +100,19 @@ def test_endpoint_rate_and_errors(data_dir, tmp_path):
         status, out, err = run(data_dir, *args, "--json")
         assert status == 1 and out == "", (args, out)
         assert err.startswith("error:") and reason in err, (args, err)
+
+
+def test_train_with_self_training_learns_from_the_pool(data_dir, tmp_path, tickets_csv):
+    path = tmp_path / "unlabelled.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS if t), encoding="utf-8")
+    assert run(data_dir, "pool", "add", "desk", str(path), "--json")[0] == 0
+    status, out, err = run(data_dir, "train", "desk", "--data", str(tickets_csv), "--self-training", "--json")
+    assert status == 0, err
+    assert json.loads(out)["version"] == "v2"
+    tagloop = Tagloop(Settings(data_dir=data_dir))
+    try:
+        assert tagloop.catalog.version("desk", "v2")["parameters"]["self_training"] is True
+        _, model = tagloop.predictions.model("desk", "v2")
+        assert model.calibration["self_trained"] == tagloop.pool.count("desk")["waiting"] > 0  # type: ignore[attr-defined]
+    finally:
+        tagloop.close()

@@ -293,10 +293,19 @@ def train(
             "(`tagloop profiles`); a profile reading a database needs no --data.",
         ),
     ] = None,
+    self_training: Annotated[
+        bool,
+        typer.Option(
+            "--self-training",
+            help="Multi-class: also learn from the classifier's unlabelled pool, labelled by the "
+            "model's own predictions (kept by the loop's next versions).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train a new version of CLASSIFIER from a labelled file and evaluate it."""
     from tagloop.domain.records import Mode
+    from tagloop.recipes.tfidf_linear import TfidfLinearParams
     from tagloop.services.training import TrainRequest
 
     unattended: list[str] = []
@@ -315,6 +324,7 @@ def train(
             on_issue=on_issue,
             with_verified=with_verified,
             profile=profile,
+            params=TfidfLinearParams(self_training=self_training),
         )
         with _tagloop() as tagloop:
             if background:

@@ -637,7 +637,7 @@ def test_self_training_refits_on_the_unlabelled_rows_labelled_by_the_model(mc_sp
         np.concatenate([truth.argmax(axis=1), guessed]),
         len(ticket_labels),
         plain,
-        1e-4,
+        tl.SELF_TRAINING_TOL,
     )
     on = tl.TfidfLinearParams(self_training=True)
     st_coef, st_intercept, st_calibration = tl.fit_linear(
@@ -661,6 +661,23 @@ def test_self_training_refits_on_the_unlabelled_rows_labelled_by_the_model(mc_sp
     )
     np.testing.assert_array_equal(ml_on, ml_plain)
     assert "self_trained" not in ml_calibration
+
+
+def test_a_multiclass_fit_spread_over_threads_gives_the_one_thread_fit(mc_split, ticket_labels):
+    _, features, truth, _ = _rows_of(mc_split[0], ticket_labels)
+    target = truth.argmax(axis=1)
+    params = tl.TfidfLinearParams()
+    one = tl._fit_multiclass(features, target, len(ticket_labels), params, 1e-8)
+    for threads in (2, 3, len(ticket_labels) + 2):
+        spread = tl._fit_multiclass_threads(features, target, len(ticket_labels), params, 1e-8, threads)
+        np.testing.assert_allclose(spread[0], one[0], atol=1e-4)
+        np.testing.assert_allclose(spread[1], one[1], atol=1e-4)
+    # a label absent from the targets gets the far-below decision, as in the one-thread fit
+    absent = np.where(target == 0, 1, target)
+    one = tl._fit_multiclass(features, absent, len(ticket_labels), params, 1e-8)
+    spread = tl._fit_multiclass_threads(features, absent, len(ticket_labels), params, 1e-8, 2)
+    assert spread[1][0] == one[1][0] == -10.0
+    np.testing.assert_allclose(spread[0], one[0], atol=1e-4)
 
 
 def test_self_training_is_saved_and_a_model_saved_before_it_loads_with_it_off(mc_model):

@@ -216,3 +216,24 @@ def test_triggers_after_verified_documents_and_on_a_schedule(desk):
     newest = desk.iterations.list("desk")[0]
     assert newest["trigger"] == "schedule"
     assert desk.loops.settings("desk")["next_run_at"] > newest["created_at"]
+
+
+def test_a_challenger_keeps_the_champions_self_training_and_learns_from_the_pool(
+    make_tagloop, tickets, write_csv
+):
+    from tagloop.recipes.tfidf_linear import TfidfLinearParams
+
+    tagloop = make_tagloop()
+    labelled, pooled = tickets[::2], tickets[1::2]
+    data = write_csv([list(row) for row in labelled], "labelled.csv")
+    tagloop.training.train(
+        TrainRequest(classifier="desk", data=str(data), params=TfidfLinearParams(self_training=True))
+    )
+    tagloop.loops.promote("desk", "v1")
+    tagloop.pool.add("desk", str(write_csv([list(row) for row in pooled], "pool.csv")))
+    waiting = tagloop.pool.count("desk")
+    iteration = tagloop.iterations.run("desk")
+    assert (iteration["champion"], iteration["challenger"]) == ("v1", "v2")
+    assert tagloop.catalog.version("desk", "v2")["parameters"]["self_training"] is True
+    _, challenger = tagloop.predictions.model("desk", "v2")
+    assert challenger.calibration["self_trained"] == waiting["waiting"] > 0  # type: ignore[attr-defined]

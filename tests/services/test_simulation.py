@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from tagloop.services.simulation import (
     LabelledTexts,
     SimulationPlan,
     Simulator,
+    combine,
     curve_svg,
     labels_to_reach,
     read_labelled,
@@ -225,3 +227,24 @@ def test_with_self_training_a_step_also_learns_from_the_pool():
     plan = SimulationPlan(("random",), initial_per_label=2, batch=20, budget=28, repeats=1)
     result = simulate(TRAIN, TEST, Mode.MULTI_CLASS, plan, {"self_training": True}, n_jobs=1)
     assert result["recipe"]["self_training"] is True
+
+
+def test_runs_of_one_repeat_each_combine_into_the_run_of_both_repeats(result):
+    plan = SimulationPlan(("margin", "random", "badge"), initial_per_label=2, batch=10, budget=48, repeats=1)
+    runs = [simulate(TRAIN, TEST, Mode.MULTI_CLASS, replace(plan, seed=s), n_jobs=1) for s in (0, 1)]
+    combined = combine(runs)
+    assert combined["plan"]["repeats"] == 2 and combined["plan"]["seed"] == 0
+    assert combined["full"] == runs[0]["full"]
+    for name, figures in combined["strategies"].items():
+        assert figures["repeats"] == [run["strategies"][name]["repeats"][0] for run in runs]
+        # the same seeds as one run of two repeats: the same first model of each repeat
+        assert [c[0] for c in figures["repeats"]] == [c[0] for c in result["strategies"][name]["repeats"]]
+        full = combined["full"]["accuracy"]
+        each = [labels_to_reach(curve, 0.95 * full) for curve in figures["repeats"]]
+        assert figures["to_reach"]["95%"]["each"] == each
+        assert [p["labels"] for p in figures["steps"]] == [8, 18, 28, 38, 48]
+    with pytest.raises(InvalidRequest, match="nothing to combine"):
+        combine([])
+    other = simulate(TRAIN, TEST, Mode.MULTI_CLASS, replace(plan, strategies=("random",)), n_jobs=1)
+    with pytest.raises(InvalidRequest, match="differ"):
+        combine([runs[0], other])

@@ -465,3 +465,40 @@ def test_multi_label_training(make_tagloop, write_csv):
     assert result["documents"]["train"] + result["documents"]["test"] == 90
     assert result["label_counts"]["HW"] + result["label_counts"]["NET"] > result["documents"]["train"]
     assert tagloop.catalog.version("ml", "v1")["confusion_matrix"]["type"] == "multi_label"
+
+
+# ---- self-training: the classifier's pool as unlabelled text ------------------------------------
+
+
+def test_self_training_learns_from_the_classifiers_pool_and_plain_training_ignores_it(
+    make_tagloop, tickets, write_csv
+):
+    from tagloop.recipes.tfidf_linear import TfidfLinearParams
+
+    tagloop = make_tagloop()
+    labelled, pooled = tickets[::3], [row for i, row in enumerate(tickets) if i % 3]
+    data = write_csv([list(row) for row in labelled], "labelled.csv")
+    tagloop.training.train(TrainRequest(classifier="desk", data=str(data), version_name="plain"))
+    # words only the pool has: a plain model never sees them, a self-trained one learns them
+    pool_only = "zyxolent" if "zyxolent" not in " ".join(t for _, t in labelled) else "qqwwee"
+    pool_rows = [[label, f"{text} {pool_only}"] for label, text in pooled]
+    report = tagloop.pool.add("desk", str(write_csv(pool_rows, "pool.csv")))
+    assert report["added"] == len(pooled)
+    again = tagloop.training.train(TrainRequest(classifier="desk", data=str(data), version_name="again"))
+    on = tagloop.training.train(
+        TrainRequest(
+            classifier="desk",
+            data=str(data),
+            version_name="self",
+            params=TfidfLinearParams(self_training=True),
+        )
+    )
+    assert tagloop.catalog.version("desk", "plain")["parameters"]["self_training"] is False
+    assert tagloop.catalog.version("desk", "self")["parameters"]["self_training"] is True
+    _, plain_model = tagloop.predictions.model("desk", "again")
+    _, self_model = tagloop.predictions.model("desk", "self")
+    assert pool_only not in plain_model.vocabulary  # type: ignore[attr-defined]
+    assert "self_trained" not in plain_model.calibration  # type: ignore[attr-defined]
+    assert pool_only in self_model.vocabulary  # type: ignore[attr-defined]
+    assert self_model.calibration["self_trained"] == len(pooled)  # type: ignore[attr-defined]
+    assert again["documents"] == on["documents"]  # the pool is not training data

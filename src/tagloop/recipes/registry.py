@@ -29,11 +29,14 @@ class Fit(Protocol):
         n_jobs: int = ...,
         progress: Progress | None = ...,
         should_stop: Callable[[], bool] | None = ...,
+        unlabelled: Sequence[str] | None = ...,
     ) -> TextModel:
         """Train on ``texts`` (streamed once) whose labels are ``label_sets``; ``labels`` are
         the model's labels in order. ``parameters`` are a version's recorded parameters (a
         recipe ignores keys that are not its own and uses defaults for missing ones).
-        ``should_stop`` returning True makes it raise ``Stopped``."""
+        ``should_stop`` returning True makes it raise ``Stopped``. ``unlabelled``: texts
+        without labels (the classifier's pool) for a recipe that learns from them when its
+        parameters ask (tfidf-linear's ``self_training``); others ignore them."""
         ...
 
 

@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from tagloop.domain.promotion import Decision, decide
 from tagloop.domain.records import Mode, Split, VersionStatus
 from tagloop.errors import InvalidRequest, NotFound, ResourceInUse, ResourceUnavailable, Stopped, TagloopError
 from tagloop.jobs.port import JobContext, JobKindBase, JobQueue
+from tagloop.recipes import tfidf_linear
 from tagloop.recipes.base import predict
 from tagloop.services.loops import ensure_loop, loop_settings, promote_in
 from tagloop.services.model_cache import ModelCache
@@ -349,6 +351,11 @@ class IterateJob(JobKindBase):
             if row.challenger_version_id is not None:
                 return row.challenger_version_id
             classifier = session.get_one(ClassifierRow, row.classifier_id)
+            params = tfidf_linear.TfidfLinearParams()
+            if row.champion_version_id is not None:  # the champion's recipe settings carry over
+                recorded = session.get_one(ModelVersionRow, row.champion_version_id).parameters or {}
+                names = {item.name for item in fields(tfidf_linear.TfidfLinearParams)}
+                params = tfidf_linear.TfidfLinearParams(**{k: v for k, v in recorded.items() if k in names})
             version = self.training.prepare(
                 session,
                 TrainRequest(
@@ -358,6 +365,7 @@ class IterateJob(JobKindBase):
                     delimiter=classifier.label_delimiter,
                     with_verified=True,
                     base_version_id=row.champion_version_id,
+                    params=params,
                 ),
             )
             row.challenger_version_id = version.id

@@ -152,14 +152,15 @@ class Simulator:
             rest = np.ones(self.features.shape[0], dtype=bool)
             rest[rows] = False
             unlabelled = self.features[rest]
-            columns = np.unique(np.concatenate([chosen.indices, unlabelled.indices]))
-            unlabelled = unlabelled[:, columns]
+            # the vocabulary was fitted on these rows: together they use every column
+            columns = np.arange(self.features.shape[1])
         else:
             columns = np.unique(chosen.indices)
+            chosen = chosen[:, columns]
         coef, intercept, calibration = tfidf_linear.fit_linear(
             self.mode,
             self.labels,
-            chosen[:, columns],
+            chosen,
             self.truth[rows],
             [self.keys[i] for i in rows],
             self.params,
@@ -332,30 +333,71 @@ def simulate(
             curves[name].append(curve)
             done += 1
     report(1.0, "simulated")
-    strategies = {}
-    for name in plan.strategies:
-        spent = times[name]
-        strategies[name] = {
-            "steps": _mean_curve(curves[name]),
-            "to_reach": {
-                _share(t): _spread([labels_to_reach(c, t * full["accuracy"]) for c in curves[name]])
-                for t in plan.targets
-            },
-            "final": _mean_curve(curves[name])[-1],
-            "seconds_per_step": {
-                "fit": round(spent.fit / max(1, spent.steps), 4),
-                "score": round(spent.score / max(1, spent.steps), 4),
-                "select": round(spent.select / max(1, spent.steps), 4),
-            },
-            "repeats": curves[name],
+    seconds = {
+        name: {
+            "fit": round(spent.fit / max(1, spent.steps), 4),
+            "score": round(spent.score / max(1, spent.steps), 4),
+            "select": round(spent.select / max(1, spent.steps), 4),
         }
+        for name, spent in times.items()
+    }
     return {
         "mode": mode.value,
         "documents": {"train": len(train.texts), "test": len(test.texts), "labels": len(simulator.labels)},
         "plan": {**asdict(plan), "strategies": list(plan.strategies), "targets": list(plan.targets)},
         "recipe": asdict(simulator.params),
         "full": {"labels": len(train.texts), **{k: round(v, 4) for k, v in full.items()}},
-        "strategies": strategies,
+        "strategies": _strategies(plan.targets, full["accuracy"], curves, seconds),
+    }
+
+
+def _strategies(
+    targets: Sequence[float],
+    full_accuracy: float,
+    curves: dict[str, list[list[dict[str, float]]]],
+    seconds: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    return {
+        name: {
+            "steps": _mean_curve(repeats),
+            "to_reach": {
+                _share(t): _spread([labels_to_reach(c, t * full_accuracy) for c in repeats]) for t in targets
+            },
+            "final": _mean_curve(repeats)[-1],
+            "seconds_per_step": seconds[name],
+            "repeats": repeats,
+        }
+        for name, repeats in curves.items()
+    }
+
+
+def combine(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One :func:`simulate` result from several runs of the same plan with other seeds (e.g.
+    one repeat each, run side by side in separate processes): their repeats' curves together,
+    the figures recomputed over all of them against the first run's full-data accuracy (each
+    run fits the same full-data model; liblinear's shared random generator may move its
+    accuracy by a few test documents), the seconds per step averaged."""
+    if not results:
+        raise InvalidRequest("nothing to combine")
+    first = results[0]
+    names = list(first["strategies"])
+    if any(list(r["strategies"]) != names or r["recipe"] != first["recipe"] for r in results):
+        raise InvalidRequest("the runs to combine differ in strategies or recipe")
+    curves = {name: [c for r in results for c in r["strategies"][name]["repeats"]] for name in names}
+    seconds = {
+        name: {
+            part: round(float(np.mean([r["strategies"][name]["seconds_per_step"][part] for r in results])), 4)
+            for part in first["strategies"][name]["seconds_per_step"]
+        }
+        for name in names
+    }
+    plan = {**first["plan"], "repeats": sum(int(r["plan"]["repeats"]) for r in results)}
+    plan["seed"] = min(int(r["plan"]["seed"]) for r in results)
+    targets = [float(t) for t in first["plan"]["targets"]]
+    return {
+        **first,
+        "plan": plan,
+        "strategies": _strategies(targets, float(first["full"]["accuracy"]), curves, seconds),
     }
 
 

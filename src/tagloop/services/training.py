@@ -55,6 +55,7 @@ from tagloop.settings import Settings
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
 from tagloop.storage.loops import LoopRepository
+from tagloop.storage.pool import PoolRepository
 from tagloop.storage.repositories import (
     ClassifierRepository,
     DatasetRepository,
@@ -105,6 +106,11 @@ def library_versions() -> dict[str, str]:
 class Submission:
     version_id: int
     job_id: str
+
+
+MAX_SELF_TRAINING_POOL = 50_000
+"""Pool documents a self-training fit learns from at most (a fit's time and memory grow with
+them; on 20ng, 10,000 pool documents take a few seconds)."""
 
 
 class TrainingService:
@@ -450,6 +456,20 @@ class TrainingService:
         (see :class:`TrainJob`); returns its summary (status TRAINED, or raises)."""
         return TrainJob(self).train(version_id, progress, should_stop, resume)
 
+    @staticmethod
+    def _pool_texts(session: Session, classifier_id: int, params: dict[str, Any]) -> list[str] | None:
+        """The texts waiting in the classifier's pool, for a recipe that learns from unlabelled
+        text (``self_training`` in its parameters); None otherwise (nothing is read)."""
+        if not params.get("self_training"):
+            return None
+        pool = PoolRepository(session)
+        waiting = pool.waiting_ids(classifier_id)
+        if len(waiting) > MAX_SELF_TRAINING_POOL:  # evenly spread over the pool's history
+            step = len(waiting) / MAX_SELF_TRAINING_POOL
+            waiting = [waiting[int(i * step)] for i in range(MAX_SELF_TRAINING_POOL)]
+        found = pool.texts(waiting)
+        return [found[doc_id][0] for doc_id in sorted(found)]
+
     def fit(
         self,
         row: ModelVersionRow,
@@ -478,6 +498,7 @@ class TrainingService:
                 n_jobs=self.settings.train_jobs,
                 progress=lambda fraction, message: report(0.9 * fraction, message),
                 should_stop=should_stop,
+                unlabelled=self._pool_texts(session, row.classifier_id, params),
             )
             fitted = time.perf_counter()
             timings["fit_seconds"] = round(fitted - started, 3)
