@@ -176,6 +176,23 @@ def test_channels_hear_their_kinds_and_classifier_and_only_what_happens_after_th
     record(tagloop, "batch.failed", {"job_id": "j2", "classifier": "desk"}, desk_id)
     tagloop.notify.tick()
     assert len(tagloop.notify.deliveries("batches")) == 1  # paused
+    # a delivery waiting when its channel is paused waits with it, and goes once it is enabled
+    with tagloop.database.transaction() as session:
+        session.query(DeliveryRow).update(
+            {
+                DeliveryRow.status: "pending",
+                DeliveryRow.attempts: 0,
+                DeliveryRow.next_attempt_at: utcnow() - timedelta(seconds=1),
+            }
+        )
+    sent = len(webhook_receiver.requests)
+    tagloop.notify.tick()
+    assert len(webhook_receiver.requests) == sent + 5  # everything's 3 and desk-only's 2, not batches
+    assert [d["status"] for d in tagloop.notify.deliveries("batches")] == ["pending"]
+    tagloop.notify.set_enabled("batches", True)
+    tagloop.notify.tick()
+    assert [d["status"] for d in tagloop.notify.deliveries("batches")] == ["delivered"]
+    tagloop.notify.set_enabled("batches", False)
     assert tagloop.notify.remove("everything")["removed"] is True
     assert [c["name"] for c in tagloop.notify.list()] == ["batches", "desk-only"]
 

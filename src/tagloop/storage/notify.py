@@ -98,10 +98,16 @@ class DeliveryRepository:
         return row
 
     def due_ids(self, now: datetime, limit: int) -> list[int]:
-        """Deliveries to send now: pending and due, or sending with an ended lease."""
+        """Deliveries to send now: pending and due, or sending with an ended lease, of enabled
+        channels (a paused channel's deliveries wait until it is enabled again)."""
         query = (
             select(DeliveryRow.id)
-            .where(DeliveryRow.status.in_((PENDING, SENDING)), DeliveryRow.next_attempt_at <= now)
+            .join(ChannelRow, ChannelRow.id == DeliveryRow.channel_id)
+            .where(
+                DeliveryRow.status.in_((PENDING, SENDING)),
+                DeliveryRow.next_attempt_at <= now,
+                ChannelRow.enabled.is_(True),
+            )
             .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
             .limit(limit)
         )

@@ -654,7 +654,8 @@ class ChannelRow(Base):
 
 class DeliveryRow(Base):
     """One event (or a test message: no event) sent to one channel: its attempts, the
-    receiver's answer and when to try again (``status`` pending, delivered or failed)."""
+    receiver's answer and when to try again (``status`` pending, sending: claimed for an
+    attempt until ``next_attempt_at``, delivered or failed)."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
