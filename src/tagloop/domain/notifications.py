@@ -189,15 +189,6 @@ def worst_labels(
     return [{"label": label, "f1": f1, "support": support} for f1, support, label in found[:count]]
 
 
-def classifier_arn(region: str, account: str, classifier: str, version: str | None = None) -> str:
-    """The Comprehend ARN of a classifier (version), as tagloop's Comprehend API names it."""
-    return Arns(region, account).classifier(classifier, version)
-
-
-def endpoint_arn(region: str, account: str, endpoint: str) -> str:
-    return Arns(region, account).endpoint(endpoint)
-
-
 def _figure(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
@@ -238,7 +229,8 @@ def render(
     get = payload.get
     classifier, version = get("classifier") or "-", get("version")
     lines: list[str] = []
-    arn = classifier_arn(region, account, classifier, str(version)) if classifier != "-" and version else None
+    arns = Arns(region, account)
+    arn = arns.classifier(classifier, str(version)) if classifier != "-" and version else None
     if kind == "training.completed":
         title = f"Training done: {classifier} version {version} ({_metric_line(get('metrics'))})"
         lines.append(f"Classifier {classifier}: version {version} is TRAINED.")
@@ -265,7 +257,7 @@ def render(
             + (f" (was version {get('previous')})." if get("previous") else ".")
         )
         lines.append(f"Version figures: {_metric_line(get('metrics'))}.")
-        lines.append(f"Endpoint ARN: {endpoint_arn(region, account, str(get('endpoint')))}")
+        lines.append(f"Endpoint ARN: {arns.endpoint(str(get('endpoint')))}")
     elif kind == "endpoint.failed":
         title = f"Deployment failed: endpoint {get('endpoint')}, {classifier} version {version}"
         lines.append(f"Endpoint {get('endpoint')} is {get('status')}: {get('message') or '-'}")
@@ -279,7 +271,7 @@ def render(
         lines.append(f"Reason: {get('reason') or '-'}")
         moved = get("endpoints") or []
         lines.append(f"Endpoints now serving it: {', '.join(moved) if moved else 'none moved'}")
-        arn = classifier_arn(region, account, classifier, str(get("to"))) if get("to") else None
+        arn = arns.classifier(classifier, str(get("to"))) if get("to") else None
     elif kind in ("batch.completed", "batch.failed"):
         done = kind == "batch.completed"
         title = (

@@ -155,11 +155,6 @@ def rejection(exc: DatasetInvalid, rows: list[RowIssue]) -> str:
     return "; ".join(parts) + (f" ({shown}{'; ...' if len(rows) > 5 else ''})" if shown else "")
 
 
-def comprehend_model_arn(region: str, account: str, classifier: str, version: str) -> str:
-    """The version's ARN as the Comprehend API names it, for messages."""
-    return Arns(region, account).classifier(classifier, version)
-
-
 # ---- the filesystem side --------------------------------------------------------------
 @dataclass(frozen=True)
 class Listed:
@@ -874,8 +869,8 @@ class InboxService:
             "classifier": classifier.name,
             "version": version.name,
             "version_id": version.id,
-            "model_arn": comprehend_model_arn(
-                self.settings.aws_region, self.settings.aws_account_id, classifier.name, version.name
+            "model_arn": Arns(self.settings.aws_region, self.settings.aws_account_id).classifier(
+                classifier.name, version.name
             ),
             "metrics": dict(version.metrics or {}),
             "worst_label": {"label": worst[0], "f1": worst[1].get("f1")} if worst else None,
