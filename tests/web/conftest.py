@@ -70,17 +70,24 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots (gi
 
 class Visit:
     """A browser context of one person: every request outside the server is aborted and
-    noted, every console error and page error is noted."""
+    noted, every console error and page error is noted, and every request that failed (see
+    `failure_of`) is kept in ``failed`` for the pages that check it."""
 
     def __init__(self, chromium, base: str, width: int = 1280, height: int = 900) -> None:
         self.base = base
         self.foreign: list[str] = []
         self.errors: list[str] = []
+        self.failed: list[str] = []
         self.context = chromium.new_context(base_url=base, viewport={"width": width, "height": height})
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("requestfailed", self._failed)
+
+    def _failed(self, request) -> None:
+        if (failure := failure_of(request)) is not None:
+            self.failed.append(failure)
 
     def _route(self, route) -> None:
         url = urlsplit(route.request.url)
@@ -98,6 +105,7 @@ class Visit:
         page.fill("#password", PASSWORD)
         page.keyboard.press("Enter")
         page.wait_for_selector("#task")
+        page.wait_for_load_state("load")  # its scripts too: a goto next must not abort them
 
     def task_id(self) -> str | None:
         return self.page.get_attribute("#task", "data-task")
@@ -124,3 +132,13 @@ class Visit:
         self.context.close()
         assert self.foreign == [], f"requests left 127.0.0.1: {self.foreign}"
         assert self.errors == [], f"console errors: {self.errors}"
+
+
+def failure_of(request) -> str | None:
+    """A failed request worth a test failing on; None for one the browser dropped itself.
+
+    Leaving a page aborts its pending loads (``net::ERR_ABORTED``): that is the browser's doing,
+    not the server's; an answer of 400 or more is caught on the response instead.
+    """
+    failure = request.failure or ""
+    return None if "ERR_ABORTED" in failure else f"{request.url} {failure}"

@@ -46,8 +46,6 @@ class Watched(Visit):
 
     def __init__(self, chromium, base: str, width: int) -> None:
         super().__init__(chromium, base, width=width, height=900)
-        self.failed: list[str] = []
-        self.page.on("requestfailed", lambda request: self.failed.append(f"{request.url} {request.failure}"))
         self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url} {r.status}"))
 
     def images_shown(self) -> int:

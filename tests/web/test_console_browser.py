@@ -99,9 +99,7 @@ class Console(Visit):
 
     def __init__(self, chromium, base: str, width: int = 1280, height: int = 900) -> None:
         super().__init__(chromium, base, width, height)
-        self.failed: list[str] = []
         self.expected_status: set[str] = set()
-        self.page.on("requestfailed", lambda request: self.failed.append(f"{request.url} {request.failure}"))
         self.page.on("response", self._answered)
 
     def _answered(self, response) -> None:
