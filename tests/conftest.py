@@ -123,6 +123,17 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture
+def multi_label_csv(write_csv: Callable[..., Path]) -> Path:
+    """A small multi-label training file (labels NET, HW, both), written as ``ml.csv``."""
+    rows = []
+    for i in range(40):
+        rows.append(["NET|HW", f"the router {i} and the laptop dock {i} both fail"])
+        rows.append(["NET", f"the vpn tunnel {i} drops"])
+        rows.append(["HW", f"the keyboard {i} is broken"])
+    return write_csv(rows, "ml.csv")
+
+
 @pytest.fixture(scope="session")
 def tickets() -> list[tuple[str, str]]:
     """The shipped service-desk demo tickets as (label, text) pairs."""

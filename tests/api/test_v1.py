@@ -111,15 +111,10 @@ def test_classify_many_texts(served):
     assert results[2]["error"]["type"] == "InvalidRequestException"
 
 
-def test_a_multi_label_endpoint_answers_labels(tmp_path, write_csv):
-    rows = []
-    for i in range(40):
-        rows.append(["NET|HW", f"the router {i} and the laptop dock {i} both fail"])
-        rows.append(["NET", f"the vpn tunnel {i} drops"])
-        rows.append(["HW", f"the keyboard {i} is broken"])
+def test_a_multi_label_endpoint_answers_labels(tmp_path, multi_label_csv):
     app = create_app(Settings(data_dir=tmp_path / "data", auth=False), start_workers=False)
     tagloop = app.state.tagloop
-    tagloop.training.train(TrainRequest(classifier="ml", data=str(write_csv(rows)), mode=Mode.MULTI_LABEL))
+    tagloop.training.train(TrainRequest(classifier="ml", data=str(multi_label_csv), mode=Mode.MULTI_LABEL))
     tagloop.queue.run_now(tagloop.endpoints.create("ml", "ml", "v1")["job_id"])
     text = "the router and the dock both fail"
     with TestClient(

@@ -8,21 +8,24 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import orjson
 import pytest
 from sqlalchemy import func, insert, select, text
 
 from tagloop.domain import drift
-from tagloop.domain.records import Mode
+from tagloop.domain.records import Mode, Split
 from tagloop.domain.review import NewTask
+from tagloop.domain.test_predictions import TEST_PREDICTIONS, TestPredictions
 from tagloop.errors import InvalidRequest, NotFound
-from tagloop.services.monitoring import MonitoringService
+from tagloop.services.model_cache import ModelCache
+from tagloop.services.monitoring import MonitoringService, _stored_scores, _top_scores
 from tagloop.services.prediction_log import new_prediction_id
 from tagloop.services.review import ReviewService
 from tagloop.services.training import TrainRequest
 from tagloop.storage.events import EventRepository
 from tagloop.storage.monitoring import MonitoringRepository
-from tagloop.storage.repositories import PredictionRepository
+from tagloop.storage.repositories import DocumentRepository, PredictionRepository
 from tagloop.storage.tables import EndpointRow, EventRow, ModelVersionRow, ReviewAnswerRow
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -286,6 +289,83 @@ def test_the_reference_is_computed_once_per_version_and_kept_as_an_artifact(desk
     tagloop.artifacts.write_bytes(f"models/{version.classifier_id}/{version.id}/reference.json", b"{not json")
     again = monitoring(tagloop).reference(version, Mode.MULTI_CLASS)
     assert again == first
+
+
+def scored_reference(tagloop, version, mode: Mode) -> tuple[list[int], int]:
+    """The score histogram and test document count the reference had when the monitoring
+    service scored the whole test set itself (its computation before stored test predictions)."""
+    model = ModelCache(tagloop.artifacts).get(version)
+    with tagloop.database.reading() as session:
+        texts = list(DocumentRepository(session).texts(version.test_dataset_id, Split.TEST.value))
+    scores = _top_scores(model.scores(texts), model.decide, mode)
+    return drift.score_histogram(scores), len(scores)
+
+
+def test_a_trained_versions_reference_is_read_from_its_stored_test_predictions(desk):
+    """Training stored the test set's predictions: the reference is built from them, with no
+    model loaded in the monitoring process, and equals what scoring the test set gives."""
+    tagloop, version = desk
+    cache = ModelCache(tagloop.artifacts)
+    service = MonitoringService(tagloop.database, tagloop.artifacts, cache)
+    found = service.reference(version, Mode.MULTI_CLASS)
+    assert len(cache) == 0  # no model loaded: nothing scored
+    histogram, count = scored_reference(tagloop, version, Mode.MULTI_CLASS)
+    assert count > 0
+    assert (found["score_histogram"], found["test_documents"]) == (histogram, count)
+    assert found["label_counts"] == version.label_counts
+
+
+def test_a_version_without_stored_test_predictions_has_its_test_set_scored(desk):
+    """An older version (no ``test_predictions.npz``) or a damaged file: its test set is scored
+    in the process, to the same reference."""
+    tagloop, version = desk
+    from_file = monitoring(tagloop).reference(version, Mode.MULTI_CLASS)
+    stored = f"models/{version.classifier_id}/{version.id}/{TEST_PREDICTIONS}"
+    for damage in ("missing", "damaged"):
+        tagloop.artifacts.delete_prefix(f"models/{version.classifier_id}/{version.id}/reference.json")
+        if damage == "missing":
+            tagloop.artifacts.delete_prefix(stored)
+        else:
+            tagloop.artifacts.write_bytes(stored, b"not an npz")
+        cache = ModelCache(tagloop.artifacts)
+        found = MonitoringService(tagloop.database, tagloop.artifacts, cache).reference(
+            version, Mode.MULTI_CLASS
+        )
+        assert len(cache) == 1  # the model was loaded to score the test set
+        assert found == from_file
+
+
+def test_a_multi_label_versions_reference_from_stored_predictions_equals_scoring(
+    make_tagloop, multi_label_csv
+):
+    tagloop = make_tagloop()
+    tagloop.training.train(TrainRequest(classifier="ml", data=str(multi_label_csv), mode=Mode.MULTI_LABEL))
+    with tagloop.database.reading() as session:
+        version = session.scalars(select(ModelVersionRow)).one()
+    cache = ModelCache(tagloop.artifacts)
+    found = MonitoringService(tagloop.database, tagloop.artifacts, cache).reference(version, Mode.MULTI_LABEL)
+    assert len(cache) == 0
+    histogram, count = scored_reference(tagloop, version, Mode.MULTI_LABEL)
+    assert count > 0
+    assert (found["score_histogram"], found["test_documents"]) == (histogram, count)
+
+
+def test_stored_predictions_that_lack_a_first_decided_labels_score_are_not_used():
+    """A multi-label decision whose first label is not among the kept scores cannot give the
+    best score as the log records it: None (the test set is scored instead)."""
+    stored = TestPredictions(
+        Mode.MULTI_LABEL,
+        ["A", "B", "C"],
+        np.array([1, 2, 3]),
+        [(0,), (1,), (2,)],
+        [(0, 1), (), (2,)],
+        np.array([[0], [1], [1]], dtype=np.int32),
+        np.array([[0.9], [0.4], [0.8]], dtype=np.float32),
+    )
+    assert _stored_scores(stored, Mode.MULTI_LABEL) is None
+    assert _stored_scores(stored, Mode.MULTI_CLASS) == pytest.approx([0.9, 0.4, 0.8])
+    kept = TestPredictions(**{**stored.__dict__, "predicted": [(0, 1), (), (1, 2)]})
+    assert _stored_scores(kept, Mode.MULTI_LABEL) == pytest.approx([0.9, 0.8])  # none decided: left out
 
 
 def drift_events(tagloop) -> list[EventRow]:

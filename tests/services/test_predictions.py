@@ -27,16 +27,9 @@ def trained(make_tagloop, tickets, write_csv):
 
 
 @pytest.fixture
-def multi_label(make_tagloop, write_csv):
-    rows = []
-    for i in range(40):
-        rows.append(["NET|HW", f"the router {i} and the laptop dock {i} both fail"])
-        rows.append(["NET", f"the vpn tunnel {i} drops"])
-        rows.append(["HW", f"the keyboard {i} is broken"])
+def multi_label(make_tagloop, multi_label_csv):
     tagloop = make_tagloop()
-    tagloop.training.train(
-        TrainRequest(classifier="ml", data=str(write_csv(rows, "ml.csv")), mode=Mode.MULTI_LABEL)
-    )
+    tagloop.training.train(TrainRequest(classifier="ml", data=str(multi_label_csv), mode=Mode.MULTI_LABEL))
     return tagloop
 
 

@@ -5,8 +5,9 @@ Per endpoint and UTC day, from the prediction log (aggregated in SQL: ``storage/
 - the distribution of the predicted best labels and the histogram of the best scores
   (``domain.drift.SCORE_BINS`` bins), each compared (PSI, chi-squared: ``domain/drift.py``) with
   the **training data's** (the training ``label_counts`` of the version that answered most of
-  that day's predictions, and the best scores of its test documents, scored once per version
-  and cached in the artifact store as ``models/<classifier_id>/<version_id>/reference.json``),
+  that day's predictions, and the best scores of its test documents, read from the test
+  predictions training stored (scored here only for a version older than them), kept in the
+  artifact store as ``models/<classifier_id>/<version_id>/reference.json``),
   so a day before a promotion is not judged by the new model's data, and with the
   **previous day's**;
 - the share of predictions the routing policy sent to review (routed tasks / predictions);
@@ -35,7 +36,9 @@ import orjson
 from tagloop.domain import drift
 from tagloop.domain.records import Mode, Split
 from tagloop.domain.routing import Reason
+from tagloop.domain.test_predictions import TEST_PREDICTIONS, TestPredictions, UnreadablePredictions
 from tagloop.errors import ArtifactCorrupt, ArtifactMissing, InvalidRequest
+from tagloop.recipes.base import chunks
 from tagloop.services.model_cache import ModelCache
 from tagloop.storage.artifacts import ArtifactStore
 from tagloop.storage.database import Database
@@ -113,7 +116,8 @@ class MonitoringService:
     # ---- the reference: what the serving version learnt from ------------------------------
     def reference(self, version: ModelVersionRow, mode: Mode) -> dict[str, Any]:
         """The version's training label counts and the best-score histogram of its test
-        documents (scored once per version, then read from the artifact store)."""
+        documents (built once per version, see :meth:`_compute_reference`, then read from
+        the artifact store)."""
         key = (version.id, version.artifact_sha256 or "")
         with self._lock:
             cached = self._references.get(key)
@@ -142,33 +146,58 @@ class MonitoringService:
         return found
 
     def _compute_reference(self, version: ModelVersionRow, mode: Mode) -> dict[str, Any]:
+        """The reference of a version, built from the best scores of its test documents.
+
+        Those come from the version's stored test predictions (``test_predictions.npz``, which
+        training writes at evaluation, or a report writes for an older version): no model is
+        loaded and nothing is scored. Only a version without a readable file (trained before
+        they were stored, or its file damaged) has its test set scored here, in this process.
+        Both give the same histogram, but for a score within float32 rounding (1e-7) of a bin
+        edge: the file keeps scores as float32."""
+        scores = self._stored_top_scores(version, mode)
+        if scores is None:
+            scores = self._scored_top_scores(version, mode)
         histogram = [0] * drift.SCORE_BINS
-        scored = 0
-        if version.test_dataset_id is not None and version.artifact_path:
-            model = self.models.get(version)
-            with self.database.reading() as session:
-                chunk: list[str] = []
-                texts = DocumentRepository(session).texts(version.test_dataset_id, Split.TEST.value)
-                for text in [*texts, None]:
-                    if text is not None:
-                        chunk.append(text)
-                        if len(chunk) < SCORE_CHUNK:
-                            continue
-                    if not chunk:
-                        break
-                    for score in _top_scores(model.scores(chunk), model.decide, mode):
-                        histogram[drift.score_bin(score)] += 1
-                        scored += 1
-                    chunk = []
+        for score in scores:
+            histogram[drift.score_bin(score)] += 1
         return {
             "format": REFERENCE_FORMAT,
             "version": version.name,
             "version_id": version.id,
             "model_sha256": version.artifact_sha256,
             "label_counts": dict(version.label_counts or {}),
-            "test_documents": scored,
+            "test_documents": len(scores),
             "score_histogram": histogram,
         }
+
+    def _stored_top_scores(self, version: ModelVersionRow, mode: Mode) -> list[float] | None:
+        """The best scores of the version's test documents from its stored test predictions;
+        None when it has no readable file."""
+        path = self.artifacts.path(f"models/{version.classifier_id}/{version.id}/{TEST_PREDICTIONS}")
+        try:
+            stored = TestPredictions.from_bytes(self.artifacts.read_bytes(path))
+        except ArtifactMissing:
+            return None
+        except (ArtifactCorrupt, UnreadablePredictions) as exc:
+            log.warning(
+                "test predictions of version %s unreadable, its test set is scored: %s", version.name, exc
+            )
+            return None
+        return _stored_scores(stored, mode)
+
+    def _scored_top_scores(self, version: ModelVersionRow, mode: Mode) -> list[float]:
+        """The best scores of the version's test documents, scored now (the model is loaded
+        only when there is a document to score)."""
+        found: list[float] = []
+        if version.test_dataset_id is None or not version.artifact_path:
+            return found
+        with self.database.reading() as session:
+            texts = DocumentRepository(session).texts(version.test_dataset_id, Split.TEST.value)
+            for chunk in chunks(texts, SCORE_CHUNK):
+                model = self.models.get(version)
+                found.extend(_top_scores(model.scores(chunk), model.decide, mode))
+        log.info("the test set of version %s was scored for its reference", version.name)
+        return found
 
     # ---- reports ---------------------------------------------------------------------------
     def report(self, endpoint: str, days: int = 7) -> dict[str, Any]:
@@ -403,6 +432,22 @@ def _top_scores(
     if mode is Mode.MULTI_CLASS:
         return [float(value) for value in scores.max(axis=1)]
     return [float(scores[row, picks[0]]) for row, picks in enumerate(decide(scores)) if picks]
+
+
+def _stored_scores(stored: TestPredictions, mode: Mode) -> list[float] | None:
+    """:func:`_top_scores` of stored test predictions; None when a document's first decided
+    label is not among its kept scores (a multi-label decision of more labels than are kept)."""
+    if mode is Mode.MULTI_CLASS:
+        return [float(value) for value in stored.best_scores()]
+    found: list[float] = []
+    for row, picks in enumerate(stored.predicted):
+        if not picks:
+            continue
+        kept = np.flatnonzero(stored.top_labels[row] == picks[0])
+        if not len(kept):
+            return None
+        found.append(float(stored.top_scores[row, kept[0]]))
+    return found
 
 
 def _gauges(found: dict[str, Any], min_count: int) -> dict[str, Any]:
