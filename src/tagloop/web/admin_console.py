@@ -27,7 +27,7 @@ from tagloop.errors import AccessDenied, AlreadyExists, InvalidRequest, NotFound
 from tagloop.services.keys import SCOPES
 from tagloop.services.users import ROLES, WebSession
 from tagloop.web.pages import see_other
-from tagloop.web.render import page
+from tagloop.web.render import NoticePage, page
 from tagloop.web.security import role, tagloop_of
 
 router = APIRouter(include_in_schema=False)
@@ -76,31 +76,15 @@ def _endpoints(tagloop: Tagloop) -> list[dict[str, Any]]:
     return found
 
 
-async def _endpoints_page(
-    request: Request,
-    session: WebSession,
-    notice: str | None = None,
-    error: str | None = None,
-    status: int = 200,
-) -> Response:
-    found = await run_in_threadpool(_endpoints, tagloop_of(request))
-    return await page(
-        request,
-        "c2_endpoints.html",
-        "Endpoints",
-        status=status,
-        session=session,
-        active="endpoints",
-        endpoints=found,
-        notice=notice,
-        error=error,
-    )
+ENDPOINTS = NoticePage(
+    "c2_endpoints.html", "Endpoints", "endpoints", lambda tagloop: {"endpoints": _endpoints(tagloop)}
+)
 
 
 @router.get("/admin/endpoints")
 async def endpoints_page(request: Request, session: AdminSession, done: str = "", name: str = "") -> Response:
     notice = f"Endpoint {name[:63]} {DONE[done]}." if done in ("followed", "pinned") and name else None
-    return await _endpoints_page(request, session, notice=notice)
+    return await ENDPOINTS.answer(request, session, notice=notice)
 
 
 @router.post("/admin/endpoints/{name}/{action}")
@@ -117,14 +101,24 @@ async def endpoint_change(request: Request, name: str, action: str, session: Adm
             version = _text(form, "version") or None
             await run_in_threadpool(lambda: tagloop.endpoints.update(name, version=version, follow=False))
         else:
-            return await _endpoints_page(request, session, error=f"no action {action[:40]!r}", status=404)
+            return await ENDPOINTS.answer(request, session, error=f"no action {action[:40]!r}", status=404)
     except SAID as exc:
-        return await _endpoints_page(request, session, error=exc.message, status=_status(exc))
+        return await ENDPOINTS.answer(request, session, error=exc.message, status=_status(exc))
     done = "followed" if action == "follow" else "pinned"
     return see_other(f"/admin/endpoints?done={done}&name={name}")
 
 
 # ---- keys ----------------------------------------------------------------------------------
+def _keys(tagloop: Tagloop) -> dict[str, Any]:
+    """Every access key, the revoked ones last, each group oldest first."""
+    keys = tagloop.keys.list()
+    keys.sort(key=lambda key: (key["revoked_at"] is not None, key["created_at"]), reverse=False)
+    return {"keys": keys}
+
+
+KEYS = NoticePage("c2_keys.html", "Access keys", "keys", _keys)
+
+
 async def _keys_page(
     request: Request,
     session: WebSession,
@@ -134,20 +128,14 @@ async def _keys_page(
     sent: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    keys = await run_in_threadpool(tagloop_of(request).keys.list)
-    keys.sort(key=lambda key: (key["revoked_at"] is not None, key["created_at"]), reverse=False)
-    return await page(
+    return await KEYS.answer(
         request,
-        "c2_keys.html",
-        "Access keys",
-        status=status,
-        session=session,
-        active="keys",
-        keys=keys,
+        session,
+        notice,
+        error,
+        status,
         scopes=SCOPES,
         created=created,
-        notice=notice,
-        error=error,
         sent=sent or {"name": "", "scope": "classify"},
     )
 

@@ -28,10 +28,9 @@ from tagloop.app import Tagloop
 from tagloop.domain.inbox import STATES
 from tagloop.domain.names import check_name
 from tagloop.errors import InvalidRequest
-from tagloop.services.users import WebSession
 from tagloop.web.admin_console import SAID, AdminSession, _status
 from tagloop.web.pages import see_other
-from tagloop.web.render import page
+from tagloop.web.render import NoticePage
 from tagloop.web.security import tagloop_of
 
 router = APIRouter(include_in_schema=False)
@@ -51,27 +50,12 @@ def _inboxes(tagloop: Tagloop) -> list[dict[str, Any]]:
     return found
 
 
-async def _inboxes_page(
-    request: Request,
-    session: WebSession,
-    notice: str | None = None,
-    error: str | None = None,
-    status: int = 200,
-) -> Response:
-    found = await run_in_threadpool(_inboxes, tagloop_of(request))
-    return await page(
-        request,
-        "c2_inboxes.html",
-        "Inboxes",
-        status=status,
-        session=session,
-        active="inboxes",
-        inboxes=found,
-        states=STATES,
-        recent=RECENT_FILES,
-        notice=notice,
-        error=error,
-    )
+INBOXES = NoticePage(
+    "c2_inboxes.html",
+    "Inboxes",
+    "inboxes",
+    lambda tagloop: {"inboxes": _inboxes(tagloop), "states": STATES, "recent": RECENT_FILES},
+)
 
 
 def _notice(done: str, name: str, seen: int, claimed: int, failed: bool) -> str | None:
@@ -102,7 +86,7 @@ async def inboxes_page(
     claimed: int = 0,
     failed: bool = False,
 ) -> Response:
-    return await _inboxes_page(request, session, notice=_notice(done, name, seen, claimed, failed))
+    return await INBOXES.answer(request, session, notice=_notice(done, name, seen, claimed, failed))
 
 
 @router.post("/admin/inboxes/{name}/{action}")
@@ -127,5 +111,5 @@ async def inbox_change(request: Request, name: str, action: str, session: AdminS
         await run_in_threadpool(inbox.set_enabled, name, action == "enable")
     except SAID as exc:
         status = 404 if isinstance(exc, InvalidRequest) and action not in ACTIONS else _status(exc)
-        return await _inboxes_page(request, session, error=exc.message, status=status)
+        return await INBOXES.answer(request, session, error=exc.message, status=status)
     return see_other(f"/admin/inboxes?{urlencode({'done': action + 'd', 'name': name})}")

@@ -4,15 +4,19 @@ nothing comes from another host, so the UI works offline."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
-from tagloop.web.security import current_session, with_page_headers
+from tagloop.app import Tagloop
+from tagloop.services.users import WebSession
+from tagloop.web.security import current_session, tagloop_of, with_page_headers
 
 MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -81,3 +85,39 @@ async def page(
     context.setdefault("active", "")
     html = render(template, title=title, **context)
     return with_page_headers(HTMLResponse(html, status_code=status))
+
+
+@dataclass(frozen=True)
+class NoticePage:
+    """A page of what ``load`` reads that says the outcome of a change (the admin listings)."""
+
+    template: str
+    title: str
+    active: str
+    load: Callable[[Tagloop], dict[str, Any]]
+    """The page's figures (run in a worker thread: it reaches the database)."""
+
+    async def answer(
+        self,
+        request: Request,
+        session: WebSession,
+        notice: str | None = None,
+        error: str | None = None,
+        status: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        """The page with ``notice`` after a done change (from the redirect's query), or
+        ``error`` with its ``status`` for a refused one."""
+        found = await run_in_threadpool(self.load, tagloop_of(request))
+        return await page(
+            request,
+            self.template,
+            self.title,
+            status=status,
+            session=session,
+            active=self.active,
+            notice=notice,
+            error=error,
+            **found,
+            **context,
+        )
