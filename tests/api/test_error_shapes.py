@@ -32,6 +32,8 @@ from tagloop.settings import Settings
 from tagloop.storage import migrate
 from tagloop.storage.database import Database
 
+from .conftest import auth, error_of
+
 REGION = "us-east-1"
 TARGET = "Comprehend_20171127."
 CBOR = "/service/Comprehend_20171127/operation/"
@@ -50,19 +52,13 @@ def served(tmp_path_factory):
         yield client, keys
 
 
-def bearer(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
 def native(response, status: int, kind: str) -> str:
     """The message of a native error answer, after checking its status, type and shape."""
-    assert response.status_code == status, response.text
+    message = error_of(response, status)
     assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}, body
-    assert body["error"]["type"] == kind
-    assert body["error"]["message"]
-    return body["error"]["message"]
+    assert response.json()["error"]["type"] == kind
+    assert message
+    return message
 
 
 def signed(key: dict, path: str, content: bytes, headers: dict[str, str], secret: str | None = None):
@@ -113,11 +109,11 @@ def aws_cbor(response, status: int, kind: str) -> str:
 def test_native_tagloop_error(served):
     client, keys = served
     answer = client.post(
-        "/v1/endpoints/nowhere/classify", json={"text": "hi"}, headers=bearer(keys["classify"])
+        "/v1/endpoints/nowhere/classify", json={"text": "hi"}, headers=auth(keys["classify"])
     )
     assert "nowhere" in native(answer, 404, "ResourceNotFoundException")
     assert "nowhere" in native(
-        client.get("/v1/endpoints/nowhere", headers=bearer(keys["admin"])), 404, "ResourceNotFoundException"
+        client.get("/v1/endpoints/nowhere", headers=auth(keys["admin"])), 404, "ResourceNotFoundException"
     )
 
 
@@ -127,7 +123,7 @@ def test_native_authentication_and_scope(served):
     assert "Bearer" in native(client.post(url, json=body), 401, "UnrecognizedClientException")
     invalid = client.post(url, json=body, headers={"Authorization": "Bearer not-a-key"})
     assert native(invalid, 401, "UnrecognizedClientException") == "invalid or revoked API key"
-    scope = client.get("/v1/endpoints", headers=bearer(keys["classify"]))
+    scope = client.get("/v1/endpoints", headers=auth(keys["classify"]))
     assert "'admin'" in native(scope, 403, "AccessDeniedException")
 
 
@@ -137,7 +133,7 @@ def test_native_unknown_route_and_wrong_method(served):
         native(client.get("/v2/nothing"), 404, "UnknownOperationException") == "no route for GET /v2/nothing"
     )
     assert native(client.delete("/"), 405, "MethodNotAllowedException")  # POST / is Comprehend's
-    wrong = client.get("/v1/endpoints/desk/classify", headers=bearer(keys["admin"]))  # a direct route
+    wrong = client.get("/v1/endpoints/desk/classify", headers=auth(keys["admin"]))  # a direct route
     assert "it takes POST" in native(wrong, 405, "MethodNotAllowedException")
     assert wrong.headers["allow"] == "POST"
     assert native(client.put("/v1/endpoints"), 405, "MethodNotAllowedException")
@@ -145,16 +141,16 @@ def test_native_unknown_route_and_wrong_method(served):
 
 def test_native_invalid_body(served):
     client, keys = served
-    answer = client.post("/v1/endpoints", json={"name": "x"}, headers=bearer(keys["admin"]))  # no classifier
+    answer = client.post("/v1/endpoints", json={"name": "x"}, headers=auth(keys["admin"]))  # no classifier
     assert "classifier" in native(answer, 422, "InvalidRequestException")
-    hand_parsed = client.post("/v1/endpoints/x/classify", content=b"{", headers=bearer(keys["classify"]))
+    hand_parsed = client.post("/v1/endpoints/x/classify", content=b"{", headers=auth(keys["classify"]))
     assert "not valid JSON" in native(hand_parsed, 422, "InvalidRequestException")
 
 
 def test_native_oversized_body(served):
     client, keys = served
     answer = client.post(
-        "/v1/endpoints/x/classify", json={"text": "a" * 20_000}, headers=bearer(keys["classify"])
+        "/v1/endpoints/x/classify", json={"text": "a" * 20_000}, headers=auth(keys["classify"])
     )
     assert "TAGLOOP_MAX_BODY_BYTES" in native(answer, 413, "LimitExceeded")
     assert "TAGLOOP_MAX_BODY_BYTES" in native(
@@ -177,7 +173,7 @@ def envelope(response, status: int, kind: str) -> str:
 def test_invoke_errors_in_its_envelope(served):
     client, keys = served
     url = "/v1/endpoints/nowhere/invoke"
-    answer = client.post(url, json={"Text": "hi"}, headers=bearer(keys["classify"]))
+    answer = client.post(url, json={"Text": "hi"}, headers=auth(keys["classify"]))
     assert "nowhere" in envelope(answer, 404, "ResourceNotFoundException")
     assert "Signature V4" in envelope(
         client.post(url, json={"Text": "hi"}), 401, "UnrecognizedClientException"
@@ -185,11 +181,11 @@ def test_invoke_errors_in_its_envelope(served):
     scope = client.post(url, json={"Text": "hi"}, headers={"Authorization": "Bearer not-a-key"})
     envelope(scope, 401, "UnrecognizedClientException")
     assert "not valid JSON" in envelope(
-        client.post(url, content=b"{", headers=bearer(keys["classify"])), 422, "InvalidRequestException"
+        client.post(url, content=b"{", headers=auth(keys["classify"])), 422, "InvalidRequestException"
     )
-    big = client.post(url, json={"Text": "a" * 20_000}, headers=bearer(keys["classify"]))
+    big = client.post(url, json={"Text": "a" * 20_000}, headers=auth(keys["classify"]))
     assert "TAGLOOP_MAX_BODY_BYTES" in envelope(big, 413, "LimitExceeded")
-    wrong = client.get(url, headers=bearer(keys["classify"]))
+    wrong = client.get(url, headers=auth(keys["classify"]))
     assert "it takes POST" in envelope(wrong, 405, "MethodNotAllowedException")
 
 

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from tagloop.api.server import create_app
 from tagloop.settings import Settings
 
+from .conftest import auth, error_of
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -31,17 +33,6 @@ def served(tmp_path_factory):
     keys = {scope: tagloop.keys.create(f"{scope}-key", scope) for scope in ("classify", "review", "admin")}
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, tagloop, keys, allowed, outside
-
-
-def auth(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
-    return body["error"]["message"]
 
 
 def test_add_status_scan_disable_remove(served):

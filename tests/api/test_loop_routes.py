@@ -14,6 +14,8 @@ from tagloop.api.server import create_app
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 
+from .conftest import auth
+
 
 @pytest.fixture
 def served(tmp_path, tickets, write_csv):
@@ -30,13 +32,9 @@ def served(tmp_path, tickets, write_csv):
     return app, tagloop, keys
 
 
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def test_loop_iterations_promotion_and_events(served):
     app, tagloop, keys = served
-    admin = bearer(keys["admin"])
+    admin = auth(keys["admin"])
     with TestClient(app) as client:
         loop = client.get("/v1/classifiers/desk/loop", headers=admin).json()
         assert loop["champion"] == "v1" and loop["following_endpoints"] == ["desk"]
@@ -86,7 +84,7 @@ def test_loop_routes_need_the_admin_scope(served, method, path, body):
     app, _, keys = served
     with TestClient(app) as client:
         kwargs = {"json": body} if body is not None else {}
-        assert client.request(method, path, headers=bearer(keys["classify"]), **kwargs).status_code == 403
+        assert client.request(method, path, headers=auth(keys["classify"]), **kwargs).status_code == 403
         assert client.request(method, path, **kwargs).status_code == 401
 
 
@@ -116,7 +114,7 @@ def test_bad_loop_input_gets_a_clear_4xx(served, method, path, body, status):
     app, _, keys = served
     with TestClient(app) as client:
         kwargs = {"json": body} if body is not None else {}
-        answer = client.request(method, path, headers=bearer(keys["admin"]), **kwargs)
+        answer = client.request(method, path, headers=auth(keys["admin"]), **kwargs)
         # 422: refused by the request's schema, 400: by the service (both InvalidRequestException)
         assert answer.status_code == status or (status == 400 and answer.status_code == 422), answer.text
         assert "error" in answer.json()
@@ -126,7 +124,7 @@ def test_promotion_under_live_classify_traffic_fails_no_request(served, serve_in
     """Threads classify through a real server while versions are promoted back and forth:
     every answer comes from the old or the new version, and none fails."""
     app, tagloop, keys = served
-    headers = bearer(keys["classify"])
+    headers = auth(keys["classify"])
     answers: list[tuple[int, str | None]] = []
     stop = threading.Event()
     lock = threading.Lock()

@@ -16,6 +16,8 @@ from tagloop.settings import Settings
 from tagloop.storage.repositories import PredictionRepository
 from tagloop.storage.tables import utcnow
 
+from .conftest import auth
+
 
 @pytest.fixture
 def served(tmp_path, tickets_csv):
@@ -29,19 +31,13 @@ def served(tmp_path, tickets_csv):
         yield client, tagloop, keys
 
 
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def test_monitor_counts_real_classify_calls(served):
     client, tagloop, keys = served
     texts = ["my vpn keeps dropping", "the wifi is down again", "cannot reach the network share"]
-    answer = client.post(
-        "/v1/endpoints/desk/classify", json={"texts": texts}, headers=bearer(keys["classify"])
-    )
+    answer = client.post("/v1/endpoints/desk/classify", json={"texts": texts}, headers=auth(keys["classify"]))
     assert answer.status_code == 200, answer.text
     tagloop.prediction_log.close()  # written now
-    response = client.get("/v1/endpoints/desk/monitor?days=2", headers=bearer(keys["classify"]))
+    response = client.get("/v1/endpoints/desk/monitor?days=2", headers=auth(keys["classify"]))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["endpoint"] == "desk" and body["version"] == "v1" and len(body["days"]) == 2
@@ -51,7 +47,7 @@ def test_monitor_counts_real_classify_calls(served):
     assert sum(day["labels"].get("NETWORK", 0) for day in body["days"]) == 3
     assert body["reference"]["test_documents"] > 0
     assert "vpn" not in response.text and "wifi" not in response.text  # counts only, never a text
-    assert len(client.get("/v1/endpoints/desk/monitor", headers=bearer(keys["admin"])).json()["days"]) == 7
+    assert len(client.get("/v1/endpoints/desk/monitor", headers=auth(keys["admin"])).json()["days"]) == 7
 
 
 @pytest.mark.parametrize(
@@ -74,7 +70,7 @@ def test_monitor_counts_real_classify_calls(served):
 )
 def test_odd_input_is_a_clear_4xx(served, path):
     client, _, keys = served
-    response = client.get(path, headers=bearer(keys["classify"]))
+    response = client.get(path, headers=auth(keys["classify"]))
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
     assert "error" in response.json()
 
@@ -82,7 +78,7 @@ def test_odd_input_is_a_clear_4xx(served, path):
 def test_monitor_needs_a_key(served):
     client, _, _ = served
     assert client.get("/v1/endpoints/desk/monitor").status_code == 401
-    assert client.get("/v1/endpoints/desk/monitor", headers=bearer("not-a-key")).status_code == 401
+    assert client.get("/v1/endpoints/desk/monitor", headers=auth("not-a-key")).status_code == 401
 
 
 def test_drift_gauges_on_metrics(served):
@@ -104,7 +100,7 @@ def test_drift_gauges_on_metrics(served):
         PredictionRepository(session).add_many(rows)
     scraped = ""
     for _ in range(100):  # the first scrape starts a refresh in the background; a later one shows it
-        scraped = client.get("/metrics", headers=bearer(keys["admin"])).text
+        scraped = client.get("/metrics", headers=auth(keys["admin"])).text
         if "tagloop_drift_detected{" in scraped:
             break
         time.sleep(0.1)
@@ -114,5 +110,5 @@ def test_drift_gauges_on_metrics(served):
     # the ticker's part records the event once
     tagloop.monitoring.run()
     tagloop.monitoring.run()
-    events = client.get("/v1/endpoints/desk/monitor?days=1", headers=bearer(keys["classify"])).json()
+    events = client.get("/v1/endpoints/desk/monitor?days=1", headers=auth(keys["classify"])).json()
     assert events["days"][-1]["event"] is True and events["drift"] is True

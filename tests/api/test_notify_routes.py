@@ -14,6 +14,8 @@ from tagloop.api.server import create_app
 from tagloop.domain.notifications import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tagloop.settings import Settings
 
+from .conftest import auth, error_of
+
 
 @pytest.fixture(scope="module")
 def receiver(make_receiver):
@@ -51,17 +53,6 @@ def served(server, receiver):
 @pytest.fixture
 def webhook_receiver(receiver):
     return receiver
-
-
-def auth(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
-    return body["error"]["message"]
 
 
 def test_create_test_list_and_remove_a_webhook(served, webhook_receiver):

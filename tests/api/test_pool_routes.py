@@ -14,6 +14,8 @@ from tagloop.api.server import create_app
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 
+from .conftest import auth, error_of
+
 TEXTS = [
     "printer on floor 2 prints blank pages",
     "cannot open the finance shared mailbox",
@@ -41,17 +43,6 @@ def served(tmp_path, tickets_csv):
     keys = {scope: tagloop.keys.create(f"{scope}-key", scope) for scope in ("classify", "review", "admin")}
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, tagloop, keys, inbox
-
-
-def auth(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
-    return body["error"]["message"]
 
 
 def test_add_list_fill_and_clear(served):

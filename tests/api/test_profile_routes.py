@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from tagloop.api.server import create_app
 from tagloop.settings import Settings
 
+from .conftest import auth, error_of
+
 RECIPE = {
     "query": "SELECT type, summary, description FROM issue",
     "filters": [{"column": "type", "values": ["Bug"]}],
@@ -37,17 +39,6 @@ def served(tmp_path):
     keys = {scope: tagloop.keys.create(f"{scope}-key", scope) for scope in ("classify", "review", "admin")}
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, tagloop, keys, inbox
-
-
-def auth(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
-    return body["error"]["message"]
 
 
 def test_create_replace_show_list_try_delete(served, issue_archive):

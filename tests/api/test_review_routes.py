@@ -17,6 +17,8 @@ from tagloop.domain.review import NewTask, Queue
 from tagloop.settings import Settings
 from tagloop.storage.repositories import ClassifierRepository
 
+from .conftest import auth, error_of
+
 CHOICES = ("BILLING", "EMAIL", "NETWORK")
 
 
@@ -46,17 +48,6 @@ def served(tmp_path):
 
     with TestClient(app) as client:
         yield client, tagloop, keys, add
-
-
-def auth(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
-    return body["error"]["message"]
 
 
 def test_a_reviewer_takes_answers_skips_and_undoes(served):

@@ -19,6 +19,8 @@ from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 from tagloop.storage.tables import ReviewTaskRow
 
+from .conftest import auth
+
 REGION = "us-east-1"
 ROUTE_ALL = {"threshold": 1.0}  # every best score is below 1: every prediction routed
 ROUTE_NONE = {"threshold": 0.0, "audit": 0.0, "required": 2}  # active, routes nothing (score >= 0)
@@ -37,12 +39,8 @@ def served(tmp_path, tickets, write_csv):
         yield client, tagloop, keys
 
 
-def bearer(key: dict) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key['secret']}"}
-
-
 def put_routing(client, keys, policy: dict) -> dict:
-    response = client.put("/v1/endpoints/desk/routing", json=policy, headers=bearer(keys["admin"]))
+    response = client.put("/v1/endpoints/desk/routing", json=policy, headers=auth(keys["admin"]))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -61,7 +59,7 @@ def tasks(tagloop) -> dict[str, ReviewTaskRow]:
 def test_policy_is_read_by_review_and_changed_by_admin_only(served):
     client, _, keys = served
     url = "/v1/endpoints/desk/routing"
-    shown = client.get(url, headers=bearer(keys["review"]))
+    shown = client.get(url, headers=auth(keys["review"]))
     assert shown.status_code == 200
     assert shown.json() == {
         "endpoint": "desk",
@@ -75,18 +73,18 @@ def test_policy_is_read_by_review_and_changed_by_admin_only(served):
         "lease_seconds": 300,
         "lifetime_seconds": None,
     }
-    assert client.get(url, headers=bearer(keys["classify"])).status_code == 403
+    assert client.get(url, headers=auth(keys["classify"])).status_code == 403
     for key in ("classify", "review"):
-        assert client.put(url, json=ROUTE_ALL, headers=bearer(keys[key])).status_code == 403
+        assert client.put(url, json=ROUTE_ALL, headers=auth(keys[key])).status_code == 403
     assert client.get(url).status_code == 401
     changed = put_routing(
         client, keys, {"threshold": 0.6, "audit": 0.05, "labels": ["NETWORK"], "required": 3}
     )
     assert changed["active"] and changed["threshold"] == 0.6 and changed["required"] == 3
-    assert client.get(url, headers=bearer(keys["admin"])).json() == changed
+    assert client.get(url, headers=auth(keys["admin"])).json() == changed
     off = put_routing(client, keys, {})
     assert not off["active"]
-    assert client.get("/v1/endpoints/nope/routing", headers=bearer(keys["admin"])).status_code == 404
+    assert client.get("/v1/endpoints/nope/routing", headers=auth(keys["admin"])).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -106,7 +104,7 @@ def test_policy_is_read_by_review_and_changed_by_admin_only(served):
 )
 def test_bad_policies_are_refused_naming_the_field(served, policy, field):
     client, tagloop, keys = served
-    response = client.put("/v1/endpoints/desk/routing", json=policy, headers=bearer(keys["admin"]))
+    response = client.put("/v1/endpoints/desk/routing", json=policy, headers=auth(keys["admin"]))
     assert 400 <= response.status_code < 500
     assert field in response.text
     assert tagloop.endpoints.routing("desk")["active"] is False  # nothing stored
@@ -115,10 +113,10 @@ def test_bad_policies_are_refused_naming_the_field(served, policy, field):
 def test_native_classify_one_and_several_texts(served):
     client, tagloop, keys = served
     url = "/v1/endpoints/desk/classify"
-    plain = client.post(url, json={"text": "my vpn keeps dropping"}, headers=bearer(keys["classify"])).json()
+    plain = client.post(url, json={"text": "my vpn keeps dropping"}, headers=auth(keys["classify"])).json()
     assert "review" not in plain  # routing off: the answer as before
     put_routing(client, keys, ROUTE_ALL | {"required": 2, "lifetime_seconds": 3600})
-    one = client.post(url, json={"text": "my vpn keeps dropping"}, headers=bearer(keys["classify"])).json()
+    one = client.post(url, json={"text": "my vpn keeps dropping"}, headers=auth(keys["classify"])).json()
     review = one["review"]
     assert review["routed"] is True and review["reason"] == "low_confidence"
     stored = tasks(tagloop)[review["task_id"]]  # journalled before the answer left, then committed
@@ -129,12 +127,12 @@ def test_native_classify_one_and_several_texts(served):
     assert set(stored.choices) >= {c["name"] for c in one["classes"]} and len(stored.choices) == 6
     assert abs(stored.uncertainty - (1 - one["classes"][0]["score"])) < 1e-9
     texts = ["printer jammed again", "", "cannot log in", "refund my invoice"] * 3  # 12: the threadpool path
-    several = client.post(url, json={"texts": texts}, headers=bearer(keys["classify"])).json()["results"]
+    several = client.post(url, json={"texts": texts}, headers=auth(keys["classify"])).json()["results"]
     assert "review" not in several[1] and several[1]["error"]  # an empty text is not routed
     routed = [r["review"]["task_id"] for r in several if "error" not in r]
     assert len(routed) == 9 and set(routed) <= set(tasks(tagloop))
     put_routing(client, keys, ROUTE_NONE)
-    none = client.post(url, json={"texts": texts[:3]}, headers=bearer(keys["classify"])).json()["results"]
+    none = client.post(url, json={"texts": texts[:3]}, headers=auth(keys["classify"])).json()["results"]
     assert [r.get("review") for r in none] == [{"routed": False}, None, {"routed": False}]
 
 
@@ -142,7 +140,7 @@ def test_audit_routes_a_share(served):
     client, _, keys = served
     put_routing(client, keys, {"audit": 0.5})
     results = client.post(
-        "/v1/endpoints/desk/classify", json={"texts": ["vpn drops"] * 400}, headers=bearer(keys["classify"])
+        "/v1/endpoints/desk/classify", json={"texts": ["vpn drops"] * 400}, headers=auth(keys["classify"])
     ).json()["results"]
     audited = [r["review"] for r in results if r["review"]["routed"]]
     assert 100 < len(audited) < 300  # 200 expected; 6 standard deviations either way
@@ -152,10 +150,10 @@ def test_audit_routes_a_share(served):
 def test_invoke_names_the_task_in_headers(served):
     client, tagloop, keys = served
     url = "/v1/endpoints/desk/invoke"
-    before = client.post(url, json={"Text": "vpn drops"}, headers=bearer(keys["classify"]))
+    before = client.post(url, json={"Text": "vpn drops"}, headers=auth(keys["classify"]))
     assert "x-tagloop-review-task-id" not in before.headers
     put_routing(client, keys, {"labels": ["NETWORK"]})
-    after = client.post(url, json={"Text": "vpn drops"}, headers=bearer(keys["classify"]))
+    after = client.post(url, json={"Text": "vpn drops"}, headers=auth(keys["classify"]))
     assert after.json() == before.json()  # the body stays the Lambda's
     task_id = after.headers["x-tagloop-review-task-id"]
     assert after.headers["x-tagloop-review-reason"] == "label"
@@ -204,11 +202,11 @@ def test_a_journal_that_cannot_be_written_says_not_routed(served, tmp_path):
     tagloop.review_tasks.use_process(tagloop.database.url)
     tagloop.review_tasks.use_journal(blocked / "journal", lambda tasks: None)
     response = client.post(
-        "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=bearer(keys["classify"])
+        "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=auth(keys["classify"])
     )
     assert response.status_code == 200
     assert [r["review"] for r in response.json()["results"]] == [{"routed": False}] * 2
-    invoked = client.post("/v1/endpoints/desk/invoke", json={"Text": "vpn"}, headers=bearer(keys["classify"]))
+    invoked = client.post("/v1/endpoints/desk/invoke", json={"Text": "vpn"}, headers=auth(keys["classify"]))
     assert invoked.status_code == 200 and "x-tagloop-review-task-id" not in invoked.headers
     assert tasks(tagloop) == {}
 
@@ -221,11 +219,11 @@ def test_a_task_store_that_fails_says_not_routed_when_answers_wait_for_the_commi
     tagloop.review_tasks.close()  # its writer process now writes where it cannot, with no journal
     tagloop.review_tasks.use_process(f"sqlite:///{tagloop.settings.data_dir}/missing/folder/tagloop.db")
     response = client.post(
-        "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=bearer(keys["classify"])
+        "/v1/endpoints/desk/classify", json={"texts": ["vpn", "printer"]}, headers=auth(keys["classify"])
     )
     assert response.status_code == 200
     assert [r["review"] for r in response.json()["results"]] == [{"routed": False}] * 2
-    invoked = client.post("/v1/endpoints/desk/invoke", json={"Text": "vpn"}, headers=bearer(keys["classify"]))
+    invoked = client.post("/v1/endpoints/desk/invoke", json={"Text": "vpn"}, headers=auth(keys["classify"]))
     assert invoked.status_code == 200 and "x-tagloop-review-task-id" not in invoked.headers
     assert tasks(tagloop) == {}
 

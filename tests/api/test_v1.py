@@ -21,6 +21,8 @@ from tagloop.domain.records import Mode
 from tagloop.services.training import TrainRequest
 from tagloop.settings import Settings
 
+from .conftest import auth
+
 
 @pytest.fixture
 def served(tmp_path, tickets, write_csv):
@@ -40,16 +42,12 @@ def served(tmp_path, tickets, write_csv):
         yield client, tagloop, keys
 
 
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def test_classify_one_text(served):
     client, tagloop, keys = served
     response = client.post(
         "/v1/endpoints/desk/classify",
         json={"text": "my vpn keeps dropping"},
-        headers=bearer(keys["classify"]),
+        headers=auth(keys["classify"]),
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -75,12 +73,12 @@ def test_classify_with_top(served, top, expected):
     every = client.post(
         "/v1/endpoints/desk/classify",
         json={"texts": ["my vpn keeps dropping"], "top": 0},
-        headers=bearer(keys["classify"]),
+        headers=auth(keys["classify"]),
     ).json()["results"][0]["classes"]
     assert abs(sum(entry["score"] for entry in every) - 1) < 1e-6  # all classes: the whole distribution
     text = "my vpn keeps dropping"
     for body in ({"text": text, "top": top}, {"texts": [text], "top": top}):
-        response = client.post("/v1/endpoints/desk/classify", json=body, headers=bearer(keys["classify"]))
+        response = client.post("/v1/endpoints/desk/classify", json=body, headers=auth(keys["classify"]))
         assert response.status_code == 200, response.text
         answer = response.json()
         classes = answer["classes"] if "text" in body else answer["results"][0]["classes"]
@@ -93,7 +91,7 @@ def test_classify_rejects_a_bad_top(served, top):
     response = client.post(
         "/v1/endpoints/desk/classify",
         json={"text": "my vpn keeps dropping", "top": top},
-        headers=bearer(keys["classify"]),
+        headers=auth(keys["classify"]),
     )
     assert response.status_code == 422
     assert "top" in response.json()["error"]["message"]
@@ -102,9 +100,7 @@ def test_classify_rejects_a_bad_top(served, top):
 def test_classify_many_texts(served):
     client, _, keys = served
     texts = ["printer jammed on floor 2", "refund the double charge", "   "]
-    response = client.post(
-        "/v1/endpoints/desk/classify", json={"texts": texts}, headers=bearer(keys["admin"])
-    )
+    response = client.post("/v1/endpoints/desk/classify", json={"texts": texts}, headers=auth(keys["admin"]))
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["classes"][0]["name"] for r in results[:2]] == ["HARDWARE", "BILLING"]
@@ -144,7 +140,7 @@ def test_a_multi_label_endpoint_answers_labels(tmp_path, multi_label_csv):
 )
 def test_classify_limits_and_bad_bodies(served, body, status, needle):
     client, _, keys = served
-    response = client.post("/v1/endpoints/desk/classify", json=body, headers=bearer(keys["classify"]))
+    response = client.post("/v1/endpoints/desk/classify", json=body, headers=auth(keys["classify"]))
     assert response.status_code == status, response.text
     assert needle in response.json()["error"]["message"]
 
@@ -153,7 +149,7 @@ def test_body_size_limit(served):
     client, tagloop, keys = served
     tagloop.settings.max_body_bytes = 1_000
     response = client.post(
-        "/v1/endpoints/desk/classify", json={"text": "a" * 2_000}, headers=bearer(keys["classify"])
+        "/v1/endpoints/desk/classify", json={"text": "a" * 2_000}, headers=auth(keys["classify"])
     )
     assert response.status_code == 413
     assert "TAGLOOP_MAX_BODY_BYTES" in response.json()["error"]["message"]
@@ -161,9 +157,7 @@ def test_body_size_limit(served):
 
 def test_unknown_endpoint_is_404_in_the_error_shape(served):
     client, _, keys = served
-    response = client.post(
-        "/v1/endpoints/nope/classify", json={"text": "hi"}, headers=bearer(keys["classify"])
-    )
+    response = client.post("/v1/endpoints/nope/classify", json={"text": "hi"}, headers=auth(keys["classify"]))
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "ResourceNotFoundException"
 
@@ -172,14 +166,14 @@ def test_credentials_and_scopes(served):
     client, tagloop, keys = served
     url, body = "/v1/endpoints/desk/classify", {"text": "vpn"}
     assert client.post(url, json=body).status_code == 401
-    assert client.post(url, json=body, headers=bearer("not-a-key")).status_code == 401
+    assert client.post(url, json=body, headers=auth("not-a-key")).status_code == 401
     assert client.post(url, json=body, headers={"Authorization": "Basic abc"}).status_code == 401
-    assert client.post(url, json=body, headers=bearer(keys["review"])).status_code == 403
-    assert client.get("/v1/endpoints", headers=bearer(keys["classify"])).status_code == 403
-    assert client.get("/v1/endpoints", headers=bearer(keys["admin"])).status_code == 200
+    assert client.post(url, json=body, headers=auth(keys["review"])).status_code == 403
+    assert client.get("/v1/endpoints", headers=auth(keys["classify"])).status_code == 403
+    assert client.get("/v1/endpoints", headers=auth(keys["admin"])).status_code == 200
     classify_key = next(k for k in tagloop.keys.list() if k["scope"] == "classify")
     tagloop.keys.revoke(classify_key["access_key_id"])
-    assert client.post(url, json=body, headers=bearer(keys["classify"])).status_code == 401
+    assert client.post(url, json=body, headers=auth(keys["classify"])).status_code == 401
 
 
 def api_routes(routes) -> list[APIRoute]:
@@ -212,9 +206,9 @@ def test_every_v1_route_declares_a_scope_and_refuses_anonymous_calls(served):
 
 def test_repointing_an_endpoint_is_followed_within_a_second(served):
     client, tagloop, keys = served
-    url, body, headers = "/v1/endpoints/desk/classify", {"text": "wifi is down"}, bearer(keys["classify"])
+    url, body, headers = "/v1/endpoints/desk/classify", {"text": "wifi is down"}, auth(keys["classify"])
     assert client.post(url, json=body, headers=headers).json()["model_version"] == "v1"
-    response = client.patch("/v1/endpoints/desk", json={"version": "second"}, headers=bearer(keys["admin"]))
+    response = client.patch("/v1/endpoints/desk", json={"version": "second"}, headers=auth(keys["admin"]))
     assert response.status_code == 200, response.text
     assert (response.json()["status"], response.json()["desired_version"]) == ("UPDATING", "second")
     assert client.post(url, json=body, headers=headers).json()["model_version"] == "v1"  # until loaded
@@ -227,7 +221,7 @@ def test_repointing_an_endpoint_is_followed_within_a_second(served):
 
 def test_endpoint_management(served):
     client, tagloop, keys = served
-    admin = bearer(keys["admin"])
+    admin = auth(keys["admin"])
     created = client.post("/v1/endpoints", json={"name": "other", "classifier": "desk"}, headers=admin)
     assert created.status_code == 201, created.text
     # no version: it follows the classifier's champion (the version endpoint desk serves), not the newest
@@ -236,7 +230,7 @@ def test_endpoint_management(served):
         "CREATING",
         True,
     )
-    classify = bearer(keys["classify"])
+    classify = auth(keys["classify"])
     refused = client.post("/v1/endpoints/other/classify", json={"text": "vpn"}, headers=classify)
     assert refused.status_code == 503  # never a 200 with an empty answer
     assert refused.json()["error"]["type"] == "ResourceUnavailableException"
@@ -256,8 +250,8 @@ def test_endpoint_management(served):
 
 def test_metrics_are_exposed(served):
     client, _, keys = served
-    client.post("/v1/endpoints/desk/classify", json={"text": "vpn"}, headers=bearer(keys["classify"]))
-    text = client.get("/metrics", headers=bearer(keys["admin"])).text
+    client.post("/v1/endpoints/desk/classify", json={"text": "vpn"}, headers=auth(keys["classify"]))
+    text = client.get("/metrics", headers=auth(keys["admin"])).text
     assert 'tagloop_requests_total{method="POST",route="/v1/endpoints/{name}/classify",status="200"}' in text
     assert "tagloop_request_seconds_bucket" in text
     assert 'tagloop_predictions_total{endpoint="desk",label="NETWORK"}' in text
@@ -268,7 +262,7 @@ def test_a_key_name_outside_the_name_rules_is_refused(served):
     client, tagloop, keys = served
     for name in ("nul\x00inside", "x" * 100_000, "with space"):
         response = client.post(
-            "/v1/keys", json={"name": name, "scope": "classify"}, headers=bearer(keys["admin"])
+            "/v1/keys", json={"name": name, "scope": "classify"}, headers=auth(keys["admin"])
         )
         assert response.status_code == 422, response.text  # the body's schema holds the name rules
         assert response.json()["error"]["message"].startswith("body.name:")
@@ -331,7 +325,7 @@ def test_the_sample_client_unmodified_on_invoke_gets_the_lambdas_answer(live):
     assert scores == sorted(scores, reverse=True)
     # the same text through Bearer: the same classes, and the prediction's id in a header
     bearer_answer = httpx.post(
-        f"{url}/v1/endpoints/desk/invoke", json={"Text": TICKET}, headers=bearer(keys["classify"]["secret"])
+        f"{url}/v1/endpoints/desk/invoke", json={"Text": TICKET}, headers=auth(keys["classify"]["secret"])
     )
     assert bearer_answer.status_code == 200
     assert bearer_answer.json() == answer
@@ -355,7 +349,7 @@ def test_the_sample_client_on_classify_gets_the_native_answer(live):
     assert status == 200, answer
     assert answer["classes"][0]["name"] == "NETWORK" and answer["prediction_id"]
     by_bearer = httpx.post(
-        f"{url}/v1/endpoints/desk/classify", json={"text": TICKET}, headers=bearer(keys["classify"]["secret"])
+        f"{url}/v1/endpoints/desk/classify", json={"text": TICKET}, headers=auth(keys["classify"]["secret"])
     )
     assert by_bearer.status_code == 200
     assert by_bearer.json()["classes"] == answer["classes"]  # Bearer works as before, `text` too
@@ -418,7 +412,7 @@ def test_invoke_errors_come_in_the_lambdas_envelope(live):
         400,
         {"statusCode": 400, "body": {"type": "InvalidRequestException", "message": "empty text"}},
     )
-    headers = bearer(keys["classify"]["secret"])
+    headers = auth(keys["classify"]["secret"])
     for body, code in (
         ({"Texts": ["a"]}, 422),
         ({"Text": 5}, 422),
@@ -438,18 +432,18 @@ def test_a_single_text_that_cannot_be_classified_is_refused_with_the_reason(serv
     reason. With `texts`, each text's error stays in its place."""
     client, _, keys = served
     for body in ({"text": ""}, {"Text": "   "}):
-        response = client.post("/v1/endpoints/desk/classify", json=body, headers=bearer(keys["classify"]))
+        response = client.post("/v1/endpoints/desk/classify", json=body, headers=auth(keys["classify"]))
         assert response.status_code == 400, response.text
         assert response.json() == {"error": {"type": "InvalidRequestException", "message": "empty text"}}
     many = client.post(
-        "/v1/endpoints/desk/classify", json={"texts": ["", "vpn down"]}, headers=bearer(keys["classify"])
+        "/v1/endpoints/desk/classify", json={"texts": ["", "vpn down"]}, headers=auth(keys["classify"])
     )
     assert many.status_code == 200
     assert many.json()["results"][0] == {
         "error": {"type": "InvalidRequestException", "message": "empty text"}
     }
     both = client.post(
-        "/v1/endpoints/desk/classify", json={"text": "a", "Text": "b"}, headers=bearer(keys["classify"])
+        "/v1/endpoints/desk/classify", json={"text": "a", "Text": "b"}, headers=auth(keys["classify"])
     )
     assert both.status_code == 422 and "not both" in both.json()["error"]["message"]
 
@@ -482,12 +476,12 @@ def test_logged_predictions_are_listed_newest_first_for_admins(served):
     ids = []
     for text in texts:
         response = client.post(
-            "/v1/endpoints/desk/classify", json={"text": text}, headers=bearer(keys["classify"])
+            "/v1/endpoints/desk/classify", json={"text": text}, headers=auth(keys["classify"])
         )
         ids.append(response.json()["prediction_id"])
     tagloop.prediction_log.close()  # flush
-    assert client.get("/v1/predictions", headers=bearer(keys["classify"])).status_code == 403
-    admin = bearer(keys["admin"])
+    assert client.get("/v1/predictions", headers=auth(keys["classify"])).status_code == 403
+    admin = auth(keys["admin"])
     first = client.get("/v1/predictions", params={"endpoint": "desk", "limit": 2}, headers=admin)
     assert first.status_code == 200, first.text
     page = first.json()
