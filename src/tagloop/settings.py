@@ -197,6 +197,13 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(
         10.0, gt=0, le=120, description="Connect/read timeout of one webhook or SMTP attempt."
     )
+    notify_keep_days: int = Field(
+        30,
+        ge=0,
+        description="Delete delivered and failed notification deliveries this many days after their "
+        "last attempt (the loop ticker checks every hour; pending ones are never deleted); 0: keep "
+        "them forever.",
+    )
     smtp_host: str | None = Field(None, description="SMTP server of e-mail notifications; unset: no e-mail.")
     smtp_port: int = Field(
         587, ge=1, le=65535, description="SMTP port (587 submission, 465 with SMTP_SSL, 25)."

@@ -20,7 +20,7 @@ from tagloop.services.notify import ChannelService
 from tagloop.services.training import TrainRequest
 from tagloop.storage.events import EventRepository
 from tagloop.storage.notify import DeliveryRepository
-from tagloop.storage.tables import DeliveryRow, EventRow, utcnow
+from tagloop.storage.tables import ChannelRow, DeliveryRow, EventRow, utcnow
 
 SECRET = "receiver-shared-secret-0123"
 
@@ -138,6 +138,79 @@ def test_a_delivery_is_claimed_by_one_process_at_a_time(make_tagloop, database_u
         assert DeliveryRepository(session).claim(delivery_id, now, 120) is None
         later = now + timedelta(seconds=121)  # the first process died while sending: lease over
         assert DeliveryRepository(session).claim(delivery_id, later, 120) is not None
+
+
+def test_finished_deliveries_are_pruned_after_the_keep_days_pending_ones_never(make_tagloop, database_url):
+    tagloop = make_tagloop(database_url=database_url, notify_keep_days=30)
+    now = utcnow()
+    notify = ChannelService(tagloop.database, tagloop.settings, tagloop.notify.box, clock=lambda: now)
+    ticks = [0.0]
+    notify._monotonic = lambda: ticks[0]  # the ticker's hourly check, without waiting an hour
+    notify.add("ops", "webhook", "http://127.0.0.1:9/never")
+    notify.set_enabled("ops", False)  # nothing is sent: the statuses stay as written
+
+    def ago(days: float):
+        return now - timedelta(days=days)
+
+    def delivery(status: str, created: float, attempted: float, delivered: float | None = None) -> int:
+        with tagloop.database.transaction() as session:
+            channel_id = session.query(ChannelRow).one().id
+            return (
+                DeliveryRepository(session)
+                .add(
+                    channel_id=channel_id,
+                    kind="test",
+                    payload={},
+                    status=status,
+                    created_at=ago(created),
+                    last_attempt_at=ago(attempted),
+                    delivered_at=None if delivered is None else ago(delivered),
+                    next_attempt_at=ago(attempted) if status in ("pending", "sending") else None,
+                )
+                .id
+            )
+
+    ids = {
+        "delivered long ago": delivery("delivered", 40, 31, 31),
+        "delivered lately": delivery("delivered", 29, 29, 29),
+        "failed long ago": delivery("failed", 40, 31),
+        "failed lately": delivery("failed", 40, 29),  # created long ago, last attempt lately
+        "retried, delivered lately": delivery("delivered", 60, 1, 1),
+        "pending for long": delivery("pending", 60, 59),
+        "sending for long": delivery("sending", 60, 59),
+    }
+
+    def left() -> set[str]:
+        with tagloop.database.reading() as session:
+            found = {row.id for row in session.query(DeliveryRow)}
+        return {name for name, id_ in ids.items() if id_ in found}
+
+    unpruned = ChannelService(
+        tagloop.database, tagloop.settings.model_copy(update={"notify_keep_days": 0}), tagloop.notify.box
+    )
+    assert unpruned.prune() == 0 and len(left()) == 7  # 0: kept forever
+    assert notify.prune() == 2
+    assert left() == {
+        "delivered lately",
+        "failed lately",
+        "retried, delivered lately",
+        "pending for long",
+        "sending for long",
+    }
+    with tagloop.database.transaction() as session:  # a batch at a time
+        assert DeliveryRepository(session).delete_finished_before(ago(0), 1) == 1
+    # the ticker's part prunes at once, then once an hour
+    ids["old one"] = delivery("delivered", 50, 50, 50)
+    notify.tick()
+    assert "old one" not in left()
+    ids["another old one"] = delivery("failed", 50, 50)
+    ticks[0] += 3599
+    notify.tick()
+    assert "another old one" in left()
+    ticks[0] += 1
+    notify.tick()
+    assert "another old one" not in left()
+    assert {"pending for long", "sending for long"} <= left()
 
 
 def test_channels_hear_their_kinds_and_classifier_and_only_what_happens_after_them(

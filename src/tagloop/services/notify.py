@@ -14,6 +14,8 @@ The loop ticker calls :meth:`ChannelService.tick` in ``serve`` and ``worker``:
    ``pending`` again after an exponential backoff (TAGLOOP_NOTIFY_BACKOFF_SECONDS, doubling),
    or ``failed`` once TAGLOOP_NOTIFY_ATTEMPTS are used. ``tagloop notify retry`` re-queues the
    failed ones of a channel.
+3. **prune** (hourly): delivered and failed deliveries are deleted TAGLOOP_NOTIFY_KEEP_DAYS
+   after their last attempt; pending ones stay until they are sent or fail.
 
 A process killed while sending leaves the delivery ``sending``; it is claimed again when its
 lease ends, so a delivery may arrive twice then (at least once): receivers deduplicate by the
@@ -79,6 +81,10 @@ EVENTS_PER_TICK = 500  # per channel
 SENDS_PER_TICK = 200
 LEASE_SECONDS = 120.0  # a claimed delivery's attempt; longer than any sender's timeouts
 COUNTS_REFRESH_SECONDS = 15.0
+PRUNE_SECONDS = 3600.0
+"""How often a process deletes the delivery log's old finished deliveries."""
+PRUNE_BATCH = 5_000
+"""Deliveries deleted per transaction."""
 SECRET_BYTES = 32
 
 
@@ -100,6 +106,8 @@ class ChannelService:
         self._counts: dict[str, int] = {}
         self._counts_at: float | None = None
         self._counts_lock = threading.Lock()
+        self._pruned_at: float | None = None
+        self._monotonic: Callable[[], float] = time.monotonic
 
     def close(self) -> None:
         self.webhooks.close()
@@ -279,9 +287,14 @@ class ChannelService:
 
     # ---- the ticker part ---------------------------------------------------------------
     def tick(self) -> None:
-        """New events to deliveries, then due deliveries sent (safe in several processes)."""
+        """New events to deliveries, then due deliveries sent, and at most once per
+        ``PRUNE_SECONDS`` old finished ones deleted (safe in several processes)."""
         self.collect()
         self.send_due()
+        now = self._monotonic()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = now
+            self.prune()
         self._refresh_counts()  # /metrics reads this snapshot
 
     def collect(self) -> int:
@@ -339,6 +352,26 @@ class ChannelService:
                 cursor = events[-1].id  # a full page of unsettled events: never stall
             channel.after_event_id = cursor
         return added
+
+    def prune(self) -> int:
+        """Delete the delivered and failed deliveries whose last attempt is older than
+        TAGLOOP_NOTIFY_KEEP_DAYS (none when it is 0), ``PRUNE_BATCH`` per transaction; pending
+        and sending ones are never deleted. Returns how many. An event's delivery is never
+        added again: the channel's cursor passed the event long before."""
+        keep_days = self.settings.notify_keep_days
+        if keep_days <= 0:
+            return 0
+        before = self.clock() - timedelta(days=keep_days)
+        deleted = 0
+        while True:
+            with self.database.transaction() as session:
+                count = DeliveryRepository(session).delete_finished_before(before, PRUNE_BATCH)
+            deleted += count
+            if count < PRUNE_BATCH:
+                break
+        if deleted:
+            log.info("deleted %d notification deliveries older than %d days", deleted, keep_days)
+        return deleted
 
     def send_due(self, limit: int = SENDS_PER_TICK) -> int:
         """Send the due deliveries (each claimed first); how many attempts were made."""

@@ -3,7 +3,8 @@
 A delivery is ``pending`` (due at ``next_attempt_at``), ``sending`` (claimed by one process
 until ``next_attempt_at``, its lease: a process that dies while sending leaves it to be
 claimed again once the lease ends), ``delivered`` or ``failed`` (attempts used up). Claims are
-conditional UPDATEs, so two processes never send the same delivery at once.
+conditional UPDATEs, so two processes never send the same delivery at once. Delivered and
+failed ones are deleted some days after their last attempt (TAGLOOP_NOTIFY_KEEP_DAYS).
 """
 
 from __future__ import annotations
@@ -170,6 +171,23 @@ class DeliveryRepository:
         """Deliveries by status (every channel)."""
         rows = self.session.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status))
         return {str(status): int(count) for status, count in rows}
+
+    def delete_finished_before(self, moment: datetime, limit: int) -> int:
+        """Delete at most ``limit`` delivered or failed deliveries whose last attempt ended
+        before ``moment`` (pending and sending ones never); returns how many."""
+        finished = func.coalesce(
+            DeliveryRow.delivered_at, DeliveryRow.last_attempt_at, DeliveryRow.created_at
+        )
+        done = (DeliveryRow.status.in_((DELIVERED, FAILED)), finished < moment)
+        oldest = select(DeliveryRow.id).where(*done).order_by(DeliveryRow.id).limit(limit)
+        result = self.session.execute(
+            # the conditions again on the row deleted: one re-queued meanwhile (PostgreSQL
+            # rechecks them on its newest version) stays
+            delete(DeliveryRow)
+            .where(DeliveryRow.id.in_(oldest.scalar_subquery()), *done)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)
 
     def retry_failed(self, channel_id: int, now: datetime) -> int:
         """Failed deliveries of a channel back to pending, due now, attempts starting over."""
