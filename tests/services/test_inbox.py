@@ -61,6 +61,11 @@ def test_a_dropped_file_becomes_a_serving_endpoint_then_better_ones_are_promoted
     assert processed["version"] == "v1" and processed["file"] == "tickets.csv"
     assert processed["model_arn"].endswith(":document-classifier/desk/version/v1")
     assert processed["metrics"]["F1Score"] > 0.3 and processed["worst_label"]["label"]
+    # the endpoint it created is told of as a deploy job tells of one
+    [deployed] = events(tagloop, "endpoint.deployed")
+    assert (deployed["endpoint"], deployed["classifier"], deployed["version"]) == ("desk", "desk", "v1")
+    assert (deployed["previous"], deployed["status"]) == (None, "IN_SERVICE")
+    assert deployed["metrics"]["F1Score"] == pytest.approx(processed["metrics"]["F1Score"])
     status = tagloop.inbox.status("desk")
     assert status["files"]["processed"] == 1
     [file] = status["recent_files"]
@@ -80,6 +85,7 @@ def test_a_dropped_file_becomes_a_serving_endpoint_then_better_ones_are_promoted
     assert "held-out documents" in second["reason"] and "it trained on left out" in second["reason"]
     assert tagloop.endpoints.serving("desk", refresh=True).version == "v2"
     assert [e["payload"]["to"] for e in tagloop.loops.events(kind="version.promoted")] == ["v1", "v2"]
+    assert len(events(tagloop, "endpoint.deployed")) == 1  # a promotion is version.promoted, as everywhere
 
     # that file put back (its time kept: the same fingerprint) is a new drop once its job ended;
     # the same data again makes no change: kept
@@ -210,6 +216,15 @@ def test_deploy_policies_on_a_pinned_endpoint(make_tagloop, drop, tickets, write
     assert "F1Score" in moved["reason"] and "gain" in moved["reason"]
     assert tagloop.endpoints.serving("live", refresh=True).version == moved["version"]
     assert tagloop.endpoints.show("live")["follows"] is False  # still pinned
+    # told of like the deploy job that created it: the same event, its previous version named
+    created, repointed = events(tagloop, "endpoint.deployed")
+    assert (created["endpoint"], created["version"], created["previous"]) == ("live", "v1", None)
+    assert (repointed["endpoint"], repointed["version"], repointed["previous"]) == (
+        "live",
+        moved["version"],
+        "v1",
+    )
+    assert set(repointed) == set(created) and repointed["status"] == "IN_SERVICE"
 
 
 def test_adding_inboxes_is_checked(make_tagloop, drop, tmp_path):

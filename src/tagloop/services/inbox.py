@@ -15,8 +15,10 @@ next, so a worker killed at any moment leaves a state the next attempt resumes f
 claimed    import the file (``TrainingService.prepare``: one transaction records the version
            and moves the file to ``training`` with the version's id: one version per file)
 training   train that version (``TrainJob.train``, resumed on a retry), then ``deploying``
-deploying  decide and deploy by the inbox's policy, record the ``inbox.processed`` event and
-           move the file to ``processed`` with its destination: ONE transaction
+deploying  decide and deploy by the inbox's policy, record the ``inbox.processed`` event (and
+           ``endpoint.deployed`` for an endpoint created or moved, as its deploy job would;
+           a promotion records ``version.promoted``) and move the file to ``processed`` with
+           its destination: ONE transaction
 processed  move the file to ``processed/`` (a retry finds it moved already)
 =========  ==============================================================================
 
@@ -89,6 +91,7 @@ from tagloop.services.catalog import get_or_create_classifier
 from tagloop.services.data_locations import DataLocations
 from tagloop.services.loops import ensure_loop, loop_settings, promote_in
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.notify_events import record_deployment
 from tagloop.services.training import TrainingService, TrainJob, TrainRequest
 from tagloop.settings import Settings
 from tagloop.storage.database import Database
@@ -811,6 +814,7 @@ class InboxService:
                 status=IN_SERVICE,
                 follows=True,
             )
+            record_deployment(session, name, loop.active_version_id, None)  # as a deploy job does
             served = loop.active_version_id == version.id
             reason = "the classifier had no endpoint: created" + ("" if served else f"; {decision.reason}")
             return {
@@ -840,8 +844,10 @@ class InboxService:
         targets = self._targets(session, context)
         now = utcnow()
         for endpoint in targets:
+            previous_id = endpoint.version_id
             endpoint.version_id, endpoint.desired_version_id = version.id, None
             endpoint.status, endpoint.message, endpoint.updated_at = IN_SERVICE, None, now
+            record_deployment(session, endpoint.name, version.id, previous_id)
         session.flush()
         names = [e.name for e in targets]
         return {
