@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.special import softmax
 
 from tagloop.domain.metrics import evaluate, indicator
@@ -631,21 +632,27 @@ def test_self_training_refits_on_the_unlabelled_rows_labelled_by_the_model(mc_sp
     plain = tl.TfidfLinearParams()
     coef, intercept, calibration = tl.fit_linear(MC, ticket_labels, features, truth, keys, plain, 1)
     # by hand: the pool labelled with the plain model's best label, then one fit on both
+    # by hand: the pool labelled with the plain model's best label, then one fit on both, a pool
+    # row counting self_training_weight (0.3) of a labelled one
     guessed = (np.asarray(unlabelled @ coef.T) + intercept).argmax(axis=1)
-    hand = tl._fit_multiclass(
-        __import__("scipy.sparse").sparse.vstack([features, unlabelled], format="csr"),
-        np.concatenate([truth.argmax(axis=1), guessed]),
-        len(ticket_labels),
-        plain,
-        tl.SELF_TRAINING_TOL,
-    )
+    rows = sp.vstack([features, unlabelled], format="csr")
+    target = np.concatenate([truth.argmax(axis=1), guessed])
     on = tl.TfidfLinearParams(self_training=True)
+    assert on.self_training_weight == 0.3
+    weight = np.concatenate([np.ones(60), np.full(unlabelled.shape[0], 0.3)])
+    hand = tl._fit_multiclass(rows, target, len(ticket_labels), plain, tl.SELF_TRAINING_TOL, weight)
     st_coef, st_intercept, st_calibration = tl.fit_linear(
         MC, ticket_labels, features, truth, keys, on, 1, unlabelled=unlabelled
     )
     np.testing.assert_allclose(st_coef, hand[0])
     np.testing.assert_allclose(st_intercept, hand[1])
     assert not np.allclose(st_coef, coef)  # the pool changed the model
+    # at weight 1 a pool row counts as a labelled one: the unweighted fit
+    even = dataclasses.replace(on, self_training_weight=1.0)
+    unweighted = tl._fit_multiclass(rows, target, len(ticket_labels), plain, tl.SELF_TRAINING_TOL)
+    even_coef, _, _ = tl.fit_linear(MC, ticket_labels, features, truth, keys, even, 1, unlabelled=unlabelled)
+    np.testing.assert_allclose(even_coef, unweighted[0])
+    assert not np.allclose(even_coef, st_coef)  # the weight matters
     assert st_calibration["self_trained"] == unlabelled.shape[0]
     assert st_calibration["temperature"] == calibration["temperature"]  # the labelled hold-out's
     # off, or without unlabelled rows, or multi-label: exactly the plain fit
@@ -678,6 +685,18 @@ def test_a_multiclass_fit_spread_over_threads_gives_the_one_thread_fit(mc_split,
     spread = tl._fit_multiclass_threads(features, absent, len(ticket_labels), params, 1e-8, 2)
     assert spread[1][0] == one[1][0] == -10.0
     np.testing.assert_allclose(spread[0], one[0], atol=1e-4)
+    # with per-document weights (self-training's), the same
+    weight = np.where(np.arange(len(target)) % 3 == 0, 1.0, 0.3)
+    one = tl._fit_multiclass(features, target, len(ticket_labels), params, 1e-8, weight)
+    spread = tl._fit_multiclass_threads(features, target, len(ticket_labels), params, 1e-8, 2, weight)
+    np.testing.assert_allclose(spread[0], one[0], atol=1e-4)
+    np.testing.assert_allclose(spread[1], one[1], atol=1e-4)
+
+
+def test_the_self_training_weight_is_a_share_of_a_labelled_document():
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="self_training_weight"):
+            tl.TfidfLinearParams(self_training=True, self_training_weight=bad)
 
 
 def test_self_training_is_saved_and_a_model_saved_before_it_loads_with_it_off(mc_model):

@@ -63,6 +63,18 @@ class TfidfLinearParams:
     stays the one fitted on the labelled documents' hold-out. Models saved before this option
     load with it off. ``tagloop train --self-training`` passes the classifier's pool texts
     (:func:`fit`'s ``unlabelled``), and a loop's challengers keep the champion's setting."""
+    self_training_weight: float = 0.3
+    """How much one self-labelled (pool) document counts against one labelled document in the
+    self-trained fit (its per-document ``C``). The model's own guesses are noisier than a
+    person's answers: at full weight the pool's many easy documents outvote the few hard ones a
+    person labelled. On 20ng (learning curves, seeds 0-2, batch 100) 0.3 needs fewer labels
+    than 1.0 or 0.1 for every strategy (margin 1,067 vs 1,233 and 1,267 labels to 95 % of the
+    full-data accuracy). Models saved before this option load with 0.3 (only fitting uses it)."""
+
+    def __post_init__(self) -> None:
+        weight = self.self_training_weight
+        if not 0.0 < weight <= 1.0:  # NaN fails too
+            raise ValueError(f"self_training_weight: expected a share above 0 and at most 1, got {weight!r}")
 
     def vectorizer(self, **extra: Any) -> TfidfVectorizer:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -329,9 +341,15 @@ def _fit_binary(features: sp.csr_matrix, target: np.ndarray, params: TfidfLinear
 
 
 def _fit_multiclass(
-    features: sp.csr_matrix, target: np.ndarray, labels: int, params: TfidfLinearParams, tol: float
+    features: sp.csr_matrix,
+    target: np.ndarray,
+    labels: int,
+    params: TfidfLinearParams,
+    tol: float,
+    sample_weight: np.ndarray | None = None,
 ) -> Fitted:
-    """All labels at once: liblinear's own one-vs-rest, one data conversion for all of them.
+    """All labels at once: liblinear's own one-vs-rest, one data conversion for all of them;
+    ``sample_weight`` scales each document's ``C`` (None: every document counts the same).
 
     A label absent from ``target`` (a rare label held out of a calibration fold) gets a
     decision far below every other, so it is never predicted by that fold's model.
@@ -345,7 +363,7 @@ def _fit_multiclass(
     from sklearn.svm import LinearSVC
 
     svm = LinearSVC(C=params.C, random_state=params.seed, tol=tol)
-    svm.fit(features, target)
+    svm.fit(features, target, sample_weight=sample_weight)
     if len(present) == 2:  # liblinear returns one row, for the second class
         coef[present[1]], coef[present[0]] = svm.coef_[0], -svm.coef_[0]
         intercept[present[1]], intercept[present[0]] = svm.intercept_[0], -svm.intercept_[0]
@@ -669,7 +687,8 @@ def self_trained(
 ) -> Fitted:
     """One round of self-training (multi-class): the weights and intercepts of the linear model
     fitted on the labelled ``features`` plus the ``unlabelled`` rows, each labelled with the best
-    label of the model ``coef``/``intercept`` (fitted on the labelled rows alone). The fit stops
+    label of the model ``coef``/``intercept`` (fitted on the labelled rows alone) and counting
+    ``params.self_training_weight`` of a labelled row. The fit stops
     at :data:`SELF_TRAINING_TOL` and spreads its labels over ``n_jobs`` threads
     (:func:`_fit_multiclass_threads`): it is the costly part of a learning-loop step."""
     if unlabelled.shape[1] != features.shape[1]:
@@ -679,11 +698,16 @@ def self_trained(
     guessed = np.asarray(unlabelled @ coef.T).reshape(unlabelled.shape[0], -1) + intercept
     target = np.concatenate([truth.argmax(axis=1), guessed.argmax(axis=1)])
     rows = sp.vstack([features, unlabelled], format="csr")
+    weight = np.concatenate(
+        [np.ones(features.shape[0]), np.full(unlabelled.shape[0], float(params.self_training_weight))]
+    )
     from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return _fit_multiclass_threads(rows, target, truth.shape[1], params, SELF_TRAINING_TOL, n_jobs)
+        return _fit_multiclass_threads(
+            rows, target, truth.shape[1], params, SELF_TRAINING_TOL, n_jobs, weight
+        )
 
 
 def _fit_multiclass_threads(
@@ -693,6 +717,7 @@ def _fit_multiclass_threads(
     params: TfidfLinearParams,
     tol: float,
     n_jobs: int,
+    sample_weight: np.ndarray | None = None,
 ) -> Fitted:
     """:func:`_fit_multiclass` with its labels split over ``n_jobs`` threads (liblinear runs the
     one-vs-rest problems of one fit one after another, on one core).
@@ -704,13 +729,13 @@ def _fit_multiclass_threads(
     present = np.unique(target)
     groups = [group for group in np.array_split(present, max(1, n_jobs)) if len(group)]
     if len(groups) < 2:
-        return _fit_multiclass(features, target, labels, params, tol)
+        return _fit_multiclass(features, target, labels, params, tol, sample_weight)
     coef = np.zeros((labels, features.shape[1]))
     intercept = np.full(labels, -10.0)
 
     def part(group: np.ndarray) -> Fitted:
         grouped = np.where(np.isin(target, group), target, labels)  # ``labels``: every other label
-        return _fit_multiclass(features, grouped, labels + 1, params, tol)
+        return _fit_multiclass(features, grouped, labels + 1, params, tol, sample_weight)
 
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         for group, (group_coef, group_intercept) in zip(groups, pool.map(part, groups), strict=True):
