@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,11 @@ from tagloop.settings import Settings
 
 WORDS = {label: [f"{label.lower()}{i}" for i in range(400)] for label in ("ALPHA", "BETA", "GAMMA", "DELTA")}
 SHARED = [f"common{i}" for i in range(3000)]
+
+
+BIG = 8_000
+"""Documents of the set a killed worker trains: training takes seconds, so a kill lands mid-job
+(polls read the job every 20 ms through one open app; the inbox crash test trains as many)."""
 
 
 def synthetic_csv(path: Path, documents: int, seed: int = 0) -> Path:
@@ -56,13 +62,28 @@ def run(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return out
 
 
+_READERS: dict[tuple[str, str | None], Tagloop] = {}
+
+
+def reading_app(settings: Settings) -> Tagloop:
+    """One app per data dir and database, kept open for the test's polls (closed by
+    ``close_readers``): building an app per poll would poll slowly and take CPU from the worker."""
+    key = (str(settings.data_dir), settings.database_url)
+    if key not in _READERS:
+        _READERS[key] = Tagloop(settings)
+    return _READERS[key]
+
+
+@pytest.fixture(autouse=True)
+def close_readers() -> Iterator[None]:
+    yield
+    while _READERS:
+        _READERS.popitem()[1].close()
+
+
 def job(data_dir: Path, job_id: str, settings: Settings | None = None) -> dict:
     """Read the job record straight from the database (a CLI call would poll too slowly)."""
-    app = Tagloop(settings or Settings(data_dir=data_dir))
-    try:
-        return app.jobs.show(job_id)
-    finally:
-        app.close()
+    return reading_app(settings or Settings(data_dir=data_dir)).jobs.show(job_id)
 
 
 @pytest.fixture(params=["local", "procrastinate"])
@@ -78,7 +99,7 @@ def test_training_survives_a_killed_worker(tmp_path, crash_env):
     kill_at = 0.1  # in the middle of training (counting the words of the documents)
     data_dir = tmp_path / "data"
     small = synthetic_csv(tmp_path / "small.csv", 300, seed=1)
-    big = synthetic_csv(tmp_path / "big.csv", 25_000, seed=2)
+    big = synthetic_csv(tmp_path / "big.csv", BIG, seed=2)
     env = crash_env
     settings = Settings(data_dir=data_dir, database_url=env.get("TAGLOOP_DATABASE_URL"))
     first = json.loads(run(data_dir, "train", "crash", "--data", str(small), "--json", env=env))

@@ -11,9 +11,8 @@ import signal
 import time
 
 import pytest
-from tests.jobs.test_crash_recovery import run, synthetic_csv, tagloop
+from tests.jobs.test_crash_recovery import BIG, close_readers, reading_app, run, synthetic_csv, tagloop
 
-from tagloop.app import Tagloop
 from tagloop.settings import Settings
 
 
@@ -25,19 +24,18 @@ def crash_env(request, tmp_path) -> dict[str, str]:
     return env
 
 
+__all__ = ["close_readers"]  # the autouse fixture closing the apps of ``reading_app``
+
+
 def iteration(settings: Settings, name: str) -> dict:
-    app = Tagloop(settings)
-    try:
-        return app.iterations.get("crash", name)
-    finally:
-        app.close()
+    return reading_app(settings).iterations.get("crash", name)
 
 
 def test_an_iteration_survives_a_killed_worker(tmp_path, crash_env):
     data_dir = tmp_path / "data"
     env = crash_env
     settings = Settings(data_dir=data_dir, database_url=env.get("TAGLOOP_DATABASE_URL"))
-    big = synthetic_csv(tmp_path / "big.csv", 25_000, seed=2)
+    big = synthetic_csv(tmp_path / "big.csv", BIG, seed=2)
     assert (
         json.loads(run(data_dir, "train", "crash", "--data", str(big), "--json", env=env))["status"]
         == "TRAINED"
@@ -50,11 +48,7 @@ def test_an_iteration_survives_a_killed_worker(tmp_path, crash_env):
         deadline = time.monotonic() + 120
         while True:
             state = iteration(settings, started["iteration"])
-            app = Tagloop(settings)
-            try:
-                job = app.jobs.show(started["job_id"])
-            finally:
-                app.close()
+            job = reading_app(settings).jobs.show(started["job_id"])
             if job["status"] == "IN_PROGRESS" and job["progress"] >= 0.1:  # the challenger trains
                 break
             assert state["status"] == "TRAINING", state
@@ -80,8 +74,4 @@ def test_an_iteration_survives_a_killed_worker(tmp_path, crash_env):
     assert done["metrics"]["champion"] is not None and done["metrics"]["challenger"] is not None
     versions = {v["version"]: v for v in json.loads(run(data_dir, "versions", "crash", "--json", env=env))}
     assert set(versions) == {"v1", "v2"} and versions["v2"]["status"] == "TRAINED"  # no second challenger
-    app = Tagloop(settings)
-    try:
-        assert app.jobs.show(started["job_id"])["attempts"] == 2
-    finally:
-        app.close()
+    assert reading_app(settings).jobs.show(started["job_id"])["attempts"] == 2
