@@ -136,7 +136,7 @@ def labels_table(name: str, result: dict[str, Any], setup: Setup) -> tuple[list[
     random_mean = random_reach["mean"] if random_reach else None
     best_name, best_mean = None, None
     for strategy_name, figures in result["strategies"].items():
-        reach95, reach99 = figures["to_reach"]["95%"], figures["to_reach"]["99%"]
+        reach95, reach99 = figures["to_reach"]["95%"], figures["to_reach"].get("99%")
         mean = reach95["mean"]
         if mean is not None and (best_mean is None or mean < best_mean):
             best_name, best_mean = strategy_name, mean
@@ -149,7 +149,7 @@ def labels_table(name: str, result: dict[str, Any], setup: Setup) -> tuple[list[
         final = figures["final"]
         rows.append(
             f"| {strategy_name} | {reach_cell(reach95, setup.budget)} | "
-            f"{reach_cell(reach99, setup.budget)} | {versus} | "
+            f"{reach_cell(reach99, setup.budget) if reach99 else 'not run (--only-95)'} | {versus} | "
             f"{final['accuracy']:.4f} at {final['labels']:,.0f} |"
         )
     verdict: dict[str, Any] = {"dataset": name, "best": best_name, "best_labels": best_mean}
@@ -259,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch", type=int, default=None, help="documents per step (default: per dataset)")
     parser.add_argument(
+        "--only-95",
+        action="store_true",
+        help="measure the 95 %% target only: each run stops there (random, which never reaches 99 %% "
+        "on 20ng, then stops near 2,000 labels instead of the budget; halves a small-batch run)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -297,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
             strategies = ("random", *strategies)
         train, test = read_csv(train_path), read_csv(test_path)
         plan = SimulationPlan(
-            strategies, setup.initial_per_label, setup.batch, setup.budget, repeats, stop_at_target=True
+            strategies,
+            setup.initial_per_label,
+            setup.batch,
+            setup.budget,
+            repeats,
+            targets=(REACH_TARGET,) if args.only_95 else (REACH_TARGET, 0.99),
+            stop_at_target=True,
         )
         began = time.perf_counter()
 
