@@ -85,7 +85,9 @@ def test_a_dropped_file_becomes_a_serving_endpoint_then_better_ones_are_promoted
     assert "held-out documents" in second["reason"] and "it trained on left out" in second["reason"]
     assert tagloop.endpoints.serving("desk", refresh=True).version == "v2"
     assert [e["payload"]["to"] for e in tagloop.loops.events(kind="version.promoted")] == ["v1", "v2"]
-    assert len(events(tagloop, "endpoint.deployed")) == 1  # a promotion is version.promoted, as everywhere
+    # the promotion moved the following endpoint: told of as a deploy job tells of one
+    _created, moved = events(tagloop, "endpoint.deployed")
+    assert (moved["endpoint"], moved["version"], moved["previous"]) == ("desk", "v2", "v1")
 
     # that file put back (its time kept: the same fingerprint) is a new drop once its job ended;
     # the same data again makes no change: kept

@@ -54,6 +54,16 @@ def test_promote_repoints_following_endpoints_only_and_rollback_undoes_it(desk):
     back = desk.loops.rollback("desk")
     assert (back["champion"], back["previous"], back["reason"]) == ("v2", "v1", "rollback")
     assert desk.endpoints.show("follows")["version"] == "v2"
+    # every move of a following endpoint is told of as a deploy job tells of one (notifications);
+    # the pinned endpoint and the promotion that changed nothing add none
+    deploys = [e["payload"] for e in desk.loops.events(kind="endpoint.deployed")]
+    assert [(d["endpoint"], d["version"], d["previous"]) for d in deploys] == [
+        ("follows", "v2", None),
+        ("pinned", "v2", None),
+        ("follows", "v1", "v2"),
+        ("follows", "v2", "v1"),
+    ]
+    assert deploys[-1]["status"] == "IN_SERVICE" and "F1Score" in deploys[-1]["metrics"]
     history = desk.loops.history("desk")
     assert [(h["from"], h["to"], h["reason"]) for h in history] == [
         ("v1", "v2", "rollback"),

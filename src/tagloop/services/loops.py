@@ -24,6 +24,7 @@ from tagloop.domain.strategies import strategy
 from tagloop.errors import InvalidRequest, NotFound, ResourceUnavailable
 from tagloop.services.catalog import version_summary
 from tagloop.services.model_cache import ModelCache
+from tagloop.services.notify_events import record_deployment
 from tagloop.storage.database import Database
 from tagloop.storage.events import EventRepository
 from tagloop.storage.loops import IterationRepository, LoopRepository
@@ -79,10 +80,13 @@ def promote_in(
     previous = versions.get(loop.active_version_id) if loop.active_version_id is not None else None
     LoopRepository(session).set_champion(loop.id, version.id)
     moved = []
+    deployed: list[tuple[str, int]] = []  # (endpoint, the version it served before)
     now = utcnow()
     for endpoint in following_endpoints(session, classifier.id):
         if endpoint.version_id != version.id or endpoint.desired_version_id is not None:
             moved.append(endpoint.name)
+        if endpoint.version_id != version.id:
+            deployed.append((endpoint.name, endpoint.version_id))
         # a deploy job in flight finds desired_version_id changed and leaves the endpoint alone
         endpoint.version_id = version.id
         endpoint.desired_version_id = None
@@ -101,6 +105,8 @@ def promote_in(
         "endpoints": moved,
     }
     EventRepository(session).add(PROMOTED_EVENT, payload, classifier_id=classifier.id)
+    for name, previous_id in deployed:  # each endpoint now serving another version, as a deploy records
+        record_deployment(session, name, version.id, previous_id)
     return payload
 
 
