@@ -625,34 +625,60 @@ def _rows_of(docs: Sequence[Doc], labels: list[str]):
 
 
 def test_self_training_refits_on_the_unlabelled_rows_labelled_by_the_model(mc_split, ticket_labels):
-    labelled_docs, pool_docs = mc_split[0][:60], mc_split[0][60:]
+    n = 30  # few labelled documents: the second round's guesses differ from the first's
+    labelled_docs, pool_docs = mc_split[0][:n], mc_split[0][n:]
     _, everything, truth, keys = _rows_of([*labelled_docs, *pool_docs], ticket_labels)
-    features, unlabelled = everything[:60], everything[60:]
-    truth, keys = truth[:60], keys[:60]
+    features, unlabelled = everything[:n], everything[n:]
+    truth, keys = truth[:n], keys[:n]
     plain = tl.TfidfLinearParams()
     coef, intercept, calibration = tl.fit_linear(MC, ticket_labels, features, truth, keys, plain, 1)
-    # by hand: the pool labelled with the plain model's best label, then one fit on both
-    # by hand: the pool labelled with the plain model's best label, then one fit on both, a pool
-    # row counting self_training_weight (0.3) of a labelled one
-    guessed = (np.asarray(unlabelled @ coef.T) + intercept).argmax(axis=1)
-    rows = sp.vstack([features, unlabelled], format="csr")
-    target = np.concatenate([truth.argmax(axis=1), guessed])
     on = tl.TfidfLinearParams(self_training=True)
-    assert on.self_training_weight == 0.3
-    weight = np.concatenate([np.ones(60), np.full(unlabelled.shape[0], 0.3)])
-    hand = tl._fit_multiclass(rows, target, len(ticket_labels), plain, tl.SELF_TRAINING_TOL, weight)
+    assert (on.self_training_weight, on.self_training_share, on.self_training_rounds) == (0.5, 0.7, 2)
+
+    def by_hand(model_coef, model_intercept, share: float, weight: float):
+        """One round: the pool labelled with the model's best label, the ``share`` of it with
+        the widest gap between the two best decisions kept, one fit on both, a pool row counting
+        ``weight`` of a labelled one."""
+        decision = np.asarray(unlabelled @ model_coef.T) + model_intercept
+        ordered = np.sort(decision, axis=1)
+        gap = ordered[:, -1] - ordered[:, -2]
+        kept = np.sort(np.argsort(-gap, kind="stable")[: int(np.ceil(share * unlabelled.shape[0]))])
+        if share < 1:
+            assert len(kept) < unlabelled.shape[0] and gap[kept].min() >= np.delete(gap, kept).max()
+        rows = sp.vstack([features, unlabelled[kept]], format="csr")
+        target = np.concatenate([truth.argmax(axis=1), decision[kept].argmax(axis=1)])
+        weights = np.concatenate([np.ones(n), np.full(len(kept), weight)])
+        return tl._fit_multiclass(rows, target, len(ticket_labels), plain, tl.SELF_TRAINING_TOL, weights)
+
+    first = by_hand(coef, intercept, 0.7, 0.5)
+    hand = by_hand(*first, 0.7, 0.5)  # the second round labels the pool with the first's model
     st_coef, st_intercept, st_calibration = tl.fit_linear(
         MC, ticket_labels, features, truth, keys, on, 1, unlabelled=unlabelled
     )
     np.testing.assert_allclose(st_coef, hand[0])
     np.testing.assert_allclose(st_intercept, hand[1])
     assert not np.allclose(st_coef, coef)  # the pool changed the model
-    # at weight 1 a pool row counts as a labelled one: the unweighted fit
-    even = dataclasses.replace(on, self_training_weight=1.0)
+    assert not np.allclose(st_coef, first[0])  # and the second round changed it again
+    one_round, _, _ = tl.fit_linear(
+        MC,
+        ticket_labels,
+        features,
+        truth,
+        keys,
+        dataclasses.replace(on, self_training_rounds=1),
+        1,
+        unlabelled=unlabelled,
+    )
+    np.testing.assert_allclose(one_round, first[0])
+    # at weight 1 and share 1, one round: every pool row counts as a labelled one
+    even = dataclasses.replace(on, self_training_weight=1.0, self_training_share=1.0, self_training_rounds=1)
+    rows = sp.vstack([features, unlabelled], format="csr")
+    guessed = (np.asarray(unlabelled @ coef.T) + intercept).argmax(axis=1)
+    target = np.concatenate([truth.argmax(axis=1), guessed])
     unweighted = tl._fit_multiclass(rows, target, len(ticket_labels), plain, tl.SELF_TRAINING_TOL)
     even_coef, _, _ = tl.fit_linear(MC, ticket_labels, features, truth, keys, even, 1, unlabelled=unlabelled)
     np.testing.assert_allclose(even_coef, unweighted[0])
-    assert not np.allclose(even_coef, st_coef)  # the weight matters
+    np.testing.assert_allclose(even_coef, by_hand(coef, intercept, 1.0, 1.0)[0])
     assert st_calibration["self_trained"] == unlabelled.shape[0]
     assert st_calibration["temperature"] == calibration["temperature"]  # the labelled hold-out's
     # off, or without unlabelled rows, or multi-label: exactly the plain fit
@@ -693,10 +719,34 @@ def test_a_multiclass_fit_spread_over_threads_gives_the_one_thread_fit(mc_split,
     np.testing.assert_allclose(spread[1], one[1], atol=1e-4)
 
 
-def test_the_self_training_weight_is_a_share_of_a_labelled_document():
-    for bad in (0.0, -0.5, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="self_training_weight"):
-            tl.TfidfLinearParams(self_training=True, self_training_weight=bad)
+def test_the_self_training_settings_are_checked():
+    for name in ("self_training_weight", "self_training_share"):
+        for bad in (0.0, -0.5, 1.5, float("nan")):
+            with pytest.raises(ValueError, match=name):
+                tl.TfidfLinearParams(self_training=True, **{name: bad})
+    for bad_rounds in (0, -1, tl.MAX_SELF_TRAINING_ROUNDS + 1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="self_training_rounds"):
+            tl.TfidfLinearParams(self_training=True, self_training_rounds=bad_rounds)  # type: ignore[arg-type]
+
+
+def test_surest_rows_keep_the_widest_gaps_rounded_up_in_row_order():
+    decision = np.array(
+        [
+            [0.9, 0.1, 0.0],  # gap 0.8
+            [0.5, 0.4, 0.0],  # gap 0.1
+            [-1.0, 0.0, 1.0],  # gap 1.0
+            [0.3, 0.3, 0.2],  # gap 0.0
+            [0.0, 0.5, 0.0],  # gap 0.5
+        ]
+    )
+    assert tl.surest_rows(decision, 0.4).tolist() == [0, 2]
+    assert tl.surest_rows(decision, 0.5).tolist() == [0, 2, 4]  # 2.5 rows: rounded up
+    assert tl.surest_rows(decision, 0.6).tolist() == [0, 2, 4]
+    assert tl.surest_rows(decision, 1.0).tolist() == [0, 1, 2, 3, 4]
+    assert tl.surest_rows(decision, 0.01).tolist() == [2]
+    tied = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # every gap 1: the earlier rows
+    assert tl.surest_rows(tied, 0.5).tolist() == [0, 1]
+    assert tl.surest_rows(np.zeros((0, 3)), 0.7).tolist() == []
 
 
 def test_self_training_is_saved_and_a_model_saved_before_it_loads_with_it_off(mc_model):
