@@ -63,7 +63,13 @@ def test_loop_iterations_promotion_and_events(served):
         events = client.get("/v1/events", params={"kind": "version.promoted"}, headers=admin).json()
         assert [e["payload"]["to"] for e in events] == ["v1", done["challenger"], "v1"]  # first: create
         later = client.get("/v1/events", params={"after": events[1]["id"]}, headers=admin).json()
-        assert [e["id"] for e in later] == [events[2]["id"]]
+        # each promotion moved the following endpoint: told of as a deploy (the pinned one stays)
+        assert [(e["kind"], e["payload"].get("endpoint")) for e in later] == [
+            ("endpoint.deployed", "desk"),
+            ("version.promoted", None),
+            ("endpoint.deployed", "desk"),
+        ]
+        assert later[1]["id"] == events[2]["id"] and later[2]["payload"]["version"] == "v1"
         pinned = client.patch("/v1/endpoints/desk", json={"follows": False}, headers=admin).json()
         assert pinned["follows"] is False
 
