@@ -35,6 +35,7 @@ from scipy.special import expit, log_softmax
 from tagloop.domain.metrics import indicator
 from tagloop.domain.records import Mode
 from tagloop.domain.splitting import stratification_keys, stratified_holdout
+from tagloop.domain.strategies import margin
 from tagloop.errors import Stopped, TrainingFailed
 from tagloop.recipes.base import Progress, pack
 from tagloop.recipes.ngram_features import TOKEN_PATTERN, NgramFeatures
@@ -728,13 +729,14 @@ def self_trained(
         )
     from sklearn.exceptions import ConvergenceWarning
 
+    labelled_target, labelled_weight = truth.argmax(axis=1), np.ones(features.shape[0])
     fitted: Fitted = (coef, intercept)
     for _ in range(params.self_training_rounds):
         guessed = np.asarray(unlabelled @ fitted[0].T).reshape(unlabelled.shape[0], -1) + fitted[1]
         kept = surest_rows(guessed, params.self_training_share)
-        target = np.concatenate([truth.argmax(axis=1), guessed[kept].argmax(axis=1)])
+        target = np.concatenate([labelled_target, guessed[kept].argmax(axis=1)])
         rows = sp.vstack([features, unlabelled[kept]], format="csr")
-        weight = np.concatenate([np.ones(features.shape[0]), np.full(len(kept), params.self_training_weight)])
+        weight = np.concatenate([labelled_weight, np.full(len(kept), params.self_training_weight)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             fitted = _fit_multiclass_threads(
@@ -750,8 +752,7 @@ def surest_rows(decision: np.ndarray, share: float) -> np.ndarray:
     keep = min(n, math.ceil(share * n - 1e-9))
     if keep >= n or decision.shape[1] < 2:
         return np.arange(n)
-    top2 = -np.partition(-decision, 1, axis=1)[:, :2]
-    gap = top2[:, 0] - top2[:, 1]
+    gap = -margin(decision)  # margin sampling's measure: minus the gap of the two best
     return np.sort(np.argsort(-gap, kind="stable")[:keep])
 
 
